@@ -1,0 +1,1 @@
+//! Baselines: what normal looked like before the deploy.

@@ -1,0 +1,250 @@
+//! Detector configuration: the false-alarm budget, windows, effect-size floors and metric
+//! directions. Every value has a documented default and is range-checked by
+//! [`Config::validate`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Which way a metric moving is harmful.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Higher is worse (error rate, latency).
+    Up,
+    /// Lower is worse (throughput).
+    Down,
+    /// Both directions are watched (unknown metrics).
+    Both,
+}
+
+impl Direction {
+    /// The harmful direction of a metric by its name, before any configuration:
+    /// `error_rate`, `errors` and `*_latency_ms` go up, `request_rate` and `requests` go
+    /// down, anything else is watched both ways.
+    pub fn default_for(metric: &str) -> Direction {
+        match metric {
+            "error_rate" | "errors" => Direction::Up,
+            "request_rate" | "requests" | "throughput" => Direction::Down,
+            m if m.ends_with("_latency_ms") || m.ends_with("_latency") => Direction::Up,
+            _ => Direction::Both,
+        }
+    }
+}
+
+/// Per-metric overrides.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricConfig {
+    /// Harmful direction; by default from [`Direction::default_for`].
+    pub direction: Option<Direction>,
+    /// Smallest absolute change (in the metric's own unit) that can count as a regression.
+    pub min_absolute_effect: Option<f64>,
+    /// Smallest change relative to the baseline level that can count as a regression.
+    pub min_relative_effect: Option<f64>,
+    /// Do not watch this metric at all.
+    pub ignore: bool,
+}
+
+/// Configuration of the detection engine. `Config::default()` is what `watchdog replay`
+/// uses without `--config`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Target probability that a healthy deploy is called a regression (per deploy, all
+    /// metrics together). Default 0.01. The detector thresholds are derived from it.
+    pub false_alarm_rate: f64,
+    /// How long after a deploy its effects are watched. Default 1800 s (30 min). A watch
+    /// also ends when the next deploy of the same service arrives, or at the end of the data.
+    pub monitoring_window_secs: u64,
+    /// How far before the deploy the baseline reaches. Default 3600 s.
+    pub baseline_window_secs: u64,
+    /// Fewest baseline samples for a verdict. Default 12.
+    pub min_baseline_samples: usize,
+    /// Samples may arrive this late (event time) and still be used. Default 120 s.
+    pub allowed_lateness_secs: u64,
+    /// Default smallest relative change that can count as a regression. Default 0.10.
+    pub min_relative_effect: f64,
+    /// Shift, in baseline standard deviations, that the sequential test is tuned to find
+    /// fastest. Smaller shifts are still found, only later. Default 1.5.
+    pub design_shift_sigmas: f64,
+    /// A watch with a gap longer than this many typical sample intervals is called gappy.
+    /// Default 5.
+    pub max_gap_intervals: f64,
+    /// Most samples kept per metric and series (the baseline uses the latest ones).
+    /// Default 2048.
+    pub max_history: usize,
+    /// Most log events kept per series for signature evidence. Default 20000.
+    pub max_log_history: usize,
+    /// Per-metric overrides, by metric name.
+    pub metrics: BTreeMap<String, MetricConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            false_alarm_rate: 0.01,
+            monitoring_window_secs: 1800,
+            baseline_window_secs: 3600,
+            min_baseline_samples: 12,
+            allowed_lateness_secs: 120,
+            min_relative_effect: 0.10,
+            design_shift_sigmas: 1.5,
+            max_gap_intervals: 5.0,
+            max_history: 2048,
+            max_log_history: 20_000,
+            metrics: BTreeMap::new(),
+        }
+    }
+}
+
+/// Absolute effect floors of the known metrics, in their own units. Only `error_rate` has
+/// one by default (half a percentage point): it is a fraction, so the floor does not depend
+/// on anyone's choice of unit, and a rise from 0.1 % to 0.3 % is not worth a page.
+fn default_min_absolute_effect(metric: &str) -> f64 {
+    match metric {
+        "error_rate" => 0.005,
+        _ => 0.0,
+    }
+}
+
+impl Config {
+    /// Checks every value's range.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first field out of range and its value.
+    pub fn validate(&self) -> Result<(), Error> {
+        let in_open = |field: &str, v: f64, lo: f64, hi: f64| -> Result<(), Error> {
+            if v.is_finite() && v > lo && v < hi {
+                Ok(())
+            } else {
+                Err(Error::config(
+                    field,
+                    format!("must be between {lo} and {hi} (exclusive), got {v}"),
+                ))
+            }
+        };
+        in_open("false_alarm_rate", self.false_alarm_rate, 0.0, 0.5)?;
+        in_open(
+            "min_relative_effect",
+            self.min_relative_effect,
+            -1e-12,
+            100.0,
+        )?;
+        in_open("design_shift_sigmas", self.design_shift_sigmas, 0.0, 20.0)?;
+        in_open("max_gap_intervals", self.max_gap_intervals, 1.0, 1e6)?;
+        if self.monitoring_window_secs == 0 {
+            return Err(Error::config(
+                "monitoring_window_secs",
+                "must be at least 1, got 0",
+            ));
+        }
+        if self.baseline_window_secs == 0 {
+            return Err(Error::config(
+                "baseline_window_secs",
+                "must be at least 1, got 0",
+            ));
+        }
+        if self.min_baseline_samples < 3 {
+            return Err(Error::config(
+                "min_baseline_samples",
+                format!("must be at least 3, got {}", self.min_baseline_samples),
+            ));
+        }
+        if self.max_history < 16 {
+            return Err(Error::config(
+                "max_history",
+                format!("must be at least 16, got {}", self.max_history),
+            ));
+        }
+        for (name, m) in &self.metrics {
+            if let Some(v) = m.min_absolute_effect {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(Error::config(
+                        format!("metrics.{name}.min_absolute_effect"),
+                        format!("must be a finite number >= 0, got {v}"),
+                    ));
+                }
+            }
+            if let Some(v) = m.min_relative_effect {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(Error::config(
+                        format!("metrics.{name}.min_relative_effect"),
+                        format!("must be a finite number >= 0, got {v}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The harmful direction of `metric` after configuration.
+    pub fn direction(&self, metric: &str) -> Direction {
+        self.metrics
+            .get(metric)
+            .and_then(|m| m.direction)
+            .unwrap_or_else(|| Direction::default_for(metric))
+    }
+
+    /// Whether `metric` is watched at all.
+    pub fn watched(&self, metric: &str) -> bool {
+        !self.metrics.get(metric).is_some_and(|m| m.ignore)
+    }
+
+    /// Absolute effect floor of `metric`, in its own unit.
+    pub fn min_absolute_effect(&self, metric: &str) -> f64 {
+        self.metrics
+            .get(metric)
+            .and_then(|m| m.min_absolute_effect)
+            .unwrap_or_else(|| default_min_absolute_effect(metric))
+    }
+
+    /// Relative effect floor of `metric`.
+    pub fn min_relative_effect(&self, metric: &str) -> f64 {
+        self.metrics
+            .get(metric)
+            .and_then(|m| m.min_relative_effect)
+            .unwrap_or(self.min_relative_effect)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn out_of_range_names_field_and_value() {
+        let c = Config {
+            false_alarm_rate: 1.7,
+            ..Config::default()
+        };
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("false_alarm_rate") && msg.contains("1.7"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn directions_follow_names_and_overrides() {
+        let mut c = Config::default();
+        assert_eq!(c.direction("p99_latency_ms"), Direction::Up);
+        assert_eq!(c.direction("request_rate"), Direction::Down);
+        assert_eq!(c.direction("queue_depth"), Direction::Both);
+        c.metrics.insert(
+            "queue_depth".into(),
+            MetricConfig {
+                direction: Some(Direction::Up),
+                ..MetricConfig::default()
+            },
+        );
+        assert_eq!(c.direction("queue_depth"), Direction::Up);
+    }
+}

@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+
+pub mod baseline;
+pub mod config;
+pub mod correlation;
+pub mod detector;
+pub mod error;
+pub mod samples;
+pub mod scenarios;
+pub mod signatures;
+pub mod stats;
+pub mod time;
+pub mod verdict;
+
+pub use config::{Config, Direction, MetricConfig};
+pub use correlation::{Engine, EngineStats, MetricTrace};
+pub use error::Error;
+pub use samples::{Deploy, LogEvent, LogLevel, Sample};
+pub use time::Timestamp;
+pub use verdict::{
+    CountEvidence, DeployVerdict, InconclusiveCause, MetricEvidence, MetricStatus, SignatureChange,
+    SignatureEvidence, Summary, TestKind, VerdictKind, WatchEnd, WatchWindow,
+};

@@ -1,0 +1,1 @@
+//! Log signatures (placeholder until the template miner lands).

@@ -1,0 +1,265 @@
+//! Small, dependency-free statistics used by the detectors: order statistics, robust
+//! location and scale, the normal distribution, and the binomial/Poisson tails.
+
+/// Median of `values` (reorders the slice). `NaN` for an empty slice.
+pub fn median_in_place(values: &mut [f64]) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let mid = n / 2;
+    let (_, hi, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
+    let hi = *hi;
+    if n % 2 == 1 {
+        hi
+    } else {
+        let lo = values[..mid]
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        (lo + hi) / 2.0
+    }
+}
+
+/// Median of `values` without touching them.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    median_in_place(&mut v)
+}
+
+/// Mean of `values`; `NaN` when empty.
+pub fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// Robust location and scale: the median, and the standard deviation of the values after
+/// winsorizing them at `median ± 3·MAD·1.4826`.
+///
+/// Why this estimator: the MAD alone ignores 63 % of the information in normal data
+/// (37 % efficiency), so thresholds built on it wobble from deploy to deploy; the plain
+/// standard deviation is blown up by a single spike. Winsorizing at three robust standard
+/// deviations leaves clean normal data essentially untouched (efficiency above 90 %) while
+/// a spike contributes at most three MADs. When more than half the values are equal the
+/// MAD is zero; the winsorized deviation then falls back to the plain one, which is what a
+/// mostly-constant series with rare excursions really has.
+pub fn robust_location_scale(values: &[f64]) -> (f64, f64) {
+    let n = values.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut buf = values.to_vec();
+    let med = median_in_place(&mut buf);
+    for v in buf.iter_mut() {
+        *v = (*v - med).abs();
+    }
+    let mad = median_in_place(&mut buf) * 1.4826;
+    if n < 2 {
+        return (med, 0.0);
+    }
+    let (lo, hi) = if mad > 0.0 {
+        (med - 3.0 * mad, med + 3.0 * mad)
+    } else {
+        (f64::NEG_INFINITY, f64::INFINITY)
+    };
+    let clipped = values.iter().map(|v| v.clamp(lo, hi));
+    let m = clipped.clone().sum::<f64>() / n as f64;
+    let var = clipped.map(|v| (v - m) * (v - m)).sum::<f64>() / (n - 1) as f64;
+    (med, var.sqrt())
+}
+
+/// Lag-1 autocorrelation of `values` around `center`, each value clipped to
+/// `center ± clip` first so that one spike cannot fake or hide correlation.
+pub fn lag1_autocorrelation(values: &[f64], center: f64, clip: f64) -> f64 {
+    if values.len() < 3 || clip <= 0.0 || !clip.is_finite() {
+        return 0.0;
+    }
+    let d: Vec<f64> = values
+        .iter()
+        .map(|v| (v - center).clamp(-clip, clip))
+        .collect();
+    let m = mean(&d);
+    let num: f64 = d.windows(2).map(|w| (w[0] - m) * (w[1] - m)).sum();
+    let den: f64 = d.iter().map(|v| (v - m) * (v - m)).sum();
+    if den <= 0.0 {
+        0.0
+    } else {
+        num / den
+    }
+}
+
+/// Quantile function of the standard normal distribution.
+///
+/// Acklam's rational approximation (relative error below 1.2e-9 over the whole range),
+/// which is plenty for turning false-alarm budgets into thresholds.
+pub fn normal_quantile(p: f64) -> f64 {
+    if p <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if p >= 1.0 {
+        return f64::INFINITY;
+    }
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let p_low = 0.02425;
+    if p < p_low {
+        let q = (-2.0 * p.ln()).sqrt();
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    } else if p <= 1.0 - p_low {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    } else {
+        -normal_quantile(1.0 - p)
+    }
+}
+
+/// Upper tail of the standard normal, `P(Z > z)`.
+///
+/// Uses the complementary error function of W. J. Cody's style rational fit as given in
+/// Numerical Recipes' `erfcc` (fractional error below 1.2e-7).
+pub fn normal_sf(z: f64) -> f64 {
+    0.5 * erfc(z / std::f64::consts::SQRT_2)
+}
+
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+/// Natural log of the gamma function (Lanczos approximation, g = 7, n = 9).
+pub fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut a = G[0];
+    let t = x + 7.5;
+    for (i, g) in G.iter().enumerate().skip(1) {
+        a += g / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+/// `P(X >= k)` for `X ~ Binomial(n, p)`, summed exactly in log space (n up to a few
+/// million is fine; the sum stops once terms no longer matter).
+pub fn binomial_sf(k: u64, n: u64, p: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n || p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return 1.0;
+    }
+    let ln_p = p.ln();
+    let ln_q = (1.0 - p).ln();
+    let ln_choose = |i: u64| {
+        ln_gamma(n as f64 + 1.0) - ln_gamma(i as f64 + 1.0) - ln_gamma((n - i) as f64 + 1.0)
+    };
+    let mut total = 0.0;
+    let mut i = k;
+    while i <= n {
+        let term = (ln_choose(i) + i as f64 * ln_p + (n - i) as f64 * ln_q).exp();
+        total += term;
+        if term < total * 1e-12 && i as f64 > n as f64 * p {
+            break;
+        }
+        i += 1;
+    }
+    total.min(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_odd_even() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn robust_scale_ignores_a_spike() {
+        let mut v: Vec<f64> = (0..100).map(|i| (i % 10) as f64).collect();
+        let (_, clean) = robust_location_scale(&v);
+        v[50] = 1e6;
+        let (_, spiked) = robust_location_scale(&v);
+        assert!((spiked - clean).abs() / clean < 0.2, "{clean} vs {spiked}");
+    }
+
+    #[test]
+    fn normal_quantile_matches_known_values() {
+        assert!((normal_quantile(0.975) - 1.959_964).abs() < 1e-5);
+        assert!((normal_quantile(0.01) + 2.326_348).abs() < 1e-5);
+        assert!((normal_sf(1.959_964) - 0.025).abs() < 1e-6);
+    }
+
+    #[test]
+    fn binomial_tail_matches_hand_computation() {
+        // P(X >= 2) for Binomial(3, 0.5) = 4/8.
+        assert!((binomial_sf(2, 3, 0.5) - 0.5).abs() < 1e-9);
+        assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-9);
+    }
+}

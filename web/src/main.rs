@@ -1,0 +1,2 @@
+//! WatchDog web app (to be built with Trunk).
+fn main() {}
