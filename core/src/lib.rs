@@ -5,6 +5,8 @@ pub mod config;
 pub mod correlation;
 pub mod detector;
 pub mod error;
+pub mod explain;
+pub mod export;
 pub mod samples;
 pub mod scenarios;
 pub mod signatures;
