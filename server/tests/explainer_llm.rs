@@ -1,0 +1,221 @@
+//! The explainer against a real OpenAI-compatible HTTP server on loopback: a good
+//! rephrasing is used; a changed number, a timeout, an HTTP error or a malformed answer
+//! fall back to the local text with the reason.
+
+#[allow(dead_code)]
+#[path = "../src/explainer.rs"]
+mod explainer;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use explainer::{Explainer, ExplainerConfig, ExplainerMode, ExplanationSource};
+use serde_json::{json, Value};
+use watchdog_core::explain::explain;
+use watchdog_core::DeployVerdict;
+
+type Seen = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
+
+fn completion(content: &str) -> Value {
+    json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "test-model",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": content}}]
+    })
+}
+
+/// `/{behaviour}/v1/chat/completions`, where the behaviour is `good`, `changed`, `slow`,
+/// `e500`, `garbage` or `empty`.
+async fn chat(
+    State(seen): State<Seen>,
+    Path(behaviour): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<Value>,
+) -> Response {
+    seen.lock().unwrap().push((headers, req.clone()));
+    let original = req["messages"][1]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    match behaviour.as_str() {
+        // Same facts and figures, different wording.
+        "good" => Json(completion(&format!(
+            "In short: {}",
+            original.replace("was followed by a regression", "caused a regression")
+        )))
+        .into_response(),
+        "changed" => Json(completion(&original.replace("6.2%", "6.8%"))).into_response(),
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Json(completion(&original)).into_response()
+        }
+        "e500" => (StatusCode::INTERNAL_SERVER_ERROR, "model not loaded").into_response(),
+        "garbage" => (StatusCode::OK, "<html>not json</html>").into_response(),
+        _ => Json(completion("   ")).into_response(),
+    }
+}
+
+async fn llm_server() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let app = Router::new()
+        .route("/{behaviour}/v1/chat/completions", post(chat))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), seen)
+}
+
+fn verdict() -> DeployVerdict {
+    serde_json::from_value(json!({
+        "deploy_id": "v1.4.2", "service": "checkout", "environment": "production",
+        "deployed_at": "2026-03-30T19:30:00Z", "verdict": "regression",
+        "detected_at": "2026-03-30T19:33:00Z", "reason": "error_rate rose",
+        "inconclusive_cause": null, "needed": null,
+        "window": {"baseline_from": "2026-03-30T18:30:00Z", "baseline_samples": 60,
+                   "watched_until": "2026-03-30T19:33:00Z", "watched_secs": 180.0,
+                   "samples_after": 6, "ended_by": "detection"},
+        "evidence": [{
+            "metric": "error_rate", "direction": "up", "status": "regressed", "test": "cusum",
+            "baseline": {"n": 60, "median": 0.005, "mean": 0.005, "spread": 0.002},
+            "observed": {"n": 6, "median": 0.062, "mean": 0.062, "spread": 0.004},
+            "effect_absolute": 0.057, "effect_relative": 11.4, "effect_sigmas": 28.5,
+            "min_effect": 0.005, "change_started_at": "2026-03-30T19:31:00Z",
+            "detected_at": "2026-03-30T19:33:00Z", "statistic": 48.2, "threshold": 5.3,
+            "autocorrelation": 0.1, "counts": null, "note": null
+        }],
+        "signatures": [], "warnings": [], "false_alarm_rate": 0.01
+    }))
+    .unwrap()
+}
+
+fn llm(base: &str, behaviour: &str, timeout_ms: u64) -> Explainer {
+    Explainer::new(ExplainerConfig {
+        mode: ExplainerMode::Llm,
+        url: Some(format!("{base}/{behaviour}")),
+        model: "test-model".into(),
+        api_key: Some("sk-test".into()),
+        timeout: Duration::from_millis(timeout_ms),
+    })
+}
+
+#[tokio::test]
+async fn a_rephrasing_that_keeps_every_number_is_used() {
+    let (base, seen) = llm_server().await;
+    let v = verdict();
+    let out = llm(&base, "good", 5000).explain(&v).await;
+    assert_eq!(
+        out.source,
+        ExplanationSource::Llm,
+        "{:?}",
+        out.fallback_reason
+    );
+    assert_eq!(out.fallback_reason, None);
+    assert_eq!(out.model.as_deref(), Some("test-model"));
+    assert!(
+        out.text.starts_with("In short: checkout v1.4.2"),
+        "{}",
+        out.text
+    );
+    assert!(out.text.contains("caused a regression"), "{}", out.text);
+    assert_eq!(out.local, explain(&v));
+
+    let (headers, req) = seen.lock().unwrap()[0].clone();
+    assert_eq!(headers["authorization"], "Bearer sk-test");
+    assert_eq!(req["model"], "test-model");
+    assert_eq!(req["stream"], false);
+    assert_eq!(req["messages"][0]["role"], "system");
+    assert_eq!(req["messages"][1]["content"], explain(&v).to_text());
+}
+
+#[tokio::test]
+async fn failures_fall_back_to_the_local_text_with_the_reason() {
+    let (base, _seen) = llm_server().await;
+    let v = verdict();
+    let local = explain(&v).to_text();
+    for (behaviour, timeout_ms, reason) in [
+        (
+            "changed",
+            5000,
+            "rephrasing changed the numbers (dropped: [6.2]; added: [6.8])",
+        ),
+        ("slow", 300, "timed out after 300 ms"),
+        ("e500", 5000, "HTTP 500: model not loaded"),
+        ("garbage", 5000, "answer is not a chat completion"),
+        ("empty", 5000, "answer has no text"),
+    ] {
+        let out = llm(&base, behaviour, timeout_ms).explain(&v).await;
+        assert_eq!(out.source, ExplanationSource::Local, "{behaviour}");
+        assert_eq!(out.text, local, "{behaviour}");
+        assert_eq!(out.model.as_deref(), Some("test-model"));
+        let got = out.fallback_reason.unwrap_or_default();
+        assert!(got.starts_with(reason), "{behaviour}: {got}");
+        assert!(!got.contains("sk-test"));
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_falls_back() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let out = llm(&base, "good", 2000).explain(&verdict()).await;
+    assert_eq!(out.source, ExplanationSource::Local);
+    assert!(out.fallback_reason.unwrap().starts_with("request failed"));
+}
+
+#[tokio::test]
+async fn local_mode_never_calls_out() {
+    let ex = Explainer::new(ExplainerConfig::default());
+    assert_eq!(ex.mode(), "local");
+    let out = ex.explain(&verdict()).await;
+    assert_eq!(out.source, ExplanationSource::Local);
+    assert_eq!((out.model, out.fallback_reason), (None, None));
+}
+
+#[test]
+fn configuration_from_the_environment_variables() {
+    let cfg = |pairs: &[(&str, &str)]| {
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ExplainerConfig::from_vars(move |k| {
+            owned.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    };
+    let auto_local = cfg(&[]).unwrap();
+    assert_eq!(Explainer::new(auto_local.clone()).mode(), "local");
+    assert_eq!(auto_local.timeout, Duration::from_millis(8000));
+    assert_eq!(auto_local.model, "llama3.2");
+
+    let auto_llm = cfg(&[
+        ("WATCHDOG_LLM_URL", "http://127.0.0.1:11434"),
+        ("WATCHDOG_LLM_MODEL", "qwen2.5"),
+        ("WATCHDOG_LLM_TIMEOUT_MS", "2500"),
+        ("WATCHDOG_LLM_API_KEY", "sk-secret"),
+    ])
+    .unwrap();
+    assert_eq!(Explainer::new(auto_llm.clone()).mode(), "llm");
+    assert_eq!(auto_llm.timeout, Duration::from_millis(2500));
+    assert!(!format!("{auto_llm:?}").contains("sk-secret"));
+
+    let forced_local = cfg(&[
+        ("WATCHDOG_EXPLAINER", "local"),
+        ("WATCHDOG_LLM_URL", "http://x"),
+    ])
+    .unwrap();
+    assert_eq!(Explainer::new(forced_local).mode(), "local");
+
+    let err = cfg(&[("WATCHDOG_EXPLAINER", "llm")]).unwrap_err();
+    assert!(err.contains("WATCHDOG_LLM_URL"), "{err}");
+    let err = cfg(&[("WATCHDOG_EXPLAINER", "gpt")]).unwrap_err();
+    assert!(err.contains("\"gpt\""), "{err}");
+    let err = cfg(&[("WATCHDOG_LLM_TIMEOUT_MS", "soon")]).unwrap_err();
+    assert!(err.contains("\"soon\""), "{err}");
+}
