@@ -91,8 +91,9 @@ fn rose_or_fell(e: &MetricEvidence) -> &'static str {
     }
 }
 
-/// The strongest signature: new before surging, then by score.
-pub(crate) fn dominant_signature(v: &DeployVerdict) -> Option<&SignatureEvidence> {
+/// The log signature to lead with: new before surging, then the most severe level, then
+/// the strongest rise.
+pub fn dominant_signature(v: &DeployVerdict) -> Option<&SignatureEvidence> {
     v.signatures.iter().max_by(|a, b| {
         let rank = |s: &SignatureEvidence| (s.change == SignatureChange::New, s.level);
         rank(a)

@@ -224,10 +224,10 @@ async fn slack_gets_block_kit_with_deltas_signature_timeline_and_link() {
     let button = &blocks[6]["elements"][0];
     assert_eq!(button["url"], "http://dash.example/incidents/42");
     assert_eq!(button["style"], "danger");
-    assert!(body["text"]
-        .as_str()
-        .unwrap()
-        .contains("error rate 0.5% → 6.2%"));
+    assert_eq!(
+        body["text"],
+        "🔴 CRITICAL: checkout v1.4.2 (production): regression, error rate 0.5% → 6.2% (12.4x)"
+    );
 }
 
 #[tokio::test]

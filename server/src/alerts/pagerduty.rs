@@ -3,6 +3,7 @@
 //! acknowledged, `resolve` when it is resolved.
 
 use serde_json::{json, Map, Value};
+use watchdog_core::explain::dominant_signature;
 use watchdog_core::explain::{format_change, format_value, Severity};
 use watchdog_core::export::timeline;
 
@@ -58,7 +59,7 @@ pub(super) fn payload(routing_key: &str, ev: &AlertEvent) -> Value {
             .to_lowercase()),
         );
     }
-    let signature = v.signatures.first().map(|s| {
+    let signature = dominant_signature(v).map(|s| {
         json!({
             "template": s.template,
             "change": s.change,

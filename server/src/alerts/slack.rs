@@ -2,6 +2,7 @@
 //! the dominant log signature, a timeline and a button back to the incident.
 
 use serde_json::{json, Value};
+use watchdog_core::explain::dominant_signature;
 use watchdog_core::explain::{
     format_change, format_delta, format_value, metric_label, relative_to_deploy, Severity,
 };
@@ -31,28 +32,19 @@ fn mrkdwn(text: &str, max: usize) -> Value {
 
 pub(super) fn payload(ev: &AlertEvent) -> Value {
     let v = &ev.verdict;
-    let head = match ev.kind {
+    let prefix = match ev.kind {
         AlertKind::Opened => format!(
-            "{} {} regression: {} {} ({})",
+            "{} {} regression",
             severity_mark(ev.severity),
-            ev.severity.as_str().to_uppercase(),
-            ev.service,
-            ev.deploy_id,
-            ev.environment
+            ev.severity.as_str().to_uppercase()
         ),
-        AlertKind::Resolved => format!(
-            "✅ Resolved: {} {} ({})",
-            ev.service, ev.deploy_id, ev.environment
-        ),
-        AlertKind::Updated => format!(
-            "{} Updated ({}): {} {} ({})",
-            severity_mark(ev.severity),
-            ev.status,
-            ev.service,
-            ev.deploy_id,
-            ev.environment
-        ),
+        AlertKind::Resolved => "✅ Resolved".to_string(),
+        AlertKind::Updated => format!("{} Updated ({})", severity_mark(ev.severity), ev.status),
     };
+    let head = format!(
+        "{prefix}: {} {} ({})",
+        ev.service, ev.deploy_id, ev.environment
+    );
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&head, HEADER_MAX), "emoji": true}}),
         json!({"type": "section", "text": mrkdwn(
@@ -91,7 +83,7 @@ pub(super) fn payload(ev: &AlertEvent) -> Value {
         blocks.push(json!({"type": "section", "fields": fields}));
     }
 
-    if let Some(s) = v.signatures.first() {
+    if let Some(s) = dominant_signature(v) {
         let text = format!(
             "*Dominant log signature* ({}, {}, {}× after the deploy, first {}):\n`{}`\n> {}",
             match s.change {
@@ -146,7 +138,7 @@ pub(super) fn payload(ev: &AlertEvent) -> Value {
 
     json!({
         // Shown in notifications and by clients that cannot render blocks.
-        "text": truncate(&format!("{head}: {}", ev.explanation.headline), SECTION_MAX),
+        "text": truncate(&format!("{}: {}", prefix.trim_end_matches(" regression"), ev.explanation.headline), SECTION_MAX),
         "blocks": blocks,
     })
 }
