@@ -16,6 +16,15 @@ pub struct Cli {
 pub enum Command {
     /// Replay metrics, deploys and logs from files and print one verdict per deploy.
     Replay(ReplayArgs),
+    /// Run the server: HTTP ingestion, live verdicts, incidents, alerts and the web app.
+    Serve(ServeArgs),
+    /// Follow metric, deploy and log files as they grow (like tail -F), with the same
+    /// engine and store as `serve`.
+    Run(RunArgs),
+    /// Tell a WatchDog server about a deploy (for deploy scripts).
+    Notify(NotifyArgs),
+    /// Load-test a server's metric ingestion and report samples/s, latency and memory.
+    Loadgen(LoadgenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -35,4 +44,131 @@ pub struct ReplayArgs {
     /// How long each deploy is watched, in seconds (default 1800).
     #[arg(long, env = "WATCHDOG_MONITORING_WINDOW_SECS")]
     pub monitoring_window_secs: Option<u64>,
+}
+
+/// Settings shared by `serve` and `run` (docs/config.md).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerArgs {
+    /// Config file (TOML): server keys plus a `[detector]` table.
+    #[arg(long, env = "WATCHDOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the SQLite database (default ./state).
+    #[arg(long, env = "WATCHDOG_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "WATCHDOG_LISTEN")]
+    pub listen: Option<String>,
+    /// Built web app to serve, with SPA fallback (default ./dist).
+    #[arg(long, env = "WATCHDOG_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// Largest request body in bytes (default 33554432).
+    #[arg(long, env = "WATCHDOG_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// What moves the engine's watermark: wall (default) or data.
+    #[arg(long, env = "WATCHDOG_CLOCK", value_enum)]
+    pub clock: Option<crate::config::Clock>,
+    /// Dashboard base URL used in alert links.
+    #[arg(long, env = "WATCHDOG_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// SQLite durability: normal (default, survives process crashes) or full.
+    #[arg(long, env = "WATCHDOG_SQLITE_SYNCHRONOUS")]
+    pub sqlite_synchronous: Option<String>,
+    /// How long each deploy is watched, in seconds.
+    #[arg(long, env = "WATCHDOG_MONITORING_WINDOW_SECS")]
+    pub monitoring_window_secs: Option<u64>,
+    /// How far before a deploy the baseline reaches, in seconds.
+    #[arg(long, env = "WATCHDOG_BASELINE_WINDOW_SECS")]
+    pub baseline_window_secs: Option<u64>,
+    /// Bearer token required for ingestion and every change.
+    #[arg(long, env = "WATCHDOG_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Bearer token required for reads (reads are open when unset).
+    #[arg(long, env = "WATCHDOG_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+    /// Secret of the GitHub webhook (X-Hub-Signature-256).
+    #[arg(long, env = "WATCHDOG_GITHUB_SECRET", hide_env_values = true)]
+    pub github_secret: Option<String>,
+    /// Token of the GitLab webhook (X-Gitlab-Token).
+    #[arg(long, env = "WATCHDOG_GITLAB_TOKEN", hide_env_values = true)]
+    pub gitlab_token: Option<String>,
+    /// Accept writes without a token (local experiments only).
+    #[arg(long, env = "WATCHDOG_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Metric samples file to follow.
+    #[arg(long)]
+    pub metrics: PathBuf,
+    /// Deploy events file to follow.
+    #[arg(long)]
+    pub deploys: PathBuf,
+    /// Application log file to follow (JSON lines or plain text).
+    #[arg(long)]
+    pub logs: Option<PathBuf>,
+    /// Read the files to their end, close every watch and exit instead of following.
+    #[arg(long)]
+    pub once: bool,
+    /// Also serve the HTTP API and web app while following.
+    #[arg(long)]
+    pub serve: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// The release id, e.g. v1.4.2 or a commit sha.
+    #[arg(long)]
+    pub deploy_id: String,
+    /// Service deployed.
+    #[arg(long)]
+    pub service: String,
+    /// Environment deployed to.
+    #[arg(long)]
+    pub environment: String,
+    /// Deploy time (RFC 3339); now when omitted.
+    #[arg(long)]
+    pub timestamp: Option<String>,
+    /// Server base URL.
+    #[arg(long, env = "WATCHDOG_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// API token.
+    #[arg(long, env = "WATCHDOG_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadgenArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// API token.
+    #[arg(long, env = "WATCHDOG_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Samples per request (NDJSON lines).
+    #[arg(long, default_value_t = 5000)]
+    pub batch: usize,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Target samples per second in total (0 = as fast as the server takes them).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// How long to run, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub duration_secs: u64,
+    /// Distinct services the samples are spread over.
+    #[arg(long, default_value_t = 20)]
+    pub services: usize,
+    /// PID of the server, to sample its resident memory (Linux /proc).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }

@@ -4,11 +4,19 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
+pub mod loadgen;
+pub mod notify;
 pub mod replay;
+pub mod run;
+pub mod serve;
 
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Replay(args) => replay::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Notify(args) => notify::run(&args),
+        Command::Loadgen(args) => loadgen::run(&args),
     }
 }

@@ -1,9 +1,7 @@
 //! `watchdog`: the command line and server of WatchDog.
 
-mod cli;
-mod commands;
-
 use clap::Parser;
+use watchdog::{cli, commands};
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();

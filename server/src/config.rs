@@ -1,0 +1,210 @@
+//! Server configuration: a TOML file (`--config`), overridden by environment variables,
+//! overridden by flags (clap reads both). docs/config.md lists every key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::cli::ServerArgs;
+use crate::store::sqlite::Durability;
+
+/// A secret value: never printed, compared in constant time.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value; empty means unset.
+    pub fn new(value: impl Into<String>) -> Option<Secret> {
+        let v = value.into();
+        (!v.is_empty()).then_some(Secret(v))
+    }
+
+    /// Constant-time comparison with what a client sent.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        self.0.as_bytes().ct_eq(candidate).into()
+    }
+
+    /// The raw bytes, for HMAC keys.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// How the engine's watermark moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    /// With the wall clock, every second: watches end on time even when no data arrives.
+    #[default]
+    Wall,
+    /// Only with the data's event time (replaying old data through the server).
+    Data,
+}
+
+/// The `[server]`-level keys of the config file; the detector lives under `[detector]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    state_dir: Option<PathBuf>,
+    web_dir: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+    clock: Option<Clock>,
+    public_url: Option<String>,
+    sqlite_synchronous: Option<String>,
+    allow_unauthenticated: Option<bool>,
+    detector: Option<watchdog_core::Config>,
+}
+
+/// Everything `watchdog serve` and `watchdog run` need.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the database lives.
+    pub state_dir: PathBuf,
+    /// The built web app (`dist/`), served when it exists.
+    pub web_dir: PathBuf,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Watermark source.
+    pub clock: Clock,
+    /// Base URL of the dashboard, for links in alerts.
+    pub public_url: String,
+    /// SQLite commit durability.
+    pub durability: Durability,
+    /// Detector settings.
+    pub detector: watchdog_core::Config,
+    /// Token for ingestion and changes.
+    pub api_token: Option<Secret>,
+    /// Token for reads (reads are open when unset).
+    pub read_token: Option<Secret>,
+    /// GitHub webhook secret.
+    pub github_secret: Option<Secret>,
+    /// GitLab webhook token.
+    pub gitlab_token: Option<Secret>,
+    /// Serve writes without a token (local experiments only).
+    pub allow_unauthenticated: bool,
+}
+
+impl ServerConfig {
+    /// Test and library default: loopback, wall clock, default detector.
+    pub fn for_state_dir(state_dir: &Path) -> ServerConfig {
+        ServerConfig {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            state_dir: state_dir.to_path_buf(),
+            web_dir: PathBuf::from("dist"),
+            max_body_bytes: 32 * 1024 * 1024,
+            clock: Clock::Wall,
+            public_url: "http://127.0.0.1:8080".into(),
+            durability: Durability::Normal,
+            detector: watchdog_core::Config::default(),
+            api_token: None,
+            read_token: None,
+            github_secret: None,
+            gitlab_token: None,
+            allow_unauthenticated: false,
+        }
+    }
+
+    /// Merges file, environment and flags (flags and environment already merged by clap).
+    ///
+    /// # Errors
+    /// An unreadable or invalid config file, an invalid address, or an invalid detector
+    /// setting, each naming the value.
+    pub fn load(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen_text = args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().with_context(|| {
+            format!("listen address {listen_text:?} is not HOST:PORT, e.g. 127.0.0.1:8080")
+        })?;
+        let mut detector = file.detector.unwrap_or_default();
+        if let Some(secs) = args.monitoring_window_secs {
+            detector.monitoring_window_secs = secs;
+        }
+        if let Some(secs) = args.baseline_window_secs {
+            detector.baseline_window_secs = secs;
+        }
+        detector.validate()?;
+        let sync_text = args
+            .sqlite_synchronous
+            .clone()
+            .or(file.sqlite_synchronous)
+            .unwrap_or_else(|| "normal".into());
+        let durability = sync_text.parse().map_err(anyhow::Error::msg)?;
+        let public_url = args
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        Ok(ServerConfig {
+            listen,
+            state_dir: args
+                .state_dir
+                .clone()
+                .or(file.state_dir)
+                .unwrap_or_else(|| PathBuf::from("state")),
+            web_dir: args
+                .web_dir
+                .clone()
+                .or(file.web_dir)
+                .unwrap_or_else(|| PathBuf::from("dist")),
+            max_body_bytes: args
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(32 * 1024 * 1024),
+            clock: args.clock.or(file.clock).unwrap_or_default(),
+            public_url,
+            durability,
+            detector,
+            api_token: args.api_token.clone().and_then(Secret::new),
+            read_token: args.read_token.clone().and_then(Secret::new),
+            github_secret: args.github_secret.clone().and_then(Secret::new),
+            gitlab_token: args.gitlab_token.clone().and_then(Secret::new),
+            allow_unauthenticated: args.allow_unauthenticated
+                || file.allow_unauthenticated.unwrap_or(false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2").unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(s.matches(b"hunter2"));
+        assert!(!s.matches(b"hunter"));
+        assert!(Secret::new("").is_none());
+    }
+
+    #[test]
+    fn file_rejects_unknown_keys() {
+        let err = toml::from_str::<FileConfig>("lisen = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}

@@ -1,0 +1,5 @@
+//! Adapters that turn outside formats into engine records: HTTP bodies, webhooks, files.
+
+pub mod body;
+pub mod files;
+pub mod hooks;

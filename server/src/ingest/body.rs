@@ -1,0 +1,182 @@
+//! Ingestion bodies: a JSON array of records or NDJSON (one record per line). Every item
+//! is validated on its own; a bad item is reported with its index, line and field and
+//! does not stop the others.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// Why one item was not accepted.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rejection {
+    /// Position among the items (0-based).
+    pub index: usize,
+    /// Line in the body (1-based).
+    pub line: usize,
+    /// The field at fault, e.g. `timestamp`, `p95_latency_ms`, `(json)`.
+    pub field: String,
+    /// What was wrong.
+    pub error: String,
+}
+
+/// One accepted item: the parsed record and its JSON text as received.
+#[derive(Debug)]
+pub struct Item<T> {
+    /// The record.
+    pub record: T,
+    /// The JSON text (stored, re-parsed on restart).
+    pub raw: String,
+}
+
+/// The outcome of parsing a body.
+#[derive(Debug)]
+pub struct Parsed<T> {
+    /// Items that passed validation, in order.
+    pub items: Vec<Item<T>>,
+    /// Items that did not.
+    pub rejected: Vec<Rejection>,
+}
+
+/// A body that is not JSON at all (400).
+#[derive(Debug, PartialEq)]
+pub struct NotJson(pub String);
+
+fn line_of(body: &str, offset: usize) -> usize {
+    1 + body.as_bytes()[..offset.min(body.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+fn reject(index: usize, line: usize, err: watchdog_core::Error) -> Rejection {
+    Rejection {
+        index,
+        line,
+        field: err.field().unwrap_or("(record)").to_string(),
+        error: match err {
+            watchdog_core::Error::Record { message, .. } => message,
+            other => other.to_string(),
+        },
+    }
+}
+
+/// Parses `body` as a JSON array or NDJSON and validates each item with `parse`.
+///
+/// # Errors
+/// [`NotJson`] when the body is empty, not UTF-8, an array that is not valid JSON, or
+/// NDJSON of which no line is JSON.
+pub fn parse_body<T>(
+    body: &[u8],
+    parse: impl Fn(&Value) -> Result<T, watchdog_core::Error>,
+) -> Result<Parsed<T>, NotJson> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| NotJson(format!("body is not UTF-8 text: {e}")))?;
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(NotJson(
+            "empty body: expected a JSON array of records or NDJSON".into(),
+        ));
+    }
+    let mut items = Vec::new();
+    let mut rejected = Vec::new();
+    if trimmed.starts_with('[') {
+        let raws: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
+            NotJson(format!(
+                "body is not a valid JSON array (line {}, column {}): {e}",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let base = text.as_ptr() as usize;
+        for (index, raw) in raws.into_iter().enumerate() {
+            let offset = raw.get().as_ptr() as usize - base;
+            let line = line_of(text, offset);
+            let result = serde_json::from_str::<Value>(raw.get())
+                .map_err(|e| watchdog_core::Error::record("(json)", e.to_string()))
+                .and_then(|v| parse(&v));
+            match result {
+                Ok(record) => items.push(Item {
+                    record,
+                    raw: raw.get().to_string(),
+                }),
+                Err(e) => rejected.push(reject(index, line, e)),
+            }
+        }
+        return Ok(Parsed { items, rejected });
+    }
+    let mut json_lines = 0usize;
+    let mut index = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() {
+            continue;
+        }
+        let value = serde_json::from_str::<Value>(l);
+        if value.is_ok() {
+            json_lines += 1;
+        }
+        let result = value
+            .map_err(|e| {
+                watchdog_core::Error::record(
+                    "(json)",
+                    format!("invalid JSON at column {}: {e}", e.column()),
+                )
+            })
+            .and_then(|v| parse(&v));
+        match result {
+            Ok(record) => items.push(Item {
+                record,
+                raw: l.to_string(),
+            }),
+            Err(e) => rejected.push(reject(index, i + 1, e)),
+        }
+        index += 1;
+    }
+    if json_lines == 0 {
+        let first = rejected.first().map(|r| r.error.clone()).unwrap_or_default();
+        return Err(NotJson(format!(
+            "body is neither a JSON array nor NDJSON: no line is JSON (line 1: {first})"
+        )));
+    }
+    Ok(Parsed { items, rejected })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use watchdog_core::Sample;
+
+    #[test]
+    fn ndjson_reports_line_and_field_and_keeps_the_rest() {
+        let body = b"{\"timestamp\":\"2026-03-30T19:30:00Z\",\"error_rate\":0.1}\n\n{\"timestamp\":\"bad\",\"error_rate\":0.1}\n{\"timestamp\":\"2026-03-30T19:31:00Z\",\"p95_latency_ms\":\"nan\"}\n{\"timestamp\":\"2026-03-30T19:32:00Z\",\"error_rate\":0.2}\n";
+        let p = parse_body(body, Sample::from_json).unwrap();
+        assert_eq!(p.items.len(), 2);
+        assert_eq!(p.rejected.len(), 2);
+        assert_eq!(
+            (p.rejected[0].index, p.rejected[0].line),
+            (1, 3),
+            "{:?}",
+            p.rejected
+        );
+        assert_eq!(p.rejected[0].field, "timestamp");
+        assert_eq!(p.rejected[1].field, "p95_latency_ms");
+        assert_eq!(p.rejected[1].line, 4);
+    }
+
+    #[test]
+    fn array_items_know_their_line() {
+        let body = b"[\n {\"timestamp\":\"2026-03-30T19:30:00Z\",\"error_rate\":0.1},\n {\"error_rate\":0.1}\n]";
+        let p = parse_body(body, Sample::from_json).unwrap();
+        assert_eq!(p.items.len(), 1);
+        assert_eq!(p.rejected[0].index, 1);
+        assert_eq!(p.rejected[0].line, 3);
+        assert_eq!(p.rejected[0].field, "timestamp");
+    }
+
+    #[test]
+    fn not_json_is_an_error_of_the_whole_body() {
+        assert!(parse_body(b"hello world\nmore", Sample::from_json).is_err());
+        assert!(parse_body(b"[1, 2", Sample::from_json).is_err());
+        assert!(parse_body(b"  ", Sample::from_json).is_err());
+    }
+}

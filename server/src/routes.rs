@@ -1,0 +1,8 @@
+//! One module per resource, each returning a `Router<AppState>`.
+
+pub mod deploys;
+pub mod events;
+pub mod hooks;
+pub mod incidents;
+pub mod ingest;
+pub mod ops;

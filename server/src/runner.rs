@@ -1,0 +1,275 @@
+//! The engine actor: one `watchdog_core::Engine` for every service and environment, owned
+//! by a dedicated thread and fed through a bounded channel. Records reach it only after
+//! they are durable, so a restart can rebuild it from the store ([`recover`]).
+//!
+//! Verdicts go, in the order the engine reached them, to an async task that records each
+//! one (and its incident and alerts) through [`crate::verdicts::record`].
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use watchdog_core::{Deploy, DeployVerdict, Engine, EngineStats, LogEvent, Sample, Timestamp, WatchStatus};
+
+use crate::state::AppState;
+use crate::store::Store;
+
+/// Messages to the engine thread.
+#[derive(Debug)]
+enum Input {
+    Samples(Vec<Sample>),
+    Deploys(Vec<Deploy>),
+    Logs(Vec<LogEvent>),
+    Advance(Timestamp),
+    Finish,
+    Status(oneshot::Sender<(EngineStats, Vec<WatchStatus>)>),
+    /// Answered once everything sent before it is processed and its verdicts recorded.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// What the engine thread hands to the verdict task.
+#[derive(Debug)]
+pub enum Output {
+    /// New verdicts, in order.
+    Verdicts(Vec<DeployVerdict>),
+    /// A barrier to answer after the verdicts before it are recorded.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// A cheap, cloneable handle to the engine thread.
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Input>,
+}
+
+/// The engine thread stopped (only after a panic in the core).
+#[derive(Debug, thiserror::Error)]
+#[error("the detection engine is not running")]
+pub struct EngineGone;
+
+impl EngineHandle {
+    /// Starts the engine thread. Returns the handle and the receiver of its output.
+    ///
+    /// # Errors
+    /// An invalid detector configuration.
+    pub fn start(
+        config: watchdog_core::Config,
+    ) -> Result<(EngineHandle, mpsc::UnboundedReceiver<Output>), watchdog_core::Error> {
+        let mut engine = Engine::new(config)?;
+        // Bounded: when the engine falls behind, ingestion waits instead of buffering
+        // without limit.
+        let (tx, mut rx) = mpsc::channel::<Input>(64);
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("watchdog-engine".into())
+            .spawn(move || {
+                while let Some(input) = rx.blocking_recv() {
+                    match input {
+                        Input::Samples(samples) => {
+                            for s in &samples {
+                                // Values were validated at ingestion; a failure here is a
+                                // record the core refuses, which it reports itself.
+                                if let Err(e) = engine.ingest_sample(s) {
+                                    tracing::warn!(error = %e, "engine refused a sample");
+                                }
+                            }
+                        }
+                        Input::Deploys(deploys) => {
+                            for d in &deploys {
+                                if let Err(e) = engine.ingest_deploy(d) {
+                                    tracing::warn!(error = %e, "engine refused a deploy");
+                                }
+                            }
+                        }
+                        Input::Logs(logs) => {
+                            for l in &logs {
+                                if let Err(e) = engine.ingest_log(l) {
+                                    tracing::warn!(error = %e, "engine refused a log event");
+                                }
+                            }
+                        }
+                        Input::Advance(now) => engine.advance_to(now),
+                        Input::Finish => engine.finish(),
+                        Input::Status(reply) => {
+                            let _ = reply.send((engine.stats(), engine.active_watches()));
+                        }
+                        Input::Barrier(reply) => {
+                            flush(&mut engine, &out_tx);
+                            let _ = out_tx.send(Output::Barrier(reply));
+                            continue;
+                        }
+                    }
+                    flush(&mut engine, &out_tx);
+                }
+            })
+            .expect("spawning the engine thread");
+        Ok((EngineHandle { tx }, out_rx))
+    }
+
+    async fn send(&self, input: Input) -> Result<(), EngineGone> {
+        self.tx.send(input).await.map_err(|_| EngineGone)
+    }
+
+    /// Feeds samples (already stored).
+    pub async fn samples(&self, s: Vec<Sample>) -> Result<(), EngineGone> {
+        self.send(Input::Samples(s)).await
+    }
+
+    /// Feeds deploys (already stored).
+    pub async fn deploys(&self, d: Vec<Deploy>) -> Result<(), EngineGone> {
+        self.send(Input::Deploys(d)).await
+    }
+
+    /// Feeds log events (already stored).
+    pub async fn logs(&self, l: Vec<LogEvent>) -> Result<(), EngineGone> {
+        self.send(Input::Logs(l)).await
+    }
+
+    /// Moves the watermark to `now`.
+    pub async fn advance(&self, now: Timestamp) -> Result<(), EngineGone> {
+        self.send(Input::Advance(now)).await
+    }
+
+    /// Ends every watch (end of data, `watchdog run --once`).
+    pub async fn finish(&self) -> Result<(), EngineGone> {
+        self.send(Input::Finish).await
+    }
+
+    /// Counters and the watches in progress.
+    pub async fn status(&self) -> Result<(EngineStats, Vec<WatchStatus>), EngineGone> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Input::Status(tx)).await?;
+        rx.await.map_err(|_| EngineGone)
+    }
+
+    /// Waits until everything sent so far is processed and its verdicts are recorded.
+    pub async fn barrier(&self) -> Result<(), EngineGone> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Input::Barrier(tx)).await?;
+        rx.await.map_err(|_| EngineGone)
+    }
+}
+
+fn flush(engine: &mut Engine, out: &mpsc::UnboundedSender<Output>) {
+    let verdicts = engine.take_verdicts();
+    if !verdicts.is_empty() {
+        let _ = out.send(Output::Verdicts(verdicts));
+    }
+}
+
+/// Records verdicts as they come, until the engine stops.
+pub async fn verdict_task(state: AppState, mut rx: mpsc::UnboundedReceiver<Output>) {
+    while let Some(out) = rx.recv().await {
+        match out {
+            Output::Verdicts(vs) => {
+                for v in vs {
+                    // A failed write is retried: a verdict must not be lost.
+                    let mut delay_ms = 100;
+                    while let Err(e) = crate::verdicts::record(&state, &v).await {
+                        tracing::error!(error = %e, deploy_id = %v.deploy_id, "recording a verdict failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                        delay_ms = (delay_ms * 2).min(5000);
+                    }
+                }
+            }
+            Output::Barrier(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+}
+
+/// Rebuilds the engine after a start: re-feeds every stored record from
+/// `reference - (baseline + monitoring + lateness)` in the order it was stored, where
+/// `reference` is the wall clock (or the latest stored event time with `--clock data`).
+/// Verdicts already stored are skipped when recorded again.
+///
+/// # Errors
+/// Store failures, or the engine thread gone.
+pub async fn recover(
+    store: &Arc<dyn Store>,
+    engine: &EngineHandle,
+    detector: &watchdog_core::Config,
+    reference_ms: i64,
+) -> anyhow::Result<RecoveryStats> {
+    let span_ms = (detector.baseline_window_secs
+        + detector.monitoring_window_secs
+        + detector.allowed_lateness_secs) as i64
+        * 1000;
+    let from_ms = reference_ms - span_ms;
+    let mut stats = RecoveryStats::default();
+    let mut deploys = store.deploys_since(from_ms).await?;
+    deploys.sort_by_key(|d| (d.deploy.timestamp, d.id));
+    let mut deploys = deploys.into_iter().peekable();
+    let mut logs: std::collections::VecDeque<LogEvent> = Default::default();
+    let mut log_after = 0i64;
+    let mut logs_done = false;
+    let mut after = 0i64;
+    const PAGE: i64 = 20_000;
+    loop {
+        let page = store.samples_since(from_ms, after, PAGE).await?;
+        let last_page = (page.len() as i64) < PAGE;
+        if let Some(last) = page.last() {
+            after = last.id;
+        }
+        let samples: Vec<Sample> = page
+            .iter()
+            .filter_map(|r| Sample::from_json_line(&r.body).ok())
+            .collect();
+        let horizon = if last_page {
+            Timestamp(i64::MAX)
+        } else {
+            samples.iter().map(|s| s.timestamp).max().unwrap_or(Timestamp(i64::MIN))
+        };
+        // Deploys and logs up to this page's latest event time go first, as they
+        // arrived around those samples when live.
+        let mut ds = Vec::new();
+        while deploys.peek().is_some_and(|d| d.deploy.timestamp <= horizon) {
+            ds.push(deploys.next().expect("peeked").deploy);
+        }
+        if !ds.is_empty() {
+            stats.deploys += ds.len();
+            engine.deploys(ds).await?;
+        }
+        loop {
+            if logs.is_empty() && !logs_done {
+                let page = store.logs_since(from_ms, log_after, PAGE).await?;
+                logs_done = (page.len() as i64) < PAGE;
+                if let Some(l) = page.last() {
+                    log_after = l.id;
+                }
+                logs.extend(page.iter().filter_map(|r| LogEvent::from_json_line(&r.body).ok()));
+            }
+            let mut batch = Vec::new();
+            while logs.front().is_some_and(|l| l.timestamp <= horizon) {
+                batch.push(logs.pop_front().expect("front"));
+            }
+            let more = !batch.is_empty() && logs.is_empty() && !logs_done;
+            if !batch.is_empty() {
+                stats.logs += batch.len();
+                engine.logs(batch).await?;
+            }
+            if !more {
+                break;
+            }
+        }
+        stats.samples += samples.len();
+        if !samples.is_empty() {
+            engine.samples(samples).await?;
+        }
+        if last_page {
+            break;
+        }
+    }
+    Ok(stats)
+}
+
+/// What [`recover`] re-fed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecoveryStats {
+    /// Samples.
+    pub samples: usize,
+    /// Deploys.
+    pub deploys: usize,
+    /// Log events.
+    pub logs: usize,
+}

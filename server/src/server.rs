@@ -1,0 +1,136 @@
+//! Wiring: opens the store, starts the engine (rebuilt from the store), the verdict
+//! recorder, the wall-clock ticker and the alert worker, and stops them in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::JoinHandle;
+use watchdog_core::Timestamp;
+
+use crate::alerts::Channel;
+use crate::config::{Clock, ServerConfig};
+use crate::explainer::Explainer;
+use crate::metrics::Metrics;
+use crate::runner::{self, EngineHandle};
+use crate::state::AppState;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+
+/// A running server core (everything but the HTTP listener).
+#[derive(Debug)]
+pub struct Server {
+    /// The shared state, for `app(state)`.
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the SQLite store in `config.state_dir` and starts everything.
+    ///
+    /// # Errors
+    /// Store, configuration or recovery failures.
+    pub async fn start(
+        config: ServerConfig,
+        channels: Vec<Channel>,
+        explainer: Explainer,
+    ) -> anyhow::Result<Server> {
+        let store = SqliteStore::open(&config.state_dir, config.durability).await?;
+        Self::start_with_store(config, Arc::new(store), channels, explainer).await
+    }
+
+    /// Starts everything on a given store.
+    ///
+    /// # Errors
+    /// Configuration or recovery failures.
+    pub async fn start_with_store(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        channels: Vec<Channel>,
+        explainer: Explainer,
+    ) -> anyhow::Result<Server> {
+        let (engine, verdicts) = EngineHandle::start(config.detector.clone())?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (events, _) = broadcast::channel(1024);
+        let state = AppState {
+            store,
+            engine,
+            events,
+            metrics: Arc::new(Metrics::default()),
+            alerts: Arc::new(channels),
+            http: reqwest::Client::new(),
+            outbox_wake: Arc::new(Notify::new()),
+            explainer,
+            shutdown: shutdown_rx.clone(),
+            config: Arc::new(config),
+        };
+        let mut tasks = vec![tokio::spawn(runner::verdict_task(state.clone(), verdicts))];
+
+        let reference_ms = match state.config.clock {
+            Clock::Wall => AppState::now_ms(),
+            Clock::Data => state.store.latest_event_ms().await?.unwrap_or(0),
+        };
+        let started = std::time::Instant::now();
+        let stats =
+            runner::recover(&state.store, &state.engine, &state.config.detector, reference_ms)
+                .await?;
+        if state.config.clock == Clock::Wall {
+            state.engine.advance(Timestamp(AppState::now_ms())).await?;
+        }
+        state.engine.barrier().await?;
+        tracing::info!(
+            samples = stats.samples,
+            deploys = stats.deploys,
+            logs = stats.logs,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "engine rebuilt from the store"
+        );
+
+        if state.config.clock == Clock::Wall {
+            let engine = state.engine.clone();
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if engine.advance(Timestamp(AppState::now_ms())).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+        tasks.push(tokio::spawn(crate::outbox::run(state.clone(), shutdown_rx)));
+        Ok(Server {
+            state,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// A sender that starts the shutdown (for signal handlers).
+    pub fn shutdown_sender(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Tells the background tasks and event streams to stop.
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Finishes accepted work: every record already handed to the engine is processed
+    /// and its verdicts recorded, the alert in flight is delivered; then stops.
+    pub async fn shutdown(self) {
+        self.begin_shutdown();
+        if let Err(e) = self.state.engine.barrier().await {
+            tracing::error!(error = %e, "engine stopped before shutdown");
+        }
+        for t in self.tasks.into_iter().skip(1) {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Persistence behind one trait, so that SQLite (embedded default) and Postgres (at scale)
+//! are interchangeable. Everything the server decides goes through here before it is
+//! acknowledged or announced.
+//!
+//! Times are epoch milliseconds in storage and [`Timestamp`]s at the edges; verdicts are
+//! stored as watchdog-core's `DeployVerdict` JSON.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use watchdog_core::{DeployVerdict, Timestamp};
+
+pub mod sqlite;
+
+/// A storage failure. Shown to clients only as a 500; logged once where it is handled.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Stored data that cannot be read back (a bug or a hand-edited database).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// Opening the state directory failed.
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A validated metric record, ready to store: the series labels, its event time and the
+/// record as received.
+#[derive(Clone, Debug)]
+pub struct NewRecord {
+    /// Event time.
+    pub ts_ms: i64,
+    /// Service label.
+    pub service: String,
+    /// Environment label.
+    pub environment: String,
+    /// The JSON record, re-parsed on restart.
+    pub body: String,
+}
+
+/// A deploy to store.
+#[derive(Clone, Debug)]
+pub struct NewDeploy {
+    /// The deploy record (event time, id, labels).
+    pub deploy: watchdog_core::Deploy,
+    /// Where it came from: `api`, `github`, `gitlab`, `argocd`, `file`, `notify`.
+    pub source: String,
+}
+
+/// A stored record read back for re-feeding the engine.
+#[derive(Clone, Debug)]
+pub struct StoredRecord {
+    /// Row id (insertion order).
+    pub id: i64,
+    /// The JSON record as received.
+    pub body: String,
+}
+
+/// A stored deploy read back.
+#[derive(Clone, Debug)]
+pub struct StoredDeploy {
+    /// Row id.
+    pub id: i64,
+    /// The deploy.
+    pub deploy: watchdog_core::Deploy,
+}
+
+/// Status of an incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    /// Just opened, nobody has looked.
+    Open,
+    /// Someone is on it.
+    Acknowledged,
+    /// Fixed or rolled back.
+    Resolved,
+    /// Not a real regression.
+    FalsePositive,
+}
+
+impl IncidentStatus {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Open => "open",
+            IncidentStatus::Acknowledged => "acknowledged",
+            IncidentStatus::Resolved => "resolved",
+            IncidentStatus::FalsePositive => "false_positive",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "open" => IncidentStatus::Open,
+            "acknowledged" => IncidentStatus::Acknowledged,
+            "resolved" => IncidentStatus::Resolved,
+            "false_positive" => IncidentStatus::FalsePositive,
+            _ => return None,
+        })
+    }
+}
+
+/// A deploy with its verdict, as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeployRow {
+    /// Row id.
+    pub id: i64,
+    /// Release id.
+    pub deploy_id: String,
+    /// Service.
+    pub service: String,
+    /// Environment.
+    pub environment: String,
+    /// Deploy time.
+    pub deployed_at: Timestamp,
+    /// Where the deploy event came from.
+    pub source: String,
+    /// `watching` until a verdict exists, then `decided`.
+    pub status: &'static str,
+    /// The verdict, once decided.
+    pub verdict: Option<DeployVerdict>,
+    /// The incident the verdict opened, if any.
+    pub incident_id: Option<i64>,
+}
+
+/// One incident in a list.
+#[derive(Clone, Debug, Serialize)]
+pub struct IncidentSummary {
+    /// Incident id.
+    pub id: i64,
+    /// Short title.
+    pub title: String,
+    /// Current status.
+    pub status: IncidentStatus,
+    /// Severity name (`critical`, `high`, `medium`, `low`).
+    pub severity: String,
+    /// Service.
+    pub service: String,
+    /// Environment.
+    pub environment: String,
+    /// Release id.
+    pub deploy_id: String,
+    /// Deploy row id.
+    pub deploy_row_id: i64,
+    /// When it was opened.
+    pub opened_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// One-line summary of what regressed.
+    pub headline: String,
+}
+
+/// A note on an incident.
+#[derive(Clone, Debug, Serialize)]
+pub struct Note {
+    /// Note id.
+    pub id: i64,
+    /// Incident it belongs to.
+    pub incident_id: i64,
+    /// Who wrote it.
+    pub author: String,
+    /// The text.
+    pub text: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// One change to an incident.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditEntry {
+    /// Entry id.
+    pub id: i64,
+    /// When.
+    pub at: Timestamp,
+    /// Who (`watchdog` for automatic changes).
+    pub actor: String,
+    /// What: `opened`, `status`, `note`, `explanation_refreshed`.
+    pub action: String,
+    /// Details in words.
+    pub detail: String,
+}
+
+/// An incident with its verdict, notes and audit trail.
+#[derive(Clone, Debug)]
+pub struct IncidentRecord {
+    /// The summary fields.
+    pub summary: IncidentSummary,
+    /// The verdict that opened it.
+    pub verdict: DeployVerdict,
+    /// Notes, oldest first.
+    pub notes: Vec<Note>,
+    /// Audit trail, oldest first.
+    pub audit: Vec<AuditEntry>,
+}
+
+/// A cached explanation of an incident.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct StoredExplanation {
+    /// The text.
+    pub text: String,
+    /// `local` or `llm`.
+    pub source: String,
+    /// The language model, when one was used.
+    pub model: Option<String>,
+    /// When it was generated.
+    pub generated_at: Timestamp,
+    /// Why the local text was used although a model was configured.
+    pub fallback_reason: Option<String>,
+}
+
+/// What to do when a verdict is recorded as a new incident.
+#[derive(Clone, Debug)]
+pub struct NewIncident {
+    /// Short title.
+    pub title: String,
+    /// Severity name.
+    pub severity: String,
+    /// Sort rank of the severity (0 = most severe).
+    pub severity_rank: i64,
+    /// One-line summary.
+    pub headline: String,
+    /// Alert channels to notify (one outbox row each).
+    pub channels: Vec<String>,
+}
+
+/// What recording a verdict did.
+#[derive(Clone, Debug)]
+pub struct RecordedVerdict {
+    /// The deploy row with its new verdict.
+    pub deploy: DeployRow,
+    /// The incident opened, if the verdict was a regression.
+    pub incident: Option<IncidentSummary>,
+}
+
+/// Filters and paging of the deploy list.
+#[derive(Clone, Debug, Default)]
+pub struct DeployQuery {
+    /// Exact service.
+    pub service: Option<String>,
+    /// Exact environment.
+    pub environment: Option<String>,
+    /// `regression`, `healthy`, `inconclusive` or `watching`.
+    pub verdict: Option<String>,
+    /// Page size.
+    pub limit: i64,
+    /// Rows to skip.
+    pub offset: i64,
+}
+
+/// Filters, sort and paging of the incident list.
+#[derive(Clone, Debug, Default)]
+pub struct IncidentQuery {
+    /// Exact status.
+    pub status: Option<IncidentStatus>,
+    /// Exact severity.
+    pub severity: Option<String>,
+    /// Exact service.
+    pub service: Option<String>,
+    /// Exact environment.
+    pub environment: Option<String>,
+    /// Case-insensitive text in title, headline, deploy id or service.
+    pub text: Option<String>,
+    /// Sort column and direction.
+    pub sort: IncidentSort,
+    /// Page size.
+    pub limit: i64,
+    /// Rows to skip.
+    pub offset: i64,
+}
+
+/// Sort orders of the incident list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IncidentSort {
+    /// Oldest first.
+    OpenedAt,
+    /// Newest first (default).
+    #[default]
+    OpenedAtDesc,
+    /// Least severe first.
+    Severity,
+    /// Most severe first.
+    SeverityDesc,
+    /// Least recently changed first.
+    UpdatedAt,
+    /// Most recently changed first.
+    UpdatedAtDesc,
+}
+
+impl IncidentSort {
+    /// Parses `opened_at`, `-opened_at`, `severity`, `-severity`, `updated_at`, `-updated_at`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "opened_at" => IncidentSort::OpenedAt,
+            "-opened_at" => IncidentSort::OpenedAtDesc,
+            "severity" => IncidentSort::Severity,
+            "-severity" => IncidentSort::SeverityDesc,
+            "updated_at" => IncidentSort::UpdatedAt,
+            "-updated_at" => IncidentSort::UpdatedAtDesc,
+            _ => return None,
+        })
+    }
+}
+
+/// An alert waiting in the outbox.
+#[derive(Clone, Debug)]
+pub struct OutboxItem {
+    /// Row id; also the idempotency key sent to receivers.
+    pub id: i64,
+    /// The incident.
+    pub incident_id: i64,
+    /// Channel name.
+    pub channel: String,
+    /// `opened` or `resolved`.
+    pub kind: String,
+    /// Attempts so far.
+    pub attempts: i64,
+}
+
+/// Counts of outbox rows by status.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct OutboxCounts {
+    /// Waiting for (re)delivery.
+    pub pending: i64,
+    /// Delivered.
+    pub delivered: i64,
+    /// Given up (permanent failure).
+    pub failed: i64,
+}
+
+/// Everything the server persists.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// The database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Stores metric samples in one transaction; returns when they are durable.
+    async fn insert_samples(&self, rows: &[NewRecord], now_ms: i64) -> StoreResult<()>;
+    /// Stores log events in one transaction.
+    async fn insert_logs(&self, rows: &[NewRecord]) -> StoreResult<()>;
+    /// Stores deploys in one transaction; for each, the new row id, or `None` when the same
+    /// deploy (id, service, environment, time) was already stored.
+    async fn insert_deploys(&self, rows: &[NewDeploy], now_ms: i64)
+        -> StoreResult<Vec<Option<i64>>>;
+
+    /// Samples with event time at or after `from_ms`, in insertion order, after row `after_id`.
+    async fn samples_since(
+        &self,
+        from_ms: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredRecord>>;
+    /// Log events with event time at or after `from_ms`, in insertion order, after `after_id`.
+    async fn logs_since(
+        &self,
+        from_ms: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredRecord>>;
+    /// Deploys at or after `from_ms`, in insertion order.
+    async fn deploys_since(&self, from_ms: i64) -> StoreResult<Vec<StoredDeploy>>;
+    /// Samples of one series in a time range, in event-time order.
+    async fn series(
+        &self,
+        service: &str,
+        environment: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredRecord>>;
+    /// Latest event time of any stored sample or deploy.
+    async fn latest_event_ms(&self) -> StoreResult<Option<i64>>;
+
+    /// Records a deploy's verdict, and for a regression opens its incident with an audit
+    /// entry and one outbox row per channel, all in one transaction. `None` when the deploy
+    /// already had a verdict (re-fed after a restart).
+    async fn record_verdict(
+        &self,
+        verdict: &DeployVerdict,
+        incident: Option<&NewIncident>,
+        now_ms: i64,
+    ) -> StoreResult<Option<RecordedVerdict>>;
+
+    /// Deploys, newest first.
+    async fn list_deploys(&self, q: &DeployQuery) -> StoreResult<(Vec<DeployRow>, i64)>;
+    /// One deploy.
+    async fn get_deploy(&self, id: i64) -> StoreResult<Option<DeployRow>>;
+
+    /// Incidents.
+    async fn list_incidents(&self, q: &IncidentQuery)
+        -> StoreResult<(Vec<IncidentSummary>, i64)>;
+    /// One incident with notes and audit trail.
+    async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRecord>>;
+    /// Changes an incident's status, with an audit entry, and an outbox row per channel
+    /// when it becomes resolved. `None` when there is no such incident.
+    async fn set_status(
+        &self,
+        id: i64,
+        status: IncidentStatus,
+        actor: &str,
+        resolved_channels: &[String],
+        now_ms: i64,
+    ) -> StoreResult<Option<IncidentSummary>>;
+    /// Adds a note, with an audit entry.
+    async fn add_note(
+        &self,
+        id: i64,
+        author: &str,
+        text: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<Note>>;
+    /// The cached explanation.
+    async fn get_explanation(&self, id: i64) -> StoreResult<Option<StoredExplanation>>;
+    /// Replaces the cached explanation, with an audit entry naming `actor`.
+    async fn put_explanation(
+        &self,
+        id: i64,
+        explanation: &StoredExplanation,
+        actor: &str,
+    ) -> StoreResult<()>;
+
+    /// Outbox rows due for delivery.
+    async fn due_alerts(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>>;
+    /// Earliest next attempt among pending rows.
+    async fn next_alert_due_ms(&self) -> StoreResult<Option<i64>>;
+    /// Marks a row delivered (only if still pending; returns whether it was).
+    async fn mark_alert_delivered(&self, id: i64, now_ms: i64) -> StoreResult<bool>;
+    /// Records a failed attempt: retry at `next_ms`, or give up when `next_ms` is `None`.
+    async fn mark_alert_failed(
+        &self,
+        id: i64,
+        error: &str,
+        next_ms: Option<i64>,
+    ) -> StoreResult<()>;
+    /// Counts by status.
+    async fn alert_counts(&self) -> StoreResult<OutboxCounts>;
+}

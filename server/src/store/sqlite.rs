@@ -1,0 +1,1017 @@
+//! The embedded SQLite store: one file `watchdog.db` in the state directory.
+//!
+//! Durability: WAL journal with `synchronous = NORMAL`. A committed transaction is in the
+//! WAL file before the commit returns, so a crash of the process (kill -9, panic, OOM)
+//! loses nothing acknowledged; only a power loss or kernel crash can lose the last commits
+//! before the next WAL sync. `synchronous = FULL` (flag `--sqlite-synchronous full`) closes
+//! that gap at the cost of an fsync per ingestion request.
+//!
+//! Writes go through a pool of one connection (SQLite has one writer; queuing in-process
+//! is cheaper than SQLite's busy-wait), reads through a separate pool.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
+use watchdog_core::{Deploy, DeployVerdict, Timestamp};
+
+use super::{
+    AuditEntry, DeployQuery, DeployRow, IncidentQuery, IncidentRecord, IncidentSort,
+    IncidentStatus, IncidentSummary, NewDeploy, NewIncident, NewRecord, Note, OutboxCounts,
+    OutboxItem, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy,
+    StoredExplanation, StoredRecord,
+};
+
+/// Embedded migrations, applied in order at start.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+/// Rows per multi-row INSERT: 4 parameters each stays far below SQLite's 32766 limit, and
+/// the statement for a full chunk is prepared once per connection and reused.
+const CHUNK_ROWS: usize = 256;
+
+/// How durable a commit is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous = NORMAL` in WAL mode: survives process crashes.
+    #[default]
+    Normal,
+    /// `synchronous = FULL`: also survives power loss, one fsync per commit.
+    Full,
+}
+
+impl FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "normal" => Ok(Durability::Normal),
+            "full" => Ok(Durability::Full),
+            other => Err(format!(
+                "unknown sqlite synchronous mode {other:?}; expected normal or full"
+            )),
+        }
+    }
+}
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) `watchdog.db` in `state_dir` and applies migrations.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or the database cannot be opened or migrated.
+    pub async fn open(state_dir: &Path, durability: Durability) -> StoreResult<Self> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::StateDir {
+            path: state_dir.display().to_string(),
+            source,
+        })?;
+        let opts = SqliteConnectOptions::new()
+            .filename(state_dir.join("watchdog.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                Durability::Normal => SqliteSynchronous::Normal,
+                Durability::Full => SqliteSynchronous::Full,
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .statement_cache_capacity(256);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(opts.clone())
+            .await?;
+        migrate(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+}
+
+async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    for (version, sql) in MIGRATIONS {
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(pool)
+                .await?;
+        if done.is_some() {
+            continue;
+        }
+        let mut tx = pool.begin().await?;
+        // One statement at a time: portable, and errors point at the statement.
+        for stmt in split_sql(sql) {
+            sqlx::raw_sql(AssertSqlSafe(stmt)).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)")
+            .bind(version)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version, "applied migration");
+    }
+    Ok(())
+}
+
+/// Splits a migration file into statements (no semicolons inside strings in our files).
+fn split_sql(sql: &str) -> Vec<String> {
+    let without_comments: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `INSERT INTO table (cols) VALUES ($1,…),(…)` for `rows` rows of `cols` columns.
+fn multi_insert(table: &str, cols: &[&str], rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", cols.join(", "));
+    let mut n = 1;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..cols.len() {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&n.to_string());
+            n += 1;
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+async fn insert_records(
+    tx: &mut Transaction<'static, Sqlite>,
+    table: &str,
+    rows: &[NewRecord],
+) -> StoreResult<(i64, i64)> {
+    const COLS: &[&str] = &["ts_ms", "service", "environment", "body"];
+    let full_sql = multi_insert(table, COLS, CHUNK_ROWS);
+    let mut first_id = None;
+    for chunk in rows.chunks(CHUNK_ROWS) {
+        let persistent = chunk.len() == CHUNK_ROWS;
+        let sql = if persistent {
+            full_sql.clone()
+        } else {
+            multi_insert(table, COLS, chunk.len())
+        };
+        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(persistent);
+        for r in chunk {
+            q = q
+                .bind(r.ts_ms)
+                .bind(r.service.as_str())
+                .bind(r.environment.as_str())
+                .bind(r.body.as_str());
+        }
+        let res = q.execute(&mut **tx).await?;
+        let last = res.last_insert_rowid();
+        if first_id.is_none() {
+            first_id = Some(last - chunk.len() as i64 + 1);
+        }
+    }
+    let last: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((first_id.unwrap_or(last), last))
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp(ms)
+}
+
+fn parse_verdict(body: &str) -> StoreResult<DeployVerdict> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("stored verdict: {e}")))
+}
+
+const DEPLOY_COLUMNS: &str = "d.id, d.deploy_id, d.service, d.environment, d.deployed_at_ms, d.source, v.body, i.id";
+const DEPLOY_FROM: &str = "FROM deploys d LEFT JOIN verdicts v ON v.deploy_row_id = d.id LEFT JOIN incidents i ON i.deploy_row_id = d.id";
+
+fn deploy_row(row: &SqliteRow) -> StoreResult<DeployRow> {
+    let verdict: Option<String> = row.try_get(6)?;
+    let verdict = verdict.as_deref().map(parse_verdict).transpose()?;
+    Ok(DeployRow {
+        id: row.try_get(0)?,
+        deploy_id: row.try_get(1)?,
+        service: row.try_get(2)?,
+        environment: row.try_get(3)?,
+        deployed_at: ts(row.try_get(4)?),
+        source: row.try_get(5)?,
+        status: if verdict.is_some() {
+            "decided"
+        } else {
+            "watching"
+        },
+        verdict,
+        incident_id: row.try_get(7)?,
+    })
+}
+
+const INCIDENT_COLUMNS: &str = "id, title, status, severity, service, environment, deploy_id, deploy_row_id, opened_at_ms, updated_at_ms, headline";
+
+fn incident_summary(row: &SqliteRow) -> StoreResult<IncidentSummary> {
+    let status: String = row.try_get(2)?;
+    Ok(IncidentSummary {
+        id: row.try_get(0)?,
+        title: row.try_get(1)?,
+        status: IncidentStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("incident status {status:?}")))?,
+        severity: row.try_get(3)?,
+        service: row.try_get(4)?,
+        environment: row.try_get(5)?,
+        deploy_id: row.try_get(6)?,
+        deploy_row_id: row.try_get(7)?,
+        opened_at: ts(row.try_get(8)?),
+        updated_at: ts(row.try_get(9)?),
+        headline: row.try_get(10)?,
+    })
+}
+
+/// A bind value of a dynamically built query.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
+    binds: &[Bind],
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments> {
+    for b in binds {
+        q = match b {
+            Bind::Text(s) => q.bind(s.clone()),
+            Bind::Int(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
+/// Escapes `%`, `_` and `\` for `LIKE … ESCAPE '\'`.
+fn like_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+async fn get_incident_summary(
+    conn: &mut sqlx::SqliteConnection,
+    id: i64,
+) -> StoreResult<Option<IncidentSummary>> {
+    let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(incident_summary).transpose()
+}
+
+async fn audit(
+    conn: &mut sqlx::SqliteConnection,
+    incident_id: i64,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    detail: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit (incident_id, at_ms, actor, action, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(incident_id)
+    .bind(at_ms)
+    .bind(actor)
+    .bind(action)
+    .bind(detail)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn enqueue_alerts(
+    conn: &mut sqlx::SqliteConnection,
+    incident_id: i64,
+    channels: &[String],
+    kind: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
+    for channel in channels {
+        sqlx::query(
+            "INSERT INTO alert_outbox (incident_id, channel, kind, status, attempts, next_attempt_ms, created_at_ms) VALUES ($1, $2, $3, 'pending', 0, $4, $4)",
+        )
+        .bind(incident_id)
+        .bind(channel.as_str())
+        .bind(kind)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn insert_samples(&self, rows: &[NewRecord], now_ms: i64) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        let (first, last) = insert_records(&mut tx, "samples", rows).await?;
+        let min_ts = rows.iter().map(|r| r.ts_ms).min().unwrap_or(0);
+        let max_ts = rows.iter().map(|r| r.ts_ms).max().unwrap_or(0);
+        sqlx::query(
+            "INSERT INTO sample_batches (first_sample_id, last_sample_id, min_ts_ms, max_ts_ms, received_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(min_ts)
+        .bind(max_ts)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_logs(&self, rows: &[NewRecord]) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        insert_records(&mut tx, "logs", rows).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_deploys(
+        &self,
+        rows: &[NewDeploy],
+        now_ms: i64,
+    ) -> StoreResult<Vec<Option<i64>>> {
+        let mut tx = self.writer.begin().await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO deploys (deploy_id, service, environment, deployed_at_ms, source, received_at_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (deploy_id, service, environment, deployed_at_ms) DO NOTHING RETURNING id",
+            )
+            .bind(r.deploy.deploy_id.as_str())
+            .bind(r.deploy.service.as_str())
+            .bind(r.deploy.environment.as_str())
+            .bind(r.deploy.timestamp.millis())
+            .bind(r.source.as_str())
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn samples_since(
+        &self,
+        from_ms: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredRecord>> {
+        // Start at the first batch that reaches `from_ms`: batches are small and indexed
+        // by their latest event time, so this avoids a time index on every sample.
+        let start: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(first_sample_id) FROM sample_batches WHERE max_ts_ms >= $1",
+        )
+        .bind(from_ms)
+        .fetch_one(&self.reader)
+        .await?;
+        let Some(start) = start else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT id, body FROM samples WHERE id >= $1 AND id > $2 AND ts_ms >= $3 ORDER BY id LIMIT $4",
+        )
+        .bind(start)
+        .bind(after_id)
+        .bind(from_ms)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredRecord {
+                    id: r.try_get(0)?,
+                    body: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn logs_since(
+        &self,
+        from_ms: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, body FROM logs WHERE ts_ms >= $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(from_ms)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredRecord {
+                    id: r.try_get(0)?,
+                    body: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn deploys_since(&self, from_ms: i64) -> StoreResult<Vec<StoredDeploy>> {
+        let rows = sqlx::query(
+            "SELECT id, deploy_id, service, environment, deployed_at_ms FROM deploys WHERE deployed_at_ms >= $1 ORDER BY id",
+        )
+        .bind(from_ms)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredDeploy {
+                    id: r.try_get(0)?,
+                    deploy: Deploy {
+                        deploy_id: r.try_get(1)?,
+                        service: r.try_get(2)?,
+                        environment: r.try_get(3)?,
+                        timestamp: ts(r.try_get(4)?),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn series(
+        &self,
+        service: &str,
+        environment: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, body FROM samples WHERE service = $1 AND environment = $2 AND ts_ms >= $3 AND ts_ms <= $4 ORDER BY ts_ms, id LIMIT $5",
+        )
+        .bind(service)
+        .bind(environment)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredRecord {
+                    id: r.try_get(0)?,
+                    body: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn latest_event_ms(&self) -> StoreResult<Option<i64>> {
+        let a: Option<i64> = sqlx::query_scalar("SELECT MAX(max_ts_ms) FROM sample_batches")
+            .fetch_one(&self.reader)
+            .await?;
+        let b: Option<i64> = sqlx::query_scalar("SELECT MAX(deployed_at_ms) FROM deploys")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(a.max(b))
+    }
+
+    async fn record_verdict(
+        &self,
+        verdict: &DeployVerdict,
+        incident: Option<&NewIncident>,
+        now_ms: i64,
+    ) -> StoreResult<Option<RecordedVerdict>> {
+        let body = serde_json::to_string(verdict)
+            .map_err(|e| StoreError::Corrupt(format!("verdict to JSON: {e}")))?;
+        let mut tx = self.writer.begin().await?;
+        let deploy_row_id: i64 = match sqlx::query_scalar(
+            "SELECT id FROM deploys WHERE deploy_id = $1 AND service = $2 AND environment = $3 AND deployed_at_ms = $4",
+        )
+        .bind(verdict.deploy_id.as_str())
+        .bind(verdict.service.as_str())
+        .bind(verdict.environment.as_str())
+        .bind(verdict.deployed_at.millis())
+        .fetch_optional(&mut *tx)
+        .await?
+        {
+            Some(id) => id,
+            None => {
+                sqlx::query_scalar(
+                    "INSERT INTO deploys (deploy_id, service, environment, deployed_at_ms, source, received_at_ms) VALUES ($1, $2, $3, $4, 'engine', $5) RETURNING id",
+                )
+                .bind(verdict.deploy_id.as_str())
+                .bind(verdict.service.as_str())
+                .bind(verdict.environment.as_str())
+                .bind(verdict.deployed_at.millis())
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO verdicts (deploy_row_id, verdict, detected_at_ms, body, decided_at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (deploy_row_id) DO NOTHING RETURNING id",
+        )
+        .bind(deploy_row_id)
+        .bind(verdict.verdict.as_str())
+        .bind(verdict.detected_at.map(Timestamp::millis))
+        .bind(body)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if inserted.is_none() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let mut opened = None;
+        if let Some(new) = incident {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO incidents (deploy_row_id, title, status, severity, severity_rank, service, environment, deploy_id, headline, opened_at_ms, updated_at_ms) VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+            )
+            .bind(deploy_row_id)
+            .bind(new.title.as_str())
+            .bind(new.severity.as_str())
+            .bind(new.severity_rank)
+            .bind(verdict.service.as_str())
+            .bind(verdict.environment.as_str())
+            .bind(verdict.deploy_id.as_str())
+            .bind(new.headline.as_str())
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            audit(
+                &mut tx,
+                id,
+                now_ms,
+                "watchdog",
+                "opened",
+                &format!("opened by a regression verdict ({} severity)", new.severity),
+            )
+            .await?;
+            enqueue_alerts(&mut tx, id, &new.channels, "opened", now_ms).await?;
+            opened = get_incident_summary(&mut tx, id).await?;
+        }
+        let sql = format!("SELECT {DEPLOY_COLUMNS} {DEPLOY_FROM} WHERE d.id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(deploy_row_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let deploy = deploy_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(RecordedVerdict {
+            deploy,
+            incident: opened,
+        }))
+    }
+
+    async fn list_deploys(&self, q: &DeployQuery) -> StoreResult<(Vec<DeployRow>, i64)> {
+        let mut conds = Vec::new();
+        let mut binds = Vec::new();
+        let mut push = |cond: &str, b: Bind| {
+            binds.push(b);
+            conds.push(cond.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(s) = &q.service {
+            push("d.service = ?", Bind::Text(s.clone()));
+        }
+        if let Some(e) = &q.environment {
+            push("d.environment = ?", Bind::Text(e.clone()));
+        }
+        match q.verdict.as_deref() {
+            None => {}
+            Some("watching") => conds.push("v.id IS NULL".into()),
+            Some(v) => push("v.verdict = ?", Bind::Text(v.to_string())),
+        }
+        let where_sql = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let count_sql = format!("SELECT COUNT(*) {DEPLOY_FROM} {where_sql}");
+        let total: i64 = {
+            let mut cq = sqlx::query_scalar(AssertSqlSafe(count_sql));
+            for b in &binds {
+                cq = match b {
+                    Bind::Text(s) => cq.bind(s.clone()),
+                    Bind::Int(i) => cq.bind(*i),
+                };
+            }
+            cq.fetch_one(&self.reader).await?
+        };
+        let n = binds.len();
+        let sql = format!(
+            "SELECT {DEPLOY_COLUMNS} {DEPLOY_FROM} {where_sql} ORDER BY d.deployed_at_ms DESC, d.id DESC LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        binds.push(Bind::Int(q.limit));
+        binds.push(Bind::Int(q.offset));
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &binds)
+            .fetch_all(&self.reader)
+            .await?;
+        let items = rows.iter().map(deploy_row).collect::<StoreResult<_>>()?;
+        Ok((items, total))
+    }
+
+    async fn get_deploy(&self, id: i64) -> StoreResult<Option<DeployRow>> {
+        let sql = format!("SELECT {DEPLOY_COLUMNS} {DEPLOY_FROM} WHERE d.id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(deploy_row).transpose()
+    }
+
+    async fn list_incidents(
+        &self,
+        q: &IncidentQuery,
+    ) -> StoreResult<(Vec<IncidentSummary>, i64)> {
+        let mut conds = Vec::new();
+        let mut binds = Vec::new();
+        let mut push = |cond: &str, b: Bind| {
+            binds.push(b);
+            conds.push(cond.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(s) = q.status {
+            push("status = ?", Bind::Text(s.as_str().into()));
+        }
+        if let Some(s) = &q.severity {
+            push("severity = ?", Bind::Text(s.clone()));
+        }
+        if let Some(s) = &q.service {
+            push("service = ?", Bind::Text(s.clone()));
+        }
+        if let Some(e) = &q.environment {
+            push("environment = ?", Bind::Text(e.clone()));
+        }
+        if let Some(t) = q.text.as_deref().filter(|t| !t.trim().is_empty()) {
+            binds.push(Bind::Text(like_pattern(t.trim())));
+            let p = format!("${}", binds.len());
+            conds.push(format!(
+                "(LOWER(title) LIKE {p} ESCAPE '\\' OR LOWER(headline) LIKE {p} ESCAPE '\\' OR LOWER(deploy_id) LIKE {p} ESCAPE '\\' OR LOWER(service) LIKE {p} ESCAPE '\\')"
+            ));
+        }
+        let where_sql = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let order = match q.sort {
+            IncidentSort::OpenedAt => "opened_at_ms ASC, id ASC",
+            IncidentSort::OpenedAtDesc => "opened_at_ms DESC, id DESC",
+            // Rank 0 is the most severe: "-severity" (most severe first) is rank ascending.
+            IncidentSort::Severity => "severity_rank DESC, opened_at_ms DESC, id DESC",
+            IncidentSort::SeverityDesc => "severity_rank ASC, opened_at_ms DESC, id DESC",
+            IncidentSort::UpdatedAt => "updated_at_ms ASC, id ASC",
+            IncidentSort::UpdatedAtDesc => "updated_at_ms DESC, id DESC",
+        };
+        let count_sql = format!("SELECT COUNT(*) FROM incidents {where_sql}");
+        let total: i64 = {
+            let mut cq = sqlx::query_scalar(AssertSqlSafe(count_sql));
+            for b in &binds {
+                cq = match b {
+                    Bind::Text(s) => cq.bind(s.clone()),
+                    Bind::Int(i) => cq.bind(*i),
+                };
+            }
+            cq.fetch_one(&self.reader).await?
+        };
+        let n = binds.len();
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents {where_sql} ORDER BY {order} LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        binds.push(Bind::Int(q.limit));
+        binds.push(Bind::Int(q.offset));
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &binds)
+            .fetch_all(&self.reader)
+            .await?;
+        let items = rows
+            .iter()
+            .map(incident_summary)
+            .collect::<StoreResult<_>>()?;
+        Ok((items, total))
+    }
+
+    async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRecord>> {
+        let mut conn = self.reader.acquire().await?;
+        let Some(summary) = get_incident_summary(&mut conn, id).await? else {
+            return Ok(None);
+        };
+        let body: String = sqlx::query_scalar("SELECT body FROM verdicts WHERE deploy_row_id = $1")
+            .bind(summary.deploy_row_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        let verdict = parse_verdict(&body)?;
+        let notes = sqlx::query(
+            "SELECT id, incident_id, author, text, created_at_ms FROM notes WHERE incident_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Note {
+                id: r.try_get(0)?,
+                incident_id: r.try_get(1)?,
+                author: r.try_get(2)?,
+                text: r.try_get(3)?,
+                created_at: ts(r.try_get(4)?),
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+        let audit = sqlx::query(
+            "SELECT id, at_ms, actor, action, detail FROM audit WHERE incident_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                id: r.try_get(0)?,
+                at: ts(r.try_get(1)?),
+                actor: r.try_get(2)?,
+                action: r.try_get(3)?,
+                detail: r.try_get(4)?,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+        Ok(Some(IncidentRecord {
+            summary,
+            verdict,
+            notes,
+            audit,
+        }))
+    }
+
+    async fn set_status(
+        &self,
+        id: i64,
+        status: IncidentStatus,
+        actor: &str,
+        resolved_channels: &[String],
+        now_ms: i64,
+    ) -> StoreResult<Option<IncidentSummary>> {
+        let mut tx = self.writer.begin().await?;
+        let Some(current) = get_incident_summary(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        if current.status == status {
+            tx.rollback().await?;
+            return Ok(Some(current));
+        }
+        sqlx::query("UPDATE incidents SET status = $1, updated_at_ms = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            id,
+            now_ms,
+            actor,
+            "status",
+            &format!(
+                "status {} -> {}",
+                current.status.as_str(),
+                status.as_str()
+            ),
+        )
+        .await?;
+        if status == IncidentStatus::Resolved {
+            enqueue_alerts(&mut tx, id, resolved_channels, "resolved", now_ms).await?;
+        }
+        let updated = get_incident_summary(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    async fn add_note(
+        &self,
+        id: i64,
+        author: &str,
+        text: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<Note>> {
+        let mut tx = self.writer.begin().await?;
+        if get_incident_summary(&mut tx, id).await?.is_none() {
+            return Ok(None);
+        }
+        let note_id: i64 = sqlx::query_scalar(
+            "INSERT INTO notes (incident_id, author, text, created_at_ms) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(id)
+        .bind(author)
+        .bind(text)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE incidents SET updated_at_ms = $1 WHERE id = $2")
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        audit(&mut tx, id, now_ms, author, "note", &format!("note #{note_id} added")).await?;
+        tx.commit().await?;
+        Ok(Some(Note {
+            id: note_id,
+            incident_id: id,
+            author: author.to_string(),
+            text: text.to_string(),
+            created_at: ts(now_ms),
+        }))
+    }
+
+    async fn get_explanation(&self, id: i64) -> StoreResult<Option<StoredExplanation>> {
+        let row = sqlx::query(
+            "SELECT text, source, model, generated_at_ms, fallback_reason FROM explanations WHERE incident_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| {
+            Ok(StoredExplanation {
+                text: r.try_get(0)?,
+                source: r.try_get(1)?,
+                model: r.try_get(2)?,
+                generated_at: ts(r.try_get(3)?),
+                fallback_reason: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_explanation(
+        &self,
+        id: i64,
+        e: &StoredExplanation,
+        actor: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO explanations (incident_id, text, source, model, generated_at_ms, fallback_reason) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (incident_id) DO UPDATE SET text = excluded.text, source = excluded.source, model = excluded.model, generated_at_ms = excluded.generated_at_ms, fallback_reason = excluded.fallback_reason",
+        )
+        .bind(id)
+        .bind(e.text.as_str())
+        .bind(e.source.as_str())
+        .bind(e.model.as_deref())
+        .bind(e.generated_at.millis())
+        .bind(e.fallback_reason.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            id,
+            e.generated_at.millis(),
+            actor,
+            "explanation",
+            &format!("explanation generated ({})", e.source),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_alerts(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>> {
+        let rows = sqlx::query(
+            "SELECT id, incident_id, channel, kind, attempts FROM alert_outbox WHERE status = 'pending' AND next_attempt_ms <= $1 ORDER BY next_attempt_ms, id LIMIT $2",
+        )
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxItem {
+                    id: r.try_get(0)?,
+                    incident_id: r.try_get(1)?,
+                    channel: r.try_get(2)?,
+                    kind: r.try_get(3)?,
+                    attempts: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn next_alert_due_ms(&self) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_ms) FROM alert_outbox WHERE status = 'pending'",
+        )
+        .fetch_one(&self.writer)
+        .await?)
+    }
+
+    async fn mark_alert_delivered(&self, id: i64, now_ms: i64) -> StoreResult<bool> {
+        let res = sqlx::query(
+            "UPDATE alert_outbox SET status = 'delivered', delivered_at_ms = $1, attempts = attempts + 1 WHERE id = $2 AND status = 'pending'",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn mark_alert_failed(
+        &self,
+        id: i64,
+        error: &str,
+        next_ms: Option<i64>,
+    ) -> StoreResult<()> {
+        match next_ms {
+            Some(next) => sqlx::query(
+                "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $1, next_attempt_ms = $2 WHERE id = $3 AND status = 'pending'",
+            )
+            .bind(error)
+            .bind(next)
+            .bind(id)
+            .execute(&self.writer)
+            .await?,
+            None => sqlx::query(
+                "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $1, status = 'failed' WHERE id = $2 AND status = 'pending'",
+            )
+            .bind(error)
+            .bind(id)
+            .execute(&self.writer)
+            .await?,
+        };
+        Ok(())
+    }
+
+    async fn alert_counts(&self) -> StoreResult<OutboxCounts> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM alert_outbox GROUP BY status")
+            .fetch_all(&self.reader)
+            .await?;
+        let mut c = OutboxCounts::default();
+        for r in rows {
+            let status: String = r.try_get(0)?;
+            let n: i64 = r.try_get(1)?;
+            match status.as_str() {
+                "pending" => c.pending = n,
+                "delivered" => c.delivered = n,
+                _ => c.failed += n,
+            }
+        }
+        Ok(c)
+    }
+}
