@@ -1,1 +1,21 @@
-//! Log signatures (placeholder until the template miner lands).
+//! Log signatures: a streaming template miner that turns each log message into a stable
+//! signature id and a template with `<*>` for its variables, the parsing of raw log lines,
+//! and the post-deploy evidence built from signature counts.
+//!
+//! ```
+//! use watchdog_core::signatures::TemplateMiner;
+//!
+//! let mut miner = TemplateMiner::default();
+//! let a = miner.add("Connection refused to 10.0.3.17:5432 (attempt 2)");
+//! let b = miner.add("Connection refused to 10.0.9.201:5432 (attempt 5)");
+//! assert_eq!(a.signature, b.signature);
+//! assert_eq!(b.template, "Connection refused to <*>:<*> (attempt <*>)");
+//! ```
+//!
+//! See `docs/signatures.md` for the design, the masking rules and measured figures.
+
+mod hash;
+mod mask;
+mod miner;
+
+pub use miner::{Match, MatchRef, MinerConfig, SignatureId, TemplateMiner};

@@ -1,0 +1,427 @@
+//! Default masking: the rules that turn the variable parts of a message into `<*>` before
+//! any clustering happens.
+//!
+//! The rules are general, not tuned to one system: each recognises a kind of value that
+//! is variable in practically every log (numbers, ids, addresses, paths, quoted strings,
+//! the value side of `key=value`). Masking early does two jobs: it makes the many lines
+//! of one template byte-identical (so the miner's exact-match cache answers most lines
+//! without any similarity search), and it leaves the similarity search only the
+//! variables that look like words (user names, host names).
+//!
+//! A message is cut into whitespace-separated tokens and each token into *runs* of
+//! word-like bytes (letters, digits, `_ . - / \ @ + % ~ $` and any non-ASCII byte)
+//! separated by punctuation (`: = , ; ( ) [ ] { } < > # | * ! ? '` …). Punctuation is kept
+//! as it is, so `sshd[24200]:` becomes `sshd[<*>]:` and `10.0.3.17:5432` becomes
+//! `<*>:<*>`. A run is masked when:
+//!
+//! - it contains a digit: numbers, hex ids (`0x1f`, `8f91ab22…`), UUIDs, IPv4 addresses,
+//!   versions, durations (`30ms`, `1.5s`), sizes (`64KB`), ids like `blk_-1608`, and
+//!   paths or names that embed a number. Tokens made of letters and digits are values in
+//!   nearly every logging convention, and treating a constant such as `ssh2` as a value
+//!   only changes the template text, not the grouping, because it is masked the same way
+//!   on every line;
+//! - it is a path (`/var/log/app`, `./x/y`, `~/x`, `C:\dir`): starts with `/` and has a
+//!   second `/`, or starts with `./`, `../`, `~/`, or contains `\`;
+//! - it is an e-mail address (`someone@host.tld`);
+//! - it is a long hex string without digits (16+ hex letters, e.g. part of a trace id);
+//! - it directly follows `=` (`user=alice` → `user=<*>`): the value side of a key=value
+//!   pair.
+//!
+//! Before runs, three whole-token rules apply: a URL (`scheme://…`) is one `<*>`; an IPv6
+//! or MAC address (hex groups with at least two `:`, e.g. `fe80::1`, `[2001:db8::1]:443`)
+//! is one `<*>`; and a quoted value (`"…"`, `'…'` or a backtick pair, opening at the start
+//! of a token or after `=`, `:`, `(`, `[`, `{`, `,`, and closing before whitespace or
+//! punctuation) becomes `"<*>"` even when it spans several words. Apostrophes inside
+//! words (`can't`) are not quotes.
+
+/// The placeholder for a variable.
+pub(crate) const WILDCARD: &str = "<*>";
+
+/// Masks `message` into `out` (cleared first), tokens separated by one space, and
+/// records each token's byte range in `spans`. `scratch` is reused for the quoted-value
+/// pass so that the common case allocates nothing.
+pub(crate) fn mask_message(
+    message: &str,
+    out: &mut String,
+    spans: &mut Vec<(usize, usize)>,
+    scratch: &mut String,
+) {
+    out.clear();
+    spans.clear();
+    let source = if message
+        .as_bytes()
+        .iter()
+        .any(|&b| b == b'"' || b == b'\'' || b == b'`')
+    {
+        mask_quotes(message, scratch);
+        scratch.as_str()
+    } else {
+        message
+    };
+    for token in source.split_ascii_whitespace() {
+        let before = out.len();
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let start = out.len();
+        mask_token(token, out);
+        // A list of values ("delete blk_1 blk_2 blk_3") is one variable: consecutive
+        // lone `<*>` tokens collapse, so lists of any length share a template.
+        let lone = &out[start..] == WILDCARD;
+        if lone && spans.last().is_some_and(|&(s, e)| &out[s..e] == WILDCARD) {
+            out.truncate(before);
+            continue;
+        }
+        spans.push((start, out.len()));
+    }
+}
+
+/// A hash of a masked token's shape: its punctuation with every run of word bytes and
+/// every `<*>` replaced by one marker. Two tokens can only be the same template position
+/// when their shapes agree: `(uid=<*>)` and `LOGIN(uid=<*>)`, or `tty=<*>` and
+/// `tty=:<*>`, are different constants, while `alice` and `<*>` may be one variable.
+pub(crate) fn shape_hash(token: &str) -> u64 {
+    let b = token.as_bytes();
+    let mut h = super::hash::fnv1a(b"");
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(WILDCARD.as_bytes()) || is_run_byte(b[i]) {
+            while i < b.len() {
+                if b[i..].starts_with(WILDCARD.as_bytes()) {
+                    i += WILDCARD.len();
+                } else if is_run_byte(b[i]) {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            h = super::hash::fnv1a_from(h, b"a");
+        } else {
+            h = super::hash::fnv1a_from(h, &b[i..=i]);
+            // An empty value is still a value: `()` is shaped like `(x)` and a bare
+            // `key=` like `key=x`.
+            let next = b.get(i + 1).copied();
+            let empty_pair = matches!(
+                (b[i], next),
+                (b'(', Some(b')')) | (b'[', Some(b']')) | (b'{', Some(b'}'))
+            );
+            let empty_value =
+                b[i] == b'=' && matches!(next, None | Some(b',' | b';' | b')' | b']' | b'}'));
+            if empty_pair || empty_value {
+                h = super::hash::fnv1a_from(h, b"a");
+            }
+            i += 1;
+        }
+    }
+    h
+}
+
+/// Bytes that may precede an opening quote (besides whitespace and the start).
+fn opens_quote_after(b: u8) -> bool {
+    matches!(b, b'=' | b':' | b'(' | b'[' | b'{' | b',' | b'<')
+}
+
+/// Bytes that may follow a closing quote (besides whitespace and the end).
+fn closes_quote_before(b: u8) -> bool {
+    matches!(
+        b,
+        b',' | b';' | b':' | b'.' | b')' | b']' | b'}' | b'>' | b'!' | b'?'
+    )
+}
+
+/// Replaces quoted values by `"<*>"` (keeping the quote character used).
+fn mask_quotes(message: &str, out: &mut String) {
+    out.clear();
+    let b = message.as_bytes();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let q = b[i];
+        let is_quote = q == b'"' || q == b'\'' || q == b'`';
+        let at_start = i == 0 || b[i - 1].is_ascii_whitespace() || opens_quote_after(b[i - 1]);
+        if is_quote && at_start {
+            let close = (i + 1..b.len()).find(|&j| {
+                b[j] == q
+                    && (j + 1 == b.len()
+                        || b[j + 1].is_ascii_whitespace()
+                        || closes_quote_before(b[j + 1]))
+            });
+            if let Some(j) = close {
+                if j > i + 1 {
+                    // Quotes are ASCII, so these are char boundaries.
+                    out.push_str(&message[copied..i]);
+                    out.push(q as char);
+                    out.push_str(WILDCARD);
+                    out.push(q as char);
+                    copied = j + 1;
+                    i = j + 1;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&message[copied..]);
+}
+
+fn is_run_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || b >= 0x80
+        || matches!(
+            b,
+            b'_' | b'.' | b'-' | b'/' | b'\\' | b'@' | b'+' | b'%' | b'~' | b'$'
+        )
+}
+
+/// Trailing punctuation that ends a URL's token but not the URL itself.
+fn is_trailing_punct(b: u8) -> bool {
+    matches!(
+        b,
+        b'.' | b',' | b';' | b':' | b')' | b']' | b'}' | b'>' | b'\'' | b'"' | b'!' | b'?'
+    )
+}
+
+fn mask_token(tok: &str, out: &mut String) {
+    let b = tok.as_bytes();
+    if let Some(p) = tok.find("://") {
+        let mut s = p;
+        while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'.' | b'-'))
+        {
+            s -= 1;
+        }
+        if s < p {
+            let mut e = b.len();
+            while e > p + 3 && is_trailing_punct(b[e - 1]) {
+                e -= 1;
+            }
+            mask_runs(&tok[..s], out);
+            out.push_str(WILDCARD);
+            out.push_str(&tok[e..]);
+            return;
+        }
+    }
+    if let Some((lead, end)) = address_with_colons(b) {
+        out.push_str(&tok[..lead]);
+        out.push_str(WILDCARD);
+        mask_runs(&tok[end..], out);
+        return;
+    }
+    mask_runs(tok, out);
+}
+
+/// Finds an IPv6 or MAC address at the start of a token (after `[` or `(`): hex groups
+/// with at least two colons and a digit, ending at a non-word byte. Returns the address's
+/// byte range. Times (`12:30:45`) are left to the run rules (no `::`, no hex letter and
+/// fewer than five colons).
+fn address_with_colons(b: &[u8]) -> Option<(usize, usize)> {
+    let lead = b.iter().take_while(|&&c| c == b'[' || c == b'(').count();
+    let mut end = lead;
+    let (mut colons, mut digit, mut letter, mut double) = (0, false, false, false);
+    while end < b.len() {
+        let c = b[end];
+        if c == b':' {
+            colons += 1;
+            if end > lead && b[end - 1] == b':' {
+                double = true;
+            }
+        } else if c.is_ascii_digit() {
+            digit = true;
+        } else if c.is_ascii_hexdigit() {
+            letter = true;
+        } else if c == b'.' && double {
+            // An IPv4-mapped tail such as ::ffff:10.0.0.1.
+        } else {
+            break;
+        }
+        end += 1;
+    }
+    // A zone index (fe80::1%eth0) belongs to the address.
+    if end < b.len() && b[end] == b'%' && (double || colons >= 2) {
+        end += 1;
+        while end < b.len() && b[end].is_ascii_alphanumeric() {
+            end += 1;
+        }
+    }
+    // Trailing dots are sentence punctuation, not address.
+    while end > lead && b[end - 1] == b'.' {
+        end -= 1;
+    }
+    let after = end + b[end..].iter().take_while(|&&c| c == b'.').count();
+    let boundary = after == b.len() || !is_run_byte(b[after]);
+    let shaped = colons >= 2 && digit && (double || letter || colons >= 5);
+    (boundary && shaped).then_some((lead, end))
+}
+
+/// Masks each run of word bytes in `s` that is a variable, copying the rest.
+fn mask_runs(s: &str, out: &mut String) {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        if !is_run_byte(b[i]) {
+            while i < b.len() && !is_run_byte(b[i]) {
+                i += 1;
+            }
+            out.push_str(&s[start..i]);
+            continue;
+        }
+        while i < b.len() && is_run_byte(b[i]) {
+            i += 1;
+        }
+        // Sentence dots and dashes after a value are not part of it ("port 22.").
+        let mut end = i;
+        while end > start && matches!(b[end - 1], b'.' | b'-') {
+            end -= 1;
+        }
+        let after_equals = start > 0 && b[start - 1] == b'=';
+        if end > start && is_variable(&b[start..end], after_equals) {
+            out.push_str(WILDCARD);
+        } else {
+            out.push_str(&s[start..end]);
+        }
+        out.push_str(&s[end..i]);
+    }
+}
+
+fn is_variable(run: &[u8], after_equals: bool) -> bool {
+    if after_equals || run.iter().any(u8::is_ascii_digit) {
+        return true;
+    }
+    let slashes = run.iter().filter(|&&c| c == b'/').count();
+    let path = (run[0] == b'/' && slashes >= 2)
+        || run.starts_with(b"./")
+        || run.starts_with(b"../")
+        || run.starts_with(b"~/")
+        || run.contains(&b'\\');
+    if path {
+        return true;
+    }
+    if let Some(at) = run.iter().position(|&c| c == b'@') {
+        if at > 0 && run[at + 1..].contains(&b'.') && !run.ends_with(b".") {
+            return true;
+        }
+    }
+    run.len() >= 16 && run.iter().all(u8::is_ascii_hexdigit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask(s: &str) -> String {
+        let (mut out, mut spans, mut scratch) = (String::new(), Vec::new(), String::new());
+        mask_message(s, &mut out, &mut spans, &mut scratch);
+        assert_eq!(spans.len(), out.split_ascii_whitespace().count());
+        out
+    }
+
+    #[test]
+    fn numbers_and_hex_ids() {
+        assert_eq!(mask("retry 3 of 10"), "retry <*> of <*>");
+        assert_eq!(mask("value -12.5e3 ok"), "value <*> ok");
+        assert_eq!(mask("ptr 0x7ffde4a2 freed"), "ptr <*> freed");
+        assert_eq!(mask("commit 8f91ab22c0"), "commit <*>");
+        assert_eq!(mask("trace abcdefabcdefabcd"), "trace <*>");
+        assert_eq!(mask("a decade ago"), "a decade ago");
+    }
+
+    #[test]
+    fn uuids_and_block_ids() {
+        assert_eq!(
+            mask("request 8f91ab22-1c2d-4e5f-8a9b-0c1d2e3f4a5b failed"),
+            "request <*> failed"
+        );
+        assert_eq!(mask("block blk_-6952295868487656571"), "block <*>");
+    }
+
+    #[test]
+    fn ipv4_ipv6_mac_and_ports() {
+        assert_eq!(mask("from 10.0.3.17:5432"), "from <*>:<*>");
+        assert_eq!(mask("from 10.0.3.17 port 22"), "from <*> port <*>");
+        assert_eq!(mask("peer [2001:db8::1]:443 up"), "peer [<*>]:<*> up");
+        assert_eq!(mask("peer fe80::1ff:fe23:4567:890a down"), "peer <*> down");
+        assert_eq!(mask("mac 00:1a:2b:3c:4d:5e"), "mac <*>");
+        assert_eq!(mask("link fe80::1%eth0."), "link <*>.");
+        // Times keep their shape.
+        assert_eq!(mask("at 12:30:45"), "at <*>:<*>:<*>");
+        // C++ paths are not addresses.
+        assert_eq!(mask("in std::vector"), "in std::vector");
+    }
+
+    #[test]
+    fn paths_and_urls() {
+        assert_eq!(mask("open /var/log/app.log failed"), "open <*> failed");
+        assert_eq!(mask("open ./conf/x.toml"), "open <*>");
+        assert_eq!(mask("load C:\\Windows\\x.dll"), "load C:<*>");
+        assert_eq!(mask("root /"), "root /");
+        assert_eq!(
+            mask("GET https://api.example.com/v1/users?id=7, done"),
+            "GET <*>, done"
+        );
+        assert_eq!(mask("(see http://x.org/a)."), "(see <*>).");
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(
+            mask("took 30ms then 1.5s then 2m30s"),
+            "took <*> then <*> then <*>"
+        );
+        assert_eq!(mask("wrote 64KB"), "wrote <*>");
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            mask("mail to alice@example.com bounced"),
+            "mail to <*> bounced"
+        );
+        assert_eq!(mask("at @home"), "at @home");
+    }
+
+    #[test]
+    fn quoted_values() {
+        assert_eq!(
+            mask("user \"John Smith\" not found"),
+            "user \"<*>\" not found"
+        );
+        assert_eq!(mask("key='a b c', next"), "key='<*>', next");
+        assert_eq!(mask("can't open `cfg file`"), "can't open `<*>`");
+        assert_eq!(mask("empty '' stays"), "empty '' stays");
+        assert_eq!(mask("it's Bob's"), "it's Bob's");
+    }
+
+    #[test]
+    fn key_value_values() {
+        assert_eq!(
+            mask("user=alice state=active ruser= rhost=10.0.0.1"),
+            "user=<*> state=<*> ruser= rhost=<*>"
+        );
+        assert_eq!(mask("session (uid=0)"), "session (uid=<*>)");
+    }
+
+    #[test]
+    fn punctuation_and_sentence_dots_are_kept() {
+        assert_eq!(mask("sshd[24200]: done."), "sshd[<*>]: done.");
+        assert_eq!(mask("closed port 22."), "closed port <*>.");
+        assert_eq!(mask("BLOCK* ask"), "BLOCK* ask");
+        assert_eq!(mask("  spaced\tout  "), "spaced out");
+    }
+
+    #[test]
+    fn value_lists_collapse() {
+        assert_eq!(mask("delete 1 2 3 4 now"), "delete <*> now");
+        assert_eq!(mask("delete 1 x 3"), "delete <*> x <*>");
+    }
+
+    #[test]
+    fn shapes_tell_structures_apart() {
+        assert_eq!(shape_hash("alice"), shape_hash("<*>"));
+        assert_eq!(shape_hash("host-1.example.com"), shape_hash("x"));
+        assert_ne!(shape_hash("(uid=<*>)"), shape_hash("LOGIN(uid=<*>)"));
+        assert_ne!(shape_hash("tty=<*>"), shape_hash("tty=:<*>"));
+        assert_eq!(shape_hash("[<*>]:"), shape_hash("[a]:"));
+        assert_eq!(shape_hash("()"), shape_hash("(host.example.com)"));
+        assert_eq!(shape_hash("rhost="), shape_hash("rhost=<*>"));
+    }
+}

@@ -1,0 +1,543 @@
+//! The streaming template miner.
+//!
+//! # Algorithm
+//!
+//! A Drain-style fixed-depth search with three changes that matter for logs nobody
+//! configured:
+//!
+//! 1. **Masking first** ([`super::mask`]): most variables are recognised by shape, so
+//!    most lines of one template are byte-identical after masking.
+//! 2. **Exact-match cache**: the masked text is looked up in a hash map of masked texts
+//!    seen before. A hit returns the cluster immediately; that is the common path and
+//!    what makes the miner fast (one masking pass, one hash, one probe).
+//! 3. **Similarity over informative positions only**: on a miss, the line's tokens are
+//!    compared with the templates of the clusters that have the same token count and the
+//!    same first token (Drain's tree of depth 2, kept as a hash map). Positions that are
+//!    masked in both the line and the template carry no information and are left out;
+//!    a template position already generalised to `<*>` counts as agreeing. The line joins
+//!    the most similar cluster if the share of agreeing positions reaches
+//!    [`MinerConfig::similarity`], and the positions that disagree become `<*>`;
+//!    otherwise it starts a new cluster. Only clusters whose tokens have the same
+//!    *shapes* (punctuation skeleton, see `mask::shape_hash`) are candidates, so
+//!    `by (uid=0)` and `by LOGIN(uid=0)` never merge while `user alice` and `user 0`
+//!    may.
+//!
+//! Routing on the first token keeps `cupsd startup succeeded` and `klogd startup
+//! succeeded` apart (as Drain does) while `Invalid user alice from <*>` and `Invalid user
+//! bob from <*>` merge. A first token that is only a masked value routes to a shared
+//! wildcard branch.
+//!
+//! # Ids and their stability
+//!
+//! A cluster's [`SignatureId`] is the FNV-1a 64 hash of the masked text of the line that
+//! created it, fixed for the cluster's life even when its template later generalises.
+//! Hence:
+//!
+//! - the same input in the same order gives the same ids on every run and platform (no
+//!   randomness, no clock, no pointer-dependent iteration);
+//! - a line's id does not depend on earlier lines of *other* templates, except when those
+//!   lines were similar enough to compete for the same cluster, or when the template cap
+//!   evicted its cluster;
+//! - a template whose first line carries no word-like variable (the usual case after
+//!   masking) gets the same id whatever order its lines arrive in, in any stream.
+//!
+//! # Memory
+//!
+//! At most [`MinerConfig::max_templates`] clusters are kept (default 50,000, roughly
+//! 300 bytes plus the template text each). When a new cluster would exceed the cap, the
+//! least recently used tenth is evicted at once (so eviction costs O(log n) amortised per
+//! new cluster); a line of an evicted template later starts a fresh cluster, usually
+//! with the same id. One branch holds at most [`MinerConfig::max_branch`] clusters, evicting
+//! its least recently used one, which bounds the similarity search. The exact-match cache
+//! holds at most twice `max_templates` texts and is emptied when full.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::hash::{fnv1a, fnv1a_from, FnvMap};
+use super::mask::{mask_message, shape_hash, WILDCARD};
+
+/// A stable signature id: a 64-bit hash shown as 16 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SignatureId(pub u64);
+
+impl fmt::Display for SignatureId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl FromStr for SignatureId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 16 {
+            return Err(format!(
+                "signature id must be 16 hex digits, got {} characters in {s:?}",
+                s.len()
+            ));
+        }
+        u64::from_str_radix(s, 16)
+            .map(SignatureId)
+            .map_err(|_| format!("signature id must be 16 hex digits, got {s:?}"))
+    }
+}
+
+impl Serialize for SignatureId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SignatureId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Settings of the [`TemplateMiner`]. The defaults need no tuning per system.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MinerConfig {
+    /// Most clusters kept; least recently used ones are evicted beyond it.
+    pub max_templates: usize,
+    /// Share of informative token positions that must agree for a line to join a
+    /// cluster (0 to 1).
+    pub similarity: f64,
+    /// Most clusters compared on one branch (same length and first token).
+    pub max_branch: usize,
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        MinerConfig {
+            max_templates: 50_000,
+            similarity: 0.7,
+            max_branch: 128,
+        }
+    }
+}
+
+/// The signature and template a message was assigned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Match {
+    /// Stable id of the template.
+    pub signature: SignatureId,
+    /// The template with `<*>` for variables, as it stands after this message.
+    pub template: String,
+}
+
+/// Like [`Match`], borrowing the template from the miner (no allocation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatchRef<'a> {
+    /// Stable id of the template.
+    pub signature: SignatureId,
+    /// The template with `<*>` for variables, as it stands after this message.
+    pub template: &'a str,
+}
+
+#[derive(Debug)]
+struct Cluster {
+    id: SignatureId,
+    /// Hash of each template token; `wildcard` for `<*>`.
+    tokens: Vec<u64>,
+    /// Shape of each template token ([`shape_hash`]); fixed for the cluster's life.
+    shapes: Vec<u64>,
+    /// Text of each template token (kept to rebuild `template`).
+    texts: Vec<Box<str>>,
+    template: String,
+    branch: u64,
+    last_used: u64,
+    count: u64,
+}
+
+/// Streaming log template miner; see the module docs for the algorithm and guarantees.
+#[derive(Debug)]
+pub struct TemplateMiner {
+    config: MinerConfig,
+    slots: Vec<Option<Cluster>>,
+    /// Bumped when a slot is freed, so cache entries for the old cluster go stale.
+    generations: Vec<u32>,
+    free: Vec<u32>,
+    live: usize,
+    branches: FnvMap<u64, Vec<u32>>,
+    by_id: FnvMap<u64, u32>,
+    cache: FnvMap<Box<str>, (u32, u32)>,
+    tick: u64,
+    wildcard: u64,
+    masked: String,
+    spans: Vec<(usize, usize)>,
+    scratch: String,
+    hashes: Vec<u64>,
+    shapes: Vec<u64>,
+}
+
+impl Default for TemplateMiner {
+    fn default() -> Self {
+        TemplateMiner::new(MinerConfig::default())
+    }
+}
+
+impl TemplateMiner {
+    /// A miner with `config`; a cap or branch size of 0 is taken as 1 and the
+    /// similarity is clamped to 0..=1.
+    pub fn new(mut config: MinerConfig) -> Self {
+        config.max_templates = config.max_templates.max(1);
+        config.max_branch = config.max_branch.max(1);
+        config.similarity = if config.similarity.is_nan() {
+            MinerConfig::default().similarity
+        } else {
+            config.similarity.clamp(0.0, 1.0)
+        };
+        TemplateMiner {
+            config,
+            slots: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            branches: FnvMap::default(),
+            by_id: FnvMap::default(),
+            cache: FnvMap::default(),
+            tick: 0,
+            wildcard: fnv1a(WILDCARD.as_bytes()),
+            masked: String::new(),
+            spans: Vec::new(),
+            scratch: String::new(),
+            hashes: Vec::new(),
+            shapes: Vec::new(),
+        }
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &MinerConfig {
+        &self.config
+    }
+
+    /// Number of templates currently kept.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// No template yet.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// The current template of a signature, if it is still kept.
+    pub fn template(&self, id: SignatureId) -> Option<&str> {
+        let slot = *self.by_id.get(&id.0)?;
+        self.slots[slot as usize]
+            .as_ref()
+            .map(|c| c.template.as_str())
+    }
+
+    /// How many messages a kept signature has matched.
+    pub fn count(&self, id: SignatureId) -> Option<u64> {
+        let slot = *self.by_id.get(&id.0)?;
+        self.slots[slot as usize].as_ref().map(|c| c.count)
+    }
+
+    /// Assigns `message` to a template, learning from it; returns an owned [`Match`].
+    pub fn add(&mut self, message: &str) -> Match {
+        let m = self.add_ref(message);
+        Match {
+            signature: m.signature,
+            template: m.template.to_string(),
+        }
+    }
+
+    /// Assigns `message` to a template, learning from it, without allocating in the
+    /// common case (a message whose masked text was seen before).
+    pub fn add_ref(&mut self, message: &str) -> MatchRef<'_> {
+        self.tick += 1;
+        mask_message(
+            message,
+            &mut self.masked,
+            &mut self.spans,
+            &mut self.scratch,
+        );
+        let slot = match self.cached(self.masked.as_str()) {
+            Some(slot) => slot,
+            None => {
+                let slot = self.place();
+                if self.cache.len() >= self.config.max_templates.saturating_mul(2) {
+                    self.cache.clear();
+                }
+                let generation = self.generations[slot as usize];
+                self.cache
+                    .insert(Box::from(self.masked.as_str()), (slot, generation));
+                slot
+            }
+        };
+        let tick = self.tick;
+        let cluster = self.slots[slot as usize]
+            .as_mut()
+            .expect("placed slot holds a cluster");
+        cluster.last_used = tick;
+        cluster.count += 1;
+        MatchRef {
+            signature: cluster.id,
+            template: &cluster.template,
+        }
+    }
+
+    fn cached(&self, masked: &str) -> Option<u32> {
+        let &(slot, generation) = self.cache.get(masked)?;
+        (self.generations[slot as usize] == generation && self.slots[slot as usize].is_some())
+            .then_some(slot)
+    }
+
+    /// Finds or creates the cluster of the masked line in `self.masked`.
+    fn place(&mut self) -> u32 {
+        self.hashes.clear();
+        self.shapes.clear();
+        for &(s, e) in &self.spans {
+            self.hashes.push(fnv1a(&self.masked.as_bytes()[s..e]));
+            self.shapes.push(shape_hash(&self.masked[s..e]));
+        }
+        let branch = self.branch_key();
+        if let Some(slot) = self.best_match(branch) {
+            self.generalise(slot);
+            return slot;
+        }
+        self.create(branch)
+    }
+
+    /// Token count and routing token (or a wildcard branch when the first token is
+    /// only a masked value, e.g. `<*>` or `<*>:<*>`).
+    fn branch_key(&self) -> u64 {
+        let route = match self.spans.first() {
+            Some(&(s, e)) => {
+                let first = &self.masked[s..e];
+                let informative = first
+                    .split(WILDCARD)
+                    .any(|part| part.bytes().any(|b| b.is_ascii_alphabetic() || b >= 0x80));
+                if informative {
+                    self.hashes[0]
+                } else {
+                    self.wildcard
+                }
+            }
+            None => 0,
+        };
+        fnv1a_from(route, &(self.spans.len() as u64).to_le_bytes())
+    }
+
+    fn best_match(&self, branch: u64) -> Option<u32> {
+        let members = self.branches.get(&branch)?;
+        let mut best: Option<(u32, f64)> = None;
+        for &slot in members {
+            let Some(cluster) = self.slots[slot as usize].as_ref() else {
+                continue;
+            };
+            if cluster.tokens.len() != self.hashes.len() || cluster.shapes != self.shapes {
+                continue;
+            }
+            let sim = self.similarity(&cluster.tokens);
+            if sim >= self.config.similarity && best.is_none_or(|(_, b)| sim > b) {
+                best = Some((slot, sim));
+            }
+        }
+        best.map(|(slot, _)| slot)
+    }
+
+    /// Share of informative positions where the template agrees with the line.
+    fn similarity(&self, template: &[u64]) -> f64 {
+        let w = self.wildcard;
+        let (mut agree, mut informative) = (0u32, 0u32);
+        for (&t, &m) in template.iter().zip(&self.hashes) {
+            if t == w && m == w {
+                continue;
+            }
+            informative += 1;
+            if t == m || t == w {
+                agree += 1;
+            }
+        }
+        if informative == 0 {
+            1.0
+        } else {
+            f64::from(agree) / f64::from(informative)
+        }
+    }
+
+    fn generalise(&mut self, slot: u32) {
+        let w = self.wildcard;
+        let cluster = self.slots[slot as usize]
+            .as_mut()
+            .expect("matched slot holds a cluster");
+        let mut changed = false;
+        for (i, (t, &m)) in cluster.tokens.iter_mut().zip(&self.hashes).enumerate() {
+            if *t != m && *t != w {
+                *t = w;
+                cluster.texts[i] = Box::from(WILDCARD);
+                changed = true;
+            }
+        }
+        if changed {
+            cluster.template = cluster.texts.join(" ");
+        }
+    }
+
+    fn create(&mut self, branch: u64) -> u32 {
+        if self.live >= self.config.max_templates {
+            let n = (self.config.max_templates / 10).max(1);
+            self.evict_least_recent(n);
+        }
+        let full = self
+            .branches
+            .get(&branch)
+            .filter(|m| m.len() >= self.config.max_branch)
+            .and_then(|m| {
+                m.iter()
+                    .copied()
+                    .min_by_key(|&s| self.slots[s as usize].as_ref().map_or(0, |c| c.last_used))
+            });
+        if let Some(slot) = full {
+            self.remove(slot);
+        }
+        let mut id = fnv1a(self.masked.as_bytes());
+        // Two live clusters with the same creating text cannot normally exist (the
+        // second line would have matched the first cluster), but a hash collision or an
+        // evicted-and-recreated branch could; rehash deterministically.
+        while self.by_id.contains_key(&id) {
+            id = fnv1a_from(id, &[0xff]);
+        }
+        let cluster = Cluster {
+            id: SignatureId(id),
+            tokens: self.hashes.clone(),
+            shapes: self.shapes.clone(),
+            texts: self
+                .spans
+                .iter()
+                .map(|&(s, e)| Box::from(&self.masked[s..e]))
+                .collect(),
+            template: self.masked.clone(),
+            branch,
+            last_used: self.tick,
+            count: 0,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(cluster);
+                slot
+            }
+            None => {
+                self.slots.push(Some(cluster));
+                self.generations.push(0);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.live += 1;
+        self.by_id.insert(id, slot);
+        self.branches.entry(branch).or_default().push(slot);
+        slot
+    }
+
+    /// Evicts the `n` least recently used clusters (ties broken by slot, so the choice
+    /// is deterministic).
+    fn evict_least_recent(&mut self, n: usize) {
+        let mut order: Vec<(u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (c.last_used, i as u32)))
+            .collect();
+        let n = n.min(order.len());
+        if n < order.len() {
+            order.select_nth_unstable(n);
+        }
+        for &(_, slot) in &order[..n] {
+            self.remove(slot);
+        }
+    }
+
+    fn remove(&mut self, slot: u32) {
+        let Some(cluster) = self.slots[slot as usize].take() else {
+            return;
+        };
+        if let Some(members) = self.branches.get_mut(&cluster.branch) {
+            members.retain(|&s| s != slot);
+            if members.is_empty() {
+                self.branches.remove(&cluster.branch);
+            }
+        }
+        self.by_id.remove(&cluster.id.0);
+        self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
+        self.free.push(slot);
+        self.live -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_template_same_id_and_generalises() {
+        let mut m = TemplateMiner::default();
+        let a = m.add("Invalid user alice from 10.0.0.1");
+        let b = m.add("Invalid user bob from 10.0.0.2");
+        assert_eq!(a.signature, b.signature);
+        assert_eq!(a.template, "Invalid user alice from <*>");
+        assert_eq!(b.template, "Invalid user <*> from <*>");
+        assert_eq!(m.template(a.signature), Some("Invalid user <*> from <*>"));
+        assert_eq!(m.count(a.signature), Some(2));
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn different_first_token_or_length_stays_apart() {
+        let mut m = TemplateMiner::default();
+        let a = m.add("cupsd startup succeeded");
+        let b = m.add("klogd startup succeeded");
+        let c = m.add("cupsd startup succeeded quickly");
+        assert_ne!(a.signature, b.signature);
+        assert_ne!(a.signature, c.signature);
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn short_messages_need_close_agreement() {
+        let mut m = TemplateMiner::default();
+        let on = m.add("onReceive action: android.intent.action.SCREEN_ON");
+        let off = m.add("onReceive action: android.intent.action.SCREEN_OFF");
+        assert_ne!(on.signature, off.signature);
+    }
+
+    #[test]
+    fn id_is_hash_of_first_masked_line_and_displays_as_hex() {
+        let mut m = TemplateMiner::default();
+        let a = m.add("timeout after 30ms");
+        assert_eq!(a.signature.0, fnv1a(b"timeout after <*>"));
+        let text = a.signature.to_string();
+        assert_eq!(text.len(), 16);
+        assert_eq!(text.parse::<SignatureId>(), Ok(a.signature));
+        assert_eq!(
+            serde_json::to_string(&a.signature).unwrap(),
+            format!("\"{text}\"")
+        );
+        assert!("xyz".parse::<SignatureId>().is_err());
+    }
+
+    #[test]
+    fn cap_evicts_least_recently_used() {
+        let mut m = TemplateMiner::new(MinerConfig {
+            max_templates: 10,
+            ..MinerConfig::default()
+        });
+        let keep = m.add("heartbeat ok").signature;
+        for i in 0..100 {
+            let word: String = (0..6)
+                .map(|k| (b'a' + ((i * 7 + k * 3) % 26) as u8) as char)
+                .collect();
+            m.add(&format!("{word} unique event"));
+            m.add("heartbeat ok");
+            assert!(m.len() <= 10);
+        }
+        assert_eq!(m.template(keep), Some("heartbeat ok"));
+    }
+}
