@@ -1,0 +1,6 @@
+//! Reusable pieces of the pages.
+
+pub mod chart;
+pub mod download;
+pub mod error;
+pub mod verdict;

@@ -1,0 +1,6 @@
+//! One page per route.
+
+pub mod deploys;
+pub mod incident;
+pub mod incidents;
+pub mod playground;
