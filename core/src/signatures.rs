@@ -14,8 +14,12 @@
 //!
 //! See `docs/signatures.md` for the design, the masking rules and measured figures.
 
+mod evidence;
 mod hash;
 mod mask;
 mod miner;
+mod parse;
 
+pub use evidence::{signature_evidence, LogHistory, MAX_EXAMPLE_BYTES, MIN_COUNT_AFTER};
 pub use miner::{Match, MatchRef, MinerConfig, SignatureId, TemplateMiner};
+pub use parse::{parse_log_line, parse_log_line_ref, ParsedLine, ParsedLineRef};

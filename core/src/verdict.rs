@@ -172,6 +172,9 @@ pub struct SignatureEvidence {
     pub example: String,
     /// Significance of the rise: -log10 of the test's p-value (higher is stronger).
     pub score: f64,
+    /// The occurrence at which the count after the deploy first became significant.
+    #[serde(default)]
+    pub significant_at: Option<Timestamp>,
 }
 
 /// How a watch ended.

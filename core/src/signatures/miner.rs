@@ -540,4 +540,39 @@ mod tests {
         }
         assert_eq!(m.template(keep), Some("heartbeat ok"));
     }
+
+    /// Letters-only text for `n`, so masking cannot turn it into `<*>`.
+    fn word(mut n: u64) -> String {
+        let mut w = String::new();
+        loop {
+            w.push((b'a' + (n % 26) as u8) as char);
+            n /= 26;
+            if n == 0 {
+                return w;
+            }
+        }
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_a_million_unique_messages() {
+        let cap = 5_000;
+        let mut m = TemplateMiner::new(MinerConfig {
+            max_templates: cap,
+            ..MinerConfig::default()
+        });
+        for i in 0..1_000_000u64 {
+            // A unique first token makes every message a new template.
+            m.add_ref(&format!("{} failed with {}", word(i), word(i * 7)));
+            if i % 100_000 == 0 {
+                assert!(m.len() <= cap);
+            }
+        }
+        assert!(m.len() <= cap);
+        assert!(m.slots.len() <= cap, "slots {}", m.slots.len());
+        assert!(m.cache.len() <= 2 * cap, "cache {}", m.cache.len());
+        assert!(m.branches.len() <= cap && m.by_id.len() <= cap);
+        // The most recent templates are the ones kept.
+        let last = m.add("aaaaaaaaaaa failed with x");
+        assert!(m.template(last.signature).is_some());
+    }
 }
