@@ -162,8 +162,31 @@ fn vline(x: f64, height: f64, class: &'static str) -> impl IntoView {
 /// A metric chart, with the statistic panel under it when there is a statistic.
 #[component]
 pub fn MetricChart(data: ChartData) -> impl IntoView {
-    let t0 = data.points.first().map(|p| p.0).unwrap_or(0);
     let t1 = data.points.last().map(|p| p.0).unwrap_or(1);
+    // Show the watch and a stretch of baseline three times as long (at least 8 min), so a
+    // short watch is not squeezed against an hour of history; the band still comes from
+    // the whole baseline.
+    let t0 = match (data.points.first(), data.deployed_at) {
+        (Some(first), Some(d)) => first.0.max(d - (3 * (t1 - d)).max(8 * 60_000)),
+        (Some(first), None) => first.0,
+        _ => 0,
+    };
+    let data = ChartData {
+        points: data.points.iter().copied().filter(|p| p.0 >= t0).collect(),
+        expected: data
+            .expected
+            .iter()
+            .copied()
+            .filter(|p| p.0 >= t0)
+            .collect(),
+        statistic: data
+            .statistic
+            .iter()
+            .copied()
+            .filter(|p| p.0 >= t0)
+            .collect(),
+        ..data
+    };
     let band = data.band.filter(|(l, s)| l.is_finite() && s.is_finite());
     let (y0, y1) = bounds(
         data.points

@@ -45,7 +45,7 @@ pub fn EvidenceTable(verdict: DeployVerdict) -> impl IntoView {
                 <tr class=format!("status-{:?}", e.status).to_lowercase()>
                     <th scope="row">{metric_label(&m)}</th>
                     <td>{status_word(e.status)}</td>
-                    <td>{format_value(&m, e.baseline.median)}</td>
+                    <td>{format_value(&m, e.observed.mean - e.effect_absolute)}</td>
                     <td>{format_value(&m, e.observed.mean)}</td>
                     <td>{e.effect_relative.map(format_percent_change).unwrap_or_else(|| "—".into())}
                         {format!(" ({:+.1}σ)", e.effect_sigmas)}</td>

@@ -1,0 +1,189 @@
+// Browser tests of the web app in headless Chromium (playwright-core, Debian's chromium).
+//   node e2e/run.mjs --dist dist [--server target/debug/watchdog] [--shots DIR]
+// Without --server only the playground tests run; with it the dashboard is tested against
+// a real `watchdog serve` on a free loopback port with a temporary state directory.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { launch, ROOT } from './browser.mjs';
+import { serveDist } from './static.mjs';
+import { startServer } from './server.mjs';
+import { latencyStep, toCsv, toJsonl } from './data.mjs';
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
+);
+const dist = path.resolve(args.dist || path.join(ROOT, 'dist'));
+const shots = args.shots ? path.resolve(args.shots) : null;
+if (shots) fs.mkdirSync(shots, { recursive: true });
+
+const results = [];
+async function test(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    results.push([name, 'ok']);
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    results.push([name, 'FAILED']);
+    console.log(`FAIL ${name}\n     ${String(e.stack || e).split('\n').slice(0, 6).join('\n     ')}`);
+  }
+}
+
+function watchPage(page, errors) {
+  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/EventSource|Failed to load resource/.test(m.text())) errors.push(`console: ${m.text()}`);
+  });
+}
+
+const browser = await launch();
+const statik = await serveDist(dist);
+let server = null;
+try {
+  await test('playground: a bad-deploy scenario shows a regression with charts', async () => {
+    const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+    const errors = [];
+    watchPage(page, errors);
+    await page.goto(`${statik.url}/?scenario=latency_step&seed=3`);
+    await page.waitForSelector('.verdict-summary [data-verdict]', { timeout: 30_000 });
+    assert.equal(await page.getAttribute('.verdict-summary [data-verdict]', 'data-verdict'), 'regression');
+    assert.ok((await page.locator('figure.chart-figure').count()) >= 2, 'one chart per metric');
+    assert.ok(await page.locator('svg circle.detect-dot').count() >= 1, 'detection point drawn');
+    assert.ok(await page.locator('svg line.threshold').count() >= 1, 'threshold drawn');
+    assert.match(await page.textContent('.triage'), /Recommended action/);
+    // Changing a setting re-runs and rewrites the URL, so the link reproduces the run.
+    await page.selectOption('#scenario', 'healthy');
+    await page.waitForFunction(() => location.search.includes('scenario=healthy'));
+    await page.waitForSelector('.verdict-summary [data-verdict="healthy"], .verdict-summary [data-verdict="inconclusive"]');
+    await page.fill('#far', '0.02');
+    await page.press('#far', 'Tab');
+    await page.waitForFunction(() => location.search.includes('far=0.02'));
+    const link = page.url();
+    const again = await browser.newPage();
+    await again.goto(link);
+    await again.waitForSelector('.verdict-summary [data-verdict]');
+    assert.equal(await again.inputValue('#far'), '0.02');
+    assert.equal(await again.inputValue('#scenario'), 'healthy');
+    await again.close();
+    if (shots) await page.screenshot({ path: path.join(shots, 'playground-healthy.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  await test('playground: loaded CSV metrics and JSONL deploys replay', async () => {
+    const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+    const errors = [];
+    watchPage(page, errors);
+    await page.goto(`${statik.url}/?scenario=healthy`);
+    await page.waitForSelector('.verdict-summary [data-verdict]');
+    const { samples, deploys } = latencyStep({ deployId: 'upload-v9' });
+    await page.setInputFiles('#files', [
+      { name: 'metrics.csv', mimeType: 'text/csv', buffer: Buffer.from(toCsv(samples)) },
+      { name: 'deploys.jsonl', mimeType: 'application/x-ndjson', buffer: Buffer.from(toJsonl(deploys)) },
+    ]);
+    await page.waitForSelector('#loaded-files');
+    assert.match(await page.textContent('#loaded-files'), /540 samples, 1 deploys/);
+    await page.waitForFunction(() => document.querySelector('.verdict-summary')?.textContent.includes('upload-v9'));
+    assert.equal(await page.getAttribute('.verdict-summary [data-verdict]', 'data-verdict'), 'regression');
+    // A malformed file is reported with its name, line and field, and nothing else is lost.
+    await page.setInputFiles('#files', [
+      { name: 'bad.csv', mimeType: 'text/csv', buffer: Buffer.from('timestamp,p95_latency_ms\n2026-03-30T11:00:00Z,fast\n') },
+    ]);
+    await page.waitForSelector('[role="alert"]');
+    assert.match(await page.textContent('[role="alert"]'), /bad\.csv: line 2: field `p95_latency_ms`/);
+    assert.match(await page.textContent('.verdict-summary'), /upload-v9/);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  const bin = args.server;
+  if (bin) {
+    const token = 'e2e-token-' + process.pid;
+    server = await startServer({ bin, dist, token });
+    const { samples, deploys } = latencyStep({ service: 'payments', deployId: 'pay-v2.0.1', seed: 11 });
+    const post = async (what, body) => {
+      const r = await fetch(`${server.url}/api/v1/${what}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify(body),
+      });
+      assert.ok(r.ok, `POST ${what}: ${r.status} ${await r.text()}`);
+    };
+    await post('deploys', deploys);
+    await post('metrics', samples);
+    let incidentId = null;
+    for (let i = 0; i < 100 && incidentId === null; i++) {
+      const list = await (await fetch(`${server.url}/api/v1/incidents?service=payments`)).json();
+      if (list.items?.length) incidentId = list.items[0].id;
+      else await new Promise((r) => setTimeout(r, 200));
+    }
+
+    await test('dashboard: lists the incident created through the API', async () => {
+      assert.notEqual(incidentId, null, 'the server opened an incident for the bad deploy');
+      const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+      await page.goto(`${server.url}/incidents`);
+      await page.waitForSelector('.incident-item');
+      assert.match(await page.textContent('.incident-list'), /payments/);
+      await page.fill('#q', 'no-such-incident-xyz');
+      await page.press('#q', 'Enter');
+      await page.waitForSelector('.empty');
+      await page.close();
+    });
+
+    await test('dashboard: a saved note is still there after a reload', async () => {
+      const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+      await page.goto(`${server.url}/incidents/${incidentId}`);
+      await page.waitForSelector('#incident-title');
+      // Without the token the write is refused, and the page says so.
+      await page.fill('#note-text', 'first look: latency only');
+      await page.click('.note-form button[type=submit]');
+      await page.waitForSelector('[role="alert"]');
+      assert.match(await page.textContent('[role="alert"]'), /401|403|token/i);
+      await page.click('details.token summary');
+      await page.fill('#api-token', token);
+      await page.click('details.token button[type=submit]');
+      await page.fill('#note-author', 'e2e');
+      await page.fill('#note-text', 'rolled back pay-v2.0.1 at 12:10');
+      await page.click('.note-form button[type=submit]');
+      await page.waitForFunction(() => document.querySelector('.notes')?.textContent.includes('rolled back pay-v2.0.1'));
+      await page.reload();
+      await page.waitForSelector('.notes .note');
+      assert.match(await page.textContent('.notes'), /rolled back pay-v2\.0\.1 at 12:10/);
+      await page.close();
+    });
+
+    await test('dashboard: a status change shows in the audit trail', async () => {
+      const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+      await page.goto(`${server.url}/incidents/${incidentId}`);
+      await page.waitForSelector('#incident-title');
+      await page.click('button[data-status="acknowledged"]');
+      await page.waitForFunction(() => /acknowledged/i.test(document.querySelector('.audit')?.textContent || ''));
+      await page.waitForSelector('.tag.status-acknowledged');
+      await page.reload();
+      await page.waitForSelector('.audit li');
+      assert.match(await page.textContent('.audit'), /acknowledged/i);
+      await page.waitForSelector('figure.chart-figure', { timeout: 10_000 });
+      if (shots) await page.screenshot({ path: path.join(shots, 'incident.png'), fullPage: true });
+      await page.close();
+    });
+
+    await test('dashboard: the deploy history shows the verdict', async () => {
+      const page = await browser.newPage();
+      await page.goto(`${server.url}/deploys`);
+      await page.waitForSelector('table.deploys');
+      assert.match(await page.textContent('table.deploys'), /pay-v2\.0\.1[\s\S]*regression/);
+      await page.close();
+    });
+  } else {
+    console.log('skip dashboard tests: no --server binary given');
+  }
+} finally {
+  await browser.close();
+  statik.close();
+  if (server) await server.stop();
+}
+const failed = results.filter(([, r]) => r !== 'ok').length;
+console.log(`\n${results.length - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
