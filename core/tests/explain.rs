@@ -77,6 +77,7 @@ fn signature(level: LogLevel, change: SignatureChange, count_after: u64) -> Sign
         first_seen: t("2026-03-30T19:30:45Z"),
         example: "Timeout connecting to db-1:5432 after 3000 ms".into(),
         score: 30.0,
+        significant_at: None,
     }
 }
 
@@ -459,4 +460,31 @@ fn verdict_markdown_works_without_an_incident() {
     );
     assert!(md.contains("## Evidence"));
     assert!(!md.contains("## Notes"));
+}
+
+mod formatting {
+    use proptest::prelude::*;
+    use watchdog_core::explain::{format_number, format_value, numbers_in};
+
+    proptest! {
+        /// Every formatted figure reads back as one number within rounding of the value,
+        /// which is what lets the rephrasing check compare texts by their numbers.
+        #[test]
+        fn formatted_numbers_read_back_within_rounding(x in -1e9f64..1e9) {
+            prop_assume!(x.abs() >= 1e-3);
+            let text = format_number(x);
+            let got = numbers_in(&text);
+            prop_assert_eq!(got.len(), 1, "{}", text);
+            prop_assert!((got[0] - x.abs()).abs() <= 0.005 * x.abs(), "{} -> {:?}", text, got);
+            prop_assert!(!text.contains('e'), "{}", text);
+        }
+
+        #[test]
+        fn percentages_read_back_in_percent(p in 0.0001f64..1.0) {
+            let text = format_value("error_rate", p);
+            let got = numbers_in(&text);
+            prop_assert_eq!(got.len(), 1, "{}", text);
+            prop_assert!((got[0] - p * 100.0).abs() <= 0.005 * p * 100.0, "{}", text);
+        }
+    }
 }
