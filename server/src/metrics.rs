@@ -128,11 +128,7 @@ impl Metrics {
         }
         let count = g(&self.latency_count);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            g(&self.latency_sum_us) as f64 / 1e6
-        );
+        let _ = writeln!(out, "{name}_sum {}", g(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {count}");
         out
     }

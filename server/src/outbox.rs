@@ -49,7 +49,9 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             continue;
         }
         let wait = match state.store.next_alert_due_ms().await {
-            Ok(Some(next)) => Duration::from_millis((next - AppState::now_ms()).clamp(0, 5000) as u64),
+            Ok(Some(next)) => {
+                Duration::from_millis((next - AppState::now_ms()).clamp(0, 5000) as u64)
+            }
             _ => POLL,
         };
         tokio::select! {

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use watchdog_core::{Deploy, DeployVerdict, Engine, EngineStats, LogEvent, Sample, Timestamp, WatchStatus};
+use watchdog_core::{
+    Deploy, DeployVerdict, Engine, EngineStats, LogEvent, Sample, Timestamp, WatchStatus,
+};
 
 use crate::state::AppState;
 use crate::store::Store;
@@ -218,12 +220,19 @@ pub async fn recover(
         let horizon = if last_page {
             Timestamp(i64::MAX)
         } else {
-            samples.iter().map(|s| s.timestamp).max().unwrap_or(Timestamp(i64::MIN))
+            samples
+                .iter()
+                .map(|s| s.timestamp)
+                .max()
+                .unwrap_or(Timestamp(i64::MIN))
         };
         // Deploys and logs up to this page's latest event time go first, as they
         // arrived around those samples when live.
         let mut ds = Vec::new();
-        while deploys.peek().is_some_and(|d| d.deploy.timestamp <= horizon) {
+        while deploys
+            .peek()
+            .is_some_and(|d| d.deploy.timestamp <= horizon)
+        {
             ds.push(deploys.next().expect("peeked").deploy);
         }
         if !ds.is_empty() {
@@ -237,7 +246,10 @@ pub async fn recover(
                 if let Some(l) = page.last() {
                     log_after = l.id;
                 }
-                logs.extend(page.iter().filter_map(|r| LogEvent::from_json_line(&r.body).ok()));
+                logs.extend(
+                    page.iter()
+                        .filter_map(|r| LogEvent::from_json_line(&r.body).ok()),
+                );
             }
             let mut batch = Vec::new();
             while logs.front().is_some_and(|l| l.timestamp <= horizon) {

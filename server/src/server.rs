@@ -72,9 +72,13 @@ impl Server {
             Clock::Data => state.store.latest_event_ms().await?.unwrap_or(0),
         };
         let started = std::time::Instant::now();
-        let stats =
-            runner::recover(&state.store, &state.engine, &state.config.detector, reference_ms)
-                .await?;
+        let stats = runner::recover(
+            &state.store,
+            &state.engine,
+            &state.config.detector,
+            reference_ms,
+        )
+        .await?;
         if state.config.clock == Clock::Wall {
             state.engine.advance(Timestamp(AppState::now_ms())).await?;
         }

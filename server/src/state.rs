@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, Notify};
 
+use crate::alerts::Channel;
 use crate::config::ServerConfig;
 use crate::events::ServerEvent;
 use crate::metrics::Metrics;
-use crate::alerts::Channel;
 use crate::runner::EngineHandle;
 use crate::store::Store;
 

@@ -350,8 +350,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn insert_logs(&self, rows: &[NewRecord]) -> StoreResult<()>;
     /// Stores deploys in one transaction; for each, the new row id, or `None` when the same
     /// deploy (id, service, environment, time) was already stored.
-    async fn insert_deploys(&self, rows: &[NewDeploy], now_ms: i64)
-        -> StoreResult<Vec<Option<i64>>>;
+    async fn insert_deploys(
+        &self,
+        rows: &[NewDeploy],
+        now_ms: i64,
+    ) -> StoreResult<Vec<Option<i64>>>;
 
     /// Samples with event time at or after `from_ms`, in insertion order, after row `after_id`.
     async fn samples_since(
@@ -397,8 +400,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_deploy(&self, id: i64) -> StoreResult<Option<DeployRow>>;
 
     /// Incidents.
-    async fn list_incidents(&self, q: &IncidentQuery)
-        -> StoreResult<(Vec<IncidentSummary>, i64)>;
+    async fn list_incidents(&self, q: &IncidentQuery) -> StoreResult<(Vec<IncidentSummary>, i64)>;
     /// One incident with notes and audit trail.
     async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRecord>>;
     /// Changes an incident's status, with an audit entry, and an outbox row per channel

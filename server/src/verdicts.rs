@@ -48,7 +48,10 @@ pub async fn record(state: &AppState, v: &DeployVerdict) -> Result<(), StoreErro
     };
     state.metrics.verdict(v.verdict);
     tracing::info!(deploy_id = %v.deploy_id, service = %v.service, environment = %v.environment, verdict = v.verdict.as_str(), "verdict");
-    state.publish("verdict", serde_json::to_value(&rec.deploy).unwrap_or_default());
+    state.publish(
+        "verdict",
+        serde_json::to_value(&rec.deploy).unwrap_or_default(),
+    );
     if let Some(inc) = rec.incident {
         state.metrics.incidents.fetch_add(1, Ordering::Relaxed);
         state.publish("incident", serde_json::to_value(&inc).unwrap_or_default());

@@ -72,8 +72,12 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
         let mut tasks = Vec::new();
         for t in 0..args.concurrency.max(1) {
             let (client, url, token) = (client.clone(), url.clone(), args.token.clone());
-            let (accepted, errors, latencies, stop) =
-                (accepted.clone(), errors.clone(), latencies.clone(), stop.clone());
+            let (accepted, errors, latencies, stop) = (
+                accepted.clone(),
+                errors.clone(),
+                latencies.clone(),
+                stop.clone(),
+            );
             let (batch, services) = (args.batch, args.services);
             tasks.push(tokio::spawn(async move {
                 let mut seq = t as u64 * 1_000_000;
@@ -90,7 +94,10 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
                         .unwrap_or(0);
                     let b = body(batch, services, seq, now_ms);
                     seq += 1;
-                    let mut req = client.post(&url).header("content-type", "application/x-ndjson").body(b);
+                    let mut req = client
+                        .post(&url)
+                        .header("content-type", "application/x-ndjson")
+                        .body(b);
                     if let Some(tok) = &token {
                         req = req.bearer_auth(tok);
                     }
@@ -98,14 +105,20 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
                     match req.send().await {
                         Ok(r) if r.status().is_success() => {
                             let _ = r.bytes().await;
-                            latencies.lock().expect("latency lock").push(t0.elapsed().as_secs_f64());
+                            latencies
+                                .lock()
+                                .expect("latency lock")
+                                .push(t0.elapsed().as_secs_f64());
                             accepted.fetch_add(batch as u64, Ordering::Relaxed);
                         }
                         Ok(r) => {
                             let status = r.status();
                             let text = r.text().await.unwrap_or_default();
                             if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                                eprintln!("request failed: {status}: {}", text.chars().take(200).collect::<String>());
+                                eprintln!(
+                                    "request failed: {status}: {}",
+                                    text.chars().take(200).collect::<String>()
+                                );
                             }
                         }
                         Err(e) => {
@@ -146,7 +159,11 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
         println!("duration_secs: {elapsed:.1}");
         println!("samples_accepted: {total}");
         println!("samples_per_sec: {:.0}", total as f64 / elapsed);
-        println!("requests: {} (errors: {})", lat.len(), errors.load(Ordering::Relaxed));
+        println!(
+            "requests: {} (errors: {})",
+            lat.len(),
+            errors.load(Ordering::Relaxed)
+        );
         println!(
             "latency_ms: p50 {:.1}  p99 {:.1}  max {:.1}",
             percentile(&lat, 0.5) * 1e3,

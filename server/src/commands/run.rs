@@ -44,12 +44,7 @@ fn save_offsets(state_dir: &Path, followers: &[(Kind, Follower)]) -> std::io::Re
     let o = Offsets {
         files: followers
             .iter()
-            .map(|(_, f)| {
-                (
-                    f.path().display().to_string(),
-                    (f.offset(), f.line()),
-                )
-            })
+            .map(|(_, f)| (f.path().display().to_string(), (f.offset(), f.line())))
             .collect(),
     };
     let tmp = offsets_path(state_dir).with_extension("json.tmp");
@@ -145,7 +140,10 @@ async fn apply(state: &AppState, mut recs: Vec<Rec>) -> anyhow::Result<()> {
                         samples.push(s);
                     }
                 }
-                state.store.insert_samples(&rows, AppState::now_ms()).await?;
+                state
+                    .store
+                    .insert_samples(&rows, AppState::now_ms())
+                    .await?;
                 state
                     .metrics
                     .samples
@@ -226,7 +224,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             let st = server.shutdown_sender();
             let srv_state = server.state.clone();
             Some(tokio::spawn(async move {
-                let tmp = TmpServer { state: srv_state, stop: st };
+                let tmp = TmpServer {
+                    state: srv_state,
+                    stop: st,
+                };
                 tmp.serve(&cfg).await
             }))
         } else {

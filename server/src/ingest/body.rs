@@ -69,8 +69,8 @@ pub fn parse_body<T>(
     body: &[u8],
     parse: impl Fn(&Value) -> Result<T, watchdog_core::Error>,
 ) -> Result<Parsed<T>, NotJson> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| NotJson(format!("body is not UTF-8 text: {e}")))?;
+    let text =
+        std::str::from_utf8(body).map_err(|e| NotJson(format!("body is not UTF-8 text: {e}")))?;
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
         return Err(NotJson(
@@ -133,7 +133,10 @@ pub fn parse_body<T>(
         index += 1;
     }
     if json_lines == 0 {
-        let first = rejected.first().map(|r| r.error.clone()).unwrap_or_default();
+        let first = rejected
+            .first()
+            .map(|r| r.error.clone())
+            .unwrap_or_default();
         return Err(NotJson(format!(
             "body is neither a JSON array nor NDJSON: no line is JSON (line 1: {first})"
         )));

@@ -98,7 +98,12 @@ impl Follower {
         let complete = std::mem::replace(&mut self.partial, rest);
         for raw in complete.split(|&b| b == b'\n') {
             self.line += 1;
-            out.push((self.line, String::from_utf8_lossy(raw).trim_end_matches('\r').to_string()));
+            out.push((
+                self.line,
+                String::from_utf8_lossy(raw)
+                    .trim_end_matches('\r')
+                    .to_string(),
+            ));
         }
         // `split` yields one empty element after the final newline: not a line.
         out.pop();

@@ -66,8 +66,8 @@ fn parse_time(s: &str) -> Option<Timestamp> {
 /// # Errors
 /// A message naming the missing field.
 pub fn github_deploy(v: &Value, now_ms: i64) -> Result<HookOutcome, String> {
-    let state = str_at(v, &["deployment_status", "state"])
-        .ok_or("deployment_status.state is missing")?;
+    let state =
+        str_at(v, &["deployment_status", "state"]).ok_or("deployment_status.state is missing")?;
     if state != "success" {
         return Ok(HookOutcome::Ignored(format!("deployment state {state:?}")));
     }
@@ -116,7 +116,9 @@ pub fn gitlab_deploy(v: &Value, now_ms: i64) -> Result<HookOutcome, String> {
     }
     let status = str_at(v, &["status"]).ok_or("status is missing")?;
     if status != "success" {
-        return Ok(HookOutcome::Ignored(format!("deployment status {status:?}")));
+        return Ok(HookOutcome::Ignored(format!(
+            "deployment status {status:?}"
+        )));
     }
     let deploy_id = str_at(v, &["short_sha"])
         .or_else(|| str_at(v, &["sha"]))
@@ -197,12 +199,19 @@ mod tests {
             panic!("not a deploy")
         };
         assert_eq!(
-            (d.deploy_id.as_str(), d.service.as_str(), d.environment.as_str()),
+            (
+                d.deploy_id.as_str(),
+                d.service.as_str(),
+                d.environment.as_str()
+            ),
             ("v1.4.2", "checkout", "production")
         );
         assert_eq!(d.timestamp.to_rfc3339(), "2026-03-30T19:30:00Z");
         v["deployment_status"]["state"] = json!("pending");
-        assert!(matches!(github_deploy(&v, 0).unwrap(), HookOutcome::Ignored(_)));
+        assert!(matches!(
+            github_deploy(&v, 0).unwrap(),
+            HookOutcome::Ignored(_)
+        ));
     }
 
     #[test]

@@ -18,13 +18,17 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/events", get(events))
 }
 
-async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut shutdown = state.shutdown.clone();
     let stream = BroadcastStream::new(state.events.subscribe()).filter_map(|msg| {
         // A client too slow to keep up misses updates rather than slowing the server; the
         // dashboard re-reads lists when it reconnects.
         let ev = msg.ok()?;
-        Some(Ok(Event::default().event(ev.kind).data(ev.data.to_string())))
+        Some(Ok(Event::default()
+            .event(ev.kind)
+            .data(ev.data.to_string())))
     });
     // Streams end at shutdown, so that graceful shutdown does not wait for clients.
     let stream = futures_util::StreamExt::take_until(stream, async move {

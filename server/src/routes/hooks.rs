@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use watchdog_core::Deploy;
 
 use crate::error::AppError;
-use crate::ingest::hooks::{argocd_deploy, github_deploy, gitlab_deploy, verify_github_signature, HookOutcome};
+use crate::ingest::hooks::{
+    argocd_deploy, github_deploy, gitlab_deploy, verify_github_signature, HookOutcome,
+};
 use crate::routes::ingest::accept_deploys;
 use crate::state::AppState;
 
@@ -32,7 +34,11 @@ fn json_body(body: &[u8]) -> Result<Value, AppError> {
         .map_err(|e| AppError::BadRequest(format!("webhook body is not JSON: {e}")))
 }
 
-async fn finish(state: &AppState, outcome: HookOutcome, source: &str) -> Result<Json<Value>, AppError> {
+async fn finish(
+    state: &AppState,
+    outcome: HookOutcome,
+    source: &str,
+) -> Result<Json<Value>, AppError> {
     match outcome {
         HookOutcome::Ignored(why) => Ok(Json(json!({ "accepted": 0, "ignored": why }))),
         HookOutcome::Deploy(d) => {
@@ -66,9 +72,8 @@ async fn github(
     let secret = state.config.github_secret.as_ref().ok_or_else(|| {
         AppError::Unauthorized("GitHub webhooks are disabled: set WATCHDOG_GITHUB_SECRET".into())
     })?;
-    let signature = header(&headers, "x-hub-signature-256").ok_or_else(|| {
-        AppError::Unauthorized("missing X-Hub-Signature-256 header".into())
-    })?;
+    let signature = header(&headers, "x-hub-signature-256")
+        .ok_or_else(|| AppError::Unauthorized("missing X-Hub-Signature-256 header".into()))?;
     if !verify_github_signature(secret.expose(), &body, signature) {
         return Err(AppError::Unauthorized(
             "X-Hub-Signature-256 does not match the body and the configured secret".into(),
@@ -77,8 +82,9 @@ async fn github(
     let event = header(&headers, "x-github-event").unwrap_or("");
     let outcome = match event {
         "ping" => HookOutcome::Ignored("ping".into()),
-        "deployment_status" => github_deploy(&json_body(&body)?, AppState::now_ms())
-            .map_err(AppError::BadRequest)?,
+        "deployment_status" => {
+            github_deploy(&json_body(&body)?, AppState::now_ms()).map_err(AppError::BadRequest)?
+        }
         other => HookOutcome::Ignored(format!("event {other:?} is not deployment_status")),
     };
     finish(&state, outcome, "github").await
@@ -98,7 +104,8 @@ async fn gitlab(
     if !expected.matches(token.as_bytes()) {
         return Err(AppError::Unauthorized("X-Gitlab-Token is wrong".into()));
     }
-    let outcome = gitlab_deploy(&json_body(&body)?, AppState::now_ms()).map_err(AppError::BadRequest)?;
+    let outcome =
+        gitlab_deploy(&json_body(&body)?, AppState::now_ms()).map_err(AppError::BadRequest)?;
     finish(&state, outcome, "gitlab").await
 }
 
@@ -107,6 +114,7 @@ async fn argocd(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, AppError> {
     let body = body?;
-    let outcome = argocd_deploy(&json_body(&body)?, AppState::now_ms()).map_err(AppError::BadRequest)?;
+    let outcome =
+        argocd_deploy(&json_body(&body)?, AppState::now_ms()).map_err(AppError::BadRequest)?;
     finish(&state, outcome, "argocd").await
 }

@@ -17,7 +17,9 @@ use watchdog_core::{Sample, Timestamp};
 use crate::error::AppError;
 use crate::routes::deploys::page;
 use crate::state::AppState;
-use crate::store::{IncidentQuery, IncidentRecord, IncidentSort, IncidentStatus, StoredExplanation};
+use crate::store::{
+    IncidentQuery, IncidentRecord, IncidentSort, IncidentStatus, StoredExplanation,
+};
 
 /// Longest note accepted, in bytes.
 const MAX_NOTE_BYTES: usize = 16 * 1024;
@@ -139,7 +141,10 @@ async fn update(
 ) -> Result<Json<Value>, AppError> {
     let Json(change) = body?;
     let status = IncidentStatus::parse(&change.status).ok_or_else(|| {
-        AppError::BadRequest(format!("status must be {STATUSES}, got {:?}", change.status))
+        AppError::BadRequest(format!(
+            "status must be {STATUSES}, got {:?}",
+            change.status
+        ))
     })?;
     let actor = actor_name(change.actor);
     let channels = crate::outbox::channel_names(&state.alerts);
@@ -189,7 +194,11 @@ async fn add_note(
     Ok((StatusCode::CREATED, Json(saved)).into_response())
 }
 
-async fn generate(state: &AppState, rec: &IncidentRecord, actor: &str) -> Result<StoredExplanation, AppError> {
+async fn generate(
+    state: &AppState,
+    rec: &IncidentRecord,
+    actor: &str,
+) -> Result<StoredExplanation, AppError> {
     let r = state.explainer.explain(&rec.verdict).await;
     let exp = StoredExplanation {
         text: r.text,
@@ -307,7 +316,10 @@ async fn export_incident(
     } else {
         (
             [
-                (header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_string()),
+                (
+                    header::CONTENT_TYPE,
+                    "text/markdown; charset=utf-8".to_string(),
+                ),
                 (header::CONTENT_DISPOSITION, disposition),
             ],
             export::markdown(&doc),
@@ -323,14 +335,14 @@ async fn series(
     let rec = load(&state, id).await?;
     let v = &rec.verdict;
     let detector = &state.config.detector;
-    let from = v
-        .window
-        .baseline_from
-        .unwrap_or(v.deployed_at.add_secs(-(detector.baseline_window_secs as f64)));
-    let to = v
-        .window
-        .watched_until
-        .max(v.deployed_at.add_secs(detector.monitoring_window_secs as f64));
+    let from = v.window.baseline_from.unwrap_or(
+        v.deployed_at
+            .add_secs(-(detector.baseline_window_secs as f64)),
+    );
+    let to = v.window.watched_until.max(
+        v.deployed_at
+            .add_secs(detector.monitoring_window_secs as f64),
+    );
     let rows = state
         .store
         .series(

@@ -13,7 +13,10 @@ use crate::state::AppState;
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
 }
@@ -28,9 +31,17 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let watches = state.engine.status().await.ok().map(|(s, _)| s.active_watches);
+    let watches = state
+        .engine
+        .status()
+        .await
+        .ok()
+        .map(|(s, _)| s.active_watches);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(watches),
     )
 }

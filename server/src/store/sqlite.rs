@@ -24,8 +24,8 @@ use watchdog_core::{Deploy, DeployVerdict, Timestamp};
 use super::{
     AuditEntry, DeployQuery, DeployRow, IncidentQuery, IncidentRecord, IncidentSort,
     IncidentStatus, IncidentSummary, NewDeploy, NewIncident, NewRecord, Note, OutboxCounts,
-    OutboxItem, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy,
-    StoredExplanation, StoredRecord,
+    OutboxItem, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy, StoredExplanation,
+    StoredRecord,
 };
 
 /// Embedded migrations, applied in order at start.
@@ -220,7 +220,8 @@ fn parse_verdict(body: &str) -> StoreResult<DeployVerdict> {
     serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("stored verdict: {e}")))
 }
 
-const DEPLOY_COLUMNS: &str = "d.id, d.deploy_id, d.service, d.environment, d.deployed_at_ms, d.source, v.body, i.id";
+const DEPLOY_COLUMNS: &str =
+    "d.id, d.deploy_id, d.service, d.environment, d.deployed_at_ms, d.source, v.body, i.id";
 const DEPLOY_FROM: &str = "FROM deploys d LEFT JOIN verdicts v ON v.deploy_row_id = d.id LEFT JOIN incidents i ON i.deploy_row_id = d.id";
 
 fn deploy_row(row: &SqliteRow) -> StoreResult<DeployRow> {
@@ -679,10 +680,7 @@ impl Store for SqliteStore {
         row.as_ref().map(deploy_row).transpose()
     }
 
-    async fn list_incidents(
-        &self,
-        q: &IncidentQuery,
-    ) -> StoreResult<(Vec<IncidentSummary>, i64)> {
+    async fn list_incidents(&self, q: &IncidentQuery) -> StoreResult<(Vec<IncidentSummary>, i64)> {
         let mut conds = Vec::new();
         let mut binds = Vec::new();
         let mut push = |cond: &str, b: Bind| {
@@ -831,11 +829,7 @@ impl Store for SqliteStore {
             now_ms,
             actor,
             "status",
-            &format!(
-                "status {} -> {}",
-                current.status.as_str(),
-                status.as_str()
-            ),
+            &format!("status {} -> {}", current.status.as_str(), status.as_str()),
         )
         .await?;
         if status == IncidentStatus::Resolved {
@@ -871,7 +865,15 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, id, now_ms, author, "note", &format!("note #{note_id} added")).await?;
+        audit(
+            &mut tx,
+            id,
+            now_ms,
+            author,
+            "note",
+            &format!("note #{note_id} added"),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(Note {
             id: note_id,

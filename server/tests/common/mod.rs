@@ -1,0 +1,104 @@
+//! Helpers shared by the server tests: data generators and a loopback alert receiver.
+#![allow(dead_code)]
+
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+
+/// 2026-03-30T18:00:00Z in seconds.
+pub const T0: i64 = 1_774_893_600;
+
+/// `n` samples every `step_secs` from `start_secs`, error rate around `error_rate`
+/// (deterministic noise), latency and traffic steady.
+pub fn metrics_ndjson(
+    service: &str,
+    env: &str,
+    start_secs: i64,
+    n: usize,
+    step_secs: i64,
+    error_rate: f64,
+) -> String {
+    let mut out = String::new();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D ^ start_secs as u64;
+    for i in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let u = (x % 1000) as f64 / 1000.0 - 0.5;
+        let ts = watchdog_core::Timestamp::from_secs(start_secs + i as i64 * step_secs);
+        let _ = writeln!(
+            out,
+            "{{\"timestamp\":\"{ts}\",\"service\":\"{service}\",\"environment\":\"{env}\",\"error_rate\":{:.5},\"p95_latency_ms\":{:.1},\"request_rate\":{:.0}}}",
+            (error_rate * (1.0 + 0.2 * u)).max(0.0),
+            190.0 + 10.0 * u,
+            1200.0 + 40.0 * u
+        );
+    }
+    out
+}
+
+/// A webhook receiver on loopback that records the `X-WatchDog-Delivery` id of every
+/// request and answers with a fixed status.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: std::net::SocketAddr,
+    pub deliveries: Arc<Mutex<Vec<String>>>,
+}
+
+impl Receiver {
+    pub async fn start(status: u16) -> Receiver {
+        let deliveries = Arc::new(Mutex::new(Vec::new()));
+        let app = Router::new()
+            .route(
+                "/hook",
+                post(
+                    |State((log, status)): State<(Arc<Mutex<Vec<String>>>, u16)>,
+                     headers: HeaderMap| async move {
+                        let id = headers
+                            .get("x-watchdog-delivery")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        let code = StatusCode::from_u16(status).unwrap();
+                        if code.is_success() {
+                            log.lock().unwrap().push(id);
+                        }
+                        code
+                    },
+                ),
+            )
+            .with_state((deliveries.clone(), status));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { addr, deliveries }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub fn count(&self) -> usize {
+        self.deliveries.lock().unwrap().len()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.deliveries.lock().unwrap().clone()
+    }
+
+    /// Waits (at most 20 s) until `n` alerts arrived.
+    pub async fn wait_for(&self, n: usize) {
+        for _ in 0..200 {
+            if self.count() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("expected {n} alerts, got {:?}", self.ids());
+    }
+}
