@@ -1,1 +1,190 @@
 //! Baselines: what normal looked like before the deploy.
+//!
+//! A baseline is fitted once per watch from the samples in the baseline window. It gives
+//! the expected level at any later instant (a robust line when the baseline trends, a
+//! robust constant otherwise), the typical spread around it, and the lag-1 autocorrelation
+//! that the detector needs to turn the spread into the noise of a running sum.
+
+use crate::stats::{lag1_autocorrelation, median, median_in_place, robust_location_scale};
+use crate::verdict::Summary;
+
+/// A fitted baseline for one metric of one series.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Baseline {
+    /// Number of samples it was fitted on.
+    pub n: usize,
+    /// Expected level at `anchor_ms` (the median of the detrended samples).
+    pub level: f64,
+    /// Trend in units per second; zero unless the baseline trends significantly.
+    pub slope_per_sec: f64,
+    /// Instant the level refers to (the last baseline sample).
+    pub anchor_ms: i64,
+    /// Robust standard deviation of the samples around the (trend) line.
+    pub spread: f64,
+    /// Lag-1 autocorrelation of the residuals, clamped to `[0, 0.95]`.
+    pub rho: f64,
+    /// Median interval between samples, in milliseconds.
+    pub cadence_ms: f64,
+    /// Location and spread of the raw samples, for the evidence.
+    pub summary: Summary,
+}
+
+impl Baseline {
+    /// Fits a baseline to `(timestamp_ms, value)` points in time order. `None` with fewer
+    /// than three points.
+    pub fn fit(points: &[(i64, f64)]) -> Option<Baseline> {
+        let n = points.len();
+        if n < 3 {
+            return None;
+        }
+        let values: Vec<f64> = points.iter().map(|p| p.1).collect();
+        let (raw_median, raw_spread) = robust_location_scale(&values);
+        let summary = Summary {
+            n,
+            median: raw_median,
+            mean: values.iter().sum::<f64>() / n as f64,
+            spread: raw_spread,
+        };
+        let anchor_ms = points[n - 1].0;
+        let mut gaps: Vec<f64> = points
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0) as f64)
+            .collect();
+        let cadence_ms = median_in_place(&mut gaps).max(1.0);
+
+        let slope = significant_trend(points, raw_spread);
+        let residuals: Vec<f64> = points
+            .iter()
+            .map(|&(t, v)| v - slope * (t - anchor_ms) as f64 / 1000.0)
+            .collect();
+        let (level, spread) = robust_location_scale(&residuals);
+        let rho = lag1_autocorrelation(&residuals, level, 3.0 * spread.max(f64::MIN_POSITIVE))
+            .clamp(0.0, 0.95);
+        Some(Baseline {
+            n,
+            level,
+            slope_per_sec: slope,
+            anchor_ms,
+            spread,
+            rho,
+            cadence_ms,
+            summary,
+        })
+    }
+
+    /// Expected value at `t_ms` under the baseline.
+    pub fn expected(&self, t_ms: i64) -> f64 {
+        self.level + self.slope_per_sec * (t_ms - self.anchor_ms) as f64 / 1000.0
+    }
+
+    /// Standard deviation of the noise as it accumulates in a running sum.
+    ///
+    /// Neighbouring samples of real metrics are correlated (a slow minute is followed by a
+    /// slow minute). For an AR(1) process with lag-1 correlation ρ the variance of a long
+    /// sum of n values is n·σ²·(1+ρ)/(1−ρ) instead of n·σ², so a CUSUM tuned for
+    /// independent noise would cross its threshold far too often. Scaling σ by
+    /// √((1+ρ)/(1−ρ)) restores the false-alarm rate the threshold was derived for.
+    ///
+    /// The result is also raised by one standard error of the spread estimate,
+    /// `σ/√(2·n_eff)` with `n_eff = n·(1−ρ)/(1+ρ)` the effective number of independent
+    /// samples: a spread that happened to come out low on a short or sticky baseline would
+    /// otherwise turn ordinary noise into evidence.
+    pub fn sum_noise(&self) -> f64 {
+        let widen = ((1.0 + self.rho) / (1.0 - self.rho)).sqrt();
+        let n_eff = (self.n as f64 * (1.0 - self.rho) / (1.0 + self.rho)).max(2.0);
+        self.spread * widen * (1.0 + 1.0 / (2.0 * n_eff).sqrt())
+    }
+}
+
+/// A robust trend estimate (slope of the line through the medians of the first and last
+/// thirds, Tukey's resistant line), kept only when it is clearly larger than what noise
+/// would produce: the difference of the two thirds' medians must exceed four standard
+/// errors, with the standard error widened for autocorrelation. A noisy or flat baseline
+/// thus gets slope zero, and the detector never extrapolates a trend that is not there.
+fn significant_trend(points: &[(i64, f64)], spread: f64) -> f64 {
+    let n = points.len();
+    if n < 12 || spread.is_nan() {
+        return 0.0;
+    }
+    let third = n / 3;
+    let first: Vec<f64> = points[..third].iter().map(|p| p.1).collect();
+    let last: Vec<f64> = points[n - third..].iter().map(|p| p.1).collect();
+    let t_first = median(
+        &points[..third]
+            .iter()
+            .map(|p| p.0 as f64)
+            .collect::<Vec<_>>(),
+    );
+    let t_last = median(
+        &points[n - third..]
+            .iter()
+            .map(|p| p.0 as f64)
+            .collect::<Vec<_>>(),
+    );
+    let dt_secs = (t_last - t_first) / 1000.0;
+    if dt_secs <= 0.0 {
+        return 0.0;
+    }
+    let diff = median(&last) - median(&first);
+    if spread <= 0.0 {
+        return if diff == 0.0 { 0.0 } else { diff / dt_secs };
+    }
+    // The standard error of a median of m normal values is about 1.2533·σ/√m; the two
+    // thirds are independent, hence √2. Autocorrelation of the raw series (before
+    // detrending, where a trend itself looks like correlation) is not used here: the test
+    // is deliberately strict instead (four standard errors).
+    let se = 1.2533 * spread * (2.0 / third as f64).sqrt();
+    if diff.abs() > 4.0 * se {
+        diff / dt_secs
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pts(values: &[f64]) -> Vec<(i64, f64)> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as i64 * 10_000, *v))
+            .collect()
+    }
+
+    #[test]
+    fn flat_baseline_has_no_trend() {
+        let v: Vec<f64> = (0..60)
+            .map(|i| 100.0 + ((i * 37) % 11) as f64 - 5.0)
+            .collect();
+        let b = Baseline::fit(&pts(&v)).unwrap();
+        assert_eq!(b.slope_per_sec, 0.0);
+        assert!((b.level - 100.0).abs() < 2.0);
+        assert!((b.cadence_ms - 10_000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn clear_trend_is_followed() {
+        let v: Vec<f64> = (0..60)
+            .map(|i| 100.0 + i as f64 + ((i * 37) % 5) as f64 - 2.0)
+            .collect();
+        let b = Baseline::fit(&pts(&v)).unwrap();
+        // one unit per sample = 0.1 per second
+        assert!((b.slope_per_sec - 0.1).abs() < 0.02, "{}", b.slope_per_sec);
+        let next = b.expected(60 * 10_000);
+        assert!((next - 160.0).abs() < 4.0, "{next}");
+    }
+
+    #[test]
+    fn one_spike_changes_little() {
+        let mut v: Vec<f64> = (0..60)
+            .map(|i| 100.0 + ((i * 37) % 11) as f64 - 5.0)
+            .collect();
+        let clean = Baseline::fit(&pts(&v)).unwrap();
+        v[30] = 100_000.0;
+        let spiked = Baseline::fit(&pts(&v)).unwrap();
+        assert!((spiked.level - clean.level).abs() < 1.0);
+        assert!(spiked.spread < clean.spread * 1.5);
+    }
+}

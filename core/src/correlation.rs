@@ -1,43 +1,618 @@
-//! The engine (placeholder).
-use crate::{Config, DeployVerdict, Error};
-/// Engine.
+//! The engine: keeps every series' recent history, starts a watch for each deploy when
+//! event time passes it, feeds watches, and hands out verdicts.
+//!
+//! Correlation rules:
+//! - **Event time.** Everything is ordered by the timestamps in the data, never by arrival.
+//!   The watermark is the latest event time seen minus `allowed_lateness_secs`; a deploy
+//!   is acted on once the watermark passes it, and samples older than the watermark are
+//!   counted as late and dropped. Samples out of order within the lateness are inserted in
+//!   place, and a watch they land in is recomputed.
+//! - **Series.** Each (service, environment) is its own series; overlapping deploys of
+//!   different services never share evidence. Samples without a service or environment
+//!   label match any deploy (the single-service format); a deploy resolves to the most
+//!   specific series that exists.
+//! - **One watch per series.** A new deploy of the same series closes the previous watch
+//!   at its own timestamp: what happens after it is the new release's doing.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Direction};
+use crate::error::Error;
+use crate::samples::{Deploy, LogEvent, Sample};
+use crate::time::Timestamp;
+use crate::verdict::{DeployVerdict, VerdictKind, WatchEnd};
+use crate::watch::{lower_bound, History, Watch, WatchSetup};
+
+/// Counters of what the engine has seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineStats {
+    /// Metric samples accepted.
+    pub samples: u64,
+    /// Samples older than the watermark, dropped.
+    pub late_samples: u64,
+    /// Deploy events accepted.
+    pub deploys: u64,
+    /// Log events accepted.
+    pub logs: u64,
+    /// Verdicts produced.
+    pub verdicts: u64,
+    /// Watches running now.
+    pub active_watches: u64,
+}
+
+/// A deploy being watched now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WatchStatus {
+    /// The deploy.
+    pub deploy_id: String,
+    /// Its service.
+    pub service: String,
+    /// Its environment.
+    pub environment: String,
+    /// When it was deployed.
+    pub deployed_at: Timestamp,
+    /// When the monitoring window ends.
+    pub window_ends_at: Timestamp,
+}
+
+/// One point of a metric around a deploy, for charts.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TracePoint {
+    /// Event time.
+    pub t: Timestamp,
+    /// The metric's value.
+    pub value: f64,
+    /// The baseline's expected value at this time.
+    pub expected: f64,
+    /// The detector statistic after this sample, when the test was running.
+    pub statistic: Option<f64>,
+}
+
+/// A metric of a watched deploy with the detector's view of it, for charts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricTrace {
+    /// The deploy.
+    pub deploy_id: String,
+    /// Its service.
+    pub service: String,
+    /// Its environment.
+    pub environment: String,
+    /// The metric (`error_rate` for the count test, whose values are per-sample rates).
+    pub metric: String,
+    /// Direction tested.
+    pub direction: Direction,
+    /// When it was deployed.
+    pub deployed_at: Timestamp,
+    /// Baseline level at the deploy.
+    pub baseline_level: f64,
+    /// Baseline standard deviation.
+    pub baseline_spread: f64,
+    /// Detector threshold.
+    pub threshold: f64,
+    /// Detection time, when the test fired.
+    pub detected_at: Option<Timestamp>,
+    /// Estimated change start, when the test fired.
+    pub change_started_at: Option<Timestamp>,
+    /// The points, baseline and watch.
+    pub points: Vec<TracePoint>,
+}
+
+#[derive(Debug, Default)]
+struct SeriesState {
+    service: String,
+    environment: String,
+    /// Per metric id; grown on demand.
+    histories: Vec<History>,
+    watch: Option<Watch>,
+    logs: Vec<LogEvent>,
+}
+
+#[derive(Clone, Debug)]
+struct PendingDeploy {
+    deploy: Deploy,
+}
+
+/// The detection engine for any number of services and environments.
 #[derive(Debug)]
 pub struct Engine {
-    _c: Config,
+    config: Config,
+    metric_names: Vec<String>,
+    metric_ids: HashMap<String, usize>,
+    series: Vec<SeriesState>,
+    series_ids: HashMap<(String, String), usize>,
+    pending: Vec<PendingDeploy>,
+    max_ts: Option<i64>,
+    verdicts: Vec<DeployVerdict>,
+    traces: Vec<MetricTrace>,
+    tracing: bool,
+    stats: EngineStats,
+    /// Earliest instant at which the watermark requires action (a deploy to start or a
+    /// window to end); lets the per-sample path skip the scan.
+    next_action_ms: i64,
 }
-/// Stats.
-#[derive(Debug)]
-pub struct EngineStats;
-/// Trace.
-#[derive(Debug)]
-pub struct MetricTrace;
+
 impl Engine {
-    /// New.
+    /// A new engine.
     ///
     /// # Errors
-    /// Bad config.
-    pub fn new(c: Config) -> Result<Self, Error> {
-        c.validate()?;
-        Ok(Engine { _c: c })
+    /// [`Error::Config`] when the configuration is out of range.
+    pub fn new(config: Config) -> Result<Engine, Error> {
+        config.validate()?;
+        Ok(Engine {
+            config,
+            metric_names: Vec::new(),
+            metric_ids: HashMap::new(),
+            series: Vec::new(),
+            series_ids: HashMap::new(),
+            pending: Vec::new(),
+            max_ts: None,
+            verdicts: Vec::new(),
+            traces: Vec::new(),
+            tracing: false,
+            stats: EngineStats::default(),
+            next_action_ms: i64::MAX,
+        })
     }
-    /// Ingest.
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Keep per-metric traces of every watch for charts (costs memory; off by default).
+    pub fn set_tracing(&mut self, on: bool) {
+        self.tracing = on;
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            active_watches: self.series.iter().filter(|s| s.watch.is_some()).count() as u64,
+            ..self.stats
+        }
+    }
+
+    /// The current watermark: latest event time minus the allowed lateness.
+    pub fn watermark(&self) -> Option<Timestamp> {
+        self.max_ts
+            .map(|t| Timestamp(t - self.config.allowed_lateness_secs as i64 * 1000))
+    }
+
+    fn watermark_ms(&self) -> i64 {
+        self.max_ts
+            .map(|t| t - self.config.allowed_lateness_secs as i64 * 1000)
+            .unwrap_or(i64::MIN)
+    }
+
+    fn metric_id(&mut self, name: &str) -> usize {
+        if let Some(&id) = self.metric_ids.get(name) {
+            return id;
+        }
+        let id = self.metric_names.len();
+        self.metric_names.push(name.to_string());
+        self.metric_ids.insert(name.to_string(), id);
+        id
+    }
+
+    fn series_id(&mut self, service: &str, environment: &str) -> usize {
+        if let Some(&id) = self
+            .series_ids
+            .get(&(service.to_string(), environment.to_string()))
+        {
+            return id;
+        }
+        let id = self.series.len();
+        self.series.push(SeriesState {
+            service: service.to_string(),
+            environment: environment.to_string(),
+            ..SeriesState::default()
+        });
+        self.series_ids
+            .insert((service.to_string(), environment.to_string()), id);
+        id
+    }
+
+    /// Adds a metric sample.
     ///
     /// # Errors
-    /// Never yet.
-    pub fn ingest_sample(&mut self, _s: &crate::Sample) -> Result<(), Error> {
+    /// [`Error::Record`] naming the metric when a value is NaN or infinite; nothing of the
+    /// sample is kept then.
+    pub fn ingest_sample(&mut self, sample: &Sample) -> Result<(), Error> {
+        for (name, v) in &sample.metrics {
+            if !v.is_finite() {
+                return Err(Error::record(
+                    name.as_str(),
+                    format!("not a finite number: {v}"),
+                ));
+            }
+        }
+        let t = sample.timestamp.millis();
+        if t < self.watermark_ms() {
+            self.stats.late_samples += 1;
+            return Ok(());
+        }
+        self.stats.samples += 1;
+        let sid = self.series_id(&sample.service, &sample.environment);
+        let ids: Vec<usize> = sample
+            .metrics
+            .iter()
+            .map(|(n, _)| self.metric_id(n))
+            .collect();
+        let requests = self.metric_ids.get("requests").copied();
+        let requests_value = requests.and_then(|r| {
+            ids.iter()
+                .position(|&i| i == r)
+                .map(|p| sample.metrics[p].1)
+        });
+        let keep_from = t
+            - (self.config.baseline_window_secs
+                + self.config.monitoring_window_secs
+                + 2 * self.config.allowed_lateness_secs) as i64
+                * 1000;
+        let max_history = self.config.max_history.max(16) * 2;
+        let config = &self.config;
+        let metric_names = &self.metric_names;
+        let series = &mut self.series[sid];
+        if series.histories.len() < metric_names.len() {
+            series
+                .histories
+                .resize_with(metric_names.len(), History::new);
+        }
+        let mut in_order = true;
+        for (k, &id) in ids.iter().enumerate() {
+            let v = sample.metrics[k].1;
+            let h = &mut series.histories[id];
+            match h.back() {
+                Some(&(last, _)) if last > t => {
+                    let at = lower_bound(h, t);
+                    h.insert(at, (t, v));
+                    in_order = false;
+                }
+                Some(&(last, _)) if last == t => {
+                    // A repeated timestamp replaces the earlier value.
+                    if let Some(b) = h.back_mut() {
+                        b.1 = v;
+                    }
+                    in_order = false;
+                }
+                _ => h.push_back((t, v)),
+            }
+            // Bounded memory: by count, and by age relative to the newest sample.
+            while h.len() > max_history || h.front().is_some_and(|p| p.0 < keep_from) {
+                h.pop_front();
+            }
+        }
+        if let Some(w) = series.watch.as_mut() {
+            if t >= w.deploy_ms - (config.baseline_window_secs as i64 * 1000) && t < w.end_ms {
+                if !in_order && t < w.last_seen_ms {
+                    w.dirty = true;
+                } else {
+                    for (k, &id) in ids.iter().enumerate() {
+                        w.on_value(
+                            id,
+                            t,
+                            sample.metrics[k].1,
+                            requests_value,
+                            &series.histories,
+                            config,
+                        );
+                    }
+                }
+                if w.dirty {
+                    w.replay(&series.histories, config);
+                }
+                if w.fired() {
+                    let w = series.watch.take().expect("watch present");
+                    let until = w.fired_at().unwrap_or(w.last_seen_ms);
+                    self.close(sid, w, until, WatchEnd::Detection);
+                }
+            }
+        }
+        self.advance_event_time(t);
         Ok(())
     }
-    /// Ingest.
+
+    /// Adds a deploy. It is acted on once event time passes it.
     ///
     /// # Errors
-    /// Never yet.
-    pub fn ingest_deploy(&mut self, _s: &crate::Deploy) -> Result<(), Error> {
+    /// [`Error::Record`] when the deploy id is empty.
+    pub fn ingest_deploy(&mut self, deploy: &Deploy) -> Result<(), Error> {
+        if deploy.deploy_id.trim().is_empty() {
+            return Err(Error::record("deploy_id", "is empty"));
+        }
+        self.stats.deploys += 1;
+        let at = self
+            .pending
+            .partition_point(|p| p.deploy.timestamp <= deploy.timestamp);
+        self.pending.insert(
+            at,
+            PendingDeploy {
+                deploy: deploy.clone(),
+            },
+        );
+        self.next_action_ms = self.next_action_ms.min(deploy.timestamp.millis());
+        self.process_watermark();
         Ok(())
     }
-    /// Finish.
-    pub fn finish(&mut self) {}
-    /// Take.
+
+    /// Adds a log event (kept per series for signature evidence).
+    ///
+    /// # Errors
+    /// Never at present; reserved for validation.
+    pub fn ingest_log(&mut self, event: &LogEvent) -> Result<(), Error> {
+        self.stats.logs += 1;
+        let sid = self.series_id(&event.service, &event.environment);
+        let max = self.config.max_log_history;
+        let logs = &mut self.series[sid].logs;
+        logs.push(event.clone());
+        if logs.len() > max {
+            let drop = logs.len() - max;
+            logs.drain(..drop);
+        }
+        Ok(())
+    }
+
+    /// Moves event time forward to `now` (live mode: call it with the wall clock so that
+    /// watches end even when no data arrives).
+    pub fn advance_to(&mut self, now: Timestamp) {
+        self.advance_event_time(now.millis());
+    }
+
+    fn advance_event_time(&mut self, t: i64) {
+        if self.max_ts.is_none_or(|m| t > m) {
+            self.max_ts = Some(t);
+        }
+        if self.watermark_ms() >= self.next_action_ms {
+            self.process_watermark();
+        }
+    }
+
+    /// Ends every watch now: the data is over.
+    pub fn finish(&mut self) {
+        let last = self.max_ts.unwrap_or(i64::MIN);
+        self.run_until(last, true);
+    }
+
+    /// Drains the verdicts produced so far, in the order they were reached.
     pub fn take_verdicts(&mut self) -> Vec<DeployVerdict> {
-        vec![]
+        std::mem::take(&mut self.verdicts)
     }
+
+    /// Drains the traces of finished watches (with [`Engine::set_tracing`]).
+    pub fn take_traces(&mut self) -> Vec<MetricTrace> {
+        std::mem::take(&mut self.traces)
+    }
+
+    /// Deploys being watched now.
+    pub fn active_watches(&self) -> Vec<WatchStatus> {
+        self.series
+            .iter()
+            .filter_map(|s| s.watch.as_ref())
+            .map(|w| WatchStatus {
+                deploy_id: w.deploy.deploy_id.clone(),
+                service: w.deploy.service.clone(),
+                environment: w.deploy.environment.clone(),
+                deployed_at: w.deploy.timestamp,
+                window_ends_at: Timestamp(w.end_ms),
+            })
+            .collect()
+    }
+
+    fn process_watermark(&mut self) {
+        let wm = self.watermark_ms();
+        self.run_until(wm, false);
+    }
+
+    /// Starts pending deploys and ends watches up to the watermark `wm`, in event-time
+    /// order.
+    fn run_until(&mut self, wm: i64, end_of_data: bool) {
+        loop {
+            // The next thing due: a pending deploy, or a watch's window end.
+            let next_deploy = self.pending.first().map(|p| p.deploy.timestamp.millis());
+            let next_end = self
+                .series
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.watch.as_ref().map(|w| (w.end_ms, i)))
+                .min();
+            // At the end of the data every deploy is started, even one after the last sample.
+            let deploy_due = next_deploy.filter(|&d| d <= wm || end_of_data);
+            let end_due = next_end.filter(|&(e, _)| e <= wm);
+            match (deploy_due, end_due) {
+                (Some(d), Some((e, sid))) if e <= d => self.end_watch(sid, e, WatchEnd::Window),
+                (Some(_), _) => {
+                    let p = self.pending.remove(0);
+                    self.start_watch(p);
+                }
+                (None, Some((e, sid))) => self.end_watch(sid, e, WatchEnd::Window),
+                (None, None) => break,
+            }
+        }
+        if end_of_data {
+            for sid in 0..self.series.len() {
+                if let Some(w) = self.series[sid].watch.take() {
+                    let last = self.series[sid]
+                        .histories
+                        .iter()
+                        .filter_map(|h| {
+                            let hi = lower_bound(h, w.end_ms);
+                            (hi > 0).then(|| h[hi - 1].0)
+                        })
+                        .max()
+                        .unwrap_or(w.deploy_ms)
+                        .max(w.deploy_ms);
+                    self.close(sid, w, last, WatchEnd::EndOfData);
+                }
+            }
+        }
+        let next_deploy = self.pending.first().map(|p| p.deploy.timestamp.millis());
+        let next_end = self
+            .series
+            .iter()
+            .filter_map(|s| s.watch.as_ref().map(|w| w.end_ms))
+            .min();
+        self.next_action_ms = next_deploy
+            .unwrap_or(i64::MAX)
+            .min(next_end.unwrap_or(i64::MAX));
+    }
+
+    fn end_watch(&mut self, sid: usize, at_ms: i64, why: WatchEnd) {
+        if let Some(w) = self.series[sid].watch.take() {
+            self.close(sid, w, at_ms, why);
+        }
+    }
+
+    /// Which series a deploy is about: the exact one, else the most specific one whose
+    /// missing labels act as wildcards, else the only series matching the deploy's
+    /// non-empty labels.
+    fn resolve(&mut self, d: &Deploy) -> Option<usize> {
+        let candidates = [
+            (d.service.as_str(), d.environment.as_str()),
+            (d.service.as_str(), ""),
+            ("", d.environment.as_str()),
+            ("", ""),
+        ];
+        for (s, e) in candidates {
+            if let Some(&id) = self.series_ids.get(&(s.to_string(), e.to_string())) {
+                if self.series[id].histories.iter().any(|h| !h.is_empty()) {
+                    return Some(id);
+                }
+            }
+        }
+        let matching: Vec<usize> = self
+            .series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                (d.service.is_empty() || s.service == d.service)
+                    && (d.environment.is_empty() || s.environment == d.environment)
+                    && s.histories.iter().any(|h| !h.is_empty())
+            })
+            .map(|(i, _)| i)
+            .collect();
+        (matching.len() == 1).then(|| matching[0])
+    }
+
+    fn start_watch(&mut self, p: PendingDeploy) {
+        let sid = match self.resolve(&p.deploy) {
+            Some(sid) => sid,
+            None => self.series_id(&p.deploy.service, &p.deploy.environment),
+        };
+        // The previous watch of this series ends where the new deploy begins.
+        if let Some(prev) = self.series[sid].watch.take() {
+            let at = p.deploy.timestamp.millis().min(prev.end_ms);
+            let why = if at < prev.end_ms {
+                WatchEnd::NextDeploy
+            } else {
+                WatchEnd::Window
+            };
+            let mut prev = prev;
+            if at < prev.end_ms {
+                prev.end_ms = at;
+                let series = &self.series[sid];
+                prev.replay(&series.histories, &self.config);
+            }
+            self.close(sid, prev, at, why);
+        }
+        let series = &mut self.series[sid];
+        if series.histories.len() < self.metric_names.len() {
+            series
+                .histories
+                .resize_with(self.metric_names.len(), History::new);
+        }
+        let setup = WatchSetup {
+            config: &self.config,
+            metric_names: &self.metric_names,
+            histories: &series.histories,
+            tracing: self.tracing,
+        };
+        let watch = Watch::start(p.deploy, &setup);
+        if watch.fired() {
+            let until = watch.fired_at().unwrap_or(watch.last_seen_ms);
+            self.close(sid, watch, until, WatchEnd::Detection);
+        } else {
+            self.series[sid].watch = Some(watch);
+        }
+    }
+
+    fn close(&mut self, sid: usize, watch: Watch, until_ms: i64, why: WatchEnd) {
+        let series = &self.series[sid];
+        let mut verdict = watch.verdict(&series.histories, &self.config, until_ms, why);
+        crate::signatures_link::attach(&mut verdict, &series.logs, &watch, until_ms, &self.config);
+        if self.tracing {
+            self.traces
+                .extend(traces_of(&watch, series, &self.metric_names, &verdict));
+        }
+        self.stats.verdicts += 1;
+        let _ = VerdictKind::Healthy;
+        self.verdicts.push(verdict);
+    }
+}
+
+fn traces_of(
+    watch: &Watch,
+    series: &SeriesState,
+    names: &[String],
+    verdict: &DeployVerdict,
+) -> Vec<MetricTrace> {
+    let mut out: Vec<MetricTrace> = Vec::new();
+    for ev in &verdict.evidence {
+        let Some(test) = watch.tests.iter().find(|t| {
+            t.name == ev.metric
+                && (ev.direction == Direction::Both
+                    || t.direction == ev.direction
+                    || t.requests_metric.is_some())
+        }) else {
+            continue;
+        };
+        let stat: HashMap<i64, f64> = test.trace.iter().flatten().copied().collect();
+        let from = watch.baseline_from.unwrap_or(watch.deploy_ms);
+        let until = verdict.window.watched_until.millis() + 1;
+        let points: Vec<TracePoint> = match test.requests_metric {
+            Some(r) => crate::watch::joined(
+                &series.histories[test.metric],
+                &series.histories[r],
+                from,
+                until,
+            )
+            .into_iter()
+            .filter(|p| p.2 > 0.0)
+            .map(|(t, e, n)| TracePoint {
+                t: Timestamp(t),
+                value: e / n,
+                expected: ev.baseline.median,
+                statistic: stat.get(&t).copied(),
+            })
+            .collect(),
+            None => {
+                let h = &series.histories[test.metric];
+                h.range(lower_bound(h, from)..lower_bound(h, until))
+                    .map(|&(t, v)| TracePoint {
+                        t: Timestamp(t),
+                        value: v,
+                        expected: ev.baseline.median,
+                        statistic: stat.get(&t).copied(),
+                    })
+                    .collect()
+            }
+        };
+        let _ = names;
+        out.push(MetricTrace {
+            deploy_id: verdict.deploy_id.clone(),
+            service: verdict.service.clone(),
+            environment: verdict.environment.clone(),
+            metric: ev.metric.clone(),
+            direction: ev.direction,
+            deployed_at: verdict.deployed_at,
+            baseline_level: ev.baseline.median,
+            baseline_spread: ev.baseline.spread,
+            threshold: ev.threshold,
+            detected_at: ev.detected_at,
+            change_started_at: ev.change_started_at,
+            points,
+        });
+    }
+    out
 }

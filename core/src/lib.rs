@@ -10,12 +10,14 @@ pub mod export;
 pub mod samples;
 pub mod scenarios;
 pub mod signatures;
+mod signatures_link;
 pub mod stats;
 pub mod time;
 pub mod verdict;
+mod watch;
 
 pub use config::{Config, Direction, MetricConfig};
-pub use correlation::{Engine, EngineStats, MetricTrace};
+pub use correlation::{Engine, EngineStats, MetricTrace, TracePoint, WatchStatus};
 pub use error::Error;
 pub use samples::{Deploy, LogEvent, LogLevel, Sample};
 pub use time::Timestamp;

@@ -25,6 +25,14 @@ pub enum Command {
     Notify(NotifyArgs),
     /// Load-test a server's metric ingestion and report samples/s, latency and memory.
     Loadgen(LoadgenArgs),
+    /// Print each log line's stable signature id and template, one JSON object per line.
+    Signatures(SignaturesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SignaturesArgs {
+    /// Log file (JSON lines or plain text); `-` or nothing reads stdin.
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +52,9 @@ pub struct ReplayArgs {
     /// How long each deploy is watched, in seconds (default 1800).
     #[arg(long, env = "WATCHDOG_MONITORING_WINDOW_SECS")]
     pub monitoring_window_secs: Option<u64>,
+    /// Skip invalid lines (counted and reported on stderr) instead of failing.
+    #[arg(long)]
+    pub skip_invalid: bool,
 }
 
 /// Settings shared by `serve` and `run` (docs/config.md).

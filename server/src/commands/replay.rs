@@ -1,9 +1,223 @@
-//! `watchdog replay`.
+//! `watchdog replay`: run the engine over files and print one verdict per deploy, in the
+//! deploys file's order.
+//!
+//! Input rules (documented in the README):
+//! - every non-blank line must parse; by default the first bad lines (up to 20) are
+//!   reported as `FILE:LINE: field `F`: what was wrong` and the command exits 1 without
+//!   printing verdicts. `--skip-invalid` instead skips bad lines, counts them and reports
+//!   the count and the first few on stderr.
+//! - an empty metrics or deploys file is an error;
+//! - a deploy of a service with no samples gets an `inconclusive` verdict (cause
+//!   `no_data`) and a warning on stderr naming its line.
+//! - records are ordered by event time before they are replayed, so files need not be
+//!   sorted.
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
 use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use watchdog_core::{Config, Deploy, DeployVerdict, Engine, LogEvent, Sample};
 
 use crate::cli::ReplayArgs;
 
-pub fn run(_args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("replay is being written")
+/// Most bad lines listed before giving up.
+const MAX_LISTED: usize = 20;
+
+/// A parse failure at a line of a file.
+struct BadLine {
+    line: usize,
+    message: String,
+}
+
+/// Reads a JSONL file with `parse`, collecting bad lines.
+fn read_jsonl<T>(
+    path: &Path,
+    parse: impl Fn(&str) -> Result<T, watchdog_core::Error>,
+) -> anyhow::Result<(Vec<(usize, T)>, Vec<BadLine>, usize)> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut items = Vec::new();
+    let mut bad = Vec::new();
+    let mut bad_total = 0;
+    for (i, line) in BufReader::with_capacity(1 << 16, file).lines().enumerate() {
+        let line =
+            line.with_context(|| format!("cannot read {} at line {}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse(&line) {
+            Ok(v) => items.push((i + 1, v)),
+            Err(e) => {
+                bad_total += 1;
+                if bad.len() < MAX_LISTED {
+                    bad.push(BadLine {
+                        line: i + 1,
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    Ok((items, bad, bad_total))
+}
+
+/// Loads a configuration file: TOML, or JSON when the name ends in `.json`.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    let config: Config = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?
+    } else {
+        toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?
+    };
+    config
+        .validate()
+        .with_context(|| format!("invalid config {}", path.display()))?;
+    Ok(config)
+}
+
+/// The configuration from `--config` and `--monitoring-window-secs`.
+pub fn config_from(config: Option<&Path>, window: Option<u64>) -> anyhow::Result<Config> {
+    let mut c = match config {
+        Some(p) => load_config(p)?,
+        None => Config::default(),
+    };
+    if let Some(w) = window {
+        if w == 0 {
+            bail!("--monitoring-window-secs must be at least 1, got 0");
+        }
+        c.monitoring_window_secs = w;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let config = config_from(args.config.as_deref(), args.monitoring_window_secs)?;
+    let (samples, bad_m, bad_m_total) = read_jsonl(&args.metrics, Sample::from_json_line)?;
+    let (deploys, bad_d, bad_d_total) = read_jsonl(&args.deploys, Deploy::from_json_line)?;
+    let (logs, bad_l, bad_l_total) = match &args.logs {
+        Some(p) => read_jsonl(p, LogEvent::from_json_line)?,
+        None => (Vec::new(), Vec::new(), 0),
+    };
+
+    let report = |path: &Path, bad: &[BadLine], total: usize| {
+        for b in bad {
+            eprintln!("{}:{}: {}", path.display(), b.line, b.message);
+        }
+        if total > bad.len() {
+            eprintln!(
+                "{}: … and {} more bad lines",
+                path.display(),
+                total - bad.len()
+            );
+        }
+    };
+    let total_bad = bad_m_total + bad_d_total + bad_l_total;
+    report(&args.metrics, &bad_m, bad_m_total);
+    report(&args.deploys, &bad_d, bad_d_total);
+    if let Some(p) = &args.logs {
+        report(p, &bad_l, bad_l_total);
+    }
+    if total_bad > 0 && !args.skip_invalid {
+        eprintln!(
+            "error: {total_bad} invalid line(s); fix them, or pass --skip-invalid to skip them"
+        );
+        return Ok(ExitCode::from(1));
+    }
+    if total_bad > 0 {
+        eprintln!("warning: skipped {total_bad} invalid line(s) (--skip-invalid)");
+    }
+    if samples.is_empty() {
+        eprintln!("error: {}: no metric samples", args.metrics.display());
+        return Ok(ExitCode::from(1));
+    }
+    if deploys.is_empty() {
+        eprintln!("error: {}: no deploys", args.deploys.display());
+        return Ok(ExitCode::from(1));
+    }
+
+    let verdicts = replay(config, &samples, &deploys, &logs)?;
+    for ((line, d), v) in deploys.iter().zip(&verdicts) {
+        if v.inconclusive_cause == Some(watchdog_core::InconclusiveCause::NoData) {
+            eprintln!(
+                "warning: {}:{}: deploy {:?} of service {:?} in environment {:?} has no metric samples",
+                args.deploys.display(),
+                line,
+                d.deploy_id,
+                d.service,
+                d.environment
+            );
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    for v in &verdicts {
+        serde_json::to_writer(&mut out, v)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the engine over the records in event-time order and returns one verdict per
+/// deploy, in the order of `deploys`.
+pub fn replay(
+    config: Config,
+    samples: &[(usize, Sample)],
+    deploys: &[(usize, Deploy)],
+    logs: &[(usize, LogEvent)],
+) -> anyhow::Result<Vec<DeployVerdict>> {
+    enum Rec<'a> {
+        S(&'a Sample),
+        D(&'a Deploy),
+        L(&'a LogEvent),
+    }
+    let mut recs: Vec<(i64, u8, Rec)> =
+        Vec::with_capacity(samples.len() + deploys.len() + logs.len());
+    recs.extend(
+        samples
+            .iter()
+            .map(|(_, s)| (s.timestamp.millis(), 1, Rec::S(s))),
+    );
+    recs.extend(
+        deploys
+            .iter()
+            .map(|(_, d)| (d.timestamp.millis(), 0, Rec::D(d))),
+    );
+    recs.extend(
+        logs.iter()
+            .map(|(_, l)| (l.timestamp.millis(), 2, Rec::L(l))),
+    );
+    // Stable: records with equal timestamps keep file order; a deploy goes before the
+    // samples of its own instant (they belong to the new release).
+    recs.sort_by_key(|r| (r.0, r.1));
+    let mut engine = Engine::new(config)?;
+    for (_, _, r) in &recs {
+        match r {
+            Rec::S(s) => engine.ingest_sample(s)?,
+            Rec::D(d) => engine.ingest_deploy(d)?,
+            Rec::L(l) => engine.ingest_log(l)?,
+        }
+    }
+    engine.finish();
+    let mut produced: Vec<Option<DeployVerdict>> =
+        engine.take_verdicts().into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(deploys.len());
+    for (_, d) in deploys {
+        let found = produced.iter_mut().find(|v| {
+            v.as_ref().is_some_and(|v| {
+                v.deploy_id == d.deploy_id
+                    && v.service == d.service
+                    && v.environment == d.environment
+                    && v.deployed_at == d.timestamp
+            })
+        });
+        match found.and_then(Option::take) {
+            Some(v) => out.push(v),
+            None => bail!("internal error: no verdict for deploy {:?}", d.deploy_id),
+        }
+    }
+    Ok(out)
 }

@@ -1,0 +1,1207 @@
+//! One deploy's watch: the tests run on each metric of the deployed series, and the
+//! verdict built from them.
+//!
+//! A watch is created when event time passes the deploy. It fits a [`Baseline`] per metric
+//! on the samples before the deploy, designs one sequential test per metric and harmful
+//! direction (and a count-aware test of the error rate when `errors` and `requests` are
+//! reported), and feeds them every sample until a test fires or the watch ends.
+//!
+//! Correlation with the deploy happens here: each test starts on the second half of the
+//! baseline, not at the deploy, so that a shift already under way before the deploy is
+//! seen as such. Its CUSUM excursion then begins before the deploy; when the statistic
+//! was already at least half-way to the threshold at the deploy, the shift is called
+//! pre-existing. The test is then re-based on the samples since that shift began, and the
+//! deploy is judged only on what changed after it.
+
+use std::collections::VecDeque;
+
+use crate::baseline::Baseline;
+use crate::config::{Config, Direction};
+use crate::detector::{CountDesign, Cusum, CusumDesign};
+use crate::samples::Deploy;
+use crate::stats::{median_in_place, robust_location_scale};
+use crate::time::Timestamp;
+use crate::verdict::{
+    CountEvidence, DeployVerdict, InconclusiveCause, MetricEvidence, MetricStatus, Summary,
+    TestKind, VerdictKind, WatchEnd, WatchWindow,
+};
+
+/// Time-ordered points of one metric of one series.
+pub(crate) type History = VecDeque<(i64, f64)>;
+
+/// Index of the first point at or after `t`.
+pub(crate) fn lower_bound(h: &History, t: i64) -> usize {
+    h.partition_point(|p| p.0 < t)
+}
+
+/// What a test concluded so far.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    /// Feeding samples.
+    Running,
+    /// Fired: a material harmful shift that started at or after the deploy.
+    Fired { at_ms: i64, start_ms: i64 },
+    /// A pre-existing shift with too little clean baseline after it.
+    PreExistingShort { start_ms: i64 },
+}
+
+/// One sequential test of one metric in one direction (or of the error counts).
+#[derive(Clone, Debug)]
+pub(crate) struct Test {
+    pub metric: usize,
+    /// Index of the `requests` metric, for the count test.
+    pub requests_metric: Option<usize>,
+    pub name: String,
+    pub direction: Direction,
+    /// +1 when up is harmful, −1 when down is.
+    sign: f64,
+    base: Baseline,
+    /// Noise of a running sum (σ widened for autocorrelation), floored.
+    noise: f64,
+    design: CusumDesign,
+    count: Option<CountDesign>,
+    count_base: Option<(f64, f64)>,
+    min_effect: f64,
+    /// Relative effect floor (count test).
+    min_rel: f64,
+    guard: f64,
+    cusum: Cusum,
+    phase: Phase,
+    /// Previous residual (time, value), for prewhitening.
+    prev: Option<(i64, f64)>,
+    /// Samples fed after the deploy, and their requests for the count test.
+    n_post: usize,
+    requests_post: f64,
+    /// Statistic when the first post-deploy sample arrived.
+    s_at_deploy: f64,
+    run_start_at_deploy: Option<i64>,
+    /// Start of a pre-existing shift that the test was re-based after.
+    pre_existing_from: Option<i64>,
+    /// Last time the effect floor was checked and failed: (statistic, samples).
+    last_effect_check: Option<(f64, usize)>,
+    /// Statistic after each fed sample, when tracing.
+    pub trace: Option<Vec<(i64, f64)>>,
+}
+
+impl Test {
+    fn fired(&self) -> Option<(i64, i64)> {
+        match self.phase {
+            Phase::Fired { at_ms, start_ms } => Some((at_ms, start_ms)),
+            _ => None,
+        }
+    }
+}
+
+/// A deploy being watched.
+#[derive(Clone, Debug)]
+pub(crate) struct Watch {
+    pub deploy: Deploy,
+    pub deploy_ms: i64,
+    /// End of the monitoring window.
+    pub end_ms: i64,
+    pub tests: Vec<Test>,
+    /// Samples after this instant are fed (per metric, the last fed point).
+    pub fed_ms: Vec<i64>,
+    pub baseline_from: Option<i64>,
+    pub baseline_samples: usize,
+    pub short_baseline: Vec<String>,
+    pub cadence_ms: f64,
+    pub alpha: f64,
+    /// Set when a sample arrived out of order inside the watched stretch.
+    pub dirty: bool,
+    pub last_seen_ms: i64,
+}
+
+/// The configuration a watch needs, resolved for its series.
+pub(crate) struct WatchSetup<'a> {
+    pub config: &'a Config,
+    pub metric_names: &'a [String],
+    pub histories: &'a [History],
+    pub tracing: bool,
+}
+
+impl Watch {
+    /// Starts a watch: fits the baselines and designs the tests, then feeds every sample
+    /// already in the histories.
+    pub fn start(deploy: Deploy, setup: &WatchSetup<'_>) -> Watch {
+        let cfg = setup.config;
+        let deploy_ms = deploy.timestamp.millis();
+        let from_ms = deploy_ms - cfg.baseline_window_secs as i64 * 1000;
+        let mut watch = Watch {
+            deploy,
+            deploy_ms,
+            end_ms: deploy_ms + cfg.monitoring_window_secs as i64 * 1000,
+            tests: Vec::new(),
+            fed_ms: vec![i64::MIN; setup.histories.len()],
+            baseline_from: None,
+            baseline_samples: 0,
+            short_baseline: Vec::new(),
+            cadence_ms: f64::NAN,
+            alpha: cfg.false_alarm_rate,
+            dirty: false,
+            last_seen_ms: deploy_ms,
+        };
+        let find = |name: &str| setup.metric_names.iter().position(|m| m == name);
+        let baseline_points = |id: usize| -> Vec<(i64, f64)> {
+            let h = &setup.histories[id];
+            let lo = lower_bound(h, from_ms);
+            let hi = lower_bound(h, deploy_ms);
+            let take = (hi - lo).min(cfg.max_history);
+            h.range(hi - take..hi).copied().collect()
+        };
+
+        // The count-aware error-rate test replaces the continuous tests of `errors` and
+        // `error_rate` when both counts are reported.
+        let counts = match (find("errors"), find("requests")) {
+            (Some(e), Some(r)) if e < setup.histories.len() && r < setup.histories.len() => {
+                let pairs = joined(&setup.histories[e], &setup.histories[r], from_ms, deploy_ms);
+                (pairs.len() >= cfg.min_baseline_samples).then_some((e, r, pairs))
+            }
+            _ => None,
+        };
+
+        struct Planned {
+            metric: usize,
+            direction: Direction,
+            sign: f64,
+            base: Baseline,
+            points: Vec<(i64, f64)>,
+        }
+        let mut planned: Vec<Planned> = Vec::new();
+        let mut cadences = Vec::new();
+        for (id, name) in setup.metric_names.iter().enumerate() {
+            if id >= setup.histories.len() || setup.histories[id].is_empty() || !cfg.watched(name) {
+                continue;
+            }
+            if counts.is_some() && (name == "errors" || name == "error_rate") {
+                continue;
+            }
+            let points = baseline_points(id);
+            if points.len() < cfg.min_baseline_samples {
+                let after =
+                    lower_bound(&setup.histories[id], deploy_ms) < setup.histories[id].len();
+                if after || !points.is_empty() {
+                    watch
+                        .short_baseline
+                        .push(format!("{name} ({} samples)", points.len()));
+                }
+                continue;
+            }
+            let Some(base) = Baseline::fit(&points) else {
+                continue;
+            };
+            cadences.push(base.cadence_ms);
+            let direction = cfg.direction(name);
+            let signs: &[f64] = match direction {
+                Direction::Up => &[1.0],
+                Direction::Down => &[-1.0],
+                Direction::Both => &[1.0, -1.0],
+            };
+            for &sign in signs {
+                planned.push(Planned {
+                    metric: id,
+                    direction,
+                    sign,
+                    base: base.clone(),
+                    points: points.clone(),
+                });
+            }
+            if watch.baseline_samples < points.len() {
+                watch.baseline_samples = points.len();
+                watch.baseline_from = Some(points[0].0);
+            }
+        }
+        if let Some((_, _, pairs)) = &counts {
+            let mut gaps: Vec<f64> = pairs.windows(2).map(|w| (w[1].0 - w[0].0) as f64).collect();
+            cadences.push(median_in_place(&mut gaps).max(1.0));
+        }
+        watch.cadence_ms = if cadences.is_empty() {
+            f64::NAN
+        } else {
+            median_in_place(&mut cadences)
+        };
+        let tests_total = planned.len() + usize::from(counts.is_some());
+        if tests_total == 0 {
+            return watch;
+        }
+        let alpha_test = cfg.false_alarm_rate / tests_total as f64;
+        let window_ms = (watch.end_ms - deploy_ms) as f64;
+
+        for p in planned {
+            let steps = (window_ms / p.base.cadence_ms).max(1.0);
+            let name = &setup.metric_names[p.metric];
+            let level = p.base.expected(deploy_ms);
+            let min_effect = cfg
+                .min_absolute_effect(name)
+                .max(cfg.min_relative_effect(name) * level.abs());
+            let noise = floor_noise(p.base.sum_noise(), level, min_effect);
+            let shift_sigmas = (cfg.design_shift_sigmas).max(min_effect / noise);
+            // Standard error of the baseline level (median of n correlated values), in
+            // noise units: the guard added to k.
+            let guard = 1.2533 / (p.base.n as f64).sqrt();
+            let design = CusumDesign::new(shift_sigmas, guard, alpha_test, steps);
+            let _ = &p.points;
+            watch.tests.push(Test {
+                metric: p.metric,
+                requests_metric: None,
+                name: name.clone(),
+                direction: p.direction,
+                sign: p.sign,
+                base: p.base,
+                noise,
+                design,
+                count: None,
+                count_base: None,
+                min_effect,
+                min_rel: cfg.min_relative_effect(name),
+                guard,
+                cusum: Cusum::default(),
+                phase: Phase::Running,
+                prev: None,
+                n_post: 0,
+                requests_post: 0.0,
+                s_at_deploy: 0.0,
+                run_start_at_deploy: None,
+                pre_existing_from: None,
+                last_effect_check: None,
+                trace: setup.tracing.then(Vec::new),
+            });
+        }
+        if let Some((e, r, pairs)) = counts {
+            let (design, base) = count_design(cfg, &pairs, alpha_test, window_ms);
+            let summary = rate_summary(&pairs);
+            let n = pairs.len();
+            if watch.baseline_samples < n {
+                watch.baseline_samples = n;
+                watch.baseline_from = Some(pairs[0].0);
+            }
+            let mut gaps: Vec<f64> = pairs.windows(2).map(|w| (w[1].0 - w[0].0) as f64).collect();
+            let cadence = median_in_place(&mut gaps).max(1.0);
+            watch.tests.push(Test {
+                metric: e,
+                requests_metric: Some(r),
+                name: "error_rate".to_string(),
+                direction: Direction::Up,
+                sign: 1.0,
+                base: Baseline {
+                    n,
+                    level: base.0 / base.1.max(1.0),
+                    slope_per_sec: 0.0,
+                    anchor_ms: pairs[n - 1].0,
+                    spread: summary.spread,
+                    rho: 0.0,
+                    cadence_ms: cadence,
+                    summary,
+                },
+                noise: 1.0,
+                design: CusumDesign {
+                    k: 0.0,
+                    h: design.h,
+                    clip: design.clip,
+                },
+                count: Some(design),
+                count_base: Some(base),
+                min_effect: cfg.min_absolute_effect("error_rate"),
+                min_rel: cfg.min_relative_effect("error_rate"),
+                guard: 0.0,
+                cusum: Cusum::default(),
+                phase: Phase::Running,
+                prev: None,
+                n_post: 0,
+                requests_post: 0.0,
+                s_at_deploy: 0.0,
+                run_start_at_deploy: None,
+                pre_existing_from: None,
+                last_effect_check: None,
+                trace: setup.tracing.then(Vec::new),
+            });
+        }
+        watch.replay(setup.histories, cfg);
+        watch
+    }
+
+    /// When the first test fired.
+    pub fn fired_at(&self) -> Option<i64> {
+        self.tests
+            .iter()
+            .filter_map(|t| t.fired().map(|f| f.0))
+            .min()
+    }
+
+    /// Whether any test has fired.
+    pub fn fired(&self) -> bool {
+        self.tests.iter().any(|t| t.fired().is_some())
+    }
+
+    /// Resets every test and feeds it again from the histories (after an out-of-order
+    /// sample, or at start).
+    pub fn replay(&mut self, histories: &[History], cfg: &Config) {
+        let deploy_ms = self.deploy_ms;
+        for i in 0..self.tests.len() {
+            let t = &mut self.tests[i];
+            if t.pre_existing_from.is_none() {
+                t.cusum = Cusum::default();
+                t.phase = Phase::Running;
+                t.prev = None;
+                t.n_post = 0;
+                t.requests_post = 0.0;
+                t.s_at_deploy = 0.0;
+                t.run_start_at_deploy = None;
+                t.last_effect_check = None;
+                if let Some(tr) = t.trace.as_mut() {
+                    tr.clear();
+                }
+            }
+        }
+        for f in self.fed_ms.iter_mut() {
+            *f = i64::MIN;
+        }
+        // Tests start on the second half of their baseline (see the module docs).
+        for i in 0..self.tests.len() {
+            let from = self.tail_start(i, histories);
+            let points = self.points_for(i, histories, from, self.end_ms);
+            for (t, x, r) in points {
+                self.feed_test(i, t, x, r, histories, cfg);
+                if self.tests[i].fired().is_some() {
+                    break;
+                }
+            }
+        }
+        for (m, h) in histories.iter().enumerate() {
+            let hi = lower_bound(h, self.end_ms);
+            if hi > 0 && m < self.fed_ms.len() {
+                self.fed_ms[m] = h[hi - 1].0;
+                self.last_seen_ms = self.last_seen_ms.max(h[hi - 1].0);
+            }
+        }
+        let _ = deploy_ms;
+        self.dirty = false;
+    }
+
+    fn tail_start(&self, i: usize, histories: &[History]) -> i64 {
+        let t = &self.tests[i];
+        if let Some(from) = t.pre_existing_from {
+            return from.max(self.deploy_ms);
+        }
+        let h = &histories[t.metric];
+        let hi = lower_bound(h, self.deploy_ms);
+        let n = t.base.n.min(hi);
+        let lo = hi - n / 2;
+        if lo < hi {
+            h[lo].0
+        } else {
+            self.deploy_ms
+        }
+    }
+
+    /// `(t, value, requests)` points of test `i` in `[from, until)`.
+    fn points_for(
+        &self,
+        i: usize,
+        histories: &[History],
+        from: i64,
+        until: i64,
+    ) -> Vec<(i64, f64, f64)> {
+        let t = &self.tests[i];
+        match t.requests_metric {
+            Some(r) => joined(&histories[t.metric], &histories[r], from, until)
+                .into_iter()
+                .map(|(t, e, r)| (t, e, r))
+                .collect(),
+            None => {
+                let h = &histories[t.metric];
+                let lo = lower_bound(h, from);
+                let hi = lower_bound(h, until);
+                h.range(lo..hi).map(|&(t, x)| (t, x, 0.0)).collect()
+            }
+        }
+    }
+
+    /// Feeds one new in-order sample of metric `m` (called by the engine for each value of
+    /// an in-order sample). `requests` is the same sample's `requests` value, if any.
+    pub fn on_value(
+        &mut self,
+        m: usize,
+        t: i64,
+        x: f64,
+        requests: Option<f64>,
+        histories: &[History],
+        cfg: &Config,
+    ) {
+        if t >= self.end_ms || self.fired() {
+            return;
+        }
+        self.last_seen_ms = self.last_seen_ms.max(t);
+        if m < self.fed_ms.len() {
+            if t <= self.fed_ms[m] {
+                self.dirty = true;
+                return;
+            }
+            self.fed_ms[m] = t;
+        }
+        for i in 0..self.tests.len() {
+            let test = &self.tests[i];
+            if test.metric != m
+                || test.fired().is_some()
+                || matches!(test.phase, Phase::PreExistingShort { .. })
+            {
+                continue;
+            }
+            if test.requests_metric.is_some() {
+                match requests {
+                    Some(r) => self.feed_test(i, t, x, r, histories, cfg),
+                    None => continue,
+                }
+            } else {
+                self.feed_test(i, t, x, 0.0, histories, cfg);
+            }
+        }
+    }
+
+    fn feed_test(
+        &mut self,
+        i: usize,
+        t: i64,
+        x: f64,
+        requests: f64,
+        histories: &[History],
+        cfg: &Config,
+    ) {
+        let deploy_ms = self.deploy_ms;
+        let test = &mut self.tests[i];
+        if matches!(test.phase, Phase::PreExistingShort { .. }) || test.fired().is_some() {
+            return;
+        }
+        let inc = match test.count {
+            Some(d) => {
+                if !(requests > 0.0 && x >= 0.0 && x <= requests) {
+                    return;
+                }
+                d.increment(x, requests)
+            }
+            None => {
+                // Prewhitening: under the baseline's AR(1) model the innovation
+                // r_t − ρ·r_{t−1} is independent noise with deviation σ·√(1−ρ²), which
+                // equals noise·(1−ρ) with noise = σ·√((1+ρ)/(1−ρ)). A level shift δ moves
+                // it by δ·(1−ρ), i.e. by δ/noise in standardized units — the same design
+                // shift as on independent data, but with increments that really are
+                // independent, so the threshold's false-alarm guarantee holds.
+                let r = test.sign * (x - test.base.expected(t));
+                let rho = test.base.rho;
+                let adjacent = test
+                    .prev
+                    .filter(|&(tp, _)| (t - tp) as f64 <= 1.5 * test.base.cadence_ms);
+                test.prev = Some((t, r));
+                let z = match adjacent {
+                    Some((_, rp)) => (r - rho * rp) / (test.noise * (1.0 - rho)),
+                    None => r / (test.noise * ((1.0 - rho) / (1.0 + rho)).sqrt()),
+                };
+                z.clamp(-test.design.clip, test.design.clip) - test.design.k
+            }
+        };
+        let post = t >= deploy_ms;
+        if post && test.n_post == 0 {
+            test.s_at_deploy = test.cusum.s;
+            test.run_start_at_deploy = test.cusum.run_start_ms;
+        }
+        let s = test.cusum.push(t, inc);
+        if let Some(tr) = test.trace.as_mut() {
+            tr.push((t, s));
+        }
+        if !post {
+            return;
+        }
+        test.n_post += 1;
+        test.requests_post += requests;
+        if s <= test.design.h {
+            return;
+        }
+        // Crossed the threshold: is it the deploy's doing, and is it material?
+        let start = test.cusum.run_start_ms.unwrap_or(t);
+        let began_before = start < deploy_ms && test.s_at_deploy >= test.design.h / 2.0;
+        if began_before && test.pre_existing_from.is_none() {
+            self.rebase_after_shift(i, start, histories, cfg);
+            return;
+        }
+        let test = &mut self.tests[i];
+        if let Some((s_prev, n_prev)) = test.last_effect_check {
+            if s < s_prev * 1.25 && test.n_post < n_prev + 8 {
+                return;
+            }
+        }
+        let start = start.max(deploy_ms);
+        let effect = run_effect(test, histories, start, t + 1);
+        if effect >= test.min_effect && effect > 0.0 {
+            test.phase = Phase::Fired {
+                at_ms: t,
+                start_ms: start,
+            };
+        } else {
+            test.last_effect_check = Some((s, test.n_post));
+        }
+    }
+
+    /// A shift began before the deploy. Re-base the test on the samples since it began, or
+    /// give up on it when there are too few of them.
+    fn rebase_after_shift(&mut self, i: usize, start: i64, histories: &[History], cfg: &Config) {
+        let deploy_ms = self.deploy_ms;
+        let (metric, requests_metric) = (self.tests[i].metric, self.tests[i].requests_metric);
+        self.tests[i].pre_existing_from = Some(start);
+        let n_clean = match requests_metric {
+            Some(r) => joined(&histories[metric], &histories[r], start, deploy_ms).len(),
+            None => {
+                let h = &histories[metric];
+                lower_bound(h, deploy_ms) - lower_bound(h, start)
+            }
+        };
+        if n_clean < cfg.min_baseline_samples {
+            self.tests[i].phase = Phase::PreExistingShort { start_ms: start };
+            return;
+        }
+        let window_ms = (self.end_ms - deploy_ms) as f64;
+        let alpha_test = test_alpha(self.alpha, self.tests.len());
+        let test = &mut self.tests[i];
+        match requests_metric {
+            Some(r) => {
+                let pairs = joined(&histories[metric], &histories[r], start, deploy_ms);
+                let (design, base) = count_design(cfg, &pairs, alpha_test, window_ms);
+                test.count = Some(design);
+                test.count_base = Some(base);
+                test.base.level = base.0 / base.1.max(1.0);
+                test.base.summary = rate_summary(&pairs);
+                test.base.n = pairs.len();
+                test.design = CusumDesign {
+                    k: 0.0,
+                    h: design.h,
+                    clip: design.clip,
+                };
+            }
+            None => {
+                let h = &histories[metric];
+                let pts: Vec<(i64, f64)> = h
+                    .range(lower_bound(h, start)..lower_bound(h, deploy_ms))
+                    .copied()
+                    .collect();
+                if let Some(base) = Baseline::fit(&pts) {
+                    let level = base.expected(deploy_ms);
+                    let min_effect = cfg
+                        .min_absolute_effect(&test.name)
+                        .max(cfg.min_relative_effect(&test.name) * level.abs());
+                    let noise = floor_noise(base.sum_noise(), level, min_effect);
+                    let shift_sigmas = cfg.design_shift_sigmas.max(min_effect / noise);
+                    let guard = 1.2533 / (base.n as f64).sqrt();
+                    let steps = (window_ms / base.cadence_ms).max(1.0);
+                    test.design = CusumDesign::new(shift_sigmas, guard, alpha_test, steps);
+                    test.noise = noise;
+                    test.min_effect = min_effect;
+                    test.guard = guard;
+                    test.base = base;
+                }
+            }
+        }
+        test.cusum = Cusum::default();
+        test.prev = None;
+        test.n_post = 0;
+        test.requests_post = 0.0;
+        test.s_at_deploy = 0.0;
+        test.run_start_at_deploy = None;
+        test.last_effect_check = None;
+        if let Some(tr) = test.trace.as_mut() {
+            tr.retain(|p| p.0 < deploy_ms);
+        }
+        let last = self.last_seen_ms.max(deploy_ms);
+        let points = self.points_for(i, histories, deploy_ms, (last + 1).min(self.end_ms));
+        for (t, x, r) in points {
+            self.feed_test(i, t, x, r, histories, cfg);
+            if self.tests[i].fired().is_some() {
+                break;
+            }
+        }
+    }
+
+    /// Builds the verdict. `until_ms` is the last instant covered; `ended_by` why.
+    pub fn verdict(
+        &self,
+        histories: &[History],
+        cfg: &Config,
+        until_ms: i64,
+        ended_by: WatchEnd,
+    ) -> DeployVerdict {
+        let deploy = &self.deploy;
+        let until_ms = until_ms.max(self.deploy_ms);
+        let mut evidence: Vec<MetricEvidence> = Vec::new();
+        let mut warnings = Vec::new();
+        let mut underpowered: Vec<(String, Option<String>, bool)> = Vec::new();
+        let mut pre_short: Vec<String> = Vec::new();
+        let mut samples_after = 0usize;
+        let mut first_fire: Option<(i64, usize)> = None;
+
+        for (i, t) in self.tests.iter().enumerate() {
+            samples_after = samples_after.max(t.n_post);
+            if let Some((at, _)) = t.fired() {
+                if first_fire.is_none_or(|(a, _)| at < a) {
+                    first_fire = Some((at, i));
+                }
+            }
+        }
+        // One evidence row per metric: when a metric is tested both ways, the direction
+        // that fired or came closest to its threshold speaks for it.
+        let mut by_metric: Vec<usize> = Vec::new();
+        for (i, t) in self.tests.iter().enumerate() {
+            let closeness = |t: &Test| {
+                if t.fired().is_some() {
+                    f64::INFINITY
+                } else {
+                    t.cusum.max_s / t.design.h
+                }
+            };
+            match by_metric.iter().position(|&j| {
+                self.tests[j].metric == t.metric
+                    && self.tests[j].requests_metric == t.requests_metric
+            }) {
+                Some(p) => {
+                    if closeness(t) > closeness(&self.tests[by_metric[p]]) {
+                        by_metric[p] = i;
+                    }
+                }
+                None => by_metric.push(i),
+            }
+        }
+        for &i in &by_metric {
+            let t = &self.tests[i];
+            let ev = self.evidence(t, histories, until_ms);
+            match t.phase {
+                Phase::PreExistingShort { start_ms } => pre_short.push(format!(
+                    "{} shifted at {} , {} before the deploy, leaving too few samples to judge the deploy",
+                    t.name,
+                    Timestamp(start_ms),
+                    human_secs((self.deploy_ms - start_ms) as f64 / 1000.0)
+                )),
+                Phase::Running => {
+                    if let Some(from) = t.pre_existing_from {
+                        warnings.push(format!(
+                            "{} was already shifting since {} ({} before the deploy); the deploy was judged against the level after that shift",
+                            t.name,
+                            Timestamp(from),
+                            human_secs((self.deploy_ms - from) as f64 / 1000.0)
+                        ));
+                    }
+                    if let Some(need) = self.power_gap(t, until_ms) {
+                        underpowered.push(need);
+                    }
+                }
+                Phase::Fired { .. } => {}
+            }
+            evidence.push(ev);
+        }
+        evidence.sort_by_key(|e| match e.status {
+            MetricStatus::Regressed => 0,
+            MetricStatus::PreExisting => 1,
+            MetricStatus::Insufficient => 2,
+            MetricStatus::Ok => 3,
+        });
+        if !self.short_baseline.is_empty() && !self.tests.is_empty() {
+            warnings.push(format!(
+                "not tested for lack of baseline: {}",
+                self.short_baseline.join(", ")
+            ));
+        }
+
+        let window = WatchWindow {
+            baseline_from: self.baseline_from.map(Timestamp),
+            baseline_samples: self.baseline_samples,
+            watched_until: Timestamp(until_ms),
+            watched_secs: (until_ms - self.deploy_ms) as f64 / 1000.0,
+            samples_after,
+            ended_by,
+        };
+        let mut v = DeployVerdict {
+            deploy_id: deploy.deploy_id.clone(),
+            service: deploy.service.clone(),
+            environment: deploy.environment.clone(),
+            deployed_at: deploy.timestamp,
+            verdict: VerdictKind::Healthy,
+            detected_at: None,
+            reason: String::new(),
+            inconclusive_cause: None,
+            needed: None,
+            window,
+            evidence,
+            signatures: Vec::new(),
+            warnings,
+            false_alarm_rate: cfg.false_alarm_rate,
+        };
+
+        if let Some((at, _)) = first_fire {
+            v.verdict = VerdictKind::Regression;
+            v.detected_at = Some(Timestamp(at));
+            let parts: Vec<String> = v.regressed().map(describe_shift).collect();
+            v.reason = format!(
+                "{}; detected {} after the deploy",
+                parts.join("; "),
+                human_secs((at - self.deploy_ms) as f64 / 1000.0)
+            );
+            return v;
+        }
+        if self.tests.is_empty() {
+            v.verdict = VerdictKind::Inconclusive;
+            if self.short_baseline.is_empty() {
+                v.inconclusive_cause = Some(InconclusiveCause::NoData);
+                v.reason = "no metric samples for this service and environment".into();
+                v.needed = Some("send metrics for the deployed service (or check the service and environment names)".into());
+            } else {
+                v.inconclusive_cause = Some(InconclusiveCause::ShortBaseline);
+                v.reason = format!(
+                    "baseline too short: fewer than {} samples in the {} before the deploy ({})",
+                    cfg.min_baseline_samples,
+                    human_secs(cfg.baseline_window_secs as f64),
+                    self.short_baseline.join(", ")
+                );
+                v.needed = Some(format!(
+                    "at least {} samples of each metric in the {} before a deploy",
+                    cfg.min_baseline_samples,
+                    human_secs(cfg.baseline_window_secs as f64)
+                ));
+            }
+            return v;
+        }
+        if !pre_short.is_empty() {
+            v.verdict = VerdictKind::Inconclusive;
+            v.inconclusive_cause = Some(InconclusiveCause::PreExistingShift);
+            v.reason = format!("pre-existing shift: {}", pre_short.join("; "));
+            v.needed = Some(format!(
+                "at least {} samples at the shifted level before the deploy, or a deploy once the service is stable",
+                cfg.min_baseline_samples
+            ));
+            return v;
+        }
+        if !underpowered.is_empty() {
+            let gaps = underpowered.iter().any(|u| u.2);
+            v.verdict = VerdictKind::Inconclusive;
+            v.inconclusive_cause = Some(if gaps {
+                InconclusiveCause::Gaps
+            } else {
+                InconclusiveCause::LowTraffic
+            });
+            v.reason = underpowered
+                .iter()
+                .map(|u| u.0.clone())
+                .collect::<Vec<_>>()
+                .join("; ");
+            let needs: Vec<String> = underpowered.iter().filter_map(|u| u.1.clone()).collect();
+            v.needed = (!needs.is_empty()).then(|| needs.join("; "));
+            return v;
+        }
+        let tested: Vec<String> = v
+            .evidence
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} (could see {})",
+                    e.metric,
+                    fmt_num(
+                        e.min_effect
+                            .max(e.baseline.spread * cfg.design_shift_sigmas)
+                    )
+                )
+            })
+            .collect();
+        v.reason = format!(
+            "no material change in {} over {} after the deploy",
+            tested.join(", "),
+            human_secs(v.window.watched_secs)
+        );
+        v
+    }
+
+    /// When a test has not seen enough after the deploy to find the smallest material
+    /// shift: (what is missing, what would decide it, whether samples are missing).
+    fn power_gap(&self, t: &Test, until_ms: i64) -> Option<(String, Option<String>, bool)> {
+        let elapsed_ms = (until_ms - self.deploy_ms).max(0) as f64;
+        let expected = elapsed_ms / t.base.cadence_ms;
+        let gappy = (t.n_post as f64) < 0.5 * expected.floor();
+        if let Some(d) = t.count {
+            let need = d.requests_needed();
+            if t.requests_post < need {
+                return Some((
+                    format!(
+                        "too little traffic to judge the error rate: {} requests after the deploy, about {} needed to detect a rise from {} to {}",
+                        fmt_count(t.requests_post),
+                        fmt_count(need),
+                        fmt_pct(d.p0),
+                        fmt_pct(d.p1)
+                    ),
+                    Some(format!("about {} more requests after the deploy", fmt_count(need - t.requests_post))),
+                    gappy,
+                ));
+            }
+            return None;
+        }
+        let shift = 2.0 * (t.design.k - t.guard);
+        let need = t.design.samples_to_detect(shift);
+        if (t.n_post as f64) < need {
+            let more = need - t.n_post as f64;
+            let secs = more * t.base.cadence_ms / 1000.0;
+            let what = if gappy {
+                format!(
+                    "gaps in {}: {} samples after the deploy where about {} were expected",
+                    t.name,
+                    t.n_post,
+                    expected.floor()
+                )
+            } else {
+                format!(
+                    "too few samples of {} after the deploy: {} of the {} needed to detect a shift of {}",
+                    t.name,
+                    t.n_post,
+                    need,
+                    fmt_num(shift * t.noise)
+                )
+            };
+            return Some((
+                what,
+                Some(format!(
+                    "{} more samples of {} (about {} at the usual rate)",
+                    more,
+                    t.name,
+                    human_secs(secs)
+                )),
+                gappy,
+            ));
+        }
+        None
+    }
+
+    fn evidence(&self, t: &Test, histories: &[History], until_ms: i64) -> MetricEvidence {
+        let fired = t.fired();
+        let (obs_from, obs_until) = match fired {
+            Some((at, start)) => (start, at + 1),
+            None => (self.deploy_ms, until_ms + 1),
+        };
+        let level = t.base.expected(self.deploy_ms);
+        let (observed, counts) = match (t.count, t.count_base) {
+            (Some(d), Some((be, br))) => {
+                let pairs = joined(
+                    &histories[t.metric],
+                    &histories[t.requests_metric.unwrap_or(t.metric)],
+                    obs_from,
+                    obs_until,
+                );
+                let (oe, or): (f64, f64) =
+                    pairs.iter().fold((0.0, 0.0), |a, p| (a.0 + p.1, a.1 + p.2));
+                let mut s = rate_summary(&pairs);
+                if or > 0.0 {
+                    s.mean = oe / or;
+                }
+                (
+                    s,
+                    Some(CountEvidence {
+                        baseline_errors: be,
+                        baseline_requests: br,
+                        observed_errors: oe,
+                        observed_requests: or,
+                        requests_needed: d.requests_needed(),
+                        overdispersion: d.phi,
+                    }),
+                )
+            }
+            _ => {
+                let h = &histories[t.metric];
+                let vals: Vec<f64> = h
+                    .range(lower_bound(h, obs_from)..lower_bound(h, obs_until))
+                    .map(|p| p.1)
+                    .collect();
+                (summarize(&vals), None)
+            }
+        };
+        let center = if counts.is_some() {
+            observed.mean
+        } else {
+            observed.median
+        };
+        let effect = center - level;
+        let status = match t.phase {
+            Phase::Fired { .. } => MetricStatus::Regressed,
+            Phase::PreExistingShort { .. } => MetricStatus::PreExisting,
+            Phase::Running if observed.n == 0 => MetricStatus::Insufficient,
+            Phase::Running => MetricStatus::Ok,
+        };
+        let noise = if t.count.is_some() {
+            t.base.summary.spread.max(1e-12)
+        } else {
+            t.noise
+        };
+        MetricEvidence {
+            metric: t.name.clone(),
+            direction: if t.direction == Direction::Both {
+                Direction::Both
+            } else if t.sign > 0.0 {
+                Direction::Up
+            } else {
+                Direction::Down
+            },
+            status,
+            test: if t.count.is_some() {
+                TestKind::BinomialCusum
+            } else {
+                TestKind::Cusum
+            },
+            baseline: Summary {
+                median: if t.count.is_some() {
+                    t.base.level
+                } else {
+                    t.base.summary.median
+                },
+                ..t.base.summary
+            },
+            observed,
+            effect_absolute: effect,
+            effect_relative: (level.abs() > 1e-12).then(|| effect / level.abs()),
+            effect_sigmas: effect / noise,
+            min_effect: t.min_effect,
+            change_started_at: match t.phase {
+                Phase::Fired { start_ms, .. } => Some(Timestamp(start_ms)),
+                Phase::PreExistingShort { start_ms } => Some(Timestamp(start_ms)),
+                Phase::Running => t.pre_existing_from.map(Timestamp),
+            },
+            detected_at: fired.map(|f| Timestamp(f.0)),
+            statistic: t.cusum.max_s,
+            threshold: t.design.h,
+            autocorrelation: t.base.rho,
+            counts,
+            note: t
+                .pre_existing_from
+                .map(|f| format!("re-based after a shift that began at {}", Timestamp(f))),
+        }
+    }
+}
+
+fn test_alpha(alpha: f64, tests: usize) -> f64 {
+    alpha / tests.max(1) as f64
+}
+
+/// Noise floor: a baseline with (nearly) no variation would make any wiggle infinitely
+/// significant. The floor is a quarter of the smallest material effect, so that effect is
+/// still four noise units away; when no effect floor applies, a relative 1e-9 of the level.
+fn floor_noise(noise: f64, level: f64, min_effect: f64) -> f64 {
+    let floor = (min_effect / 4.0).max(level.abs() * 1e-9).max(1e-12);
+    if noise.is_finite() {
+        noise.max(floor)
+    } else {
+        floor
+    }
+}
+
+/// Baseline design of the count test from `(t, errors, requests)` points.
+fn count_design(
+    cfg: &Config,
+    pairs: &[(i64, f64, f64)],
+    alpha: f64,
+    window_ms: f64,
+) -> (CountDesign, (f64, f64)) {
+    let (e, r): (f64, f64) = pairs.iter().fold((0.0, 0.0), |a, p| (a.0 + p.1, a.1 + p.2));
+    let p = ((e + 0.5) / (r + 1.0)).clamp(1e-9, 1.0 - 1e-9);
+    // Pearson's dispersion statistic: how much more the per-interval error counts vary
+    // than a binomial with the pooled rate would.
+    let mut x2 = 0.0;
+    let mut df = 0.0;
+    for &(_, ei, ri) in pairs {
+        if ri > 0.0 {
+            let exp = p * ri;
+            x2 += (ei - exp) * (ei - exp) / (ri * p * (1.0 - p));
+            df += 1.0;
+        }
+    }
+    let phi = if df > 1.0 {
+        (x2 / (df - 1.0)).max(1.0)
+    } else {
+        1.0
+    };
+    let mut gaps: Vec<f64> = pairs.windows(2).map(|w| (w[1].0 - w[0].0) as f64).collect();
+    let cadence = median_in_place(&mut gaps).max(1.0);
+    let steps = (window_ms / cadence).max(1.0);
+    let d = CountDesign::new(
+        e,
+        r,
+        phi,
+        cfg.min_absolute_effect("error_rate"),
+        cfg.min_relative_effect("error_rate"),
+        alpha,
+        steps,
+    );
+    (d, (e, r))
+}
+
+/// Per-interval error rates as a summary (mean is the pooled rate).
+fn rate_summary(pairs: &[(i64, f64, f64)]) -> Summary {
+    let rates: Vec<f64> = pairs
+        .iter()
+        .filter(|p| p.2 > 0.0)
+        .map(|p| p.1 / p.2)
+        .collect();
+    let mut s = summarize(&rates);
+    let (e, r): (f64, f64) = pairs.iter().fold((0.0, 0.0), |a, p| (a.0 + p.1, a.1 + p.2));
+    s.n = pairs.len();
+    if r > 0.0 {
+        s.mean = e / r;
+    }
+    s
+}
+
+/// Joins the errors and requests histories on equal timestamps within `[from, until)`.
+pub(crate) fn joined(
+    errors: &History,
+    requests: &History,
+    from: i64,
+    until: i64,
+) -> Vec<(i64, f64, f64)> {
+    let (mut i, mut j) = (lower_bound(errors, from), lower_bound(requests, from));
+    let mut out = Vec::new();
+    while i < errors.len() && j < requests.len() {
+        let (te, e) = errors[i];
+        let (tr, r) = requests[j];
+        if te >= until || tr >= until {
+            break;
+        }
+        match te.cmp(&tr) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push((te, e, r));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Size of the harmful shift over `[from, until)`, in the metric's unit: the median
+/// residual against the baseline (pooled rate minus baseline rate for counts).
+fn run_effect(t: &Test, histories: &[History], from: i64, until: i64) -> f64 {
+    match (t.requests_metric, t.count_base) {
+        (Some(r), Some((be, br))) => {
+            let pairs = joined(&histories[t.metric], &histories[r], from, until);
+            let (e, n): (f64, f64) = pairs.iter().fold((0.0, 0.0), |a, p| (a.0 + p.1, a.1 + p.2));
+            if n <= 0.0 {
+                return 0.0;
+            }
+            let p0 = be / br.max(1.0);
+            let rise = e / n - p0;
+            // Both floors must hold: the absolute one is `min_effect`, the relative one
+            // is checked here so that a rise that is big in points but small against a
+            // high baseline rate (40% -> 41%) does not count.
+            if rise >= t.min_rel * p0 {
+                rise
+            } else {
+                0.0
+            }
+        }
+        _ => {
+            let h = &histories[t.metric];
+            let mut res: Vec<f64> = h
+                .range(lower_bound(h, from)..lower_bound(h, until))
+                .map(|&(ts, x)| t.sign * (x - t.base.expected(ts)))
+                .collect();
+            if res.is_empty() {
+                0.0
+            } else {
+                median_in_place(&mut res)
+            }
+        }
+    }
+}
+
+fn summarize(vals: &[f64]) -> Summary {
+    if vals.is_empty() {
+        return Summary::default();
+    }
+    let (median, spread) = robust_location_scale(vals);
+    Summary {
+        n: vals.len(),
+        median,
+        mean: vals.iter().sum::<f64>() / vals.len() as f64,
+        spread: if spread.is_nan() { 0.0 } else { spread },
+    }
+}
+
+fn describe_shift(e: &MetricEvidence) -> String {
+    let from = e.baseline.median;
+    let to = if e.test == TestKind::BinomialCusum {
+        e.observed.mean
+    } else {
+        e.observed.median
+    };
+    let verb = if e.effect_absolute >= 0.0 {
+        "rose"
+    } else {
+        "fell"
+    };
+    let rel = e
+        .effect_relative
+        .map(|r| format!(" ({:+.0}%)", r * 100.0))
+        .unwrap_or_default();
+    if e.test == TestKind::BinomialCusum {
+        format!(
+            "error_rate {verb} from {} to {}{rel}",
+            fmt_pct(from),
+            fmt_pct(to)
+        )
+    } else {
+        format!(
+            "{} {verb} from {} to {}{rel}",
+            e.metric,
+            fmt_num(from),
+            fmt_num(to)
+        )
+    }
+}
+
+/// A number with about four significant digits, no exponent for everyday magnitudes.
+pub(crate) fn fmt_num(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 1e6 || a < 1e-4 {
+        format!("{x:.3e}")
+    } else if a >= 100.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+fn fmt_pct(p: f64) -> String {
+    if p < 0.001 {
+        format!("{:.3}%", p * 100.0)
+    } else {
+        format!("{:.2}%", p * 100.0)
+    }
+}
+
+fn fmt_count(x: f64) -> String {
+    let n = x.max(0.0).round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Seconds as `45 s`, `12 min`, `2.5 h`.
+pub(crate) fn human_secs(secs: f64) -> String {
+    let s = secs.abs();
+    if s < 120.0 {
+        format!("{:.0} s", secs)
+    } else if s < 7200.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
+    }
+}
