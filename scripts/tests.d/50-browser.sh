@@ -10,6 +10,10 @@ export PATH="$PWD/.tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 [ -x /usr/bin/chromium ] || { echo "50-browser: /usr/bin/chromium missing; run scripts/setup.sh --test" >&2; exit 1; }
 [ -d .tools/node_modules/playwright-core ] || { echo "50-browser: playwright-core missing; run scripts/setup.sh --test" >&2; exit 1; }
 
+# The web crate's unit tests (URL state, file parsing) on wasm32 under node.
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test -p watchdog-web --target wasm32-unknown-unknown --locked
+
 # A release build is what users get; WEB_DEBUG=1 makes iteration quicker.
 if [ "${WEB_DEBUG:-0}" = 1 ]; then bash scripts/build-web.sh --debug; else bash scripts/build-web.sh; fi
 

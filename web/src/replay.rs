@@ -240,3 +240,58 @@ fn split_csv(line: &str) -> Vec<String> {
     cells.push(cur);
     cells
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test]
+    fn csv_rows_become_samples_and_deploys() {
+        let m = parse_file(
+            "m.csv",
+            "timestamp,service,p95_latency_ms,error_rate\n2026-03-30T11:00:00Z,checkout,200,0.01\n2026-03-30T11:00:10Z,checkout,,0.02\n",
+        )
+        .unwrap();
+        assert_eq!(m.samples.len(), 2);
+        assert_eq!(m.samples[0].service, "checkout");
+        assert_eq!(m.samples[1].metric("p95_latency_ms"), None);
+        let d = parse_file("d.csv", "timestamp,deploy_id\n2026-03-30T12:00:00Z,v1\n").unwrap();
+        assert_eq!(d.deploys[0].deploy_id, "v1");
+    }
+
+    #[wasm_bindgen_test]
+    fn jsonl_records_are_sorted_by_kind() {
+        let text = concat!(
+            "{\"timestamp\":\"2026-03-30T11:00:00Z\",\"error_rate\":0.01}\n",
+            "\n",
+            "{\"timestamp\":\"2026-03-30T12:00:00Z\",\"deploy_id\":\"v2\"}\n",
+            "{\"timestamp\":\"2026-03-30T12:00:01Z\",\"level\":\"error\",\"message\":\"boom\"}\n",
+        );
+        let d = parse_file("all.jsonl", text).unwrap();
+        assert_eq!((d.samples.len(), d.deploys.len(), d.logs.len()), (1, 1, 1));
+    }
+
+    #[wasm_bindgen_test]
+    fn errors_name_file_line_and_field() {
+        let e = parse_file(
+            "m.csv",
+            "timestamp,p95_latency_ms\n2026-03-30T11:00:00Z,fast\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("m.csv: line 2: field `p95_latency_ms`"), "{e}");
+        let e = parse_file("m.csv", "time,p95\n1,2\n").unwrap_err();
+        assert!(e.contains("timestamp"), "{e}");
+        let e =
+            parse_file("d.jsonl", "{\"timestamp\":\"nope\",\"deploy_id\":\"v\"}\n").unwrap_err();
+        assert!(
+            e.starts_with("d.jsonl: line 1:") && e.contains("timestamp"),
+            "{e}"
+        );
+    }
+
+    #[wasm_bindgen_test]
+    fn quoted_csv_cells_keep_commas() {
+        assert_eq!(split_csv(r#"a,"b,c","d""e""#), vec!["a", "b,c", "d\"e"]);
+    }
+}

@@ -205,3 +205,31 @@ pub fn replace_query(query: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test]
+    fn query_round_trips_and_leaves_defaults_out() {
+        let p = PlaygroundParams {
+            scenario: "error_spike".into(),
+            seed: 9,
+            shift: 2.5,
+            false_alarm_rate: 0.02,
+            ..PlaygroundParams::default()
+        };
+        let q = p.to_query();
+        assert_eq!(q, "scenario=error_spike&seed=9&shift=2.5&far=0.02");
+        assert_eq!(PlaygroundParams::from_query(&format!("?{q}")), p);
+    }
+
+    #[wasm_bindgen_test]
+    fn bad_values_keep_their_defaults() {
+        let p = PlaygroundParams::from_query("scenario=healthy&seed=x&noise=&window=-5&zzz=1");
+        assert_eq!(p.scenario, "healthy");
+        assert_eq!(p.seed, PlaygroundParams::default().seed);
+        assert_eq!(p.monitoring_window_secs, 1800);
+    }
+}
