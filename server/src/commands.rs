@@ -9,6 +9,7 @@ pub mod notify;
 pub mod replay;
 pub mod run;
 pub mod serve;
+pub mod signatures;
 
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -18,5 +19,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&args),
         Command::Notify(args) => notify::run(&args),
         Command::Loadgen(args) => loadgen::run(&args),
+        Command::Signatures(args) => signatures::run(&args),
     }
 }
