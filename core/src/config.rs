@@ -63,6 +63,14 @@ pub struct Config {
     pub baseline_window_secs: u64,
     /// Fewest baseline samples for a verdict. Default 12.
     pub min_baseline_samples: usize,
+    /// When the baseline window holds fewer samples than this, the baseline reaches
+    /// further back (up to `max_baseline_window_secs`) to collect them. Default 60.
+    pub target_baseline_samples: usize,
+    /// Furthest look back for a sparse metric's baseline. Default 86400 s (a day).
+    pub max_baseline_window_secs: u64,
+    /// A watch lasts at least this many sample intervals, even when that is longer than
+    /// the monitoring window (sparse metrics). Default 12.
+    pub min_watch_samples: usize,
     /// Samples may arrive this late (event time) and still be used. Default 120 s.
     pub allowed_lateness_secs: u64,
     /// Default smallest relative change that can count as a regression. Default 0.10.
@@ -74,7 +82,7 @@ pub struct Config {
     /// Default 5.
     pub max_gap_intervals: f64,
     /// Most samples kept per metric and series (the baseline uses the latest ones).
-    /// Default 2048.
+    /// Default 1024.
     pub max_history: usize,
     /// Most log events kept per series for signature evidence. Default 20000.
     pub max_log_history: usize,
@@ -89,11 +97,14 @@ impl Default for Config {
             monitoring_window_secs: 1800,
             baseline_window_secs: 3600,
             min_baseline_samples: 12,
+            target_baseline_samples: 60,
+            max_baseline_window_secs: 86_400,
+            min_watch_samples: 12,
             allowed_lateness_secs: 120,
             min_relative_effect: 0.10,
             design_shift_sigmas: 1.5,
             max_gap_intervals: 5.0,
-            max_history: 2048,
+            max_history: 1024,
             max_log_history: 20_000,
             metrics: BTreeMap::new(),
         }

@@ -246,11 +246,25 @@ impl Engine {
                 .position(|&i| i == r)
                 .map(|p| sample.metrics[p].1)
         });
-        let keep_from = t
-            - (self.config.baseline_window_secs
-                + self.config.monitoring_window_secs
-                + 2 * self.config.allowed_lateness_secs) as i64
-                * 1000;
+        // History is kept for as long as a deploy not yet started, or the series' own
+        // watch, may still need it as baseline (a sparse series can go quiet for hours
+        // between a deploy and the sample that moves event time past it).
+        let lookback = (self
+            .config
+            .max_baseline_window_secs
+            .max(self.config.baseline_window_secs)
+            + self.config.monitoring_window_secs
+            + 2 * self.config.allowed_lateness_secs) as i64
+            * 1000;
+        let anchor = self
+            .pending
+            .first()
+            .map_or(t, |p| p.deploy.timestamp.millis().min(t));
+        let anchor = self.series[sid]
+            .watch
+            .as_ref()
+            .map_or(anchor, |w| w.deploy_ms.min(anchor));
+        let keep_from = anchor.saturating_sub(lookback);
         let max_history = self.config.max_history.max(16) * 2;
         let config = &self.config;
         let metric_names = &self.metric_names;
@@ -285,7 +299,7 @@ impl Engine {
             }
         }
         if let Some(w) = series.watch.as_mut() {
-            if t >= w.deploy_ms - (config.baseline_window_secs as i64 * 1000) && t < w.end_ms {
+            if t < w.end_ms {
                 if !in_order && t < w.last_seen_ms {
                     w.dirty = true;
                 } else {

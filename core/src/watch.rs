@@ -142,11 +142,24 @@ impl Watch {
             last_seen_ms: deploy_ms,
         };
         let find = |name: &str| setup.metric_names.iter().position(|m| m == name);
+        // The baseline is the preferred window before the deploy, reaching further back
+        // (up to `max_baseline_window_secs`) when that window holds fewer than
+        // `target_baseline_samples`: sparse metrics (one sample per 5 minutes) need a
+        // longer look back to say what normal is.
+        let far_ms =
+            deploy_ms - cfg.max_baseline_window_secs.max(cfg.baseline_window_secs) as i64 * 1000;
+        let take_last = |far: usize, pref: usize, hi: usize| -> usize {
+            (hi - pref)
+                .max(cfg.target_baseline_samples)
+                .min(hi - far)
+                .min(cfg.max_history)
+        };
         let baseline_points = |id: usize| -> Vec<(i64, f64)> {
             let h = &setup.histories[id];
-            let lo = lower_bound(h, from_ms);
+            let far = lower_bound(h, far_ms);
+            let pref = lower_bound(h, from_ms);
             let hi = lower_bound(h, deploy_ms);
-            let take = (hi - lo).min(cfg.max_history);
+            let take = take_last(far, pref, hi);
             h.range(hi - take..hi).copied().collect()
         };
 
@@ -154,7 +167,10 @@ impl Watch {
         // `error_rate` when both counts are reported.
         let counts = match (find("errors"), find("requests")) {
             (Some(e), Some(r)) if e < setup.histories.len() && r < setup.histories.len() => {
-                let pairs = joined(&setup.histories[e], &setup.histories[r], from_ms, deploy_ms);
+                let all = joined(&setup.histories[e], &setup.histories[r], far_ms, deploy_ms);
+                let pref = all.partition_point(|p| p.0 < from_ms);
+                let take = take_last(0, pref, all.len());
+                let pairs = all[all.len() - take..].to_vec();
                 (pairs.len() >= cfg.min_baseline_samples).then_some((e, r, pairs))
             }
             _ => None,
@@ -220,6 +236,12 @@ impl Watch {
         } else {
             median_in_place(&mut cadences)
         };
+        // A watch covers the monitoring window, and at least `min_watch_samples` sample
+        // intervals when samples are sparse, so that it can reach a decision at all.
+        if watch.cadence_ms.is_finite() {
+            let min_ms = (cfg.min_watch_samples as f64 * watch.cadence_ms) as i64;
+            watch.end_ms = watch.end_ms.max(deploy_ms + min_ms);
+        }
         let tests_total = planned.len() + usize::from(counts.is_some());
         if tests_total == 0 {
             return watch;
@@ -754,13 +776,13 @@ impl Watch {
                 v.reason = format!(
                     "baseline too short: fewer than {} samples in the {} before the deploy ({})",
                     cfg.min_baseline_samples,
-                    human_secs(cfg.baseline_window_secs as f64),
+                    human_secs(cfg.max_baseline_window_secs.max(cfg.baseline_window_secs) as f64),
                     self.short_baseline.join(", ")
                 );
                 v.needed = Some(format!(
                     "at least {} samples of each metric in the {} before a deploy",
                     cfg.min_baseline_samples,
-                    human_secs(cfg.baseline_window_secs as f64)
+                    human_secs(cfg.max_baseline_window_secs.max(cfg.baseline_window_secs) as f64)
                 ));
             }
             return v;
