@@ -30,7 +30,7 @@ fn status_word(s: MetricStatus) -> &'static str {
 }
 
 fn time_of(t: Option<watchdog_core::Timestamp>) -> String {
-    t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "—".into())
+    t.map(when_ts).unwrap_or_else(|| "—".into())
 }
 
 /// Per-metric evidence as a table.
@@ -88,7 +88,7 @@ pub fn SignatureTable(verdict: DeployVerdict) -> impl IntoView {
                     <td>{match s.change { SignatureChange::New => "new", SignatureChange::Surging => "surging" }}</td>
                     <td>{s.level.as_str()}</td>
                     <td>{format!("{} → {}", s.count_before, s.count_after)}</td>
-                    <td>{s.first_seen.to_rfc3339()}</td>
+                    <td>{when_ts(s.first_seen)}</td>
                 </tr>
             }
         })
@@ -118,7 +118,7 @@ pub fn VerdictSummary(verdict: DeployVerdict) -> impl IntoView {
             <p class="verdict-line">
                 <VerdictBadge verdict=v.verdict.as_str() />
                 <strong>{format!(" {} {} ({})", v.service, v.deploy_id, v.environment)}</strong>
-                <span class="muted">{format!(" deployed {}", v.deployed_at.to_rfc3339())}</span>
+                <span class="muted">{format!(" deployed {}", when_ts(v.deployed_at))}</span>
             </p>
             <p class="reason">{v.reason.clone()}</p>
             {v.needed.clone().map(|n| view! { <p class="needed">"Needed: " {n}</p> })}
@@ -175,8 +175,50 @@ pub fn TimelineView(verdict: DeployVerdict) -> impl IntoView {
     view! {
         <ol class="timeline">
             {timeline(&verdict).into_iter().map(|e| view! {
-                <li><time datetime=e.at.to_rfc3339()>{e.at.to_rfc3339()}</time> " " {e.event}</li>
+                <li><time datetime=e.at.to_rfc3339()>{when_ts(e.at)}</time> " " {e.event}</li>
             }).collect_view()}
         </ol>
     }
+}
+
+/// An RFC 3339 time as `2026-03-30 12:00:00 UTC` (text that does not parse is shown as is).
+pub fn when(text: &str) -> String {
+    match watchdog_core::Timestamp::parse(text) {
+        Ok(t) => when_ts(t),
+        Err(_) => text.to_string(),
+    }
+}
+
+/// A timestamp as `2026-03-30 12:00:00 UTC`.
+pub fn when_ts(t: watchdog_core::Timestamp) -> String {
+    let iso = t.to_rfc3339();
+    if iso.len() >= 19 {
+        format!("{} {} UTC", &iso[..10], &iso[11..19])
+    } else {
+        iso
+    }
+}
+
+/// Explanation text as the server sends it (headline, paragraph, `- ` details) laid out
+/// as a heading, paragraphs and a list.
+#[component]
+pub fn ExplanationText(text: String) -> impl IntoView {
+    let mut blocks = Vec::new();
+    for (i, block) in text.split("\n\n").enumerate() {
+        let lines: Vec<&str> = block.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.is_empty() {
+            continue;
+        }
+        if lines.iter().all(|l| l.starts_with("- ")) {
+            blocks.push(
+                view! { <ul>{lines.iter().map(|l| view! { <li>{l[2..].to_string()}</li> }).collect_view()}</ul> }
+                    .into_any(),
+            );
+        } else if i == 0 {
+            blocks.push(view! { <p><strong>{block.to_string()}</strong></p> }.into_any());
+        } else {
+            blocks.push(view! { <p>{block.to_string()}</p> }.into_any());
+        }
+    }
+    view! { <div class="explanation-text">{blocks}</div> }
 }

@@ -5,7 +5,7 @@ use leptos_router::components::A;
 
 use crate::api;
 use crate::components::error::ErrorBox;
-use crate::components::verdict::VerdictBadge;
+use crate::components::verdict::{when, VerdictBadge};
 use crate::live::{subscribe, LiveIndicator};
 
 /// The deploy history page.
@@ -42,7 +42,7 @@ pub fn Deploys() -> impl IntoView {
                             <tr>
                                 <th scope="row">{d.deploy_id.clone()}</th>
                                 <td>{format!("{} ({})", d.service, d.environment)}</td>
-                                <td><time datetime=d.deployed_at.clone()>{d.deployed_at.clone()}</time></td>
+                                <td><time datetime=d.deployed_at.clone()>{when(&d.deployed_at)}</time></td>
                                 <td>{badge}</td>
                                 <td>{d.verdict.as_ref().map(|v| v.reason.clone()).unwrap_or_default()}</td>
                                 <td>{d.incident_id.map(|id| view! { <A href=format!("/incidents/{id}")>{format!("#{id}")}</A> })}</td>

@@ -12,7 +12,8 @@ use crate::components::chart::{ChartData, MetricChart};
 use crate::components::download::download;
 use crate::components::error::ErrorBox;
 use crate::components::verdict::{
-    EvidenceTable, SignatureTable, Tag, TimelineView, TriageView, VerdictSummary,
+    when, EvidenceTable, ExplanationText, SignatureTable, Tag, TimelineView, TriageView,
+    VerdictSummary,
 };
 use crate::live::{subscribe, LiveIndicator};
 use crate::state;
@@ -170,10 +171,10 @@ pub fn IncidentPage() -> impl IntoView {
             }
             Ok(x) => view! {
                 <div class="explanation">
-                    <pre class="prose">{x.text.clone()}</pre>
+                    <ExplanationText text=x.text.clone() />
                     <p class="muted small">{format!("source: {}{}{}", x.source,
                         x.model.map(|m| format!(" ({m})")).unwrap_or_default(),
-                        x.generated_at.map(|t| format!(", generated {t}")).unwrap_or_default())}
+                        x.generated_at.map(|t| format!(", generated {}", when(&t))).unwrap_or_default())}
                         {x.fallback_reason.map(|r| format!(" — fallback: {r}"))}</p>
                 </div>
             }
@@ -193,7 +194,7 @@ pub fn IncidentPage() -> impl IntoView {
             <p class="meta">
                 <Tag kind="severity" value=s.severity.clone() />
                 <Tag kind="status" value=s.status.clone() />
-                <span>{format!(" {} · {} · deploy {} · opened {}", s.service, s.environment, s.deploy_id, s.opened_at)}</span>
+                <span>{format!(" {} · {} · deploy {} · opened {}", s.service, s.environment, s.deploy_id, when(&s.opened_at))}</span>
             </p>
             <section class="card" aria-labelledby="status-h">
                 <h2 id="status-h">"Status"</h2>
@@ -249,7 +250,7 @@ pub fn IncidentPage() -> impl IntoView {
                     <ul class="notes">
                         {inc.notes.iter().map(|n| view! {
                             <li class="note"><p>{n.text.clone()}</p>
-                                <p class="muted small">{format!("{} · {}", n.author, n.created_at)}</p></li>
+                                <p class="muted small">{format!("{} · {}", n.author, when(&n.created_at))}</p></li>
                         }).collect_view()}
                     </ul>
                     {inc.notes.is_empty().then(|| view! { <p class="muted">"No notes yet."</p> })}
@@ -282,8 +283,8 @@ pub fn IncidentPage() -> impl IntoView {
                     <h2 id="audit-h">"Audit trail"</h2>
                     <ol class="audit">
                         {inc.audit.iter().map(|a| view! {
-                            <li><time datetime=a.at.clone()>{a.at.clone()}</time>
-                                {format!(" {} — {} {}", a.actor, a.action, a.detail)}</li>
+                            <li><time datetime=a.at.clone()>{when(&a.at)}</time>
+                                {format!(" {} — {}", a.actor, if a.detail.is_empty() { a.action.clone() } else { a.detail.clone() })}</li>
                         }).collect_view()}
                     </ol>
                     {inc.audit.is_empty().then(|| view! { <p class="muted">"No changes yet."</p> })}

@@ -5,7 +5,7 @@ use leptos_router::components::A;
 
 use crate::api::{self, IncidentQuery};
 use crate::components::error::ErrorBox;
-use crate::components::verdict::Tag;
+use crate::components::verdict::{when, Tag};
 use crate::live::{subscribe, LiveIndicator};
 
 fn select(
@@ -77,7 +77,7 @@ pub fn Incidents() -> impl IntoView {
                                 <Tag kind="severity" value=i.severity.clone() />
                                 <Tag kind="status" value=i.status.clone() />
                                 <span>{format!("{} · {} · {}", i.service, i.environment, i.deploy_id)}</span>
-                                <time datetime=i.opened_at.clone()>{i.opened_at.clone()}</time>
+                                <time datetime=i.opened_at.clone()>{when(&i.opened_at)}</time>
                             </div>
                             <p class="headline">{i.headline.clone()}</p>
                         </li>
