@@ -25,9 +25,9 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     fnv1a_from(FNV_OFFSET, bytes)
 }
 
-/// A deterministic [`BuildHasher`] for the miner's maps: FNV-1a over whatever the key
-/// writes, with a final avalanche so that keys which are already hashes (u64) still
-/// spread over the buckets.
+/// A deterministic [`BuildHasher`] for the miner's maps: a multiply-xor round per
+/// eight bytes of the key, with a final avalanche so that keys which are already hashes
+/// (u64) still spread over the buckets.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct FnvBuild;
 
@@ -44,7 +44,19 @@ impl BuildHasher for FnvBuild {
 
 impl Hasher for FnvHasher {
     fn write(&mut self, bytes: &[u8]) {
-        self.0 = fnv1a_from(self.0, bytes);
+        // Map keys only (ids use `fnv1a`): eight bytes per round is several times faster
+        // than FNV's byte rounds on the masked lines the exact-match cache is keyed by.
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.write_u64(word);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.write_u64(u64::from_le_bytes(last) ^ ((rest.len() as u64) << 59));
+        }
     }
     fn write_u64(&mut self, n: u64) {
         // One multiply-xor round per word instead of eight byte rounds.
