@@ -139,7 +139,7 @@ pub fn signature_evidence(
     };
     let before_ms = deployed_at.0 - base_start.0;
     let after_ms = until.0 - deployed_at.0;
-    if before_ms <= 0 || after_ms <= 0 || !(alpha > 0.0) {
+    if before_ms <= 0 || after_ms <= 0 || alpha.is_nan() || alpha <= 0.0 {
         return Vec::new();
     }
     let mut tallies: FnvMap<u64, Tally> = FnvMap::default();
