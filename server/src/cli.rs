@@ -27,6 +27,64 @@ pub enum Command {
     Loadgen(LoadgenArgs),
     /// Print each log line's stable signature id and template, one JSON object per line.
     Signatures(SignaturesArgs),
+    /// Run the scenario catalogue and report detection, false-alarm and inconclusive
+    /// rates and detection delays.
+    Benchmark(BenchmarkArgs),
+    /// Write a catalogue scenario as metrics.jsonl, deploys.jsonl and logs.jsonl.
+    Simulate(SimulateArgs),
+    /// Show a bad deploy being caught, with its verdict and evidence.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchmarkArgs {
+    /// Seeds per scenario.
+    #[arg(long, default_value_t = 100)]
+    pub trials: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Only these scenarios (repeatable); default all.
+    #[arg(long)]
+    pub scenario: Vec<String>,
+    /// Detector configuration (TOML or JSON).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Monitoring window in seconds.
+    #[arg(long)]
+    pub monitoring_window_secs: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Scenario name from the catalogue (see `watchdog benchmark`).
+    #[arg(long)]
+    pub scenario: String,
+    /// Directory to write metrics.jsonl, deploys.jsonl, logs.jsonl and expected.json to.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Effect size multiplier (1 = as catalogued).
+    #[arg(long, default_value_t = 1.0)]
+    pub shift: f64,
+    /// Noise multiplier.
+    #[arg(long, default_value_t = 1.0)]
+    pub noise: f64,
+    /// Traffic multiplier.
+    #[arg(long, default_value_t = 1.0)]
+    pub traffic: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Scenario to show.
+    #[arg(long, default_value = "error_spike")]
+    pub scenario: String,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

@@ -4,12 +4,15 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
+pub mod benchmark;
+pub mod demo;
 pub mod loadgen;
 pub mod notify;
 pub mod replay;
 pub mod run;
 pub mod serve;
 pub mod signatures;
+pub mod simulate;
 
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -20,5 +23,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notify(args) => notify::run(&args),
         Command::Loadgen(args) => loadgen::run(&args),
         Command::Signatures(args) => signatures::run(&args),
+        Command::Benchmark(args) => benchmark::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
+        Command::Demo(args) => demo::run(&args),
     }
 }

@@ -1,0 +1,80 @@
+//! `watchdog simulate`: writes a catalogue scenario as replay input files.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use watchdog_core::scenarios::{self, ScenarioParams};
+
+use crate::cli::SimulateArgs;
+
+pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    let params = ScenarioParams {
+        seed: args.seed,
+        shift: args.shift,
+        noise: args.noise,
+        traffic: args.traffic,
+        ..ScenarioParams::default()
+    };
+    let data = scenarios::generate(&args.scenario, &params)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let write_lines =
+        |name: &str, lines: &mut dyn Iterator<Item = serde_json::Value>| -> anyhow::Result<()> {
+            let path = args.out.join(name);
+            let mut f = BufWriter::new(
+                File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
+            );
+            for v in lines {
+                serde_json::to_writer(&mut f, &v)?;
+                f.write_all(b"\n")?;
+            }
+            f.flush()?;
+            Ok(())
+        };
+    write_lines(
+        "metrics.jsonl",
+        &mut data.samples.iter().map(|s| {
+            let mut m = serde_json::Map::new();
+            m.insert("timestamp".into(), s.timestamp.to_rfc3339().into());
+            m.insert("service".into(), s.service.clone().into());
+            m.insert("environment".into(), s.environment.clone().into());
+            for (k, v) in &s.metrics {
+                m.insert(k.clone(), (*v).into());
+            }
+            serde_json::Value::Object(m)
+        }),
+    )?;
+    write_lines(
+        "deploys.jsonl",
+        &mut data
+            .deploys
+            .iter()
+            .map(|d| serde_json::to_value(d).unwrap_or_default()),
+    )?;
+    write_lines(
+        "logs.jsonl",
+        &mut data
+            .logs
+            .iter()
+            .map(|l| serde_json::to_value(l).unwrap_or_default()),
+    )?;
+    let expected = args.out.join("expected.json");
+    std::fs::write(&expected, serde_json::to_string_pretty(&data.expected)?)
+        .with_context(|| format!("cannot write {}", expected.display()))?;
+    eprintln!(
+        "wrote {} samples, {} deploys and {} log lines of scenario {} (seed {}) to {}",
+        data.samples.len(),
+        data.deploys.len(),
+        data.logs.len(),
+        args.scenario,
+        args.seed,
+        args.out.display()
+    );
+    eprintln!(
+        "replay it: watchdog replay --metrics {0}/metrics.jsonl --deploys {0}/deploys.jsonl --logs {0}/logs.jsonl",
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
