@@ -88,13 +88,58 @@ pub fn run(data: &Dataset, config: Config) -> Result<Run, String> {
     }
     engine.finish();
     let verdicts = engine.take_verdicts();
-    let traces = engine.take_traces();
+    let mut traces = engine.take_traces();
+    let replay_ms = now_ms() - started;
+    let window_secs = engine.config().monitoring_window_secs as f64;
+    for t in &mut traces {
+        extend_trace(t, data, window_secs);
+    }
     Ok(Run {
         verdicts,
         traces,
         samples: data.samples.len(),
-        replay_ms: now_ms() - started,
+        replay_ms,
     })
+}
+
+/// A watch ends at detection, so its trace stops there; for the chart, the trace goes on
+/// with the metric's samples up to the end of the monitoring window (without a statistic)
+/// so the reader sees whether the shift persisted.
+fn extend_trace(trace: &mut MetricTrace, data: &Dataset, window_secs: f64) {
+    let Some(last) = trace.points.last().copied() else {
+        return;
+    };
+    let end = trace.deployed_at.add_secs(window_secs);
+    let matches = |label: &str, want: &str| label.is_empty() || label == want;
+    let from = data.samples.partition_point(|s| s.timestamp <= last.t);
+    let sorted = data
+        .samples
+        .windows(2)
+        .all(|w| w[0].timestamp <= w[1].timestamp);
+    let candidates: &[Sample] = if sorted {
+        &data.samples[from..]
+    } else {
+        &data.samples
+    };
+    for s in candidates {
+        if s.timestamp <= last.t || s.timestamp > end {
+            if sorted && s.timestamp > end {
+                break;
+            }
+            continue;
+        }
+        if !matches(&s.service, &trace.service) || !matches(&s.environment, &trace.environment) {
+            continue;
+        }
+        if let Some(value) = s.metric(&trace.metric) {
+            trace.points.push(watchdog_core::TracePoint {
+                t: s.timestamp,
+                value,
+                expected: last.expected,
+                statistic: None,
+            });
+        }
+    }
 }
 
 /// Reads one user file: CSV (a header with `timestamp` and metric columns, or
