@@ -19,8 +19,8 @@
 //! `m` tests of a watch (Bonferroni), we solve `n / ARL₀(h) = −ln(1 − α/m)` for `h`.
 //!
 //! # Robustness
-//! Each standardized value is clipped to `k + h/3` before it enters the sum, so no single
-//! sample (nor two or three) can raise an alarm: a lone spike is not a regression. The reference
+//! Each standardized value is clipped to `k + 0.3·h` before it enters the sum, so no single
+//! sample, nor two or three, can raise an alarm: a lone spike is not a regression. The reference
 //! value `k` is raised by the standard error of the baseline level, so the uncertainty of
 //! a short baseline does not turn into a slow false drift.
 
@@ -79,7 +79,7 @@ impl CusumDesign {
         CusumDesign {
             k,
             h,
-            clip: k + h / 3.0,
+            clip: k + 0.3 * h,
         }
     }
 

@@ -181,7 +181,8 @@ impl Watch {
             direction: Direction,
             sign: f64,
             base: Baseline,
-            points: Vec<(i64, f64)>,
+            pre_from: Option<i64>,
+            short: bool,
         }
         let mut planned: Vec<Planned> = Vec::new();
         let mut cadences = Vec::new();
@@ -203,6 +204,24 @@ impl Watch {
                 }
                 continue;
             }
+            // A level shift inside the baseline: judge the deploy against the level after
+            // it, or say that too little of it is known yet.
+            let typical = crate::stats::median(&points.iter().map(|p| p.1).collect::<Vec<_>>());
+            let floor = cfg
+                .min_absolute_effect(name)
+                .max(cfg.min_relative_effect(name) * typical.abs());
+            let (points, pre_from, short) = match crate::baseline::level_shift(&points, floor) {
+                Some(tau) => {
+                    let from = points[tau].0;
+                    let rest = points[tau..].to_vec();
+                    if rest.len() < cfg.min_baseline_samples {
+                        (points, Some(from), true)
+                    } else {
+                        (rest, Some(from), false)
+                    }
+                }
+                None => (points, None, false),
+            };
             let Some(base) = Baseline::fit(&points) else {
                 continue;
             };
@@ -219,7 +238,8 @@ impl Watch {
                     direction,
                     sign,
                     base: base.clone(),
-                    points: points.clone(),
+                    pre_from,
+                    short,
                 });
             }
             if watch.baseline_samples < points.len() {
@@ -262,7 +282,6 @@ impl Watch {
             // noise units: the guard added to k.
             let guard = 1.2533 / (p.base.n as f64).sqrt();
             let design = CusumDesign::new(shift_sigmas, guard, alpha_test, steps);
-            let _ = &p.points;
             watch.tests.push(Test {
                 metric: p.metric,
                 requests_metric: None,
@@ -278,13 +297,16 @@ impl Watch {
                 min_rel: cfg.min_relative_effect(name),
                 guard,
                 cusum: Cusum::default(),
-                phase: Phase::Running,
+                phase: match (p.short, p.pre_from) {
+                    (true, Some(start_ms)) => Phase::PreExistingShort { start_ms },
+                    _ => Phase::Running,
+                },
                 prev: None,
                 n_post: 0,
                 requests_post: 0.0,
                 s_at_deploy: 0.0,
                 run_start_at_deploy: None,
-                pre_existing_from: None,
+                pre_existing_from: p.pre_from,
                 last_effect_check: None,
                 trace: setup.tracing.then(Vec::new),
             });
@@ -359,20 +381,19 @@ impl Watch {
     /// sample, or at start).
     pub fn replay(&mut self, histories: &[History], cfg: &Config) {
         let deploy_ms = self.deploy_ms;
-        for i in 0..self.tests.len() {
-            let t = &mut self.tests[i];
-            if t.pre_existing_from.is_none() {
-                t.cusum = Cusum::default();
+        for t in self.tests.iter_mut() {
+            t.cusum = Cusum::default();
+            if !matches!(t.phase, Phase::PreExistingShort { .. }) {
                 t.phase = Phase::Running;
-                t.prev = None;
-                t.n_post = 0;
-                t.requests_post = 0.0;
-                t.s_at_deploy = 0.0;
-                t.run_start_at_deploy = None;
-                t.last_effect_check = None;
-                if let Some(tr) = t.trace.as_mut() {
-                    tr.clear();
-                }
+            }
+            t.prev = None;
+            t.n_post = 0;
+            t.requests_post = 0.0;
+            t.s_at_deploy = 0.0;
+            t.run_start_at_deploy = None;
+            t.last_effect_check = None;
+            if let Some(tr) = t.trace.as_mut() {
+                tr.clear();
             }
         }
         for f in self.fed_ms.iter_mut() {
@@ -525,6 +546,12 @@ impl Watch {
         if post && test.n_post == 0 {
             test.s_at_deploy = test.cusum.s;
             test.run_start_at_deploy = test.cusum.run_start_ms;
+            // The statistic carried over from the baseline tail only matters when it
+            // already points to a shift (half-way to the threshold); otherwise the test
+            // starts afresh at the deploy, which is what its threshold was derived for.
+            if test.s_at_deploy < test.design.h / 2.0 {
+                test.cusum = Cusum::default();
+            }
         }
         let s = test.cusum.push(t, inc);
         if let Some(tr) = test.trace.as_mut() {
