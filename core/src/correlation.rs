@@ -337,6 +337,21 @@ impl Engine {
             return Err(Error::record("deploy_id", "is empty"));
         }
         self.stats.deploys += 1;
+        // The running watch of the same series must not see what follows this deploy,
+        // even before event time reaches the deploy and its own watch starts.
+        if let Some(sid) = self.resolve(deploy) {
+            let t = deploy.timestamp.millis();
+            let series = &mut self.series[sid];
+            if let Some(w) = series.watch.as_mut() {
+                if t > w.deploy_ms && t < w.end_ms {
+                    w.end_ms = t;
+                    w.end_reason = WatchEnd::NextDeploy;
+                    if w.last_seen_ms >= t {
+                        w.replay(&series.histories, &self.config);
+                    }
+                }
+            }
+        }
         let at = self
             .pending
             .partition_point(|p| p.deploy.timestamp <= deploy.timestamp);
@@ -435,12 +450,12 @@ impl Engine {
             let deploy_due = next_deploy.filter(|&d| d <= wm || end_of_data);
             let end_due = next_end.filter(|&(e, _)| e <= wm);
             match (deploy_due, end_due) {
-                (Some(d), Some((e, sid))) if e <= d => self.end_watch(sid, e, WatchEnd::Window),
+                (Some(d), Some((e, sid))) if e <= d => self.end_watch(sid, e),
                 (Some(_), _) => {
                     let p = self.pending.remove(0);
                     self.start_watch(p);
                 }
-                (None, Some((e, sid))) => self.end_watch(sid, e, WatchEnd::Window),
+                (None, Some((e, sid))) => self.end_watch(sid, e),
                 (None, None) => break,
             }
         }
@@ -472,8 +487,9 @@ impl Engine {
             .min(next_end.unwrap_or(i64::MAX));
     }
 
-    fn end_watch(&mut self, sid: usize, at_ms: i64, why: WatchEnd) {
+    fn end_watch(&mut self, sid: usize, at_ms: i64) {
         if let Some(w) = self.series[sid].watch.take() {
+            let why = w.end_reason;
             self.close(sid, w, at_ms, why);
         }
     }

@@ -97,8 +97,10 @@ impl Test {
 pub(crate) struct Watch {
     pub deploy: Deploy,
     pub deploy_ms: i64,
-    /// End of the monitoring window.
+    /// End of the monitoring window (or the next deploy's instant).
     pub end_ms: i64,
+    /// Why the watch ends at `end_ms`.
+    pub end_reason: WatchEnd,
     pub tests: Vec<Test>,
     /// Samples after this instant are fed (per metric, the last fed point).
     pub fed_ms: Vec<i64>,
@@ -131,6 +133,7 @@ impl Watch {
             deploy,
             deploy_ms,
             end_ms: deploy_ms + cfg.monitoring_window_secs as i64 * 1000,
+            end_reason: WatchEnd::Window,
             tests: Vec::new(),
             fed_ms: vec![i64::MIN; setup.histories.len()],
             baseline_from: None,

@@ -1,0 +1,244 @@
+//! The engine's correlation rules: event time and lateness, series kept apart, a new
+//! deploy closing the previous watch, deploys without data, and a robust baseline.
+
+mod common;
+
+use common::*;
+use watchdog_core::scenarios::{self, ScenarioParams};
+use watchdog_core::{Config, Engine, InconclusiveCause, VerdictKind, WatchEnd};
+
+#[test]
+fn out_of_order_samples_within_lateness_give_the_same_verdicts() {
+    let data = scenarios::generate(
+        "latency_step",
+        &ScenarioParams {
+            seed: 5,
+            ..ScenarioParams::default()
+        },
+    )
+    .unwrap();
+    let sorted = run(Config::default(), &data.samples, &data.deploys);
+    // Swap neighbours in blocks of six (at most 50 s late, within the 120 s lateness).
+    let mut shuffled = data.samples.clone();
+    for chunk in shuffled.chunks_mut(6) {
+        chunk.reverse();
+    }
+    let mut engine = Engine::new(Config::default()).unwrap();
+    engine.ingest_deploy(&data.deploys[0]).unwrap();
+    for s in &shuffled {
+        engine.ingest_sample(s).unwrap();
+    }
+    engine.finish();
+    let v = engine.take_verdicts();
+    assert_eq!(engine.stats().late_samples, 0);
+    assert_eq!(v[0].verdict, sorted[0].verdict);
+    assert_eq!(
+        v[0].detected_at, sorted[0].detected_at,
+        "{} vs {}",
+        v[0].reason, sorted[0].reason
+    );
+}
+
+#[test]
+fn samples_later_than_the_lateness_are_counted_and_dropped() {
+    let mut engine = Engine::new(Config::default()).unwrap();
+    engine
+        .ingest_sample(&sample(T0, "svc", &[("p95_latency_ms", 100.0)]))
+        .unwrap();
+    engine
+        .ingest_sample(&sample(
+            T0.add_secs(-600.0),
+            "svc",
+            &[("p95_latency_ms", 100.0)],
+        ))
+        .unwrap();
+    assert_eq!(engine.stats().late_samples, 1);
+    assert_eq!(engine.stats().samples, 1);
+}
+
+#[test]
+fn non_finite_values_are_rejected_with_the_metric_named() {
+    let mut engine = Engine::new(Config::default()).unwrap();
+    let err = engine
+        .ingest_sample(&sample(T0, "svc", &[("p95_latency_ms", f64::NAN)]))
+        .unwrap_err();
+    assert_eq!(err.field(), Some("p95_latency_ms"));
+    assert_eq!(engine.stats().samples, 0);
+}
+
+#[test]
+fn overlapping_deploys_of_two_services_are_kept_apart() {
+    let data = scenarios::generate(
+        "overlapping_deploys",
+        &ScenarioParams {
+            seed: 9,
+            ..ScenarioParams::default()
+        },
+    )
+    .unwrap();
+    let v = run(Config::default(), &data.samples, &data.deploys);
+    let by_id = |id: &str| v.iter().find(|v| v.deploy_id == id).unwrap();
+    assert_eq!(by_id("checkout-v2.3.0").verdict, VerdictKind::Regression);
+    assert_eq!(
+        by_id("search-v8.1.4").verdict,
+        VerdictKind::Healthy,
+        "{}",
+        by_id("search-v8.1.4").reason
+    );
+}
+
+#[test]
+fn a_new_deploy_of_the_same_service_closes_the_previous_watch() {
+    let (samples, d1) = step_series(2, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
+    let d2 = deploy(T0.add_secs(600.0), "v3", "svc");
+    let v = run(Config::default(), &samples, &[d1, d2]);
+    assert_eq!(v.len(), 2);
+    let first = v.iter().find(|v| v.deploy_id == "v2").unwrap();
+    assert_eq!(first.window.ended_by, WatchEnd::NextDeploy);
+    assert!(
+        (first.window.watched_secs - 600.0).abs() < 1e-9,
+        "{}",
+        first.window.watched_secs
+    );
+}
+
+#[test]
+fn a_regression_after_the_next_deploy_is_blamed_on_that_deploy() {
+    // The shift starts at the second deploy, 15 minutes after the first.
+    let (mut samples, d1) = step_series(4, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
+    for s in samples.iter_mut() {
+        if s.timestamp.secs_since(T0) >= 900.0 {
+            s.metrics[0].1 += 100.0;
+        }
+    }
+    let d2 = deploy(T0.add_secs(900.0), "v3", "svc");
+    let v = run(Config::default(), &samples, &[d1, d2]);
+    let get = |id: &str| v.iter().find(|v| v.deploy_id == id).unwrap();
+    assert_ne!(
+        get("v2").verdict,
+        VerdictKind::Regression,
+        "{}",
+        get("v2").reason
+    );
+    // v3's baseline is mostly v2's healthy level.
+    assert_eq!(
+        get("v3").verdict,
+        VerdictKind::Regression,
+        "{}",
+        get("v3").reason
+    );
+}
+
+#[test]
+fn a_deploy_without_samples_is_inconclusive_for_lack_of_data() {
+    let (samples, _) = step_series(1, "p95_latency_ms", 200.0, 5.0, 0.0, 100, 50, 0);
+    let v = run(Config::default(), &samples, &[deploy(T0, "v9", "payments")]);
+    assert_eq!(v[0].verdict, VerdictKind::Inconclusive);
+    assert_eq!(v[0].inconclusive_cause, Some(InconclusiveCause::NoData));
+}
+
+#[test]
+fn a_short_baseline_is_inconclusive_and_says_what_is_needed() {
+    let (samples, dep) = step_series(1, "p95_latency_ms", 200.0, 5.0, 0.0, 5, 100, 0);
+    let v = &run(Config::default(), &samples, &[dep])[0];
+    assert_eq!(
+        v.inconclusive_cause,
+        Some(InconclusiveCause::ShortBaseline),
+        "{}",
+        v.reason
+    );
+    assert!(v.needed.is_some());
+}
+
+#[test]
+fn unlabelled_samples_match_a_labelled_deploy() {
+    // The single-service format: samples with no service or environment.
+    let (mut samples, _) = step_series(3, "p95_latency_ms", 200.0, 5.0, 80.0, 200, 60, 0);
+    for s in samples.iter_mut() {
+        s.service.clear();
+        s.environment.clear();
+    }
+    let v = &run(Config::default(), &samples, &[deploy(T0, "v2", "checkout")])[0];
+    assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+    assert_eq!(v.service, "checkout");
+}
+
+#[test]
+fn one_spike_in_the_baseline_neither_blinds_nor_triggers() {
+    for seed in 0..10 {
+        // A healthy deploy with one enormous spike in the baseline stays healthy ...
+        let (mut healthy, dep) = step_series(seed, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
+        healthy[200].metrics[0].1 = 1e7;
+        let v = &run(Config::default(), &healthy, &[dep.clone()])[0];
+        assert_eq!(v.verdict, VerdictKind::Healthy, "seed {seed}: {}", v.reason);
+        // ... and a 30% step after the same spiked baseline is still caught quickly.
+        let (mut bad, dep) = step_series(seed, "p95_latency_ms", 200.0, 5.0, 60.0, 360, 180, 0);
+        bad[200].metrics[0].1 = 1e7;
+        let v = &run(Config::default(), &bad, &[dep])[0];
+        assert_eq!(
+            v.verdict,
+            VerdictKind::Regression,
+            "seed {seed}: {}",
+            v.reason
+        );
+        assert!(v.detected_at.unwrap().secs_since(v.deployed_at) <= 60.0);
+    }
+}
+
+#[test]
+fn a_lone_spike_after_the_deploy_is_not_a_regression() {
+    for seed in 0..10 {
+        let (mut s, dep) = step_series(seed, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
+        for k in [370, 371, 372] {
+            s[k].metrics[0].1 = 5000.0;
+        }
+        let v = &run(Config::default(), &s, &[dep])[0];
+        assert_ne!(
+            v.verdict,
+            VerdictKind::Regression,
+            "seed {seed}: {}",
+            v.reason
+        );
+    }
+}
+
+#[test]
+fn the_regression_evidence_carries_what_an_engineer_needs() {
+    let (samples, dep) = step_series(8, "p95_latency_ms", 200.0, 5.0, 60.0, 360, 180, 3);
+    let v = &run(Config::default(), &samples, &[dep])[0];
+    assert_eq!(v.verdict, VerdictKind::Regression);
+    let e = &v.evidence[0];
+    assert_eq!(e.metric, "p95_latency_ms");
+    assert!((e.baseline.median - 200.0).abs() < 3.0);
+    assert!(
+        (e.observed.median - 260.0).abs() < 6.0,
+        "{}",
+        e.observed.median
+    );
+    assert!(e.effect_relative.unwrap() > 0.25);
+    assert!(e.statistic > e.threshold);
+    let start = e.change_started_at.unwrap().secs_since(v.deployed_at);
+    assert!(
+        (20.0..=40.0).contains(&start),
+        "change estimated {start} s after the deploy, true 30 s"
+    );
+    assert!(v.reason.contains("p95_latency_ms"));
+}
+
+#[test]
+fn watches_end_on_the_wall_clock_in_live_mode() {
+    let (samples, dep) = step_series(1, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 30, 0);
+    let mut engine = Engine::new(Config::default()).unwrap();
+    engine.ingest_deploy(&dep).unwrap();
+    for s in &samples {
+        engine.ingest_sample(s).unwrap();
+    }
+    assert!(engine.take_verdicts().is_empty());
+    assert_eq!(engine.active_watches().len(), 1);
+    // No more data; the clock moves past the window (30 min) and the lateness.
+    engine.advance_to(T0.add_secs(1800.0 + 121.0));
+    let v = engine.take_verdicts();
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].window.ended_by, WatchEnd::Window);
+    assert!(engine.active_watches().is_empty());
+}
