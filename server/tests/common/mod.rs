@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,23 +49,25 @@ pub fn metrics_ndjson(
 pub struct Receiver {
     pub addr: std::net::SocketAddr,
     pub deliveries: Arc<Mutex<Vec<String>>>,
+    pub status: Arc<AtomicU16>,
 }
 
 impl Receiver {
     pub async fn start(status: u16) -> Receiver {
         let deliveries = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(AtomicU16::new(status));
         let app = Router::new()
             .route(
                 "/hook",
                 post(
-                    |State((log, status)): State<(Arc<Mutex<Vec<String>>>, u16)>,
+                    |State((log, status)): State<(Arc<Mutex<Vec<String>>>, Arc<AtomicU16>)>,
                      headers: HeaderMap| async move {
                         let id = headers
                             .get("x-watchdog-delivery")
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("")
                             .to_string();
-                        let code = StatusCode::from_u16(status).unwrap();
+                        let code = StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap();
                         if code.is_success() {
                             log.lock().unwrap().push(id);
                         }
@@ -72,11 +75,15 @@ impl Receiver {
                     },
                 ),
             )
-            .with_state((deliveries.clone(), status));
+            .with_state((deliveries.clone(), status.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { addr, deliveries }
+        Receiver {
+            addr,
+            deliveries,
+            status,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -91,9 +98,14 @@ impl Receiver {
         self.deliveries.lock().unwrap().clone()
     }
 
-    /// Waits (at most 20 s) until `n` alerts arrived.
+    /// Changes the status it answers with.
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Waits (at most 30 s) until `n` alerts arrived.
     pub async fn wait_for(&self, n: usize) {
-        for _ in 0..200 {
+        for _ in 0..300 {
             if self.count() >= n {
                 return;
             }

@@ -1,0 +1,246 @@
+//! The real `watchdog serve` binary on loopback: a restart in the middle of a watch, and
+//! kill -9 during ingestion, against a real SQLite state directory.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use common::{metrics_ndjson, Receiver, T0};
+
+/// The deploy under watch.
+const DEPLOY_AT: i64 = T0 + 1800;
+
+const TOKEN: &str = "binary-test-token";
+
+struct Running {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Running {
+    /// A failing test must not leave its server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(state_dir: &std::path::Path, receiver: &Receiver) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_watchdog"))
+        // Event time drives the engine, so the test controls when windows pass.
+        .args(["serve", "--listen", "127.0.0.1:0", "--clock", "data"])
+        .args(["--monitoring-window-secs", "600"])
+        .arg("--state-dir")
+        .arg(state_dir)
+        .env("WATCHDOG_API_TOKEN", TOKEN)
+        .env("WATCHDOG_WEBHOOK_URL", receiver.url())
+        .env_remove("WATCHDOG_EXPLAINER")
+        .env_remove("WATCHDOG_SLACK_WEBHOOK_URL")
+        .env_remove("WATCHDOG_PAGERDUTY_ROUTING_KEY")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting watchdog serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines
+        .next()
+        .expect("the server printed its address")
+        .unwrap();
+    let base = line
+        .strip_prefix("watchdog listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Running { child, base }
+}
+
+async fn post(client: &reqwest::Client, url: String, body: String) -> reqwest::Response {
+    client
+        .post(url)
+        .bearer_auth(TOKEN)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Baseline before `deploy_at`, the deploy, all stored.
+async fn baseline_and_deploy(client: &reqwest::Client, base: &str, deploy_at: i64) {
+    let baseline = metrics_ndjson("checkout", "production", deploy_at - 1800, 180, 10, 0.01);
+    let r = post(client, format!("{base}/api/v1/metrics"), baseline).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let deploy = json!([{"timestamp": watchdog_core::Timestamp::from_secs(deploy_at), "deploy_id": "v2.0.0", "service": "checkout", "environment": "production"}]);
+    let r = post(client, format!("{base}/api/v1/deploys"), deploy.to_string()).await;
+    assert_eq!(r.status(), 200);
+}
+
+async fn wait_for_incidents(client: &reqwest::Client, base: &str, n: i64) -> Value {
+    for _ in 0..300 {
+        let v = get(client, format!("{base}/api/v1/incidents")).await;
+        if v["total"].as_i64() == Some(n) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no {n} incident(s) within 30 s");
+}
+
+fn terminate(r: Running) {
+    let mut r = r;
+    let pid = r.child.id().to_string();
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = r.child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(200).await;
+    let client = reqwest::Client::new();
+    let deploy_at = DEPLOY_AT;
+    let server = spawn(dir.path(), &receiver);
+    baseline_and_deploy(&client, &server.base, deploy_at).await;
+    // Healthy for the first 200 s of the watch: the watch is under way.
+    let healthy = metrics_ndjson("checkout", "production", deploy_at + 10, 20, 10, 0.01);
+    let r = post(&client, format!("{}/api/v1/metrics", server.base), healthy).await;
+    assert_eq!(r.status(), 200);
+    let v = get(&client, format!("{}/api/v1/deploys", server.base)).await;
+    assert_eq!(v["items"][0]["status"], "watching");
+    let text = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("watchdog_active_watches 1"), "{text}");
+    terminate(server);
+
+    // The new process only knows the deploy and its watch from the store.
+    let server = spawn(dir.path(), &receiver);
+    let after = metrics_ndjson("checkout", "production", deploy_at + 210, 40, 10, 0.10);
+    let r = post(&client, format!("{}/api/v1/metrics", server.base), after).await;
+    assert_eq!(r.status(), 200);
+    let v = wait_for_incidents(&client, &server.base, 1).await;
+    assert_eq!(v["items"][0]["deploy_id"], "v2.0.0");
+    receiver.wait_for(1).await;
+    terminate(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_nothing_acknowledged_and_sends_each_alert_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // The receiver fails at first: the alert must wait in the outbox across the crash.
+    let receiver = Receiver::start(503).await;
+    let client = reqwest::Client::new();
+    let deploy_at = DEPLOY_AT;
+    let mut server = spawn(dir.path(), &receiver);
+    baseline_and_deploy(&client, &server.base, deploy_at).await;
+    let after = metrics_ndjson("checkout", "production", deploy_at + 10, 40, 10, 0.10);
+    assert_eq!(
+        post(&client, format!("{}/api/v1/metrics", server.base), after)
+            .await
+            .status(),
+        200
+    );
+    wait_for_incidents(&client, &server.base, 1).await;
+
+    // Continuous ingestion, then kill -9 in the middle of it.
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..2 {
+        let (client, base, acked, stop) = (
+            client.clone(),
+            server.base.clone(),
+            acked.clone(),
+            stop.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let body =
+                    metrics_ndjson(&format!("bulk-{w}"), "production", deploy_at, 1000, 0, 0.01);
+                i += 1;
+                match client
+                    .post(format!("{base}/api/v1/metrics"))
+                    .bearer_auth(TOKEN)
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => {
+                        acked.fetch_add(1000, Ordering::SeqCst);
+                    }
+                    _ => {
+                        if i > 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.load(Ordering::SeqCst);
+    assert!(acked > 0, "some batches were acknowledged before the kill");
+
+    receiver.set_status(200);
+    let server = spawn(dir.path(), &receiver);
+    // Every acknowledged sample is in the database (220 = baseline and regression).
+    let db = dir.path().join("watchdog.db");
+    let pool = sqlx::sqlite::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM samples")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        stored >= acked as i64 + 220,
+        "stored {stored} < acknowledged {acked} + 220"
+    );
+    let deploys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deploys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(deploys, 1);
+    // The incident is there once, and its alert is delivered exactly once.
+    wait_for_incidents(&client, &server.base, 1).await;
+    receiver.wait_for(1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.ids().len(), 1, "{:?}", receiver.ids());
+    let delivered: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM alert_outbox WHERE status = 'delivered'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(delivered, 1);
+    pool.close().await;
+    terminate(server);
+}
