@@ -1,7 +1,7 @@
 // Measures the playground in headless Chromium: the time the core takes to replay a
 // scenario of N samples (default 100,000) as the page reports it in #replay-ms, over
 // several fresh page loads, and takes screenshots of the playground (laptop and phone).
-//   node e2e/measure.mjs --dist dist [--samples 100000] [--runs 7] [--shots DIR]
+//   node e2e/measure.mjs --dist dist [--samples 100000] [--runs 7] [--logs 0] [--shots DIR]
 import fs from 'node:fs';
 import path from 'node:path';
 import { launch, ROOT } from './browser.mjs';
@@ -14,6 +14,8 @@ const dist = path.resolve(args.dist || path.join(ROOT, 'dist'));
 const samples = Number(args.samples || 100000);
 const runs = Number(args.runs || 7);
 const scenario = args.scenario || 'latency_step';
+// --logs 0 replays metrics and deploys only (the scenario's log events left out).
+const logs = args.logs === '0' ? '&logs=0' : '';
 
 const statik = await serveDist(dist);
 const browser = await launch();
@@ -23,7 +25,7 @@ try {
   let replayed = 0;
   for (let i = 0; i < runs; i++) {
     const page = await browser.newPage();
-    await page.goto(`${statik.url}/?scenario=${scenario}&samples=${samples}`);
+    await page.goto(`${statik.url}/?scenario=${scenario}&samples=${samples}${logs}`);
     await page.waitForSelector('#replay-ms', { timeout: 120_000 });
     times.push(Number(await page.getAttribute('#replay-ms', 'data-ms')));
     replayed = Number(await page.textContent('#replay-samples'));
@@ -44,7 +46,7 @@ try {
     console.log(`${label}: median ${median.toFixed(1)} ms, min ${sorted[0].toFixed(1)} ms, ` +
       `max ${sorted[sorted.length - 1].toFixed(1)} ms over ${xs.length} runs`);
   };
-  console.log(`replay of ${replayed} samples (${scenario}) in Chromium, as reported by the page:`);
+  console.log(`replay of ${replayed} samples (${scenario}${logs ? ', no log events' : ', with its log events'}) in Chromium, as reported by the page:`);
   report('  first run after page load', times);
   report('  later runs in the same page', warm);
   for (const f of fs.readdirSync(dist).filter((f) => f.endsWith('.wasm'))) {

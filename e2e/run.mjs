@@ -158,6 +158,10 @@ try {
       const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
       await page.goto(`${server.url}/incidents/${incidentId}`);
       await page.waitForSelector('#incident-title');
+      // A fresh browser context: the token goes in again through the header field.
+      await page.click('details.token summary');
+      await page.fill('#api-token', token);
+      await page.press('#api-token', 'Enter');
       await page.click('button[data-status="acknowledged"]');
       await page.waitForFunction(() => /acknowledged/i.test(document.querySelector('.audit')?.textContent || ''));
       await page.waitForSelector('.tag.status-acknowledged');

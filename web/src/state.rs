@@ -55,6 +55,8 @@ pub struct PlaygroundParams {
     pub traffic: f64,
     /// Number of samples to generate (0 = the scenario's default).
     pub samples: usize,
+    /// Whether the scenario's log events are replayed too (signature evidence).
+    pub logs: bool,
     /// Detector: per-deploy false-alarm target.
     pub false_alarm_rate: f64,
     /// Detector: monitoring window after the deploy.
@@ -77,6 +79,7 @@ impl Default for PlaygroundParams {
             noise: 1.0,
             traffic: 1.0,
             samples: 0,
+            logs: true,
             false_alarm_rate: c.false_alarm_rate,
             monitoring_window_secs: c.monitoring_window_secs,
             baseline_window_secs: c.baseline_window_secs,
@@ -113,6 +116,11 @@ impl PlaygroundParams {
         put("noise", self.noise.to_string(), d.noise.to_string());
         put("traffic", self.traffic.to_string(), d.traffic.to_string());
         put("samples", self.samples.to_string(), d.samples.to_string());
+        put(
+            "logs",
+            u8::from(self.logs).to_string(),
+            u8::from(d.logs).to_string(),
+        );
         put(
             "far",
             self.false_alarm_rate.to_string(),
@@ -155,6 +163,7 @@ impl PlaygroundParams {
                 "noise" => set(&mut p.noise, &value),
                 "traffic" => set(&mut p.traffic, &value),
                 "samples" => set(&mut p.samples, &value),
+                "logs" => p.logs = value != "0",
                 "far" => set(&mut p.false_alarm_rate, &value),
                 "window" => set(&mut p.monitoring_window_secs, &value),
                 "baseline" => set(&mut p.baseline_window_secs, &value),
@@ -227,7 +236,9 @@ mod tests {
 
     #[wasm_bindgen_test]
     fn bad_values_keep_their_defaults() {
-        let p = PlaygroundParams::from_query("scenario=healthy&seed=x&noise=&window=-5&zzz=1");
+        let p =
+            PlaygroundParams::from_query("scenario=healthy&seed=x&noise=&window=-5&zzz=1&logs=0");
+        assert!(!p.logs);
         assert_eq!(p.scenario, "healthy");
         assert_eq!(p.seed, PlaygroundParams::default().seed);
         assert_eq!(p.monitoring_window_secs, 1800);

@@ -48,7 +48,7 @@ fn scenario_data(p: &PlaygroundParams) -> Result<Dataset, String> {
     Ok(Dataset {
         samples: data.samples,
         deploys: data.deploys,
-        logs: data.logs,
+        logs: if p.logs { data.logs } else { Vec::new() },
     })
 }
 
@@ -266,6 +266,15 @@ pub fn Playground() -> impl IntoView {
                 {slider("traffic", "Traffic", "0.05", "5", params, |p| p.traffic, |p, v| p.traffic = v)}
                 {number_field(("samples", "Samples", "0 = as catalogued (about 540); more lengthens the history", "1000"), params,
                     |p| p.samples.to_string(), |p, t| parse_into(&mut p.samples, t), input_error)}
+                <div class="field checkbox">
+                    <input id="logs" name="logs" type="checkbox"
+                        prop:checked=move || params.with(|p| p.logs)
+                        on:change=move |ev| {
+                            let on = event_target_checked(&ev);
+                            params.update(|p| p.logs = on);
+                        } />
+                    <label for="logs">"Replay the scenario's log events"</label>
+                </div>
             </fieldset>
             <fieldset>
                 <legend>"Detector"</legend>
