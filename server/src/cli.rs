@@ -139,6 +139,10 @@ pub struct ServerArgs {
     /// Dashboard base URL used in alert links.
     #[arg(long, env = "WATCHDOG_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// PostgreSQL URL (postgres://…, add ?pgbouncer=true behind a transaction pooler);
+    /// SQLite in the state directory when unset. See docs/postgres.md.
+    #[arg(long, env = "WATCHDOG_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// SQLite durability: normal (default, survives process crashes) or full.
     #[arg(long, env = "WATCHDOG_SQLITE_SYNCHRONOUS")]
     pub sqlite_synchronous: Option<String>,

@@ -64,6 +64,7 @@ struct FileConfig {
     sqlite_synchronous: Option<String>,
     allow_unauthenticated: Option<bool>,
     detector: Option<watchdog_core::Config>,
+    prometheus: Option<crate::ingest::prometheus::PrometheusConfig>,
 }
 
 /// Everything `watchdog serve` and `watchdog run` need.
@@ -83,6 +84,10 @@ pub struct ServerConfig {
     pub public_url: String,
     /// SQLite commit durability.
     pub durability: Durability,
+    /// PostgreSQL URL; SQLite in `state_dir` when unset. May hold a password.
+    pub database_url: Option<Secret>,
+    /// Metrics pulled from Prometheus (`[prometheus]` in the config file).
+    pub prometheus: Option<crate::ingest::prometheus::PrometheusConfig>,
     /// Detector settings.
     pub detector: watchdog_core::Config,
     /// Token for ingestion and changes.
@@ -108,6 +113,8 @@ impl ServerConfig {
             clock: Clock::Wall,
             public_url: "http://127.0.0.1:8080".into(),
             durability: Durability::Normal,
+            database_url: None,
+            prometheus: None,
             detector: watchdog_core::Config::default(),
             api_token: None,
             read_token: None,
@@ -178,6 +185,8 @@ impl ServerConfig {
             clock: args.clock.or(file.clock).unwrap_or_default(),
             public_url,
             durability,
+            database_url: args.database_url.clone().and_then(Secret::new),
+            prometheus: file.prometheus,
             detector,
             api_token: args.api_token.clone().and_then(Secret::new),
             read_token: args.read_token.clone().and_then(Secret::new),

@@ -3,3 +3,4 @@
 pub mod body;
 pub mod files;
 pub mod hooks;
+pub mod prometheus;

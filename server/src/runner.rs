@@ -41,6 +41,9 @@ pub enum Output {
 #[derive(Clone, Debug)]
 pub struct EngineHandle {
     tx: mpsc::Sender<Input>,
+    /// False for a handle whose records reach the engine another way (a shared store
+    /// followed by `store::follow`): feeding through it does nothing.
+    feeds: bool,
 }
 
 /// The engine thread stopped (only after a panic in the core).
@@ -104,26 +107,44 @@ impl EngineHandle {
                 }
             })
             .expect("spawning the engine thread");
-        Ok((EngineHandle { tx }, out_rx))
+        Ok((EngineHandle { tx, feeds: true }, out_rx))
     }
 
     async fn send(&self, input: Input) -> Result<(), EngineGone> {
         self.tx.send(input).await.map_err(|_| EngineGone)
     }
 
+    /// A handle to the same engine on which [`samples`](Self::samples),
+    /// [`deploys`](Self::deploys) and [`logs`](Self::logs) do nothing, for request
+    /// handlers when the engine follows a shared store instead.
+    pub fn detached(&self) -> EngineHandle {
+        EngineHandle {
+            tx: self.tx.clone(),
+            feeds: false,
+        }
+    }
+
+    async fn feed(&self, input: Input) -> Result<(), EngineGone> {
+        if self.feeds {
+            self.send(input).await
+        } else {
+            Ok(())
+        }
+    }
+
     /// Feeds samples (already stored).
     pub async fn samples(&self, s: Vec<Sample>) -> Result<(), EngineGone> {
-        self.send(Input::Samples(s)).await
+        self.feed(Input::Samples(s)).await
     }
 
     /// Feeds deploys (already stored).
     pub async fn deploys(&self, d: Vec<Deploy>) -> Result<(), EngineGone> {
-        self.send(Input::Deploys(d)).await
+        self.feed(Input::Deploys(d)).await
     }
 
     /// Feeds log events (already stored).
     pub async fn logs(&self, l: Vec<LogEvent>) -> Result<(), EngineGone> {
-        self.send(Input::Logs(l)).await
+        self.feed(Input::Logs(l)).await
     }
 
     /// Moves the watermark to `now`.

@@ -14,8 +14,7 @@ use crate::explainer::Explainer;
 use crate::metrics::Metrics;
 use crate::runner::{self, EngineHandle};
 use crate::state::AppState;
-use crate::store::sqlite::SqliteStore;
-use crate::store::Store;
+use crate::store::{follow, Store};
 
 /// A running server core (everything but the HTTP listener).
 #[derive(Debug)]
@@ -36,8 +35,8 @@ impl Server {
         channels: Vec<Channel>,
         explainer: Explainer,
     ) -> anyhow::Result<Server> {
-        let store = SqliteStore::open(&config.state_dir, config.durability).await?;
-        Self::start_with_store(config, Arc::new(store), channels, explainer).await
+        let store = crate::store::open(&config).await?;
+        Self::start_with_store(config, store, channels, explainer).await
     }
 
     /// Starts everything on a given store.
@@ -51,6 +50,11 @@ impl Server {
         explainer: Explainer,
     ) -> anyhow::Result<Server> {
         let (engine, verdicts) = EngineHandle::start(config.detector.clone())?;
+        // A shared store (several servers on one PostgreSQL) feeds the engine by being
+        // followed; this server's requests only store.
+        let shared = store.shared();
+        let follower = shared.then(|| engine.clone());
+        let engine = if shared { engine.detached() } else { engine };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (events, _) = broadcast::channel(1024);
         let state = AppState {
@@ -72,13 +76,33 @@ impl Server {
             Clock::Data => state.store.latest_event_ms().await?.unwrap_or(0),
         };
         let started = std::time::Instant::now();
-        let stats = runner::recover(
-            &state.store,
-            &state.engine,
-            &state.config.detector,
-            reference_ms,
-        )
-        .await?;
+        let stats = match &follower {
+            None => {
+                runner::recover(
+                    &state.store,
+                    &state.engine,
+                    &state.config.detector,
+                    reference_ms,
+                )
+                .await?
+            }
+            Some(engine) => {
+                let from_ms = reference_ms - follow::span_ms(&state.config.detector);
+                let mut cursor = follow::Cursor::default();
+                let fed = follow::catch_up(&state.store, engine, &mut cursor, from_ms).await?;
+                tasks.push(tokio::spawn(follow::run(
+                    state.store.clone(),
+                    engine.clone(),
+                    from_ms,
+                    cursor,
+                    shutdown_rx.clone(),
+                )));
+                runner::RecoveryStats {
+                    samples: fed,
+                    ..Default::default()
+                }
+            }
+        };
         if state.config.clock == Clock::Wall {
             state.engine.advance(Timestamp(AppState::now_ms())).await?;
         }

@@ -9,7 +9,28 @@ use async_trait::async_trait;
 use serde::Serialize;
 use watchdog_core::{DeployVerdict, Timestamp};
 
+pub mod follow;
+pub mod postgres;
 pub mod sqlite;
+
+/// Opens the configured store: PostgreSQL when a database URL is set
+/// (`WATCHDOG_DATABASE_URL=postgres://…`), else SQLite in the state directory.
+///
+/// # Errors
+/// When the database cannot be opened, reached or migrated.
+pub async fn open(config: &crate::config::ServerConfig) -> StoreResult<std::sync::Arc<dyn Store>> {
+    match &config.database_url {
+        Some(url) => {
+            let url = String::from_utf8_lossy(url.expose()).into_owned();
+            Ok(std::sync::Arc::new(
+                postgres::PostgresStore::connect_url(&url).await?,
+            ))
+        }
+        None => Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::open(&config.state_dir, config.durability).await?,
+        )),
+    }
+}
 
 /// A storage failure. Shown to clients only as a 500; logged once where it is handled.
 #[derive(Debug, thiserror::Error)]
@@ -341,6 +362,12 @@ pub struct OutboxCounts {
 /// Everything the server persists.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Whether other servers may write to this store too (PostgreSQL). The engine then
+    /// follows the store ([`follow`]) instead of being fed by this server's requests.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// The database answers.
     async fn ping(&self) -> StoreResult<()>;
 

@@ -1,0 +1,1098 @@
+//! The PostgreSQL store (also Supabase), chosen with `WATCHDOG_DATABASE_URL=postgres://…`.
+//!
+//! The schema is `supabase/migrations/*.sql`, applied at start under an advisory lock (so
+//! that servers starting together do not race) and recorded in `schema_migrations`; the
+//! files are idempotent, so a database prepared with `supabase db push` is left as it is.
+//!
+//! Several servers may share one database (docs/postgres.md):
+//! - inserts into `samples`, `logs` and `deploys` take a transaction-level advisory lock
+//!   per table first, so row ids become visible in id order and a server following the
+//!   store by id ([`crate::store::follow`]) never skips a row committed late;
+//! - a verdict is stored once per deploy (unique key, `ON CONFLICT DO NOTHING`), and its
+//!   incident and alerts only by the transaction that stored it;
+//! - due alerts are claimed with `FOR UPDATE SKIP LOCKED` and leased for
+//!   [`ALERT_LEASE_MS`], so one server delivers each one.
+//!
+//! Transaction poolers (Supabase's on port 6543, PgBouncer in transaction mode) hand each
+//! transaction a different server connection, where a statement prepared earlier does not
+//! exist. With `?pgbouncer=true` (or sqlx's own `?statement-cache-capacity=0`) in the URL,
+//! no statement is prepared under a name or cached: each query is parsed as the unnamed
+//! statement and runs in the same round trip.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Postgres, Row, SqlSafeStr};
+use watchdog_core::{Deploy, DeployVerdict, Timestamp};
+
+use super::{
+    AuditEntry, DeployQuery, DeployRow, IncidentQuery, IncidentRecord, IncidentSort,
+    IncidentStatus, IncidentSummary, NewDeploy, NewIncident, NewRecord, Note, OutboxCounts,
+    OutboxItem, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy, StoredExplanation,
+    StoredRecord,
+};
+
+/// Migrations, applied in order at start (the same files `supabase db push` applies).
+const MIGRATIONS: &[(i64, &str)] = &[(
+    20260401000000,
+    include_str!("../../../supabase/migrations/20260401000000_watchdog_init.sql"),
+)];
+
+/// How long a claimed alert stays invisible to other servers while one delivers it.
+pub const ALERT_LEASE_MS: i64 = 60_000;
+
+/// Advisory lock keys (one 64-bit key space per database; "WDOG" in the high bits).
+const LOCK_MIGRATE: i64 = 0x5744_4f47_0000_0001;
+const LOCK_SAMPLES: i64 = 0x5744_4f47_0000_0002;
+const LOCK_LOGS: i64 = 0x5744_4f47_0000_0003;
+const LOCK_DEPLOYS: i64 = 0x5744_4f47_0000_0004;
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Whether statements may be prepared once and reused (false behind a pooler).
+    p: bool,
+}
+
+/// Connection settings read from a `postgres://` URL.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// sqlx options (host, credentials, TLS, …).
+    pub options: PgConnectOptions,
+    /// False behind a transaction pooler: no named or cached prepared statements.
+    pub prepared_statements: bool,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+impl PgSettings {
+    /// Reads a URL. Besides libpq-style parameters it takes `pgbouncer=true` (behind a
+    /// transaction pooler) and `max_connections=N` (pool size, default 10).
+    ///
+    /// # Errors
+    /// When the URL is not a valid PostgreSQL URL; the message never contains the URL,
+    /// which may hold a password.
+    pub fn from_url(url: &str) -> Result<PgSettings, String> {
+        let mut parsed = reqwest::Url::parse(url)
+            .map_err(|e| format!("WATCHDOG_DATABASE_URL is not a valid URL: {e}"))?;
+        let mut pooler = false;
+        let mut max_connections = 10;
+        let mut kept = Vec::new();
+        for (k, v) in parsed.query_pairs() {
+            match k.as_ref() {
+                "pgbouncer" => {
+                    pooler = matches!(v.as_ref(), "true" | "1" | "yes");
+                }
+                "max_connections" => {
+                    max_connections = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("max_connections in WATCHDOG_DATABASE_URL must be a positive integer, got {v:?}")
+                    })?;
+                }
+                "statement-cache-capacity" if v == "0" => {
+                    pooler = true;
+                    kept.push((k.to_string(), v.to_string()));
+                }
+                _ => kept.push((k.to_string(), v.to_string())),
+            }
+        }
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        let mut options = PgConnectOptions::from_str(parsed.as_str())
+            .map_err(|e| format!("WATCHDOG_DATABASE_URL: {e}"))?
+            .application_name("watchdog");
+        if pooler {
+            options = options.statement_cache_capacity(0);
+        }
+        Ok(PgSettings {
+            options,
+            prepared_statements: !pooler,
+            max_connections,
+        })
+    }
+}
+
+impl PostgresStore {
+    /// Connects and applies migrations.
+    ///
+    /// # Errors
+    /// When the server cannot be reached or a migration fails.
+    pub async fn connect(settings: PgSettings) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(settings.options)
+            .await?;
+        let store = PostgresStore {
+            pool,
+            p: settings.prepared_statements,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects to a URL (see [`PgSettings::from_url`]).
+    ///
+    /// # Errors
+    /// An invalid URL, or [`PostgresStore::connect`]'s.
+    pub async fn connect_url(url: &str) -> StoreResult<Self> {
+        let settings = PgSettings::from_url(url).map_err(StoreError::Corrupt)?;
+        Self::connect(settings).await
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // Simple-query protocol throughout: no prepared statements, fine behind poolers.
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "SELECT pg_advisory_xact_lock({LOCK_MIGRATE})"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL); ALTER TABLE schema_migrations ENABLE ROW LEVEL SECURITY",
+        )
+        .execute(&mut *tx)
+        .await?;
+        for (version, sql) in MIGRATIONS {
+            let done: Option<i64> = scalar(
+                false,
+                "SELECT version FROM schema_migrations WHERE version = $1",
+            )
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if done.is_some() {
+                continue;
+            }
+            sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut *tx).await?;
+            query(
+                false,
+                "INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(version)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            tracing::info!(version, "applied migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes every row of every table (tests only: the suite shares one database).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn truncate_all_for_tests(&self) -> StoreResult<()> {
+        sqlx::raw_sql(
+            "TRUNCATE samples, sample_batches, logs, deploys, verdicts, incidents, notes, audit, explanations, alert_outbox RESTART IDENTITY",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+fn query<'q>(
+    persistent: bool,
+    sql: impl SqlSafeStr,
+) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+    sqlx::query(sql).persistent(persistent)
+}
+
+fn scalar<'q, O>(
+    persistent: bool,
+    sql: impl SqlSafeStr,
+) -> sqlx::query::QueryScalar<'q, Postgres, O, PgArguments>
+where
+    (O,): for<'r> sqlx::FromRow<'r, PgRow>,
+{
+    sqlx::query_scalar(sql).persistent(persistent)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Waits for the table's insert lock, held until the transaction ends.
+async fn lock(p: bool, conn: &mut PgConnection, key: i64) -> StoreResult<()> {
+    query(p, "SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Inserts records in one statement (arrays unnested server-side: one round trip and one
+/// plan whatever the batch size). Returns the first and last new id.
+async fn insert_records(
+    p: bool,
+    conn: &mut PgConnection,
+    table: &str,
+    rows: &[NewRecord],
+) -> StoreResult<(i64, i64)> {
+    let ts: Vec<i64> = rows.iter().map(|r| r.ts_ms).collect();
+    let services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
+    let envs: Vec<&str> = rows.iter().map(|r| r.environment.as_str()).collect();
+    let bodies: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();
+    let sql = format!(
+        "WITH ins AS (INSERT INTO {table} (ts_ms, service, environment, body) SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) RETURNING id) SELECT MIN(id), MAX(id) FROM ins"
+    );
+    let row = query(p, AssertSqlSafe(sql))
+        .bind(ts)
+        .bind(services)
+        .bind(envs)
+        .bind(bodies)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp(ms)
+}
+
+fn parse_verdict(body: &str) -> StoreResult<DeployVerdict> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("stored verdict: {e}")))
+}
+
+const DEPLOY_COLUMNS: &str =
+    "d.id, d.deploy_id, d.service, d.environment, d.deployed_at_ms, d.source, v.body, i.id";
+const DEPLOY_FROM: &str = "FROM deploys d LEFT JOIN verdicts v ON v.deploy_row_id = d.id LEFT JOIN incidents i ON i.deploy_row_id = d.id";
+
+fn deploy_row(row: &PgRow) -> StoreResult<DeployRow> {
+    let verdict: Option<String> = row.try_get(6)?;
+    let verdict = verdict.as_deref().map(parse_verdict).transpose()?;
+    Ok(DeployRow {
+        id: row.try_get(0)?,
+        deploy_id: row.try_get(1)?,
+        service: row.try_get(2)?,
+        environment: row.try_get(3)?,
+        deployed_at: ts(row.try_get(4)?),
+        source: row.try_get(5)?,
+        status: if verdict.is_some() {
+            "decided"
+        } else {
+            "watching"
+        },
+        verdict,
+        incident_id: row.try_get(7)?,
+    })
+}
+
+const INCIDENT_COLUMNS: &str = "id, title, status, severity, service, environment, deploy_id, deploy_row_id, opened_at_ms, updated_at_ms, headline";
+
+fn incident_summary(row: &PgRow) -> StoreResult<IncidentSummary> {
+    let status: String = row.try_get(2)?;
+    Ok(IncidentSummary {
+        id: row.try_get(0)?,
+        title: row.try_get(1)?,
+        status: IncidentStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("incident status {status:?}")))?,
+        severity: row.try_get(3)?,
+        service: row.try_get(4)?,
+        environment: row.try_get(5)?,
+        deploy_id: row.try_get(6)?,
+        deploy_row_id: row.try_get(7)?,
+        opened_at: ts(row.try_get(8)?),
+        updated_at: ts(row.try_get(9)?),
+        headline: row.try_get(10)?,
+    })
+}
+
+/// A bind value of a dynamically built query.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, Postgres, PgArguments>,
+    binds: &[Bind],
+) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+    for b in binds {
+        q = match b {
+            Bind::Text(s) => q.bind(s.clone()),
+            Bind::Int(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
+/// Escapes `%`, `_` and `\` for `LIKE … ESCAPE '\'`.
+fn like_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+async fn get_incident_summary(
+    p: bool,
+    conn: &mut PgConnection,
+    id: i64,
+) -> StoreResult<Option<IncidentSummary>> {
+    let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
+    let row = query(p, AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(incident_summary).transpose()
+}
+
+async fn audit(
+    p: bool,
+    conn: &mut PgConnection,
+    incident_id: i64,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    detail: &str,
+) -> StoreResult<()> {
+    query(
+        p,
+        "INSERT INTO audit (incident_id, at_ms, actor, action, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(incident_id)
+    .bind(at_ms)
+    .bind(actor)
+    .bind(action)
+    .bind(detail)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn enqueue_alerts(
+    p: bool,
+    conn: &mut PgConnection,
+    incident_id: i64,
+    channels: &[String],
+    kind: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
+    for channel in channels {
+        query(p,
+            "INSERT INTO alert_outbox (incident_id, channel, kind, status, attempts, next_attempt_ms, created_at_ms) VALUES ($1, $2, $3, 'pending', 0, $4, $4)",
+        )
+        .bind(incident_id)
+        .bind(channel.as_str())
+        .bind(kind)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        query(self.p, "SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_samples(&self, rows: &[NewRecord], now_ms: i64) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        lock(self.p, &mut tx, LOCK_SAMPLES).await?;
+        let (first, last) = insert_records(self.p, &mut tx, "samples", rows).await?;
+        let min_ts = rows.iter().map(|r| r.ts_ms).min().unwrap_or(0);
+        let max_ts = rows.iter().map(|r| r.ts_ms).max().unwrap_or(0);
+        query(self.p,
+            "INSERT INTO sample_batches (first_sample_id, last_sample_id, min_ts_ms, max_ts_ms, received_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(min_ts)
+        .bind(max_ts)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_logs(&self, rows: &[NewRecord]) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        lock(self.p, &mut tx, LOCK_LOGS).await?;
+        insert_records(self.p, &mut tx, "logs", rows).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_deploys(
+        &self,
+        rows: &[NewDeploy],
+        now_ms: i64,
+    ) -> StoreResult<Vec<Option<i64>>> {
+        let mut tx = self.pool.begin().await?;
+        lock(self.p, &mut tx, LOCK_DEPLOYS).await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: Option<i64> = scalar(self.p,
+                "INSERT INTO deploys (deploy_id, service, environment, deployed_at_ms, source, received_at_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (deploy_id, service, environment, deployed_at_ms) DO NOTHING RETURNING id",
+            )
+            .bind(r.deploy.deploy_id.as_str())
+            .bind(r.deploy.service.as_str())
+            .bind(r.deploy.environment.as_str())
+            .bind(r.deploy.timestamp.millis())
+            .bind(r.source.as_str())
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn samples_since(
+        &self,
+        from_ms: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredRecord>> {
+        // Start at the first batch that reaches `from_ms`: batches are small and indexed
+        // by their latest event time, so this avoids a time index on every sample.
+        let start: Option<i64> = scalar(
+            self.p,
+            "SELECT MIN(first_sample_id) FROM sample_batches WHERE max_ts_ms >= $1",
+        )
+        .bind(from_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        let Some(start) = start else {
+            return Ok(Vec::new());
+        };
+        let rows = query(self.p,
+            "SELECT id, body FROM samples WHERE id >= $1 AND id > $2 AND ts_ms >= $3 ORDER BY id LIMIT $4",
+        )
+        .bind(start)
+        .bind(after_id)
+        .bind(from_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredRecord {
+                    id: r.try_get(0)?,
+                    body: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn logs_since(
+        &self,
+        from_ms: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredRecord>> {
+        let rows = query(
+            self.p,
+            "SELECT id, body FROM logs WHERE ts_ms >= $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(from_ms)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredRecord {
+                    id: r.try_get(0)?,
+                    body: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn deploys_since(&self, from_ms: i64) -> StoreResult<Vec<StoredDeploy>> {
+        let rows = query(self.p,
+            "SELECT id, deploy_id, service, environment, deployed_at_ms FROM deploys WHERE deployed_at_ms >= $1 ORDER BY id",
+        )
+        .bind(from_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredDeploy {
+                    id: r.try_get(0)?,
+                    deploy: Deploy {
+                        deploy_id: r.try_get(1)?,
+                        service: r.try_get(2)?,
+                        environment: r.try_get(3)?,
+                        timestamp: ts(r.try_get(4)?),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn series(
+        &self,
+        service: &str,
+        environment: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredRecord>> {
+        let rows = query(self.p,
+            "SELECT id, body FROM samples WHERE service = $1 AND environment = $2 AND ts_ms >= $3 AND ts_ms <= $4 ORDER BY ts_ms, id LIMIT $5",
+        )
+        .bind(service)
+        .bind(environment)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredRecord {
+                    id: r.try_get(0)?,
+                    body: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn latest_event_ms(&self) -> StoreResult<Option<i64>> {
+        let a: Option<i64> = scalar(self.p, "SELECT MAX(max_ts_ms) FROM sample_batches")
+            .fetch_one(&self.pool)
+            .await?;
+        let b: Option<i64> = scalar(self.p, "SELECT MAX(deployed_at_ms) FROM deploys")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(a.max(b))
+    }
+
+    async fn record_verdict(
+        &self,
+        verdict: &DeployVerdict,
+        incident: Option<&NewIncident>,
+        now_ms: i64,
+    ) -> StoreResult<Option<RecordedVerdict>> {
+        let body = serde_json::to_string(verdict)
+            .map_err(|e| StoreError::Corrupt(format!("verdict to JSON: {e}")))?;
+        let mut tx = self.pool.begin().await?;
+        let deploy_row_id: i64 = match scalar(self.p,
+            "SELECT id FROM deploys WHERE deploy_id = $1 AND service = $2 AND environment = $3 AND deployed_at_ms = $4",
+        )
+        .bind(verdict.deploy_id.as_str())
+        .bind(verdict.service.as_str())
+        .bind(verdict.environment.as_str())
+        .bind(verdict.deployed_at.millis())
+        .fetch_optional(&mut *tx)
+        .await?
+        {
+            Some(id) => id,
+            None => {
+                scalar(self.p,
+                    "INSERT INTO deploys (deploy_id, service, environment, deployed_at_ms, source, received_at_ms) VALUES ($1, $2, $3, $4, 'engine', $5) ON CONFLICT (deploy_id, service, environment, deployed_at_ms) DO UPDATE SET source = deploys.source RETURNING id",
+                )
+                .bind(verdict.deploy_id.as_str())
+                .bind(verdict.service.as_str())
+                .bind(verdict.environment.as_str())
+                .bind(verdict.deployed_at.millis())
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        let inserted: Option<i64> = scalar(self.p,
+            "INSERT INTO verdicts (deploy_row_id, verdict, detected_at_ms, body, decided_at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (deploy_row_id) DO NOTHING RETURNING id",
+        )
+        .bind(deploy_row_id)
+        .bind(verdict.verdict.as_str())
+        .bind(verdict.detected_at.map(Timestamp::millis))
+        .bind(body)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if inserted.is_none() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let mut opened = None;
+        if let Some(new) = incident {
+            let id: i64 = scalar(self.p,
+                "INSERT INTO incidents (deploy_row_id, title, status, severity, severity_rank, service, environment, deploy_id, headline, opened_at_ms, updated_at_ms) VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+            )
+            .bind(deploy_row_id)
+            .bind(new.title.as_str())
+            .bind(new.severity.as_str())
+            .bind(new.severity_rank)
+            .bind(verdict.service.as_str())
+            .bind(verdict.environment.as_str())
+            .bind(verdict.deploy_id.as_str())
+            .bind(new.headline.as_str())
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            audit(
+                self.p,
+                &mut tx,
+                id,
+                now_ms,
+                "watchdog",
+                "opened",
+                &format!("opened by a regression verdict ({} severity)", new.severity),
+            )
+            .await?;
+            enqueue_alerts(self.p, &mut tx, id, &new.channels, "opened", now_ms).await?;
+            opened = get_incident_summary(self.p, &mut tx, id).await?;
+        }
+        let sql = format!("SELECT {DEPLOY_COLUMNS} {DEPLOY_FROM} WHERE d.id = $1");
+        let row = query(self.p, AssertSqlSafe(sql))
+            .bind(deploy_row_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let deploy = deploy_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(RecordedVerdict {
+            deploy,
+            incident: opened,
+        }))
+    }
+
+    async fn list_deploys(&self, q: &DeployQuery) -> StoreResult<(Vec<DeployRow>, i64)> {
+        let mut conds = Vec::new();
+        let mut binds = Vec::new();
+        let mut push = |cond: &str, b: Bind| {
+            binds.push(b);
+            conds.push(cond.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(s) = &q.service {
+            push("d.service = ?", Bind::Text(s.clone()));
+        }
+        if let Some(e) = &q.environment {
+            push("d.environment = ?", Bind::Text(e.clone()));
+        }
+        match q.verdict.as_deref() {
+            None => {}
+            Some("watching") => conds.push("v.id IS NULL".into()),
+            Some(v) => push("v.verdict = ?", Bind::Text(v.to_string())),
+        }
+        let where_sql = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let count_sql = format!("SELECT COUNT(*) {DEPLOY_FROM} {where_sql}");
+        let total: i64 = {
+            let mut cq = scalar(self.p, AssertSqlSafe(count_sql));
+            for b in &binds {
+                cq = match b {
+                    Bind::Text(s) => cq.bind(s.clone()),
+                    Bind::Int(i) => cq.bind(*i),
+                };
+            }
+            cq.fetch_one(&self.pool).await?
+        };
+        let n = binds.len();
+        let sql = format!(
+            "SELECT {DEPLOY_COLUMNS} {DEPLOY_FROM} {where_sql} ORDER BY d.deployed_at_ms DESC, d.id DESC LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        binds.push(Bind::Int(q.limit));
+        binds.push(Bind::Int(q.offset));
+        let rows = bind_all(query(self.p, AssertSqlSafe(sql)), &binds)
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows.iter().map(deploy_row).collect::<StoreResult<_>>()?;
+        Ok((items, total))
+    }
+
+    async fn get_deploy(&self, id: i64) -> StoreResult<Option<DeployRow>> {
+        let sql = format!("SELECT {DEPLOY_COLUMNS} {DEPLOY_FROM} WHERE d.id = $1");
+        let row = query(self.p, AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(deploy_row).transpose()
+    }
+
+    async fn list_incidents(&self, q: &IncidentQuery) -> StoreResult<(Vec<IncidentSummary>, i64)> {
+        let mut conds = Vec::new();
+        let mut binds = Vec::new();
+        let mut push = |cond: &str, b: Bind| {
+            binds.push(b);
+            conds.push(cond.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(s) = q.status {
+            push("status = ?", Bind::Text(s.as_str().into()));
+        }
+        if let Some(s) = &q.severity {
+            push("severity = ?", Bind::Text(s.clone()));
+        }
+        if let Some(s) = &q.service {
+            push("service = ?", Bind::Text(s.clone()));
+        }
+        if let Some(e) = &q.environment {
+            push("environment = ?", Bind::Text(e.clone()));
+        }
+        if let Some(t) = q.text.as_deref().filter(|t| !t.trim().is_empty()) {
+            binds.push(Bind::Text(like_pattern(t.trim())));
+            let p = format!("${}", binds.len());
+            conds.push(format!(
+                "(LOWER(title) LIKE {p} ESCAPE '\\' OR LOWER(headline) LIKE {p} ESCAPE '\\' OR LOWER(deploy_id) LIKE {p} ESCAPE '\\' OR LOWER(service) LIKE {p} ESCAPE '\\')"
+            ));
+        }
+        let where_sql = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let order = match q.sort {
+            IncidentSort::OpenedAt => "opened_at_ms ASC, id ASC",
+            IncidentSort::OpenedAtDesc => "opened_at_ms DESC, id DESC",
+            // Rank 0 is the most severe: "-severity" (most severe first) is rank ascending.
+            IncidentSort::Severity => "severity_rank DESC, opened_at_ms DESC, id DESC",
+            IncidentSort::SeverityDesc => "severity_rank ASC, opened_at_ms DESC, id DESC",
+            IncidentSort::UpdatedAt => "updated_at_ms ASC, id ASC",
+            IncidentSort::UpdatedAtDesc => "updated_at_ms DESC, id DESC",
+        };
+        let count_sql = format!("SELECT COUNT(*) FROM incidents {where_sql}");
+        let total: i64 = {
+            let mut cq = scalar(self.p, AssertSqlSafe(count_sql));
+            for b in &binds {
+                cq = match b {
+                    Bind::Text(s) => cq.bind(s.clone()),
+                    Bind::Int(i) => cq.bind(*i),
+                };
+            }
+            cq.fetch_one(&self.pool).await?
+        };
+        let n = binds.len();
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents {where_sql} ORDER BY {order} LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        binds.push(Bind::Int(q.limit));
+        binds.push(Bind::Int(q.offset));
+        let rows = bind_all(query(self.p, AssertSqlSafe(sql)), &binds)
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows
+            .iter()
+            .map(incident_summary)
+            .collect::<StoreResult<_>>()?;
+        Ok((items, total))
+    }
+
+    async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        let Some(summary) = get_incident_summary(self.p, &mut conn, id).await? else {
+            return Ok(None);
+        };
+        let body: String = scalar(self.p, "SELECT body FROM verdicts WHERE deploy_row_id = $1")
+            .bind(summary.deploy_row_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        let verdict = parse_verdict(&body)?;
+        let notes = query(self.p,
+            "SELECT id, incident_id, author, text, created_at_ms FROM notes WHERE incident_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Note {
+                id: r.try_get(0)?,
+                incident_id: r.try_get(1)?,
+                author: r.try_get(2)?,
+                text: r.try_get(3)?,
+                created_at: ts(r.try_get(4)?),
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+        let audit = query(
+            self.p,
+            "SELECT id, at_ms, actor, action, detail FROM audit WHERE incident_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                id: r.try_get(0)?,
+                at: ts(r.try_get(1)?),
+                actor: r.try_get(2)?,
+                action: r.try_get(3)?,
+                detail: r.try_get(4)?,
+            })
+        })
+        .collect::<StoreResult<_>>()?;
+        Ok(Some(IncidentRecord {
+            summary,
+            verdict,
+            notes,
+            audit,
+        }))
+    }
+
+    async fn set_status(
+        &self,
+        id: i64,
+        status: IncidentStatus,
+        actor: &str,
+        resolved_channels: &[String],
+        now_ms: i64,
+    ) -> StoreResult<Option<IncidentSummary>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(current) = get_incident_summary(self.p, &mut tx, id).await? else {
+            return Ok(None);
+        };
+        if current.status == status {
+            tx.rollback().await?;
+            return Ok(Some(current));
+        }
+        query(
+            self.p,
+            "UPDATE incidents SET status = $1, updated_at_ms = $2 WHERE id = $3",
+        )
+        .bind(status.as_str())
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            self.p,
+            &mut tx,
+            id,
+            now_ms,
+            actor,
+            "status",
+            &format!("status {} -> {}", current.status.as_str(), status.as_str()),
+        )
+        .await?;
+        if status == IncidentStatus::Resolved {
+            enqueue_alerts(self.p, &mut tx, id, resolved_channels, "resolved", now_ms).await?;
+        }
+        let updated = get_incident_summary(self.p, &mut tx, id).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    async fn add_note(
+        &self,
+        id: i64,
+        author: &str,
+        text: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<Note>> {
+        let mut tx = self.pool.begin().await?;
+        if get_incident_summary(self.p, &mut tx, id).await?.is_none() {
+            return Ok(None);
+        }
+        let note_id: i64 = scalar(self.p,
+            "INSERT INTO notes (incident_id, author, text, created_at_ms) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(id)
+        .bind(author)
+        .bind(text)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        query(
+            self.p,
+            "UPDATE incidents SET updated_at_ms = $1 WHERE id = $2",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            self.p,
+            &mut tx,
+            id,
+            now_ms,
+            author,
+            "note",
+            &format!("note #{note_id} added"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Note {
+            id: note_id,
+            incident_id: id,
+            author: author.to_string(),
+            text: text.to_string(),
+            created_at: ts(now_ms),
+        }))
+    }
+
+    async fn get_explanation(&self, id: i64) -> StoreResult<Option<StoredExplanation>> {
+        let row = query(self.p,
+            "SELECT text, source, model, generated_at_ms, fallback_reason FROM explanations WHERE incident_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StoredExplanation {
+                text: r.try_get(0)?,
+                source: r.try_get(1)?,
+                model: r.try_get(2)?,
+                generated_at: ts(r.try_get(3)?),
+                fallback_reason: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_explanation(
+        &self,
+        id: i64,
+        e: &StoredExplanation,
+        actor: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        query(self.p,
+            "INSERT INTO explanations (incident_id, text, source, model, generated_at_ms, fallback_reason) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (incident_id) DO UPDATE SET text = excluded.text, source = excluded.source, model = excluded.model, generated_at_ms = excluded.generated_at_ms, fallback_reason = excluded.fallback_reason",
+        )
+        .bind(id)
+        .bind(e.text.as_str())
+        .bind(e.source.as_str())
+        .bind(e.model.as_deref())
+        .bind(e.generated_at.millis())
+        .bind(e.fallback_reason.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            self.p,
+            &mut tx,
+            id,
+            e.generated_at.millis(),
+            actor,
+            "explanation",
+            &format!("explanation generated ({})", e.source),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn due_alerts(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>> {
+        // Claim: rows another server is claiming right now are skipped, and the claimed
+        // ones become due again only when the lease runs out (the claimer crashed).
+        let rows = query(self.p,
+            "UPDATE alert_outbox SET next_attempt_ms = $3 WHERE id IN (SELECT id FROM alert_outbox WHERE status = 'pending' AND next_attempt_ms <= $1 ORDER BY next_attempt_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, incident_id, channel, kind, attempts",
+        )
+        .bind(now_ms)
+        .bind(limit)
+        .bind(now_ms + ALERT_LEASE_MS)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxItem {
+                    id: r.try_get(0)?,
+                    incident_id: r.try_get(1)?,
+                    channel: r.try_get(2)?,
+                    kind: r.try_get(3)?,
+                    attempts: r.try_get(4)?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()
+            .map(|mut items| {
+                items.sort_by_key(|i| i.id);
+                items
+            })
+    }
+
+    async fn next_alert_due_ms(&self) -> StoreResult<Option<i64>> {
+        Ok(scalar(
+            self.p,
+            "SELECT MIN(next_attempt_ms) FROM alert_outbox WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn mark_alert_delivered(&self, id: i64, now_ms: i64) -> StoreResult<bool> {
+        let res = query(self.p,
+            "UPDATE alert_outbox SET status = 'delivered', delivered_at_ms = $1, attempts = attempts + 1 WHERE id = $2 AND status = 'pending'",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn mark_alert_failed(
+        &self,
+        id: i64,
+        error: &str,
+        next_ms: Option<i64>,
+    ) -> StoreResult<()> {
+        match next_ms {
+            Some(next) => query(self.p,
+                "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $1, next_attempt_ms = $2 WHERE id = $3 AND status = 'pending'",
+            )
+            .bind(error)
+            .bind(next)
+            .bind(id)
+            .execute(&self.pool)
+            .await?,
+            None => query(self.p,
+                "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $1, status = 'failed' WHERE id = $2 AND status = 'pending'",
+            )
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?,
+        };
+        Ok(())
+    }
+
+    async fn alert_counts(&self) -> StoreResult<OutboxCounts> {
+        let rows = query(
+            self.p,
+            "SELECT status, COUNT(*) FROM alert_outbox GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut c = OutboxCounts::default();
+        for r in rows {
+            let status: String = r.try_get(0)?;
+            let n: i64 = r.try_get(1)?;
+            match status.as_str() {
+                "pending" => c.pending = n,
+                "delivered" => c.delivered = n,
+                _ => c.failed += n,
+            }
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,481 @@
+//! One store test suite, run against both backends: SQLite in a temporary directory, and
+//! a real PostgreSQL server when `WATCHDOG_TEST_DATABASE_URL` is set (scripts/pg.sh starts
+//! one; scripts/tests.d/20-postgres.sh runs this file with it). Without the variable the
+//! PostgreSQL half says so and passes, so that a plain `cargo test` needs no server.
+//!
+//! The PostgreSQL cases share one database, so they run one after another in a single
+//! test, each on freshly emptied tables.
+
+use std::sync::Arc;
+
+use watchdog::store::postgres::PostgresStore;
+use watchdog::store::sqlite::{Durability, SqliteStore};
+use watchdog::store::{
+    DeployQuery, IncidentQuery, IncidentSort, IncidentStatus, NewDeploy, NewIncident, NewRecord,
+    Store, StoredExplanation,
+};
+use watchdog_core::scenarios::{self, ScenarioParams};
+use watchdog_core::{Deploy, DeployVerdict, Timestamp, VerdictKind};
+
+const T0_MS: i64 = 1_774_893_600_000;
+
+fn record(ts_ms: i64, service: &str, value: f64) -> NewRecord {
+    NewRecord {
+        ts_ms,
+        service: service.into(),
+        environment: "production".into(),
+        body: format!(
+            "{{\"timestamp\":\"{}\",\"service\":\"{service}\",\"environment\":\"production\",\"error_rate\":{value}}}",
+            Timestamp(ts_ms).to_rfc3339()
+        ),
+    }
+}
+
+/// A real verdict from the engine: `error_spike` gives a regression, `healthy` a pass.
+fn verdict(scenario: &str) -> DeployVerdict {
+    let data = scenarios::generate(scenario, &ScenarioParams::default()).unwrap();
+    let mut v = scenarios::run(&data, &watchdog_core::Config::default())
+        .unwrap()
+        .remove(0)
+        .1;
+    // Each case stores its own deploy.
+    v.deploy_id = format!("{scenario}-1");
+    v
+}
+
+fn new_deploy(v: &DeployVerdict) -> NewDeploy {
+    NewDeploy {
+        deploy: Deploy {
+            timestamp: v.deployed_at,
+            deploy_id: v.deploy_id.clone(),
+            service: v.service.clone(),
+            environment: v.environment.clone(),
+        },
+        source: "api".into(),
+    }
+}
+
+fn incident(title: &str, severity: &str, rank: i64) -> NewIncident {
+    NewIncident {
+        title: title.into(),
+        severity: severity.into(),
+        severity_rank: rank,
+        headline: format!("{title}: error rate up"),
+        channels: vec!["webhook".into(), "slack".into()],
+    }
+}
+
+async fn samples_and_logs(store: &dyn Store) {
+    let first: Vec<NewRecord> = (0..300)
+        .map(|i| record(T0_MS + i * 1000, "checkout", 0.01))
+        .collect();
+    store.insert_samples(&first, T0_MS).await.unwrap();
+    let second: Vec<NewRecord> = (0..10)
+        .map(|i| record(T0_MS + 500_000 + i * 1000, "search", 0.02))
+        .collect();
+    store.insert_samples(&second, T0_MS).await.unwrap();
+    store.insert_samples(&[], T0_MS).await.unwrap();
+
+    let all = store.samples_since(T0_MS, 0, 10_000).await.unwrap();
+    assert_eq!(all.len(), 310);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "insertion order");
+    assert!(all[0].body.contains("checkout") && all[309].body.contains("search"));
+    // Paging by id, and the time filter.
+    let page = store.samples_since(T0_MS, all[99].id, 50).await.unwrap();
+    assert_eq!(page.len(), 50);
+    assert_eq!(page[0].id, all[100].id);
+    let late = store
+        .samples_since(T0_MS + 250_000, 0, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(late.len(), 50 + 10);
+    assert!(store
+        .samples_since(T0_MS + 10_000_000, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let series = store
+        .series("search", "production", T0_MS, T0_MS + 600_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(series.len(), 10);
+    assert!(series.iter().all(|r| r.body.contains("search")));
+    assert_eq!(
+        store.latest_event_ms().await.unwrap(),
+        Some(T0_MS + 509_000)
+    );
+
+    let logs: Vec<NewRecord> = (0..5)
+        .map(|i| record(T0_MS + i * 1000, "checkout", 0.0))
+        .collect();
+    store.insert_logs(&logs).await.unwrap();
+    let got = store.logs_since(T0_MS + 2000, 0, 100).await.unwrap();
+    assert_eq!(got.len(), 3);
+    let rest = store.logs_since(T0_MS, got[0].id, 100).await.unwrap();
+    assert_eq!(rest.len(), 2);
+}
+
+async fn deploys_and_verdicts(store: &dyn Store) {
+    let bad = verdict("error_spike");
+    let good = verdict("healthy");
+    assert_eq!(bad.verdict, VerdictKind::Regression);
+    assert_eq!(good.verdict, VerdictKind::Healthy);
+    let ids = store
+        .insert_deploys(&[new_deploy(&bad), new_deploy(&good)], T0_MS)
+        .await
+        .unwrap();
+    assert!(ids.iter().all(Option::is_some));
+    // A retried notification is recognised.
+    let again = store
+        .insert_deploys(&[new_deploy(&bad)], T0_MS)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![None]);
+    assert_eq!(store.deploys_since(0).await.unwrap().len(), 2);
+
+    let (watching, total) = store
+        .list_deploys(&DeployQuery {
+            verdict: Some("watching".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((watching.len(), total), (2, 2));
+
+    let rec = store
+        .record_verdict(&bad, Some(&incident("checkout", "high", 1)), T0_MS)
+        .await
+        .unwrap()
+        .expect("first verdict is stored");
+    let inc = rec.incident.expect("a regression opens an incident");
+    assert_eq!(rec.deploy.status, "decided");
+    assert_eq!(rec.deploy.incident_id, Some(inc.id));
+    assert_eq!(inc.status, IncidentStatus::Open);
+    // The same verdict again (after a restart, or from a second server) changes nothing.
+    assert!(store
+        .record_verdict(&bad, Some(&incident("checkout", "high", 1)), T0_MS)
+        .await
+        .unwrap()
+        .is_none());
+    let healthy = store
+        .record_verdict(&good, None, T0_MS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(healthy.incident.is_none());
+
+    let (regressions, n) = store
+        .list_deploys(&DeployQuery {
+            verdict: Some("regression".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(regressions[0].deploy_id, bad.deploy_id);
+    let stored = store.get_deploy(regressions[0].id).await.unwrap().unwrap();
+    // The verdict JSON reads back (floats to serde_json's default precision).
+    let back = stored.verdict.expect("stored verdict");
+    assert_eq!(
+        (
+            &back.deploy_id,
+            back.verdict,
+            &back.reason,
+            back.detected_at
+        ),
+        (&bad.deploy_id, bad.verdict, &bad.reason, bad.detected_at)
+    );
+    assert_eq!(back.evidence.len(), bad.evidence.len());
+    assert!(store.get_deploy(999_999).await.unwrap().is_none());
+
+    let (_, opened) = store
+        .list_incidents(&IncidentQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(opened, 1);
+    let counts = store.alert_counts().await.unwrap();
+    assert_eq!(counts.pending, 2, "one alert per channel");
+}
+
+/// Three incidents with distinct severities and times, for list tests.
+async fn three_incidents(store: &dyn Store) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for (i, (title, sev, rank)) in [
+        ("checkout 50%_off", "medium", 2),
+        ("search", "critical", 0),
+        ("payments", "low", 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut v = verdict("error_spike");
+        v.deploy_id = format!("v{i}");
+        v.service = title.split(' ').next().unwrap().into();
+        v.deployed_at = Timestamp(T0_MS + i as i64 * 60_000);
+        store
+            .insert_deploys(&[new_deploy(&v)], T0_MS)
+            .await
+            .unwrap();
+        let rec = store
+            .record_verdict(&v, Some(&incident(title, sev, rank)), T0_MS + i as i64)
+            .await
+            .unwrap()
+            .unwrap();
+        ids.push(rec.incident.unwrap().id);
+    }
+    ids
+}
+
+async fn incident_lists(store: &dyn Store) {
+    let ids = three_incidents(store).await;
+    let list = |q: IncidentQuery| async move {
+        let (items, total) = store.list_incidents(&q).await.unwrap();
+        (
+            items.iter().map(|i| i.title.clone()).collect::<Vec<_>>(),
+            total,
+        )
+    };
+    let q = |sort| IncidentQuery {
+        sort,
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        list(q(IncidentSort::SeverityDesc)).await.0,
+        ["search", "checkout 50%_off", "payments"]
+    );
+    assert_eq!(
+        list(q(IncidentSort::OpenedAt)).await.0,
+        ["checkout 50%_off", "search", "payments"]
+    );
+    // LIKE wildcards in the search text are literal.
+    let text = |t: &str| IncidentQuery {
+        text: Some(t.into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        list(text("50%_")).await,
+        (vec!["checkout 50%_off".into()], 1)
+    );
+    assert_eq!(list(text("%")).await.1, 1);
+    assert_eq!(list(text("SEARCH")).await.1, 1);
+    // Paging keeps the total.
+    let (page, total) = list(IncidentQuery {
+        limit: 1,
+        offset: 1,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!((page.len(), total), (1, 3));
+
+    // Status changes: audited, resolved queues a resolve alert, a repeat is a no-op.
+    let id = ids[1];
+    let before = store.alert_counts().await.unwrap().pending;
+    let s = store
+        .set_status(
+            id,
+            IncidentStatus::Acknowledged,
+            "alice",
+            &["webhook".into()],
+            T0_MS + 10,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.status, IncidentStatus::Acknowledged);
+    store
+        .set_status(
+            id,
+            IncidentStatus::Acknowledged,
+            "alice",
+            &["webhook".into()],
+            T0_MS + 11,
+        )
+        .await
+        .unwrap();
+    store
+        .set_status(
+            id,
+            IncidentStatus::Resolved,
+            "bob",
+            &["webhook".into()],
+            T0_MS + 12,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.alert_counts().await.unwrap().pending, before + 1);
+    assert!(store
+        .set_status(999_999, IncidentStatus::Resolved, "bob", &[], T0_MS)
+        .await
+        .unwrap()
+        .is_none());
+    let (resolved, _) = list(IncidentQuery {
+        status: Some(IncidentStatus::Resolved),
+        limit: 10,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(resolved, ["search"]);
+
+    let note = store
+        .add_note(id, "carol", "rolled back", T0_MS + 20)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .add_note(999_999, "x", "y", 0)
+        .await
+        .unwrap()
+        .is_none());
+    let rec = store.get_incident(id).await.unwrap().unwrap();
+    assert_eq!(rec.notes.len(), 1);
+    assert_eq!(rec.notes[0].id, note.id);
+    let actions: Vec<&str> = rec.audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, ["opened", "status", "status", "note"]);
+    assert_eq!(rec.summary.updated_at, Timestamp(T0_MS + 20));
+
+    assert!(store.get_explanation(id).await.unwrap().is_none());
+    let mut e = StoredExplanation {
+        text: "error rate rose".into(),
+        source: "local".into(),
+        model: None,
+        generated_at: Timestamp(T0_MS + 30),
+        fallback_reason: None,
+    };
+    store.put_explanation(id, &e, "watchdog").await.unwrap();
+    e.text = "error rate rose sharply".into();
+    e.source = "llm".into();
+    e.model = Some("qwen".into());
+    store.put_explanation(id, &e, "dave").await.unwrap();
+    assert_eq!(store.get_explanation(id).await.unwrap(), Some(e));
+}
+
+async fn outbox(store: &dyn Store) {
+    three_incidents(store).await;
+    let now = T0_MS + 1_000;
+    let due = store.due_alerts(now, 100).await.unwrap();
+    assert_eq!(due.len(), 6, "two channels for three incidents");
+    assert!(due.windows(2).all(|w| w[0].id < w[1].id));
+    if store.shared() {
+        // Claimed for a lease: another server asking now gets none of them.
+        assert!(store.due_alerts(now, 100).await.unwrap().is_empty());
+    }
+    assert!(store.mark_alert_delivered(due[0].id, now).await.unwrap());
+    assert!(
+        !store.mark_alert_delivered(due[0].id, now).await.unwrap(),
+        "delivered once"
+    );
+    store
+        .mark_alert_failed(due[1].id, "503", Some(now + 5_000))
+        .await
+        .unwrap();
+    store
+        .mark_alert_failed(due[2].id, "410 gone", None)
+        .await
+        .unwrap();
+    let c = store.alert_counts().await.unwrap();
+    assert_eq!((c.pending, c.delivered, c.failed), (4, 1, 1));
+    // The retried row is due again at its new time, with its attempt counted.
+    let later = store.due_alerts(now + 5_000, 100).await.unwrap();
+    let retried = later.iter().find(|i| i.id == due[1].id).expect("retry due");
+    assert_eq!(retried.attempts, 1);
+    assert!(store.next_alert_due_ms().await.unwrap().is_some());
+}
+
+/// Many tasks recording the same verdict at once store it once.
+async fn concurrent_verdicts(store: Arc<dyn Store>) {
+    let v = verdict("error_spike");
+    store
+        .insert_deploys(&[new_deploy(&v)], T0_MS)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, v) = (store.clone(), v.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .record_verdict(&v, Some(&incident("checkout", "high", 1)), T0_MS)
+                .await
+                .unwrap()
+                .is_some()
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        stored += usize::from(t.await.unwrap());
+    }
+    assert_eq!(stored, 1);
+    assert_eq!(store.alert_counts().await.unwrap().pending, 2);
+}
+
+#[tokio::test]
+async fn sqlite_store_suite() {
+    async fn fresh() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Normal)
+            .await
+            .unwrap();
+        (dir, Arc::new(store))
+    }
+    let (_d, s) = fresh().await;
+    samples_and_logs(s.as_ref()).await;
+    let (_d, s) = fresh().await;
+    deploys_and_verdicts(s.as_ref()).await;
+    let (_d, s) = fresh().await;
+    incident_lists(s.as_ref()).await;
+    let (_d, s) = fresh().await;
+    outbox(s.as_ref()).await;
+    let (_d, s) = fresh().await;
+    concurrent_verdicts(s).await;
+}
+
+/// The PostgreSQL URL of the test server, or `None` (with a note) to skip.
+pub fn test_database_url() -> Option<String> {
+    match std::env::var("WATCHDOG_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!(
+                "skipping the PostgreSQL half: WATCHDOG_TEST_DATABASE_URL is not set (scripts/tests.d/20-postgres.sh sets it)"
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn postgres_store_suite() {
+    let Some(url) = test_database_url() else {
+        return;
+    };
+    // Both ways of connecting: prepared statements reused, and pooler mode.
+    for url in [url.clone(), format!("{url}?pgbouncer=true")] {
+        let store = Arc::new(PostgresStore::connect_url(&url).await.unwrap());
+        let fresh = || async {
+            store.truncate_all_for_tests().await.unwrap();
+            store.clone() as Arc<dyn Store>
+        };
+        samples_and_logs(fresh().await.as_ref()).await;
+        deploys_and_verdicts(fresh().await.as_ref()).await;
+        incident_lists(fresh().await.as_ref()).await;
+        outbox(fresh().await.as_ref()).await;
+        concurrent_verdicts(fresh().await).await;
+        // Two servers' pools claiming alerts at once never get the same row.
+        let other = Arc::new(PostgresStore::connect_url(&url).await.unwrap());
+        store.truncate_all_for_tests().await.unwrap();
+        three_incidents(store.as_ref()).await;
+        let (a, b) = tokio::join!(
+            store.due_alerts(T0_MS + 1_000, 4),
+            other.due_alerts(T0_MS + 1_000, 4)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.len() + b.len(), 6);
+        assert!(a.iter().all(|x| b.iter().all(|y| y.id != x.id)));
+    }
+}
