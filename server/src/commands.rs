@@ -13,6 +13,7 @@ pub mod run;
 pub mod serve;
 pub mod signatures;
 pub mod simulate;
+pub mod simulate_serve;
 
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -103,6 +103,18 @@ impl Server {
                 }
             }
         };
+        // Prometheus: the baseline window is pulled before the watermark moves to now,
+        // so that it is not dropped as late (ingest/prometheus.rs).
+        let mut puller = match state.config.prometheus.clone() {
+            Some(p) => Some(
+                crate::ingest::prometheus::Puller::new(p, &state.config.detector)
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            None => None,
+        };
+        if let Some(p) = puller.as_mut() {
+            p.poll_once(&state).await;
+        }
         if state.config.clock == Clock::Wall {
             state.engine.advance(Timestamp(AppState::now_ms())).await?;
         }
@@ -131,6 +143,9 @@ impl Server {
                     }
                 }
             }));
+        }
+        if let Some(p) = puller {
+            tasks.push(tokio::spawn(p.run(state.clone(), shutdown_rx.clone())));
         }
         tasks.push(tokio::spawn(crate::outbox::run(state.clone(), shutdown_rx)));
         Ok(Server {
