@@ -32,10 +32,10 @@ try {
     // Further runs in the same page (new seeds): the engine's code is already compiled
     // by the browser's optimising tier.
     for (let seed = 2; seed <= 4; seed++) {
-      const before = await page.getAttribute('#replay-ms', 'data-ms');
+      const before = await page.getAttribute('#replay-ms', 'data-run');
       await page.fill('#seed', String(seed));
       await page.press('#seed', 'Tab');
-      await page.waitForFunction((b) => document.querySelector('#replay-ms')?.getAttribute('data-ms') !== b, before, { timeout: 120_000 });
+      await page.waitForFunction((b) => document.querySelector('#replay-ms')?.getAttribute('data-run') !== b, before, { timeout: 120_000 });
       warm.push(Number(await page.getAttribute('#replay-ms', 'data-ms')));
     }
     await page.close();

@@ -57,7 +57,7 @@ impl ChartData {
 const W: f64 = 640.0;
 const H: f64 = 180.0;
 const SH: f64 = 90.0;
-const LEFT: f64 = 56.0;
+const LEFT: f64 = 72.0;
 const RIGHT: f64 = 10.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 22.0;
@@ -295,6 +295,8 @@ pub fn MetricChart(data: ChartData) -> impl IntoView {
                     <circle class="detect-dot" cx=format!("{x:.1}") cy=format!("{y:.1}") r="5">
                         <title>"detected"</title>
                     </circle>
+                    <text class="detect-label" x=format!("{:.1}", x - 7.0) y=format!("{:.1}", (y - 8.0).max(TOP + 24.0))
+                        text-anchor="end">"detected"</text>
                 })}
             </svg>
             {stat}

@@ -44,13 +44,13 @@ pub fn EvidenceTable(verdict: DeployVerdict) -> impl IntoView {
             view! {
                 <tr class=format!("status-{:?}", e.status).to_lowercase()>
                     <th scope="row">{metric_label(&m)}</th>
-                    <td>{status_word(e.status)}</td>
-                    <td>{format_value(&m, e.observed.mean - e.effect_absolute)}</td>
-                    <td>{format_value(&m, e.observed.mean)}</td>
-                    <td>{e.effect_relative.map(format_percent_change).unwrap_or_else(|| "—".into())}
+                    <td data-label="Status">{status_word(e.status)}</td>
+                    <td data-label="Baseline">{format_value(&m, e.observed.mean - e.effect_absolute)}</td>
+                    <td data-label="After">{format_value(&m, e.observed.mean)}</td>
+                    <td data-label="Change">{e.effect_relative.map(format_percent_change).unwrap_or_else(|| "—".into())}
                         {format!(" ({:+.1}σ)", e.effect_sigmas)}</td>
-                    <td>{format!("{:.1} / {:.1}", e.statistic, e.threshold)}</td>
-                    <td>{time_of(e.detected_at)}</td>
+                    <td data-label="Statistic / threshold">{format!("{:.1} / {:.1}", e.statistic, e.threshold)}</td>
+                    <td data-label="Detected">{time_of(e.detected_at)}</td>
                 </tr>
             }
         })

@@ -179,12 +179,15 @@ pub fn Playground() -> impl IntoView {
     let file_error = RwSignal::new(None::<String>);
     let selected = RwSignal::new(0usize);
     let run = RwSignal::new(None::<Result<Run, String>>);
+    // Counts runs, so a test can tell a new run from an equally fast one.
+    let runs = RwSignal::new(0u64);
 
     Effect::new(move |_| {
         let p = params.get();
         state::replace_query(&p.to_query());
         let result = source.with(|s| compute(&p, s));
         selected.set(0);
+        runs.update(|n| *n += 1);
         run.set(Some(result));
     });
 
@@ -326,8 +329,8 @@ pub fn Playground() -> impl IntoView {
             Err(e) => return view! { <ErrorBox message=e /> }.into_any(),
         };
         let timing = view! {
-            <p class="timing">"Replayed " <span id="replay-samples">{run.samples}</span> " samples in "
-                <output id="replay-ms" data-ms=format!("{:.3}", run.replay_ms)>{format!("{:.1}", run.replay_ms)}</output>
+            <p class="timing" role="status">"Replayed " <span id="replay-samples">{run.samples}</span> " samples in "
+                <output id="replay-ms" data-ms=format!("{:.3}", run.replay_ms) data-run=runs.get_untracked()>{format!("{:.1}", run.replay_ms)}</output>
                 " ms in this browser."</p>
         };
         if run.verdicts.is_empty() {
@@ -401,9 +404,10 @@ pub fn Playground() -> impl IntoView {
         <div class="playground">
             <h1>"Playground"</h1>
             <p class="lede">"Pick a scenario, change it and the detector, and see what WatchDog concludes. Everything runs in your browser; the address bar is a link to this exact run."</p>
+            <a class="to-results" href="#results">"Skip to the results"</a>
             <div class="layout">
                 <aside>{controls}</aside>
-                <div class="results" aria-live="polite">{results}</div>
+                <div class="results" id="results">{results}</div>
             </div>
         </div>
     }
