@@ -159,10 +159,10 @@ pub fn level_shift(points: &[(i64, f64)], min_effect: f64) -> Option<usize> {
     }
     let total = prefix[n];
     let (mut best, mut best_at) = (0.0, 0);
-    for tau in (n / 10).max(3)..=n - 3 {
+    for (tau, &before) in prefix.iter().enumerate().take(n - 2).skip((n / 10).max(3)) {
         let (n1, n2) = (tau as f64, (n - tau) as f64);
-        let m1 = prefix[tau] / n1;
-        let m2 = (total - prefix[tau]) / n2;
+        let m1 = before / n1;
+        let m2 = (total - before) / n2;
         let z = (m2 - m1).abs() / (noise * (1.0 / n1 + 1.0 / n2).sqrt());
         if z > best {
             best = z;

@@ -15,6 +15,7 @@
 //!   at its own timestamp: what happens after it is the new release's doing.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,39 @@ use crate::samples::{Deploy, LogEvent, Sample};
 use crate::time::Timestamp;
 use crate::verdict::{DeployVerdict, VerdictKind, WatchEnd};
 use crate::watch::{lower_bound, History, Watch, WatchSetup};
+
+/// A hash map with the FNV-1a hash: the engine's keys are short names looked up on every
+/// sample, where SipHash's protection against adversarial keys costs more than it buys.
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
+/// FNV-1a, 64-bit.
+#[derive(Debug)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+/// A series (service and environment) resolved by [`Engine::series_key`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SeriesKey(usize);
+
+/// A metric name resolved by [`Engine::metric_key`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MetricKey(usize);
 
 /// Counters of what the engine has seen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,18 +153,22 @@ struct PendingDeploy {
 pub struct Engine {
     config: Config,
     metric_names: Vec<String>,
-    metric_ids: HashMap<String, usize>,
+    metric_ids: FastMap<String, usize>,
+    requests_id: Option<usize>,
+    scratch: Vec<(MetricKey, f64)>,
     series: Vec<SeriesState>,
-    series_ids: HashMap<(String, String), usize>,
+    /// Service → environment → series index.
+    series_ids: FastMap<String, FastMap<String, usize>>,
     pending: Vec<PendingDeploy>,
     max_ts: Option<i64>,
     verdicts: Vec<DeployVerdict>,
     traces: Vec<MetricTrace>,
     tracing: bool,
     stats: EngineStats,
-    /// Earliest instant at which the watermark requires action (a deploy to start or a
-    /// window to end); lets the per-sample path skip the scan.
-    next_action_ms: i64,
+    /// Earliest pending deploy (started once event time reaches it) and earliest window
+    /// end (acted on once the watermark passes it): lets the per-sample path skip scans.
+    next_deploy_ms: i64,
+    next_end_ms: i64,
 }
 
 impl Engine {
@@ -143,16 +181,19 @@ impl Engine {
         Ok(Engine {
             config,
             metric_names: Vec::new(),
-            metric_ids: HashMap::new(),
+            metric_ids: FastMap::default(),
+            requests_id: None,
+            scratch: Vec::new(),
             series: Vec::new(),
-            series_ids: HashMap::new(),
+            series_ids: FastMap::default(),
             pending: Vec::new(),
             max_ts: None,
             verdicts: Vec::new(),
             traces: Vec::new(),
             tracing: false,
             stats: EngineStats::default(),
-            next_action_ms: i64::MAX,
+            next_deploy_ms: i64::MAX,
+            next_end_ms: i64::MAX,
         })
     }
 
@@ -193,14 +234,18 @@ impl Engine {
         let id = self.metric_names.len();
         self.metric_names.push(name.to_string());
         self.metric_ids.insert(name.to_string(), id);
+        if name == "requests" {
+            self.requests_id = Some(id);
+        }
         id
     }
 
+    fn find_series(&self, service: &str, environment: &str) -> Option<usize> {
+        self.series_ids.get(service)?.get(environment).copied()
+    }
+
     fn series_id(&mut self, service: &str, environment: &str) -> usize {
-        if let Some(&id) = self
-            .series_ids
-            .get(&(service.to_string(), environment.to_string()))
-        {
+        if let Some(id) = self.find_series(service, environment) {
             return id;
         }
         let id = self.series.len();
@@ -210,7 +255,9 @@ impl Engine {
             ..SeriesState::default()
         });
         self.series_ids
-            .insert((service.to_string(), environment.to_string()), id);
+            .entry(service.to_string())
+            .or_default()
+            .insert(environment.to_string(), id);
         id
     }
 
@@ -228,24 +275,56 @@ impl Engine {
                 ));
             }
         }
-        let t = sample.timestamp.millis();
+        let series = self.series_key(&sample.service, &sample.environment);
+        let mut values = std::mem::take(&mut self.scratch);
+        values.clear();
+        for (name, v) in &sample.metrics {
+            values.push((self.metric_key(name), *v));
+        }
+        let result = self.ingest_values(series, sample.timestamp, &values);
+        self.scratch = values;
+        result
+    }
+
+    /// The key of a series, for [`Engine::ingest_values`].
+    pub fn series_key(&mut self, service: &str, environment: &str) -> SeriesKey {
+        SeriesKey(self.series_id(service, environment))
+    }
+
+    /// The key of a metric name, for [`Engine::ingest_values`].
+    pub fn metric_key(&mut self, name: &str) -> MetricKey {
+        MetricKey(self.metric_id(name))
+    }
+
+    /// Adds one sample given by pre-resolved keys: the allocation-free path for callers
+    /// that ingest many samples of the same series and metrics.
+    ///
+    /// # Errors
+    /// [`Error::Record`] naming the metric when a value is NaN or infinite; nothing of the
+    /// sample is kept then.
+    pub fn ingest_values(
+        &mut self,
+        series: SeriesKey,
+        timestamp: Timestamp,
+        values: &[(MetricKey, f64)],
+    ) -> Result<(), Error> {
+        if let Some((m, v)) = values.iter().find(|(_, v)| !v.is_finite()) {
+            let name = self
+                .metric_names
+                .get(m.0)
+                .map_or("(metric)", String::as_str);
+            return Err(Error::record(name, format!("not a finite number: {v}")));
+        }
+        let sid = series.0;
+        let t = timestamp.millis();
         if t < self.watermark_ms() {
             self.stats.late_samples += 1;
             return Ok(());
         }
         self.stats.samples += 1;
-        let sid = self.series_id(&sample.service, &sample.environment);
-        let ids: Vec<usize> = sample
-            .metrics
-            .iter()
-            .map(|(n, _)| self.metric_id(n))
-            .collect();
-        let requests = self.metric_ids.get("requests").copied();
-        let requests_value = requests.and_then(|r| {
-            ids.iter()
-                .position(|&i| i == r)
-                .map(|p| sample.metrics[p].1)
-        });
+        let requests_value = self
+            .requests_id
+            .and_then(|r| values.iter().find(|(m, _)| m.0 == r).map(|(_, v)| *v));
         // History is kept for as long as a deploy not yet started, or the series' own
         // watch, may still need it as baseline (a sparse series can go quiet for hours
         // between a deploy and the sample that moves event time past it).
@@ -275,8 +354,7 @@ impl Engine {
                 .resize_with(metric_names.len(), History::new);
         }
         let mut in_order = true;
-        for (k, &id) in ids.iter().enumerate() {
-            let v = sample.metrics[k].1;
+        for &(MetricKey(id), v) in values {
             let h = &mut series.histories[id];
             match h.back() {
                 Some(&(last, _)) if last > t => {
@@ -303,24 +381,41 @@ impl Engine {
                 if !in_order && t < w.last_seen_ms {
                     w.dirty = true;
                 } else {
-                    for (k, &id) in ids.iter().enumerate() {
-                        w.on_value(
-                            id,
-                            t,
-                            sample.metrics[k].1,
-                            requests_value,
-                            &series.histories,
-                            config,
-                        );
+                    for &(MetricKey(id), v) in values {
+                        w.on_value(id, t, v, requests_value, &series.histories, config);
                     }
                 }
-                if w.dirty {
+                if w.dirty && t < w.deploy_ms {
+                    // A late baseline sample: fit the baseline again, as if it had come
+                    // on time.
+                    let (end_ms, end_reason) = (w.end_ms, w.end_reason);
+                    let setup = WatchSetup {
+                        config,
+                        metric_names,
+                        histories: &series.histories,
+                        tracing: self.tracing,
+                    };
+                    *w = Watch::start(w.deploy.clone(), &setup);
+                    if end_reason == WatchEnd::NextDeploy {
+                        w.end_ms = end_ms;
+                        w.end_reason = end_reason;
+                        w.replay(&series.histories, config);
+                    }
+                } else if w.dirty {
                     w.replay(&series.histories, config);
                 }
-                if w.fired() {
-                    let w = series.watch.take().expect("watch present");
-                    let until = w.fired_at().unwrap_or(w.last_seen_ms);
-                    self.close(sid, w, until, WatchEnd::Detection);
+                // A detection is final at once when the data up to it has no holes; when
+                // it has, a late sample may still fill one and change the picture, so the
+                // decision waits until the watermark passes the detection time.
+                let wm = self.max_ts.unwrap_or(i64::MIN).max(t)
+                    - self.config.allowed_lateness_secs as i64 * 1000;
+                if let Some(at) = w.fired_at() {
+                    if at <= wm || !w.has_gaps(&series.histories, at) {
+                        let w = series.watch.take().expect("watch present");
+                        self.close(sid, w, at, WatchEnd::Detection);
+                    } else {
+                        self.next_end_ms = self.next_end_ms.min(at);
+                    }
                 }
             }
         }
@@ -361,7 +456,7 @@ impl Engine {
                 deploy: deploy.clone(),
             },
         );
-        self.next_action_ms = self.next_action_ms.min(deploy.timestamp.millis());
+        self.next_deploy_ms = self.next_deploy_ms.min(deploy.timestamp.millis());
         self.process_watermark();
         Ok(())
     }
@@ -393,7 +488,9 @@ impl Engine {
         if self.max_ts.is_none_or(|m| t > m) {
             self.max_ts = Some(t);
         }
-        if self.watermark_ms() >= self.next_action_ms {
+        if self.max_ts.unwrap_or(i64::MIN) >= self.next_deploy_ms
+            || self.watermark_ms() >= self.next_end_ms
+        {
             self.process_watermark();
         }
     }
@@ -434,9 +531,16 @@ impl Engine {
         self.run_until(wm, false);
     }
 
-    /// Starts pending deploys and ends watches up to the watermark `wm`, in event-time
-    /// order.
+    /// Starts pending deploys up to the latest event time and ends watches up to the
+    /// watermark `wm`, in event-time order.
+    ///
+    /// A deploy starts as soon as event time reaches it, not only once the watermark
+    /// passes it, so that a live regression is reported without waiting out the allowed
+    /// lateness; a baseline sample that arrives late after that still lands in the
+    /// history and the watch is recomputed with it. Window ends wait for the watermark, so
+    /// that late samples inside a window are still judged.
     fn run_until(&mut self, wm: i64, end_of_data: bool) {
+        let event_time = self.max_ts.unwrap_or(i64::MIN).max(wm);
         loop {
             // The next thing due: a pending deploy, or a watch's window end.
             let next_deploy = self.pending.first().map(|p| p.deploy.timestamp.millis());
@@ -444,10 +548,10 @@ impl Engine {
                 .series
                 .iter()
                 .enumerate()
-                .filter_map(|(i, s)| s.watch.as_ref().map(|w| (w.end_ms, i)))
+                .filter_map(|(i, s)| s.watch.as_ref().map(|w| (w.due_ms(), i)))
                 .min();
             // At the end of the data every deploy is started, even one after the last sample.
-            let deploy_due = next_deploy.filter(|&d| d <= wm || end_of_data);
+            let deploy_due = next_deploy.filter(|&d| d <= event_time || end_of_data);
             let end_due = next_end.filter(|&(e, _)| e <= wm);
             match (deploy_due, end_due) {
                 (Some(d), Some((e, sid))) if e <= d => self.end_watch(sid, e),
@@ -480,17 +584,28 @@ impl Engine {
         let next_end = self
             .series
             .iter()
-            .filter_map(|s| s.watch.as_ref().map(|w| w.end_ms))
+            .filter_map(|s| s.watch.as_ref().map(|w| w.due_ms()))
             .min();
-        self.next_action_ms = next_deploy
-            .unwrap_or(i64::MAX)
-            .min(next_end.unwrap_or(i64::MAX));
+        self.next_deploy_ms = next_deploy.unwrap_or(i64::MAX);
+        self.next_end_ms = next_end.unwrap_or(i64::MAX);
     }
 
+    /// Acts on a watch that is due at `at_ms`: a (deferred) detection, or its end.
     fn end_watch(&mut self, sid: usize, at_ms: i64) {
-        if let Some(w) = self.series[sid].watch.take() {
+        let Some(mut w) = self.series[sid].watch.take() else {
+            return;
+        };
+        if w.fired() {
+            // Recompute with whatever arrived late before confirming.
+            w.replay(&self.series[sid].histories, &self.config);
+        }
+        if let Some(at) = w.fired_at() {
+            self.close(sid, w, at, WatchEnd::Detection);
+        } else if w.end_ms <= at_ms {
             let why = w.end_reason;
             self.close(sid, w, at_ms, why);
+        } else {
+            self.series[sid].watch = Some(w);
         }
     }
 
@@ -505,7 +620,7 @@ impl Engine {
             ("", ""),
         ];
         for (s, e) in candidates {
-            if let Some(&id) = self.series_ids.get(&(s.to_string(), e.to_string())) {
+            if let Some(id) = self.find_series(s, e) {
                 if self.series[id].histories.iter().any(|h| !h.is_empty()) {
                     return Some(id);
                 }
@@ -536,7 +651,7 @@ impl Engine {
             let why = if at < prev.end_ms {
                 WatchEnd::NextDeploy
             } else {
-                WatchEnd::Window
+                prev.end_reason
             };
             let mut prev = prev;
             if at < prev.end_ms {

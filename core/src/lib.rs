@@ -17,7 +17,9 @@ pub mod verdict;
 mod watch;
 
 pub use config::{Config, Direction, MetricConfig};
-pub use correlation::{Engine, EngineStats, MetricTrace, TracePoint, WatchStatus};
+pub use correlation::{
+    Engine, EngineStats, MetricKey, MetricTrace, SeriesKey, TracePoint, WatchStatus,
+};
 pub use error::Error;
 pub use samples::{Deploy, LogEvent, LogLevel, Sample};
 pub use time::Timestamp;

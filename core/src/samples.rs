@@ -109,7 +109,7 @@ pub struct LogEvent {
     pub message: String,
 }
 
-fn object<'a>(value: &'a Value) -> Result<&'a Map<String, Value>, Error> {
+fn object(value: &Value) -> Result<&Map<String, Value>, Error> {
     value.as_object().ok_or_else(|| {
         Error::record(
             "(record)",

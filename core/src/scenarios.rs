@@ -216,7 +216,7 @@ pub fn generate(name: &str, params: &ScenarioParams) -> Result<ScenarioData, Err
         ("noise", params.noise),
         ("traffic", params.traffic),
     ] {
-        if !(v.is_finite() && v >= 0.0 && v <= 1000.0) {
+        if !(v.is_finite() && (0.0..=1000.0).contains(&v)) {
             return Err(Error::config(
                 field,
                 format!("must be between 0 and 1000, got {v}"),

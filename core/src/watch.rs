@@ -367,6 +367,23 @@ impl Watch {
         watch
     }
 
+    /// When the engine must next look at this watch: its detection, or its end.
+    pub fn due_ms(&self) -> i64 {
+        self.fired_at().unwrap_or(self.end_ms)
+    }
+
+    /// Whether a tested metric misses samples (a gap over 1.5 typical intervals) between
+    /// the deploy and `until_ms`: samples that may still arrive late.
+    pub fn has_gaps(&self, histories: &[History], until_ms: i64) -> bool {
+        self.tests.iter().any(|t| {
+            let h = &histories[t.metric];
+            let lo = lower_bound(h, self.deploy_ms).saturating_sub(1);
+            let hi = lower_bound(h, until_ms + 1);
+            let limit = 1.5 * t.base.cadence_ms;
+            (lo + 1..hi).any(|i| (h[i].0 - h[i - 1].0) as f64 > limit)
+        })
+    }
+
     /// When the first test fired.
     pub fn fired_at(&self) -> Option<i64> {
         self.tests
@@ -450,10 +467,7 @@ impl Watch {
     ) -> Vec<(i64, f64, f64)> {
         let t = &self.tests[i];
         match t.requests_metric {
-            Some(r) => joined(&histories[t.metric], &histories[r], from, until)
-                .into_iter()
-                .map(|(t, e, r)| (t, e, r))
-                .collect(),
+            Some(r) => joined(&histories[t.metric], &histories[r], from, until),
             None => {
                 let h = &histories[t.metric];
                 let lo = lower_bound(h, from);
@@ -1214,7 +1228,7 @@ pub(crate) fn fmt_num(x: f64) -> String {
     let a = x.abs();
     if a == 0.0 {
         "0".into()
-    } else if a >= 1e6 || a < 1e-4 {
+    } else if !(1e-4..1e6).contains(&a) {
         format!("{x:.3e}")
     } else if a >= 100.0 {
         format!("{x:.1}")

@@ -169,7 +169,7 @@ fn one_spike_in_the_baseline_neither_blinds_nor_triggers() {
         // A healthy deploy with one enormous spike in the baseline stays healthy ...
         let (mut healthy, dep) = step_series(seed, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
         healthy[200].metrics[0].1 = 1e7;
-        let v = &run(Config::default(), &healthy, &[dep.clone()])[0];
+        let v = &run(Config::default(), &healthy, std::slice::from_ref(&dep))[0];
         assert_eq!(v.verdict, VerdictKind::Healthy, "seed {seed}: {}", v.reason);
         // ... and a 30% step after the same spiked baseline is still caught quickly.
         let (mut bad, dep) = step_series(seed, "p95_latency_ms", 200.0, 5.0, 60.0, 360, 180, 0);

@@ -26,6 +26,7 @@ pub fn deploy(t: Timestamp, id: &str, service: &str) -> Deploy {
 
 /// One metric every 10 s: `before` samples of N(level, sd), a deploy, then `after`
 /// samples of N(level + shift, sd) starting `shift_delay` samples after the deploy.
+#[allow(clippy::too_many_arguments)]
 pub fn step_series(
     seed: u64,
     metric: &str,
