@@ -1,0 +1,192 @@
+//! End to end through a real Prometheus: the `error_spike` scenario is exposed on
+//! `/metrics` (accelerated 20 times), a real Prometheus server scrapes it every second on
+//! loopback, and the real `watchdog serve` binary pulls it with the `http` template and
+//! catches the bad deploy. Needs `WATCHDOG_TEST_PROMETHEUS` (the prometheus binary;
+//! scripts/tests.d/40-prometheus.sh sets it); skipped with a note without it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use watchdog::commands::simulate_serve::{router, Replay};
+use watchdog_core::scenarios::{generate, ScenarioParams};
+use watchdog_core::Timestamp;
+
+const TOKEN: &str = "prometheus-e2e-token";
+const SPEED: f64 = 20.0;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_deploy_is_caught_through_prometheus() {
+    let Ok(prometheus_bin) = std::env::var("WATCHDOG_TEST_PROMETHEUS") else {
+        eprintln!("skipping: WATCHDOG_TEST_PROMETHEUS is not set (scripts/tests.d/40-prometheus.sh sets it)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+
+    // The scenario target: 20 minutes of baseline and 10 after the deploy, at 20x.
+    let params = ScenarioParams {
+        baseline_mins: 20,
+        after_mins: 10,
+        ..ScenarioParams::default()
+    };
+    let data = generate("error_spike", &params).unwrap();
+    let replay = Arc::new(Replay::new(&data, SPEED, now_ms()).unwrap());
+    let deploy_wall_ms = replay.wall_ms(data.deploys[0].timestamp);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(replay)).await.unwrap() });
+
+    // A real Prometheus scraping it every second.
+    let prom_port = free_port();
+    let prom_config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: checkout\n    static_configs:\n      - targets: ['{target}']\n"),
+    )
+    .unwrap();
+    let _prometheus = Killed(
+        Command::new(&prometheus_bin)
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting prometheus"),
+    );
+    let client = reqwest::Client::new();
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    for i in 0..100 {
+        if let Ok(r) = client.get(format!("{prom}/-/ready")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(i < 99, "prometheus did not become ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // watchdog serve pulling the service with the ready-made http template.
+    let config = tmp.path().join("watchdog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[detector]
+baseline_window_secs = 50
+monitoring_window_secs = 25
+allowed_lateness_secs = 8
+
+[prometheus]
+url = "{prom}"
+poll_secs = 1
+step_secs = 1
+timeout_secs = 5
+
+[[prometheus.services]]
+service = "checkout"
+environment = "production"
+template = "http"
+selector = 'service="checkout",environment="production"'
+rate_window = "5s"
+"#
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_watchdog"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(tmp.path().join("state"))
+        .env("WATCHDOG_API_TOKEN", TOKEN)
+        .env_remove("WATCHDOG_DATABASE_URL")
+        .env_remove("WATCHDOG_WEBHOOK_URL")
+        .env_remove("WATCHDOG_SLACK_WEBHOOK_URL")
+        .env_remove("WATCHDOG_PAGERDUTY_ROUTING_KEY")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting watchdog serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().expect("address line").unwrap();
+    let base = line
+        .strip_prefix("watchdog listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    let _watchdog = Killed(child);
+
+    // The deploy is announced when it happens on the wall clock.
+    let wait = (deploy_wall_ms - now_ms()).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let deploy = json!([{"timestamp": Timestamp(deploy_wall_ms), "deploy_id": "v1.4.2", "service": "checkout", "environment": "production"}]);
+    let r = client
+        .post(format!("{base}/api/v1/deploys"))
+        .bearer_auth(TOKEN)
+        .body(deploy.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let mut last = Value::Null;
+    for _ in 0..120 {
+        last = client
+            .get(format!("{base}/api/v1/deploys"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if last["items"][0]["status"] == "decided" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let v = &last["items"][0]["verdict"];
+    assert_eq!(v["verdict"], "regression", "{last}");
+    let error_rate = v["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["metric"] == "error_rate")
+        .expect("error_rate evidence pulled from Prometheus");
+    assert_eq!(error_rate["status"], "regressed", "{error_rate}");
+    // The baseline came through Prometheus too, one point per second.
+    assert!(
+        v["window"]["baseline_samples"].as_u64().unwrap() >= 20,
+        "{v}"
+    );
+}
