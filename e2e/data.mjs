@@ -11,13 +11,13 @@ function rng(seed) {
 
 export const DEPLOY_AT = Date.parse('2026-03-30T12:00:00Z');
 
-export function latencyStep({ service = 'checkout', environment = 'production', deployId = 'v1.4.2', seed = 7 } = {}) {
+export function latencyStep({ service = 'checkout', environment = 'production', deployId = 'v1.4.2', seed = 7, deployAt = DEPLOY_AT } = {}) {
   const r = rng(seed);
   const gauss = () => Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
   const samples = [];
   for (let i = -360; i < 180; i++) {
-    const t = DEPLOY_AT + i * 10_000;
-    const bad = t >= DEPLOY_AT + 60_000;
+    const t = deployAt + i * 10_000;
+    const bad = t >= deployAt + 60_000;
     samples.push({
       timestamp: new Date(t).toISOString().replace('.000Z', 'Z'),
       service, environment,
@@ -26,7 +26,7 @@ export function latencyStep({ service = 'checkout', environment = 'production', 
       request_rate: 1200 + 30 * gauss(),
     });
   }
-  const deploys = [{ timestamp: new Date(DEPLOY_AT).toISOString().replace('.000Z', 'Z'), deploy_id: deployId, service, environment }];
+  const deploys = [{ timestamp: new Date(deployAt).toISOString().replace('.000Z', 'Z'), deploy_id: deployId, service, environment }];
   return { samples, deploys };
 }
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { launch, ROOT } from './browser.mjs';
 import { serveDist } from './static.mjs';
 import { startServer } from './server.mjs';
-import { latencyStep, toCsv, toJsonl } from './data.mjs';
+import { DEPLOY_AT, latencyStep, toCsv, toJsonl } from './data.mjs';
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
@@ -170,6 +170,20 @@ try {
       assert.match(await page.textContent('.audit'), /acknowledged/i);
       await page.waitForSelector('figure.chart-figure', { timeout: 10_000 });
       if (shots) await page.screenshot({ path: path.join(shots, 'incident.png'), fullPage: true });
+      await page.close();
+    });
+
+    await test('dashboard: a new incident appears live, without a reload', async () => {
+      const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+      await page.goto(`${server.url}/incidents`);
+      await page.waitForSelector('.incident-item');
+      await page.waitForSelector('.live-open', { timeout: 10_000 });
+      // Later than everything sent so far: the server's clock is the data's event time, and
+      // samples behind its watermark are late.
+      const more = latencyStep({ service: 'search', deployId: 'search-v8.2.0', seed: 5, deployAt: DEPLOY_AT + 3 * 3600_000 });
+      await post('deploys', more.deploys);
+      await post('metrics', more.samples);
+      await page.waitForFunction(() => document.querySelector('.incident-list')?.textContent.includes('search-v8.2.0'), null, { timeout: 15_000 });
       await page.close();
     });
 
