@@ -34,6 +34,16 @@ impl Direction {
     }
 }
 
+/// What a brand-new error-level log signature after a deploy does to its verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum SignaturePolicy {
+    /// It makes the deploy a regression (the default).
+    Regression,
+    /// It is listed in the verdict's warnings only.
+    Warning,
+}
+
 /// Per-metric overrides.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -86,6 +96,9 @@ pub struct Config {
     pub max_history: usize,
     /// Most log events kept per series for signature evidence. Default 20000.
     pub max_log_history: usize,
+    /// What a significant, brand-new error signature after a deploy does: `regression`
+    /// (default) or `warning`.
+    pub new_error_signature: SignaturePolicy,
     /// Per-metric overrides, by metric name.
     pub metrics: BTreeMap<String, MetricConfig>,
 }
@@ -106,6 +119,7 @@ impl Default for Config {
             max_gap_intervals: 5.0,
             max_history: 1024,
             max_log_history: 20_000,
+            new_error_signature: SignaturePolicy::Regression,
             metrics: BTreeMap::new(),
         }
     }

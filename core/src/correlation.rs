@@ -19,9 +19,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Direction};
+use crate::config::{Config, Direction, SignaturePolicy};
 use crate::error::Error;
 use crate::samples::{Deploy, LogEvent, Sample};
+use crate::signatures::{LogHistory, TemplateMiner};
+use crate::signatures_link;
 use crate::time::Timestamp;
 use crate::verdict::{DeployVerdict, VerdictKind, WatchEnd};
 use crate::watch::{lower_bound, History, Watch, WatchSetup};
@@ -140,7 +142,7 @@ struct SeriesState {
     /// Per metric id; grown on demand.
     histories: Vec<History>,
     watch: Option<Watch>,
-    logs: Vec<LogEvent>,
+    logs: Option<LogHistory>,
 }
 
 #[derive(Clone, Debug)]
@@ -160,6 +162,9 @@ pub struct Engine {
     /// Service → environment → series index.
     series_ids: FastMap<String, FastMap<String, usize>>,
     pending: Vec<PendingDeploy>,
+    /// Log template miner shared by every series, so a signature id means the same
+    /// template everywhere.
+    miner: TemplateMiner,
     max_ts: Option<i64>,
     verdicts: Vec<DeployVerdict>,
     traces: Vec<MetricTrace>,
@@ -187,6 +192,7 @@ impl Engine {
             series: Vec::new(),
             series_ids: FastMap::default(),
             pending: Vec::new(),
+            miner: TemplateMiner::default(),
             max_ts: None,
             verdicts: Vec::new(),
             traces: Vec::new(),
@@ -469,11 +475,32 @@ impl Engine {
         self.stats.logs += 1;
         let sid = self.series_id(&event.service, &event.environment);
         let max = self.config.max_log_history;
-        let logs = &mut self.series[sid].logs;
-        logs.push(event.clone());
-        if logs.len() > max {
-            let drop = logs.len() - max;
-            logs.drain(..drop);
+        let series = &mut self.series[sid];
+        series
+            .logs
+            .get_or_insert_with(|| LogHistory::new(max))
+            .push(&mut self.miner, event);
+        // Logs land on the series with their own labels; the watch may be on a series
+        // those labels resolve to (unlabelled metrics), so look it up as a deploy would.
+        let t = event.timestamp.millis();
+        if !event.level.is_error() {
+            return Ok(());
+        }
+        let probe = Deploy {
+            timestamp: event.timestamp,
+            deploy_id: String::new(),
+            service: event.service.clone(),
+            environment: event.environment.clone(),
+        };
+        let Some(wsid) = self.resolve(&probe) else {
+            return Ok(());
+        };
+        let due = match self.series[wsid].watch.as_mut() {
+            Some(w) if t >= w.deploy_ms && t < w.end_ms => w.count_error_log(),
+            _ => false,
+        };
+        if due {
+            self.check_logs(wsid, sid, t);
         }
         Ok(())
     }
@@ -682,10 +709,42 @@ impl Engine {
         }
     }
 
+    /// Checks the log evidence of the watch on series `wsid` (logs of series `lsid`) and
+    /// closes it as a regression when a new error signature is already significant.
+    fn check_logs(&mut self, wsid: usize, lsid: usize, now_ms: i64) {
+        if self.config.new_error_signature != SignaturePolicy::Regression {
+            return;
+        }
+        let (Some(w), Some(logs)) = (&self.series[wsid].watch, &self.series[lsid].logs) else {
+            return;
+        };
+        // The verdict is built over the logs up to now (the detection time inside it is
+        // when the count became significant).
+        if signatures_link::new_error_at(logs, &self.miner, w, now_ms, &self.config).is_some() {
+            let w = self.series[wsid].watch.take().expect("watch present");
+            self.close(wsid, w, now_ms, WatchEnd::Detection);
+        }
+    }
+
     fn close(&mut self, sid: usize, watch: Watch, until_ms: i64, why: WatchEnd) {
         let series = &self.series[sid];
         let mut verdict = watch.verdict(&series.histories, &self.config, until_ms, why);
-        crate::signatures_link::attach(&mut verdict, &series.logs, &watch, until_ms, &self.config);
+        // The logs of the deployed labels (which may differ from the metric series'
+        // labels when metrics are unlabelled).
+        let logs = self
+            .find_series(&watch.deploy.service, &watch.deploy.environment)
+            .and_then(|l| self.series[l].logs.as_ref())
+            .or(series.logs.as_ref());
+        if let Some(logs) = logs {
+            signatures_link::attach(
+                &mut verdict,
+                logs,
+                &self.miner,
+                &watch,
+                until_ms,
+                &self.config,
+            );
+        }
         if self.tracing {
             self.traces
                 .extend(traces_of(&watch, series, &self.metric_names, &verdict));

@@ -16,7 +16,7 @@ pub mod time;
 pub mod verdict;
 mod watch;
 
-pub use config::{Config, Direction, MetricConfig};
+pub use config::{Config, Direction, MetricConfig, SignaturePolicy};
 pub use correlation::{
     Engine, EngineStats, MetricKey, MetricTrace, SeriesKey, TracePoint, WatchStatus,
 };

@@ -112,6 +112,10 @@ pub(crate) struct Watch {
     /// Set when a sample arrived out of order inside the watched stretch.
     pub dirty: bool,
     pub last_seen_ms: i64,
+    /// Error-level log events after the deploy, and the count at which the log evidence
+    /// is checked next (doubling, so a burst costs a logarithmic number of checks).
+    log_errors: u64,
+    next_log_check: u64,
 }
 
 /// The configuration a watch needs, resolved for its series.
@@ -143,6 +147,8 @@ impl Watch {
             alpha: cfg.false_alarm_rate,
             dirty: false,
             last_seen_ms: deploy_ms,
+            log_errors: 0,
+            next_log_check: 3,
         };
         let find = |name: &str| setup.metric_names.iter().position(|m| m == name);
         // The baseline is the preferred window before the deploy, reaching further back
@@ -365,6 +371,18 @@ impl Watch {
         }
         watch.replay(setup.histories, cfg);
         watch
+    }
+
+    /// Counts one error-level log event after the deploy; true when the log evidence is
+    /// due for a check.
+    pub fn count_error_log(&mut self) -> bool {
+        self.log_errors += 1;
+        if self.log_errors >= self.next_log_check {
+            self.next_log_check = self.log_errors * 2;
+            true
+        } else {
+            false
+        }
     }
 
     /// When the engine must next look at this watch: its detection, or its end.

@@ -242,3 +242,104 @@ fn watches_end_on_the_wall_clock_in_live_mode() {
     assert_eq!(v[0].window.ended_by, WatchEnd::Window);
     assert!(engine.active_watches().is_empty());
 }
+
+fn log(
+    t: watchdog_core::Timestamp,
+    level: watchdog_core::LogLevel,
+    message: &str,
+) -> watchdog_core::LogEvent {
+    watchdog_core::LogEvent {
+        timestamp: t,
+        service: "svc".into(),
+        environment: "production".into(),
+        level,
+        message: message.into(),
+    }
+}
+
+/// Healthy metrics, but the release starts logging a brand-new error: by default that is
+/// a regression, detected when the count became significant; with the `warning` policy
+/// the verdict stays healthy and says why it warns.
+#[test]
+fn a_burst_of_a_new_error_signature_is_not_passed_silently() {
+    use watchdog_core::{LogLevel, SignatureChange, SignaturePolicy};
+    let (samples, dep) = step_series(5, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
+    let run_with = |policy: SignaturePolicy| {
+        let mut engine = Engine::new(Config {
+            new_error_signature: policy,
+            ..Config::default()
+        })
+        .unwrap();
+        engine.ingest_deploy(&dep).unwrap();
+        for (i, s) in samples.iter().enumerate() {
+            engine.ingest_sample(s).unwrap();
+            let t = s.timestamp.add_secs(1.0);
+            if i % 3 == 0 {
+                engine
+                    .ingest_log(&log(
+                        t,
+                        LogLevel::Info,
+                        &format!("GET /cart/{i} 200 in {} ms", 20 + i % 7),
+                    ))
+                    .unwrap();
+            }
+            if i >= 370 && i % 2 == 0 {
+                engine
+                    .ingest_log(&log(
+                        t,
+                        LogLevel::Error,
+                        &format!(
+                            "payment gateway timeout after {} ms for order {i:06x}",
+                            2000 + i
+                        ),
+                    ))
+                    .unwrap();
+            }
+        }
+        engine.finish();
+        engine.take_verdicts().remove(0)
+    };
+    let v = run_with(SignaturePolicy::Regression);
+    assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+    assert!(v.reason.contains("payment gateway timeout"), "{}", v.reason);
+    let s = &v.signatures[0];
+    assert_eq!(s.change, SignatureChange::New);
+    assert_eq!(v.detected_at, s.significant_at);
+    assert!(v.detected_at.unwrap() > v.deployed_at);
+    // Found while the watch ran, not at its end.
+    assert_eq!(v.window.ended_by, WatchEnd::Detection);
+
+    let w = run_with(SignaturePolicy::Warning);
+    assert_eq!(w.verdict, VerdictKind::Healthy, "{}", w.reason);
+    assert!(
+        w.warnings
+            .iter()
+            .any(|m| m.contains("payment gateway timeout")),
+        "{:?}",
+        w.warnings
+    );
+}
+
+#[test]
+fn steady_logs_are_no_evidence() {
+    use watchdog_core::LogLevel;
+    let (samples, dep) = step_series(6, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
+    let mut engine = Engine::new(Config::default()).unwrap();
+    engine.ingest_deploy(&dep).unwrap();
+    for (i, s) in samples.iter().enumerate() {
+        engine.ingest_sample(s).unwrap();
+        if i % 4 == 0 {
+            engine
+                .ingest_log(&log(
+                    s.timestamp,
+                    LogLevel::Error,
+                    &format!("cache miss for key user:{i}"),
+                ))
+                .unwrap();
+        }
+    }
+    engine.finish();
+    let v = engine.take_verdicts().remove(0);
+    assert_eq!(v.verdict, VerdictKind::Healthy, "{}", v.reason);
+    assert!(v.signatures.is_empty(), "{:?}", v.signatures);
+}
