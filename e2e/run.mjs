@@ -72,6 +72,30 @@ try {
     await page.close();
   });
 
+  await test('playground: usable by keyboard alone', async () => {
+    const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+    await page.goto(`${statik.url}/?scenario=overlapping_deploys`);
+    await page.waitForSelector('.verdict-summary [data-verdict]');
+    // The first Tab reaches the skip link; Tabs then reach the scenario picker.
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.className), 'skip');
+    for (let i = 0; i < 15 && (await page.evaluate(() => document.activeElement.id)) !== 'scenario'; i++) {
+      await page.keyboard.press('Tab');
+    }
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'scenario');
+    // One tab per deploy; Enter on the second shows the second deploy.
+    const tab = page.locator('.tabs button').nth(1);
+    await tab.focus();
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.querySelectorAll('.tabs button')[1]?.getAttribute('aria-selected') === 'true');
+    assert.match(await page.textContent('.verdict-summary'), /search/);
+    // Every form control has a label.
+    const unlabelled = await page.$$eval('input, select, textarea', (els) =>
+      els.filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map((e) => e.id || e.name));
+    assert.deepEqual(unlabelled, []);
+    await page.close();
+  });
+
   await test('playground: loaded CSV metrics and JSONL deploys replay', async () => {
     const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
     const errors = [];
