@@ -43,7 +43,7 @@ const statik = await serveDist(dist);
 let server = null;
 try {
   await test('playground: a bad-deploy scenario shows a regression with charts', async () => {
-    const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+    const page = await browser.newPage({ viewport: { width: 1366, height: 900 }, acceptDownloads: true });
     const errors = [];
     watchPage(page, errors);
     await page.goto(`${statik.url}/?scenario=latency_step&seed=3`);
@@ -53,6 +53,14 @@ try {
     assert.ok(await page.locator('svg circle.detect-dot').count() >= 1, 'detection point drawn');
     assert.ok(await page.locator('svg line.threshold').count() >= 1, 'threshold drawn');
     assert.match(await page.textContent('.triage'), /Recommended action/);
+    // Exports download what is on screen.
+    const [md] = await Promise.all([page.waitForEvent('download'), page.click('#export-md')]);
+    assert.equal(md.suggestedFilename(), 'watchdog-verdicts.md');
+    assert.match(fs.readFileSync(await md.path(), 'utf8'), /regression/);
+    const [js] = await Promise.all([page.waitForEvent('download'), page.click('#export-json')]);
+    const doc = JSON.parse(fs.readFileSync(await js.path(), 'utf8'));
+    assert.equal(doc[0].verdict.verdict, 'regression');
+    assert.ok(doc[0].triage.recommended_action);
     // Changing a setting re-runs and rewrites the URL, so the link reproduces the run.
     await page.selectOption('#scenario', 'healthy');
     await page.waitForFunction(() => location.search.includes('scenario=healthy'));
@@ -193,6 +201,9 @@ try {
       await page.waitForSelector('.audit li');
       assert.match(await page.textContent('.audit'), /acknowledged/i);
       await page.waitForSelector('figure.chart-figure', { timeout: 10_000 });
+      const [md] = await Promise.all([page.waitForEvent('download'), page.click('text=Export Markdown')]);
+      assert.equal(md.suggestedFilename(), `incident-${incidentId}.md`);
+      assert.match(fs.readFileSync(await md.path(), 'utf8'), /pay-v2\.0\.1/);
       if (shots) await page.screenshot({ path: path.join(shots, 'incident.png'), fullPage: true });
       await page.close();
     });
