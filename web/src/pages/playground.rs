@@ -186,7 +186,12 @@ pub fn Playground() -> impl IntoView {
         let p = params.get();
         state::replace_query(&p.to_query());
         let result = source.with(|s| compute(&p, s));
-        selected.set(0);
+        // Keep the deploy tab across re-runs, unless that deploy is gone.
+        if let Ok(r) = &result {
+            if selected.get_untracked() >= r.verdicts.len() {
+                selected.set(0);
+            }
+        }
         runs.update(|n| *n += 1);
         run.set(Some(result));
     });
@@ -218,7 +223,6 @@ pub fn Playground() -> impl IntoView {
                 Ok((names, data)) => {
                     file_error.set(None);
                     source.set(Source::Files { names, data });
-                    params.update(|_| {});
                 }
                 Err(e) => file_error.set(Some(e)),
             }
