@@ -31,11 +31,15 @@ struct BadLine {
     message: String,
 }
 
+/// What a JSONL file held: the parsed records with their line numbers, the first bad
+/// lines, and how many lines were bad in all.
+type Parsed<T> = (Vec<(usize, T)>, Vec<BadLine>, usize);
+
 /// Reads a JSONL file with `parse`, collecting bad lines.
 fn read_jsonl<T>(
     path: &Path,
     parse: impl Fn(&str) -> Result<T, watchdog_core::Error>,
-) -> anyhow::Result<(Vec<(usize, T)>, Vec<BadLine>, usize)> {
+) -> anyhow::Result<Parsed<T>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut items = Vec::new();
     let mut bad = Vec::new();

@@ -43,6 +43,9 @@ pub fn metrics_ndjson(
     out
 }
 
+/// What the receiver's handler shares: the delivery ids seen, the status to answer.
+type ReceiverState = (Arc<Mutex<Vec<String>>>, Arc<AtomicU16>);
+
 /// A webhook receiver on loopback that records the `X-WatchDog-Delivery` id of every
 /// request and answers with a fixed status.
 #[derive(Clone)]
@@ -60,8 +63,7 @@ impl Receiver {
             .route(
                 "/hook",
                 post(
-                    |State((log, status)): State<(Arc<Mutex<Vec<String>>>, Arc<AtomicU16>)>,
-                     headers: HeaderMap| async move {
+                    |State((log, status)): State<ReceiverState>, headers: HeaderMap| async move {
                         let id = headers
                             .get("x-watchdog-delivery")
                             .and_then(|v| v.to_str().ok())
