@@ -61,8 +61,19 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub scenario: String,
     /// Directory to write metrics.jsonl, deploys.jsonl, logs.jsonl and expected.json to.
+    #[arg(long, required_unless_present = "serve_metrics")]
+    pub out: Option<PathBuf>,
+    /// Instead of writing files, serve the scenario on /metrics in Prometheus text format
+    /// at this address (e.g. 127.0.0.1:9101), replayed in real time times --speed.
     #[arg(long)]
-    pub out: PathBuf,
+    pub serve_metrics: Option<std::net::SocketAddr>,
+    /// Replay speed for --serve-metrics (20 = twenty times real time).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Prefix added to the scenario's service names (e.g. `demo-` gives demo-checkout),
+    /// so several scenarios can be loaded into one server.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
     /// Generator seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

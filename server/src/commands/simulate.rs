@@ -17,12 +17,35 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         traffic: args.traffic,
         ..ScenarioParams::default()
     };
-    let data = scenarios::generate(&args.scenario, &params)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut data = scenarios::generate(&args.scenario, &params)?;
+    if !args.prefix.is_empty() {
+        let p = &args.prefix;
+        data.samples
+            .iter_mut()
+            .for_each(|s| s.service = format!("{p}{}", s.service));
+        data.deploys
+            .iter_mut()
+            .for_each(|d| d.service = format!("{p}{}", d.service));
+        data.logs
+            .iter_mut()
+            .for_each(|l| l.service = format!("{p}{}", l.service));
+    }
+    if let Some(addr) = args.serve_metrics {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        rt.block_on(super::simulate_serve::serve_metrics(addr, data, args.speed))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out = args
+        .out
+        .as_ref()
+        .context("--out is required without --serve-metrics")?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let write_lines =
         |name: &str, lines: &mut dyn Iterator<Item = serde_json::Value>| -> anyhow::Result<()> {
-            let path = args.out.join(name);
+            let path = out.join(name);
             let mut f = BufWriter::new(
                 File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
             );
@@ -60,7 +83,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|l| serde_json::to_value(l).unwrap_or_default()),
     )?;
-    let expected = args.out.join("expected.json");
+    let expected = out.join("expected.json");
     std::fs::write(&expected, serde_json::to_string_pretty(&data.expected)?)
         .with_context(|| format!("cannot write {}", expected.display()))?;
     eprintln!(
@@ -70,11 +93,11 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         data.logs.len(),
         args.scenario,
         args.seed,
-        args.out.display()
+        out.display()
     );
     eprintln!(
         "replay it: watchdog replay --metrics {0}/metrics.jsonl --deploys {0}/deploys.jsonl --logs {0}/logs.jsonl",
-        args.out.display()
+        out.display()
     );
     Ok(ExitCode::SUCCESS)
 }
