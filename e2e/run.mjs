@@ -172,6 +172,13 @@ try {
       await page.fill('#q', 'no-such-incident-xyz');
       await page.press('#q', 'Enter');
       await page.waitForSelector('.empty');
+      // Filters live in the URL: a reload (or a shared link) keeps them.
+      await page.selectOption('#status', 'open');
+      await page.waitForFunction(() => location.search.includes('status=open') && location.search.includes('q=no-such-incident-xyz'));
+      await page.reload();
+      await page.waitForSelector('.empty');
+      assert.equal(await page.inputValue('#q'), 'no-such-incident-xyz');
+      assert.equal(await page.inputValue('#status'), 'open');
       await page.close();
     });
 

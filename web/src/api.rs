@@ -154,6 +154,33 @@ pub struct IncidentQuery {
 }
 
 impl IncidentQuery {
+    /// Reads filters from a query string (with or without `?`).
+    pub fn from_query(query: &str) -> IncidentQuery {
+        let mut out = IncidentQuery::default();
+        for (key, value) in state::query_pairs(query) {
+            match key.as_str() {
+                "q" => out.q = value,
+                "status" => out.status = value,
+                "severity" => out.severity = value,
+                "service" => out.service = value,
+                "environment" => out.environment = value,
+                "sort" => out.sort = value,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The filters as a query string (without `?`), empty ones and the default sort left out.
+    pub fn to_query(&self) -> String {
+        self.pairs()
+            .into_iter()
+            .filter(|(k, v)| !(*k == "sort" && v == "-opened_at"))
+            .map(|(k, v)| format!("{k}={}", state::encode(&v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
     fn pairs(&self) -> Vec<(&'static str, String)> {
         [
             ("q", &self.q),
@@ -312,4 +339,26 @@ pub async fn list_deploys(verdict: &str, service: &str) -> Result<Page<DeployRow
         req = req.query([("service", service.trim())]);
     }
     send_json(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test]
+    fn incident_filters_round_trip_through_the_url() {
+        let q = IncidentQuery {
+            q: "p95 latency".into(),
+            status: "open".into(),
+            sort: "-opened_at".into(),
+            ..IncidentQuery::default()
+        };
+        let text = q.to_query();
+        assert_eq!(text, "q=p95%20latency&status=open");
+        let back = IncidentQuery::from_query(&format!("?{text}"));
+        assert_eq!(back.q, "p95 latency");
+        assert_eq!(back.status, "open");
+        assert_eq!(back.sort, "");
+    }
 }

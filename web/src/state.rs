@@ -153,10 +153,8 @@ impl PlaygroundParams {
     /// that do not parse keep their defaults.
     pub fn from_query(query: &str) -> PlaygroundParams {
         let mut p = PlaygroundParams::default();
-        for pair in query.trim_start_matches('?').split('&') {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = decode(value);
-            match key {
+        for (key, value) in query_pairs(query) {
+            match key.as_str() {
                 "scenario" if !value.is_empty() => p.scenario = value,
                 "seed" => set(&mut p.seed, &value),
                 "shift" => set(&mut p.shift, &value),
@@ -176,13 +174,27 @@ impl PlaygroundParams {
     }
 }
 
+/// The decoded `key=value` pairs of a query string (with or without `?`).
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .trim_start_matches('?')
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
 fn set<T: std::str::FromStr>(slot: &mut T, value: &str) {
     if let Ok(v) = value.parse() {
         *slot = v;
     }
 }
 
-fn encode(s: &str) -> String {
+/// Percent-encodes a query string value.
+pub fn encode(s: &str) -> String {
     String::from(js_sys::encode_uri_component(s))
 }
 

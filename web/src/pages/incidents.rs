@@ -7,6 +7,7 @@ use crate::api::{self, IncidentQuery};
 use crate::components::error::ErrorBox;
 use crate::components::verdict::{when, Tag};
 use crate::live::{subscribe, LiveIndicator};
+use crate::state;
 
 fn select(
     id: &'static str,
@@ -39,12 +40,29 @@ fn text_filter(id: &'static str, label: &'static str, value: RwSignal<String>) -
 #[component]
 pub fn Incidents() -> impl IntoView {
     let live = subscribe();
-    let q = RwSignal::new(String::new());
-    let status = RwSignal::new(String::new());
-    let severity = RwSignal::new(String::new());
-    let service = RwSignal::new(String::new());
-    let environment = RwSignal::new(String::new());
-    let sort = RwSignal::new("-opened_at".to_string());
+    // Filters start from the URL and are written back to it, so a filtered list is a link.
+    let initial = IncidentQuery::from_query(&state::current_query());
+    let q = RwSignal::new(initial.q);
+    let status = RwSignal::new(initial.status);
+    let severity = RwSignal::new(initial.severity);
+    let service = RwSignal::new(initial.service);
+    let environment = RwSignal::new(initial.environment);
+    let sort = RwSignal::new(if initial.sort.is_empty() {
+        "-opened_at".to_string()
+    } else {
+        initial.sort
+    });
+    Effect::new(move |_| {
+        let query = IncidentQuery {
+            q: q.get(),
+            status: status.get(),
+            severity: severity.get(),
+            service: service.get(),
+            environment: environment.get(),
+            sort: sort.get(),
+        };
+        state::replace_query(&query.to_query());
+    });
 
     let incidents = LocalResource::new(move || {
         live.changes.track();
