@@ -17,7 +17,7 @@ ap.add_argument('--bin', default='target/release/watchdog')
 ap.add_argument('--data', default=os.path.join(os.path.dirname(__file__), '../../../shared/data/nab'))
 ap.add_argument('--lead-mins', type=float, default=10.0, help='deploy this long before the labelled anomaly')
 ap.add_argument('--metric', default='value', help='metric name to give the series')
-ap.add_argument('--extra', nargs='*', default=[], help='extra replay arguments')
+ap.add_argument('--replay-args', default='', help='extra replay arguments, e.g. "--monitoring-window-secs 14400"')
 ap.add_argument('-v', action='store_true')
 a = ap.parse_args()
 if not os.path.isdir(a.data):
@@ -56,7 +56,7 @@ for name, wins in sorted(windows.items()):
         dpath = os.path.join(tmp, 'd.jsonl')
         with open(dpath, 'w') as f:
             f.write(json.dumps({'timestamp': F(t), 'deploy_id': f'{name}#{i}'}) + '\n')
-        out = subprocess.run([a.bin, 'replay', '--metrics', mpath, '--deploys', dpath] + a.extra,
+        out = subprocess.run([a.bin, 'replay', '--metrics', mpath, '--deploys', dpath] + a.replay_args.split(),
                              capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stderr); sys.exit(1)

@@ -306,12 +306,10 @@ impl Watch {
                 (summarize(&vals), None)
             }
         };
-        let center = if counts.is_some() {
-            observed.mean
-        } else {
-            observed.median
-        };
-        let effect = center - level;
+        // As documented on `MetricEvidence`: the observed mean against the baseline's
+        // expected level at the deploy (trend-adjusted), so that every reader computes
+        // "before" the same way (`observed.mean - effect_absolute`).
+        let effect = observed.mean - level;
         let status = match t.phase {
             Phase::Fired { .. } => MetricStatus::Regressed,
             Phase::PreExistingShort { .. } => MetricStatus::PreExisting,
@@ -382,12 +380,8 @@ pub(super) fn summarize(vals: &[f64]) -> Summary {
 }
 
 fn describe_shift(e: &MetricEvidence) -> String {
-    let from = e.baseline.median;
-    let to = if e.test == TestKind::BinomialCusum {
-        e.observed.mean
-    } else {
-        e.observed.median
-    };
+    let to = e.observed.mean;
+    let from = to - e.effect_absolute;
     let verb = if e.effect_absolute >= 0.0 {
         "rose"
     } else {
