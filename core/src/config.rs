@@ -96,6 +96,10 @@ pub struct Config {
     pub max_history: usize,
     /// Most log events kept per series for signature evidence. Default 20000.
     pub max_log_history: usize,
+    /// Period of the daily pattern checked before a shift is blamed on a deploy, in
+    /// seconds (default 86400; 0 turns the check off). Used only when the history holds
+    /// the same clock time one period earlier.
+    pub seasonal_period_secs: u64,
     /// What a significant, brand-new error signature after a deploy does: `regression`
     /// (default) or `warning`.
     pub new_error_signature: SignaturePolicy,
@@ -119,6 +123,7 @@ impl Default for Config {
             max_gap_intervals: 5.0,
             max_history: 1024,
             max_log_history: 20_000,
+            seasonal_period_secs: 86_400,
             new_error_signature: SignaturePolicy::Regression,
             metrics: BTreeMap::new(),
         }

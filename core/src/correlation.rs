@@ -337,7 +337,9 @@ impl Engine {
         let lookback = (self
             .config
             .max_baseline_window_secs
+            .max(self.config.seasonal_period_secs)
             .max(self.config.baseline_window_secs)
+            + self.config.baseline_window_secs
             + self.config.monitoring_window_secs
             + 2 * self.config.allowed_lateness_secs) as i64
             * 1000;

@@ -80,6 +80,9 @@ pub(crate) struct Test {
     pre_existing_from: Option<i64>,
     /// Last time the effect floor was checked and failed: (statistic, samples).
     last_effect_check: Option<(f64, usize)>,
+    /// Start of a shift that the same clock time the day before also showed (a daily
+    /// pattern, not the deploy).
+    pub seasonal_note: Option<i64>,
     /// Statistic after each fed sample, when tracing.
     pub trace: Option<Vec<(i64, f64)>>,
 }
@@ -318,6 +321,7 @@ impl Watch {
                 run_start_at_deploy: None,
                 pre_existing_from: p.pre_from,
                 last_effect_check: None,
+                seasonal_note: None,
                 trace: setup.tracing.then(Vec::new),
             });
         }
@@ -367,6 +371,7 @@ impl Watch {
                 run_start_at_deploy: None,
                 pre_existing_from: None,
                 last_effect_check: None,
+                seasonal_note: None,
                 trace: setup.tracing.then(Vec::new),
             });
         }
@@ -616,7 +621,13 @@ impl Watch {
         }
         let start = start.max(deploy_ms);
         let effect = run_effect(test, histories, start, t + 1);
-        if effect >= test.min_effect && effect > 0.0 {
+        let seasonal = effect >= test.min_effect
+            && effect > 0.0
+            && daily_pattern_explains(test, histories, deploy_ms, start, t + 1, effect, cfg);
+        if seasonal {
+            test.seasonal_note = Some(start);
+        }
+        if effect >= test.min_effect && effect > 0.0 && !seasonal {
             test.phase = Phase::Fired {
                 at_ms: t,
                 start_ms: start,
@@ -703,6 +714,46 @@ impl Watch {
             }
         }
     }
+}
+
+/// Whether the day before, over the same clock-time stretch, the metric moved the same way
+/// by at least 80 % of today's shift: then the shift is the service's daily pattern (the
+/// morning ramp, the evening peak), not the deploy.
+///
+/// Yesterday's shift is measured like today's: the mean over `[start, until)` moved back
+/// by the period, against the median of the hour before the deploy's time the day before.
+/// It needs at least `min_baseline_samples` samples in that hour and three in the
+/// stretch; without a day of history (or for the count test) nothing is explained away.
+fn daily_pattern_explains(
+    t: &Test,
+    histories: &[History],
+    deploy_ms: i64,
+    start: i64,
+    until: i64,
+    effect: f64,
+    cfg: &Config,
+) -> bool {
+    let period = cfg.seasonal_period_secs as i64 * 1000;
+    if period <= 0 || t.requests_metric.is_some() {
+        return false;
+    }
+    let h = &histories[t.metric];
+    let base_lo = lower_bound(
+        h,
+        deploy_ms - period - cfg.baseline_window_secs as i64 * 1000,
+    );
+    let base_hi = lower_bound(h, deploy_ms - period);
+    let (lo, hi) = (
+        lower_bound(h, start - period),
+        lower_bound(h, until - period),
+    );
+    if base_hi - base_lo < cfg.min_baseline_samples || hi - lo < 3 {
+        return false;
+    }
+    let mut base: Vec<f64> = h.range(base_lo..base_hi).map(|p| p.1).collect();
+    let level = median_in_place(&mut base);
+    let then = h.range(lo..hi).map(|p| p.1).sum::<f64>() / (hi - lo) as f64;
+    t.sign * (then - level) >= 0.8 * effect
 }
 
 fn test_alpha(alpha: f64, tests: usize) -> f64 {

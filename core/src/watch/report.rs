@@ -70,6 +70,13 @@ impl Watch {
                     human_secs((self.deploy_ms - start_ms) as f64 / 1000.0)
                 )),
                 Phase::Running => {
+                    if let Some(from) = t.seasonal_note {
+                        warnings.push(format!(
+                            "{} moved from {} on, but it moved as much at the same time the day before (a daily pattern, not counted against the deploy)",
+                            t.name,
+                            Timestamp(from)
+                        ));
+                    }
                     if let Some(from) = t.pre_existing_from {
                         warnings.push(format!(
                             "{} was already shifting since {} ({} before the deploy); the deploy was judged against the level after that shift",
