@@ -343,3 +343,54 @@ fn steady_logs_are_no_evidence() {
     assert_eq!(v.verdict, VerdictKind::Healthy, "{}", v.reason);
     assert!(v.signatures.is_empty(), "{:?}", v.signatures);
 }
+
+/// A rise that happens every day at the same time (a rush hour) is not blamed on a deploy
+/// that lands at its start; the same rise with a real regression on top still is.
+#[test]
+fn a_daily_pattern_is_not_a_regression() {
+    // T0 is 12:00 UTC; the deploy lands at 08:00 that day, when the rush hour begins.
+    let deploy_t = T0.add_secs(-4.0 * 3600.0);
+    let build = |extra: f64| {
+        let mut rng = watchdog_core::scenarios::Rng::new(11);
+        let mut samples = Vec::new();
+        // Two days and a bit at 5-minute intervals; every day from 08:00 to 10:00 the
+        // value doubles.
+        let start = deploy_t.add_secs(-2.0 * 86_400.0 - 4.0 * 3600.0);
+        for i in 0..(2 * 288 + 78) {
+            let t = start.add_secs(300.0 * i as f64);
+            let clock = (t.millis() / 1000).rem_euclid(86_400) as f64 / 3600.0;
+            let rush = (8.0..10.0).contains(&clock);
+            let v = 100.0 * if rush { 2.0 } else { 1.0 }
+                + 4.0 * rng.normal()
+                + if t >= deploy_t && rush { extra } else { 0.0 };
+            samples.push(sample(t, "svc", &[("travel_time_ms", v)]));
+        }
+        samples
+    };
+    let d = deploy(deploy_t, "v2", "svc");
+    let quiet = build(0.0);
+    let v = &run(Config::default(), &quiet, std::slice::from_ref(&d))[0];
+    assert_ne!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+    assert!(
+        v.warnings.iter().any(|w| w.contains("daily pattern")),
+        "{:?}",
+        v.warnings
+    );
+    let off = &run(
+        Config {
+            seasonal_period_secs: 0,
+            ..Config::default()
+        },
+        &quiet,
+        std::slice::from_ref(&d),
+    )[0];
+    assert_eq!(
+        off.verdict,
+        VerdictKind::Regression,
+        "without the check the rush hour looks like a regression: {}",
+        off.reason
+    );
+    let bad = build(120.0);
+    let v = &run(Config::default(), &bad, &[d])[0];
+    assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+}
