@@ -100,6 +100,11 @@ pub struct Config {
     /// seconds (default 86400; 0 turns the check off). Used only when the history holds
     /// the same clock time one period earlier.
     pub seasonal_period_secs: u64,
+    /// How long a detected regression's verdict waits before it is emitted, gathering
+    /// the log evidence of the minutes after the detection (`detected_at` is not
+    /// changed). Unset means 0 for the engine, so a live server alerts at once;
+    /// `watchdog replay` and the scenario runs use 300.
+    pub evidence_grace_secs: Option<u64>,
     /// What a significant, brand-new error signature after a deploy does: `regression`
     /// (default) or `warning`.
     pub new_error_signature: SignaturePolicy,
@@ -124,6 +129,7 @@ impl Default for Config {
             max_history: 1024,
             max_log_history: 20_000,
             seasonal_period_secs: 86_400,
+            evidence_grace_secs: None,
             new_error_signature: SignaturePolicy::Regression,
             metrics: BTreeMap::new(),
         }

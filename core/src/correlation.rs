@@ -418,11 +418,11 @@ impl Engine {
                 let wm = self.max_ts.unwrap_or(i64::MIN).max(t)
                     - self.config.allowed_lateness_secs as i64 * 1000;
                 if let Some(at) = w.fired_at() {
-                    if at <= wm || !w.has_gaps(&series.histories, at) {
+                    if w.grace_ms == 0 && (at <= wm || !w.has_gaps(&series.histories, at)) {
                         let w = series.watch.take().expect("watch present");
                         self.close(sid, w, at, WatchEnd::Detection);
                     } else {
-                        self.next_end_ms = self.next_end_ms.min(at);
+                        self.next_end_ms = self.next_end_ms.min(w.due_ms());
                     }
                 }
             }
@@ -605,7 +605,12 @@ impl Engine {
                         .max()
                         .unwrap_or(w.deploy_ms)
                         .max(w.deploy_ms);
-                    self.close(sid, w, last, WatchEnd::EndOfData);
+                    let why = if w.fired() {
+                        WatchEnd::Detection
+                    } else {
+                        WatchEnd::EndOfData
+                    };
+                    self.close(sid, w, last, why);
                 }
             }
         }
@@ -628,8 +633,11 @@ impl Engine {
             // Recompute with whatever arrived late before confirming.
             w.replay(&self.series[sid].histories, &self.config);
         }
-        if let Some(at) = w.fired_at() {
-            self.close(sid, w, at, WatchEnd::Detection);
+        if w.fired_at().is_some() {
+            // The verdict covers the grace after the detection (log evidence), never
+            // past the window's end.
+            let until = at_ms.min(w.end_ms.max(w.fired_at().unwrap_or(at_ms)));
+            self.close(sid, w, until, WatchEnd::Detection);
         } else if w.end_ms <= at_ms {
             let why = w.end_reason;
             self.close(sid, w, at_ms, why);
@@ -703,7 +711,7 @@ impl Engine {
             tracing: self.tracing,
         };
         let watch = Watch::start(p.deploy, &setup);
-        if watch.fired() {
+        if watch.fired() && watch.grace_ms == 0 {
             let until = watch.fired_at().unwrap_or(watch.last_seen_ms);
             self.close(sid, watch, until, WatchEnd::Detection);
         } else {

@@ -299,7 +299,9 @@ pub fn generate(name: &str, params: &ScenarioParams) -> Result<ScenarioData, Err
 /// # Errors
 /// [`Error::Config`] when `config` is invalid.
 pub fn run(data: &ScenarioData, config: &Config) -> Result<Vec<(Expected, DeployVerdict)>, Error> {
-    let mut engine = Engine::new(config.clone())?;
+    let mut config = config.clone();
+    config.evidence_grace_secs.get_or_insert(300);
+    let mut engine = Engine::new(config)?;
     let (mut si, mut di, mut li) = (0, 0, 0);
     // Merge the three time-ordered streams; a deploy goes before samples of its instant.
     loop {

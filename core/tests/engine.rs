@@ -394,3 +394,35 @@ fn a_daily_pattern_is_not_a_regression() {
     let v = &run(Config::default(), &bad, &[d])[0];
     assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
 }
+
+/// A regression found 30 s after the deploy still reports the new error the release logs,
+/// because the verdict gathers the log evidence of the grace after the detection.
+#[test]
+fn a_regression_carries_its_dominant_new_log_signature() {
+    let data = scenarios::generate(
+        "error_spike",
+        &ScenarioParams {
+            seed: 42,
+            ..ScenarioParams::default()
+        },
+    )
+    .unwrap();
+    let (_, v) = scenarios::run(&data, &Config::default()).unwrap().remove(0);
+    assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+    assert!(v.detected_at.unwrap().secs_since(v.deployed_at) <= 60.0);
+    let s = v.signatures.first().expect("the new error signature");
+    assert!(
+        s.template.contains("payment gateway timeout"),
+        "{}",
+        s.template
+    );
+    assert_eq!(s.change, watchdog_core::SignatureChange::New);
+    assert!(s.count_after >= 3 && !s.example.is_empty());
+    // Without the grace the verdict is emitted at the detection, before the log burst.
+    let cfg = Config {
+        evidence_grace_secs: Some(0),
+        ..Config::default()
+    };
+    let (_, quick) = scenarios::run(&data, &cfg).unwrap().remove(0);
+    assert_eq!(quick.detected_at, v.detected_at);
+}

@@ -93,6 +93,9 @@ pub fn config_from(config: Option<&Path>, window: Option<u64>) -> anyhow::Result
         }
         c.monitoring_window_secs = w;
     }
+    // Files are replayed after the fact: let a regression's verdict gather the log
+    // evidence of the five minutes after its detection (see Config::evidence_grace_secs).
+    c.evidence_grace_secs.get_or_insert(300);
     c.validate()?;
     Ok(c)
 }
