@@ -148,7 +148,13 @@ fn triage_regression(v: &DeployVerdict) -> TriageReport {
             Some(acc.map_or(s, |a| a.min(s)))
         });
     let close = onset.is_some_and(|s| (0.0..=CLOSE_ONSET_SECS).contains(&s));
-    let clear = margin >= CLEAR_MARGIN;
+    // A sequential test stops as soon as it crosses its threshold, so the statistic at
+    // detection is always close to it; how clear a regression is shows in the size of the
+    // shift instead: several noise units, and well past the smallest material change.
+    let clear = margin >= CLEAR_MARGIN
+        || regressed
+            .iter()
+            .any(|e| e.effect_sigmas.abs() >= 3.0 && e.effect_absolute.abs() >= 2.0 * e.min_effect);
     let preexisting = v
         .evidence
         .iter()
