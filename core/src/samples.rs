@@ -159,6 +159,17 @@ fn optional_string(obj: &Map<String, Value>, key: &str) -> Result<String, Error>
     }
 }
 
+/// The `service` and `environment` (or `env`) labels of a record, empty when absent.
+fn labels(obj: &Map<String, Value>) -> Result<(String, String), Error> {
+    let service = optional_string(obj, "service")?;
+    let environment = if obj.contains_key("environment") {
+        optional_string(obj, "environment")?
+    } else {
+        optional_string(obj, "env")?
+    };
+    Ok((service, environment))
+}
+
 /// Fields of a metric record that are labels, not metrics.
 const LABEL_FIELDS: &[&str] = &[
     "timestamp",
@@ -185,12 +196,7 @@ impl Sample {
     pub fn from_json(value: &Value) -> Result<Sample, Error> {
         let obj = object(value)?;
         let timestamp = timestamp_field(obj)?;
-        let service = optional_string(obj, "service")?;
-        let environment = if obj.contains_key("environment") {
-            optional_string(obj, "environment")?
-        } else {
-            optional_string(obj, "env")?
-        };
+        let (service, environment) = labels(obj)?;
         let mut metrics = Vec::with_capacity(obj.len());
         for (k, v) in obj {
             if LABEL_FIELDS.contains(&k.as_str()) {
@@ -293,12 +299,7 @@ impl Deploy {
                 ))
             }
         };
-        let service = optional_string(obj, "service")?;
-        let environment = if obj.contains_key("environment") {
-            optional_string(obj, "environment")?
-        } else {
-            optional_string(obj, "env")?
-        };
+        let (service, environment) = labels(obj)?;
         Ok(Deploy {
             timestamp,
             deploy_id,
@@ -353,12 +354,7 @@ impl LogEvent {
                 ))
             }
         };
-        let service = optional_string(obj, "service")?;
-        let environment = if obj.contains_key("environment") {
-            optional_string(obj, "environment")?
-        } else {
-            optional_string(obj, "env")?
-        };
+        let (service, environment) = labels(obj)?;
         Ok(LogEvent {
             timestamp,
             service,
