@@ -98,6 +98,9 @@ impl PlaygroundParams {
             baseline_window_secs: self.baseline_window_secs,
             min_relative_effect: self.min_relative_effect,
             design_shift_sigmas: self.design_shift_sigmas,
+            // A replay in the page has all the data: let a regression gather the log
+            // evidence of the minutes after its detection, as `watchdog replay` does.
+            evidence_grace_secs: Some(300),
             ..Config::default()
         }
     }

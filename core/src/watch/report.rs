@@ -398,20 +398,14 @@ fn describe_shift(e: &MetricEvidence) -> String {
         .effect_relative
         .map(|r| format!(" ({:+.0}%)", r * 100.0))
         .unwrap_or_default();
-    if e.test == TestKind::BinomialCusum {
-        format!(
-            "error_rate {verb} from {} to {}{rel}",
-            fmt_pct(from),
-            fmt_pct(to)
-        )
-    } else {
-        format!(
-            "{} {verb} from {} to {}{rel}",
-            e.metric,
-            fmt_num(from),
-            fmt_num(to)
-        )
-    }
+    // Units as a reader expects them (`1.2%`, `250 ms`), from the explanation module,
+    // so the reason and the explanation print the same figures.
+    format!(
+        "{} {verb} from {} to {}{rel}",
+        e.metric,
+        crate::explain::format_value(&e.metric, from),
+        crate::explain::format_value(&e.metric, to)
+    )
 }
 
 /// A number with about four significant digits, no exponent for everyday magnitudes.
