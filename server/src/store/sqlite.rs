@@ -155,24 +155,20 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// `INSERT INTO table (cols) VALUES ($1,…),(…)` for `rows` rows of `cols` columns.
+/// `INSERT INTO table (cols) VALUES (?,…),(…)` for `rows` rows of `cols` columns.
+///
+/// Anonymous `?` placeholders on purpose: for each parameter sqlx asks SQLite for its name,
+/// and SQLite finds a name by scanning the list of named parameters, so `$1…$1024` made
+/// binding one full chunk quadratic (40% of the server's time under load).
 fn multi_insert(table: &str, cols: &[&str], rows: usize) -> String {
+    let row = format!("({})", vec!["?"; cols.len()].join(","));
     let mut sql = format!("INSERT INTO {table} ({}) VALUES ", cols.join(", "));
-    let mut n = 1;
+    sql.reserve(rows * (row.len() + 1));
     for r in 0..rows {
         if r > 0 {
             sql.push(',');
         }
-        sql.push('(');
-        for c in 0..cols.len() {
-            if c > 0 {
-                sql.push(',');
-            }
-            sql.push('$');
-            sql.push_str(&n.to_string());
-            n += 1;
-        }
-        sql.push(')');
+        sql.push_str(&row);
     }
     sql
 }
