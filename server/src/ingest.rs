@@ -3,4 +3,5 @@
 pub mod body;
 pub mod files;
 pub mod hooks;
+pub mod metric_record;
 pub mod prometheus;

@@ -4,7 +4,6 @@
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 /// Why one item was not accepted.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -60,14 +59,16 @@ fn reject(index: usize, line: usize, err: watchdog_core::Error) -> Rejection {
     }
 }
 
-/// Parses `body` as a JSON array or NDJSON and validates each item with `parse`.
+/// Parses `body` as a JSON array or NDJSON and validates each item with `parse`, which
+/// is given one item's JSON text (e.g. `Deploy::from_json_line`) and reports invalid JSON
+/// as field `(json)`.
 ///
 /// # Errors
 /// [`NotJson`] when the body is empty, not UTF-8, an array that is not valid JSON, or
 /// NDJSON of which no line is JSON.
 pub fn parse_body<T>(
     body: &[u8],
-    parse: impl Fn(&Value) -> Result<T, watchdog_core::Error>,
+    parse: impl Fn(&str) -> Result<T, watchdog_core::Error>,
 ) -> Result<Parsed<T>, NotJson> {
     let text =
         std::str::from_utf8(body).map_err(|e| NotJson(format!("body is not UTF-8 text: {e}")))?;
@@ -91,10 +92,7 @@ pub fn parse_body<T>(
         for (index, raw) in raws.into_iter().enumerate() {
             let offset = raw.get().as_ptr() as usize - base;
             let line = line_of(text, offset);
-            let result = serde_json::from_str::<Value>(raw.get())
-                .map_err(|e| watchdog_core::Error::record("(json)", e.to_string()))
-                .and_then(|v| parse(&v));
-            match result {
+            match parse(raw.get()) {
                 Ok(record) => items.push(Item {
                     record,
                     raw: raw.get().to_string(),
@@ -111,18 +109,10 @@ pub fn parse_body<T>(
         if l.is_empty() {
             continue;
         }
-        let value = serde_json::from_str::<Value>(l);
-        if value.is_ok() {
+        let result = parse(l);
+        if !matches!(&result, Err(e) if e.field() == Some("(json)")) {
             json_lines += 1;
         }
-        let result = value
-            .map_err(|e| {
-                watchdog_core::Error::record(
-                    "(json)",
-                    format!("invalid JSON at column {}: {e}", e.column()),
-                )
-            })
-            .and_then(|v| parse(&v));
         match result {
             Ok(record) => items.push(Item {
                 record,
@@ -147,12 +137,12 @@ pub fn parse_body<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchdog_core::Sample;
+    use crate::ingest::metric_record::parse_sample;
 
     #[test]
     fn ndjson_reports_line_and_field_and_keeps_the_rest() {
         let body = b"{\"timestamp\":\"2026-03-30T19:30:00Z\",\"error_rate\":0.1}\n\n{\"timestamp\":\"bad\",\"error_rate\":0.1}\n{\"timestamp\":\"2026-03-30T19:31:00Z\",\"p95_latency_ms\":\"nan\"}\n{\"timestamp\":\"2026-03-30T19:32:00Z\",\"error_rate\":0.2}\n";
-        let p = parse_body(body, Sample::from_json).unwrap();
+        let p = parse_body(body, parse_sample).unwrap();
         assert_eq!(p.items.len(), 2);
         assert_eq!(p.rejected.len(), 2);
         assert_eq!(
@@ -169,7 +159,7 @@ mod tests {
     #[test]
     fn array_items_know_their_line() {
         let body = b"[\n {\"timestamp\":\"2026-03-30T19:30:00Z\",\"error_rate\":0.1},\n {\"error_rate\":0.1}\n]";
-        let p = parse_body(body, Sample::from_json).unwrap();
+        let p = parse_body(body, parse_sample).unwrap();
         assert_eq!(p.items.len(), 1);
         assert_eq!(p.rejected[0].index, 1);
         assert_eq!(p.rejected[0].line, 3);
@@ -178,8 +168,8 @@ mod tests {
 
     #[test]
     fn not_json_is_an_error_of_the_whole_body() {
-        assert!(parse_body(b"hello world\nmore", Sample::from_json).is_err());
-        assert!(parse_body(b"[1, 2", Sample::from_json).is_err());
-        assert!(parse_body(b"  ", Sample::from_json).is_err());
+        assert!(parse_body(b"hello world\nmore", parse_sample).is_err());
+        assert!(parse_body(b"[1, 2", parse_sample).is_err());
+        assert!(parse_body(b"  ", parse_sample).is_err());
     }
 }

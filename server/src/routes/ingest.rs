@@ -14,6 +14,7 @@ use watchdog_core::{Deploy, LogEvent, Sample};
 
 use crate::error::AppError;
 use crate::ingest::body::{parse_body, Parsed, Rejection};
+use crate::ingest::metric_record::parse_sample;
 use crate::state::AppState;
 use crate::store::{NewDeploy, NewRecord};
 
@@ -30,7 +31,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
 
 async fn parse_blocking<T: Send + 'static>(
     body: Bytes,
-    parse: fn(&serde_json::Value) -> Result<T, watchdog_core::Error>,
+    parse: fn(&str) -> Result<T, watchdog_core::Error>,
 ) -> Result<Parsed<T>, AppError> {
     tokio::task::spawn_blocking(move || parse_body(&body, parse))
         .await
@@ -77,7 +78,7 @@ async fn metrics(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let parsed = parse_blocking(body?, Sample::from_json).await?;
+    let parsed = parse_blocking(body?, parse_sample).await?;
     let (rows, samples): (Vec<NewRecord>, Vec<Sample>) = parsed
         .items
         .into_iter()
@@ -112,7 +113,7 @@ async fn logs(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let parsed = parse_blocking(body?, LogEvent::from_json).await?;
+    let parsed = parse_blocking(body?, LogEvent::from_json_line).await?;
     let (rows, events): (Vec<NewRecord>, Vec<LogEvent>) = parsed
         .items
         .into_iter()
@@ -187,7 +188,7 @@ pub async fn deploys(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let parsed = parse_blocking(body?, Deploy::from_json).await?;
+    let parsed = parse_blocking(body?, Deploy::from_json_line).await?;
     let deploys: Vec<Deploy> = parsed.items.into_iter().map(|i| i.record).collect();
     let n = deploys.len();
     let ids = accept_deploys(&state, deploys, "api").await?;
