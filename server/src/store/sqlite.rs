@@ -11,6 +11,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -58,11 +59,20 @@ impl FromStr for Durability {
     }
 }
 
+/// WAL size (pages of 4 KiB) at which the writer checkpoints by itself: only a backstop
+/// for when the background checkpointer falls behind.
+const WRITER_AUTOCHECKPOINT_PAGES: &str = "16384";
+
+/// How often the background task copies the WAL into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Alive while any clone of the store is; the checkpoint task stops when it is gone.
+    _alive: Arc<()>,
 }
 
 impl SqliteStore {
@@ -86,20 +96,58 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .statement_cache_capacity(256);
+        // Checkpoints (copying the WAL into the database file) would otherwise run on the
+        // one writer connection, after the commit that crosses the threshold, and hold up
+        // every ingestion request queued behind it. A background connection does them on
+        // the other core instead.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(60))
-            .connect_with(opts.clone())
+            .connect_with(
+                opts.clone()
+                    .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES),
+            )
             .await?;
         migrate(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.clone())
+            .await?;
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
             .connect_with(opts)
             .await?;
-        Ok(SqliteStore { writer, reader })
+        let alive = Arc::new(());
+        tokio::spawn(checkpoint_loop(checkpointer, Arc::downgrade(&alive)));
+        Ok(SqliteStore {
+            writer,
+            reader,
+            _alive: alive,
+        })
     }
+}
+
+/// Runs passive checkpoints (they never block the writer or readers) until the store is
+/// dropped. A passive checkpoint that copies the whole WAL lets the next write start the
+/// WAL file over, so it stays a few dozen MiB under sustained ingestion.
+async fn checkpoint_loop(pool: SqlitePool, alive: Weak<()>) {
+    let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if alive.strong_count() == 0 {
+            break;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "WAL checkpoint failed; the writer will checkpoint instead");
+        }
+    }
+    pool.close().await;
 }
 
 async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
