@@ -605,7 +605,7 @@ impl Engine {
                         .max()
                         .unwrap_or(w.deploy_ms)
                         .max(w.deploy_ms);
-                    let why = if w.fired() {
+                    let why = if w.fired() || w.log_fired_at.is_some() {
                         WatchEnd::Detection
                     } else {
                         WatchEnd::EndOfData
@@ -633,10 +633,10 @@ impl Engine {
             // Recompute with whatever arrived late before confirming.
             w.replay(&self.series[sid].histories, &self.config);
         }
-        if w.fired_at().is_some() {
+        if let Some(at) = w.fired_at().or(w.log_fired_at) {
             // The verdict covers the grace after the detection (log evidence), never
             // past the window's end.
-            let until = at_ms.min(w.end_ms.max(w.fired_at().unwrap_or(at_ms)));
+            let until = at_ms.min(w.end_ms.max(at));
             self.close(sid, w, until, WatchEnd::Detection);
         } else if w.end_ms <= at_ms {
             let why = w.end_reason;
@@ -728,11 +728,22 @@ impl Engine {
         let (Some(w), Some(logs)) = (&self.series[wsid].watch, &self.series[lsid].logs) else {
             return;
         };
-        // The verdict is built over the logs up to now (the detection time inside it is
-        // when the count became significant).
+        // A watch that already fired (or already saw its logs fire) is waiting out its
+        // evidence grace; nothing more to decide.
+        if w.fired() || w.log_fired_at.is_some() {
+            return;
+        }
+        // The verdict is built over the logs up to now or the end of the grace (the
+        // detection time inside it is when the count became significant).
         if signatures_link::new_error_at(logs, &self.miner, w, now_ms, &self.config).is_some() {
-            let w = self.series[wsid].watch.take().expect("watch present");
-            self.close(wsid, w, now_ms, WatchEnd::Detection);
+            let grace = w.grace_ms;
+            if grace == 0 {
+                let w = self.series[wsid].watch.take().expect("watch present");
+                self.close(wsid, w, now_ms, WatchEnd::Detection);
+            } else if let Some(w) = self.series[wsid].watch.as_mut() {
+                w.log_fired_at = Some(now_ms);
+                self.next_end_ms = self.next_end_ms.min(w.due_ms());
+            }
         }
     }
 

@@ -107,6 +107,8 @@ pub(crate) struct Watch {
     pub end_reason: WatchEnd,
     /// How long after a detection the verdict waits, gathering log evidence.
     pub grace_ms: i64,
+    /// When a new error signature made the deploy a regression (waiting out the grace).
+    pub log_fired_at: Option<i64>,
     pub tests: Vec<Test>,
     /// Samples after this instant are fed (per metric, the last fed point).
     pub fed_ms: Vec<i64>,
@@ -145,6 +147,7 @@ impl Watch {
             end_ms: deploy_ms + cfg.monitoring_window_secs as i64 * 1000,
             end_reason: WatchEnd::Window,
             grace_ms: cfg.evidence_grace_secs.unwrap_or(0) as i64 * 1000,
+            log_fired_at: None,
             tests: Vec::new(),
             fed_ms: vec![i64::MIN; setup.histories.len()],
             baseline_from: None,
@@ -396,9 +399,11 @@ impl Watch {
 
     /// When the engine must next look at this watch: its detection, or its end.
     pub fn due_ms(&self) -> i64 {
-        self.fired_at().map_or(self.end_ms, |at| {
-            (at + self.grace_ms).min(self.end_ms.max(at))
-        })
+        self.fired_at()
+            .or(self.log_fired_at)
+            .map_or(self.end_ms, |at| {
+                (at + self.grace_ms).min(self.end_ms.max(at))
+            })
     }
 
     /// Whether a tested metric misses samples (a gap over 1.5 typical intervals) between
