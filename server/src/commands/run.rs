@@ -190,7 +190,12 @@ async fn apply(state: &AppState, mut recs: Vec<Rec>) -> anyhow::Result<()> {
 /// Configuration or store failures, or unreadable files.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     serve::init_tracing();
-    let config = ServerConfig::load(&args.server)?;
+    let mut config = ServerConfig::load(&args.server)?;
+    // `--once` reads files that already exist, usually of the past: event time must come
+    // from the data, or every sample would be older than the wall clock's watermark.
+    if args.once && args.server.clock.is_none() {
+        config.clock = crate::config::Clock::Data;
+    }
     if args.serve {
         serve::check_auth(&config)?;
     }
