@@ -37,8 +37,13 @@ post() { # post ENDPOINT FILE
 }
 if [ ! -f "$state/.demo-loaded" ]; then
   echo "[start] loading demo data"
+  # Event time comes from the data, so each scenario is placed two hours after the one
+  # before, with 40 minutes after its deploy: every watch (30 min) ends inside the data.
+  i=0
   for s in error_spike latency_step healthy pre_existing low_traffic overlapping_deploys; do
-    "$bin" simulate --scenario "$s" --prefix "$s/" --out "$demo/$s" 2>/dev/null
+    "$bin" simulate --scenario "$s" --prefix "$s/" --after-mins 40 --shift-secs $((i * 7200)) \
+      --out "$demo/$s" 2>/dev/null
+    i=$((i + 1))
     post metrics "$demo/$s/metrics.jsonl"
     post logs "$demo/$s/logs.jsonl"
     post deploys "$demo/$s/deploys.jsonl"

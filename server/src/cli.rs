@@ -70,6 +70,13 @@ pub struct SimulateArgs {
     /// Replay speed for --serve-metrics (20 = twenty times real time).
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
+    /// Minutes of data after the deploy (the monitoring window is 30 minutes).
+    #[arg(long, default_value_t = 30)]
+    pub after_mins: u64,
+    /// Move every timestamp by this many seconds (negative moves back), e.g. to load
+    /// several scenarios one after the other into one server.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub shift_secs: i64,
     /// Prefix added to the scenario's service names (e.g. `demo-` gives demo-checkout),
     /// so several scenarios can be loaded into one server.
     #[arg(long, default_value = "")]

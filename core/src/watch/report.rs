@@ -196,9 +196,10 @@ impl Watch {
             .iter()
             .map(|e| {
                 format!(
-                    "{} (could see {})",
+                    "{} (would have seen a change of {})",
                     e.metric,
-                    fmt_num(
+                    crate::explain::format_value(
+                        &e.metric,
                         e.min_effect
                             .max(e.baseline.spread * cfg.design_shift_sigmas)
                     )

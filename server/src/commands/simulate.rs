@@ -15,6 +15,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         shift: args.shift,
         noise: args.noise,
         traffic: args.traffic,
+        after_mins: args.after_mins,
         ..ScenarioParams::default()
     };
     let mut data = scenarios::generate(&args.scenario, &params)?;
@@ -29,6 +30,21 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         data.logs
             .iter_mut()
             .for_each(|l| l.service = format!("{p}{}", l.service));
+    }
+    if args.shift_secs != 0 {
+        let by = args.shift_secs as f64;
+        data.samples
+            .iter_mut()
+            .for_each(|s| s.timestamp = s.timestamp.add_secs(by));
+        data.deploys
+            .iter_mut()
+            .for_each(|d| d.timestamp = d.timestamp.add_secs(by));
+        data.logs
+            .iter_mut()
+            .for_each(|l| l.timestamp = l.timestamp.add_secs(by));
+        data.expected.iter_mut().for_each(|e| {
+            e.effect_starts_at = e.effect_starts_at.map(|t| t.add_secs(by));
+        });
     }
     if let Some(addr) = args.serve_metrics {
         let rt = tokio::runtime::Builder::new_multi_thread()
