@@ -418,7 +418,11 @@ fn a_regression_carries_its_dominant_new_log_signature() {
     );
     assert_eq!(s.change, watchdog_core::SignatureChange::New);
     // The whole grace is counted, not only the lines up to the detection.
-    assert!(s.count_after >= 10 && !s.example.is_empty(), "{}", s.count_after);
+    assert!(
+        s.count_after >= 10 && !s.example.is_empty(),
+        "{}",
+        s.count_after
+    );
     // Without the grace the verdict is emitted at the detection, before the log burst.
     let cfg = Config {
         evidence_grace_secs: Some(0),
