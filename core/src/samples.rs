@@ -139,7 +139,7 @@ fn timestamp_field(obj: &Map<String, Value>) -> Result<Timestamp, Error> {
         Value::Number(n) => n
             .as_f64()
             .filter(|v| v.is_finite())
-            .map(|secs| Timestamp((secs * 1000.0).round() as i64))
+            .map(Timestamp::from_epoch_number)
             .ok_or_else(|| Error::record(key, format!("not a usable number: {n}"))),
         other => Err(Error::record(
             key,

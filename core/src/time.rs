@@ -23,6 +23,17 @@ impl Timestamp {
         Timestamp(secs * 1000)
     }
 
+    /// An instant from a number since the epoch: seconds, or milliseconds when the number
+    /// is 1e11 or more (in seconds that would be after the year 5000, so a number that
+    /// large can only be milliseconds, as JavaScript and many exporters write them).
+    pub fn from_epoch_number(x: f64) -> Self {
+        if x.abs() >= 1e11 {
+            Timestamp(x.round() as i64)
+        } else {
+            Timestamp((x * 1000.0).round() as i64)
+        }
+    }
+
     /// This instant moved by `secs` seconds (negative moves back).
     pub fn add_secs(self, secs: f64) -> Self {
         Timestamp(self.0 + (secs * 1000.0).round() as i64)
@@ -59,7 +70,7 @@ impl Timestamp {
         }
         if let Ok(secs) = t.parse::<f64>() {
             if secs.is_finite() {
-                return Ok(Timestamp((secs * 1000.0).round() as i64));
+                return Ok(Timestamp::from_epoch_number(secs));
             }
         }
         Err(format!(
@@ -107,6 +118,7 @@ mod tests {
         assert_eq!(with_offset.to_rfc3339(), "2026-03-30T19:30:00.250Z");
         assert_eq!(Timestamp::parse("2026-03-30 19:30:00").unwrap(), t);
         assert_eq!(Timestamp::parse("1774899000").unwrap(), t);
+        assert_eq!(Timestamp::parse("1774899000000").unwrap(), t);
     }
 
     #[test]

@@ -107,7 +107,7 @@ impl Fields<'_> {
         .ok_or_else(|| Error::record("timestamp", "missing"))?;
         let timestamp = match value {
             Scalar::Str(s) => Timestamp::parse(s).map_err(|m| Error::record(key, m))?,
-            Scalar::Num(secs) => Timestamp((secs * 1000.0).round() as i64),
+            Scalar::Num(secs) => Timestamp::from_epoch_number(*secs),
             other => {
                 return Err(Error::record(
                     key,
