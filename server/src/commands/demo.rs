@@ -76,6 +76,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 s.change, s.template, s.count_after, s.first_seen, s.example
             );
         }
+        for w in &v.warnings {
+            println!("   note: {w}");
+        }
         let t = triage(&v);
         println!("\n   triage: {} — {}", t.hypothesis, t.recommended_action);
         println!();
