@@ -412,11 +412,7 @@ impl Watch {
                     summary,
                 },
                 noise: 1.0,
-                design: CusumDesign {
-                    k: 0.0,
-                    h: design.h,
-                    clip: design.clip,
-                },
+                design: CusumDesign::spending(0.0, design.h, design.clip, 1.0, window_ms / cadence),
                 count: Some(design),
                 count_base: Some(base),
                 min_effect: cfg.min_absolute_effect("error_rate"),
@@ -672,6 +668,24 @@ impl Watch {
         // once when the excess itself is material (see `reference`).
         if let Some(tail) = test.tail {
             let r = test.sign * (x - test.base.expected(t));
+            // One sample alone decides only right at the deploy: inside the tolerance
+            // before it or among the first samples after it. Later, a lone spike is
+            // just that.
+            let at_deploy =
+                ((t - actual_deploy) as f64) <= reference::PAIR_SPAN as f64 * test.base.cadence_ms;
+            if at_deploy
+                && r >= test.min_effect
+                && r > 0.0
+                && tail.exceeds_alone(r, test.n_post)
+                && !daily_pattern_explains(test, histories, deploy_ms, (t, t + 1), r, cfg, 1)
+            {
+                test.tail_hit = Some((r / tail.scale, tail.single_threshold(test.n_post)));
+                test.phase = Phase::Fired {
+                    at_ms: t.max(actual_deploy),
+                    start_ms: t,
+                };
+                return;
+            }
             if r >= test.min_effect && r > 0.0 && tail.exceeds(r, test.n_post) {
                 match test.last_extreme {
                     Some((first_ms, n)) if test.n_post - n < reference::PAIR_SPAN => {
@@ -701,7 +715,7 @@ impl Watch {
                 }
             }
         }
-        if s <= test.design.h {
+        if s <= test.design.threshold_at(test.n_post) {
             return;
         }
         // Crossed the threshold: is it the deploy's doing, and is it material?
@@ -764,11 +778,13 @@ impl Watch {
                 test.base.level = base.0 / base.1.max(1.0);
                 test.base.summary = rate_summary(&pairs);
                 test.base.n = pairs.len();
-                test.design = CusumDesign {
-                    k: 0.0,
-                    h: design.h,
-                    clip: design.clip,
-                };
+                test.design = CusumDesign::spending(
+                    0.0,
+                    design.h,
+                    design.clip,
+                    1.0,
+                    window_ms / test.base.cadence_ms,
+                );
             }
             None => {
                 let h = &histories[metric];
@@ -902,7 +918,7 @@ impl ScoredDesign {
             guard,
             rank,
             widen,
-            tail: TailModel::fit(&residuals, alpha_test / 2.0, steps),
+            tail: TailModel::fit(&residuals, rho, alpha_test / 2.0, steps),
         }
     }
 }

