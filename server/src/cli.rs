@@ -225,7 +225,7 @@ pub struct RunArgs {
     /// Also post every alert to this URL: a Slack incoming webhook
     /// (`https://hooks.slack.com/services/…`) gets Block Kit, any other URL the plain-text
     /// alert body. The original WatchDog's flag; overrides the config file's `webhook_url`.
-    #[arg(long, env = "WATCHDOG_RUN_WEBHOOK_URL", hide_env_values = true)]
+    #[arg(long)]
     pub webhook_url: Option<String>,
     /// Read the files to their end, close every watch and exit instead of following.
     #[arg(long)]

@@ -391,6 +391,8 @@ async fn serve_with_state_dir_and_port_answers_healthz() {
         .await
         .unwrap();
     assert_eq!(write.status(), 401);
+    let why: Value = write.json().await.unwrap();
+    assert!(why["error"].as_str().unwrap().contains("read-only"), "{why}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

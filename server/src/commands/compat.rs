@@ -297,7 +297,18 @@ pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>>
         .as_ref()
         .map(|s| String::from_utf8_lossy(s.expose()).into_owned());
     match storage(|k| std::env::var(k).ok(), url.as_deref())? {
-        Storage::StateDir | Storage::Postgres => Ok(crate::store::open(config).await?),
+        Storage::StateDir => {
+            let old = config.state_dir.join("watchdog.sqlite");
+            if old.exists() {
+                eprintln!(
+                    "note: {} is the original WatchDog's database; WatchDog keeps its own in {} and leaves that file as it is",
+                    old.display(),
+                    config.state_dir.join("watchdog.db").display()
+                );
+            }
+            Ok(crate::store::open(config).await?)
+        }
+        Storage::Postgres => Ok(crate::store::open(config).await?),
         Storage::SqliteFile(path) => {
             refuse_foreign_sqlite(&path).await?;
             Ok(Arc::new(
