@@ -318,6 +318,9 @@ async fn notify_is_picked_up_by_a_running_run_with_the_original_config() {
     let got = hook.first(60).await;
     assert!(got.content_type.starts_with("text/plain"), "{got:?}");
     assert!(got.body.contains("app v1.4.2 (production)"), "{}", got.body);
+    // A deploy pipeline's supervisor stops it with SIGTERM: a clean exit.
+    let status = run.terminate(30);
+    assert!(status.success(), "{status}\n{}", run.stderr());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,9 +367,22 @@ async fn flags_override_the_config_file_and_log_file_is_followed() {
 async fn serve_with_state_dir_and_port_answers_healthz() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().to_string();
+    std::fs::write(
+        dir.path().join("watchdog.json"),
+        r#"{"monitoring_window_secs":300,"log_file":".watchdog-demo/app.log","detector":{"error_threshold":0.08}}"#,
+    )
+    .unwrap();
     let mut serve = Running::start(
         dir.path(),
-        &["serve", "--state-dir", ".watchdog-demo", "--port", &port],
+        &[
+            "serve",
+            "--state-dir",
+            ".watchdog-demo",
+            "--port",
+            &port,
+            "--config",
+            "watchdog.json",
+        ],
         &[],
     );
     let out = serve
@@ -382,6 +398,14 @@ async fn serve_with_state_dir_and_port_answers_healthz() {
     assert_eq!(health.status(), 200);
     assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
     assert!(dir.path().join(".watchdog-demo/watchdog.db").exists());
+    // The original config: its replaced key warned about, its log_file not silently
+    // dropped.
+    let err = serve.stderr();
+    assert!(err.contains("`detector.error_threshold`"), "{err}");
+    assert!(
+        err.contains("log_file (.watchdog-demo/app.log) is followed by `watchdog run"),
+        "{err}"
+    );
     // No token was given: read-only, and said so.
     assert!(serve.stderr().contains("read-only"), "{}", serve.stderr());
     let write = client
@@ -392,7 +416,10 @@ async fn serve_with_state_dir_and_port_answers_healthz() {
         .unwrap();
     assert_eq!(write.status(), 401);
     let why: Value = write.json().await.unwrap();
-    assert!(why["error"].as_str().unwrap().contains("read-only"), "{why}");
+    assert!(
+        why["error"].as_str().unwrap().contains("read-only"),
+        "{why}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -295,8 +295,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             None
         };
         let mut stop = server.state.shutdown.clone();
+        // One listener for the whole run: a signal that arrives while a round is being
+        // read or stored is kept, and ends the loop at the next round.
+        let on_signal = server.shutdown_sender();
+        tokio::spawn(async move {
+            serve::shutdown_signal().await;
+            let _ = on_signal.send(true);
+        });
         let mut invalid = 0usize;
         loop {
+            if *stop.borrow() {
+                break;
+            }
             let now = AppState::now_ms();
             let mut recs = Vec::new();
             let mut read_any = false;
@@ -327,7 +337,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                     _ = stop.wait_for(|s| *s) => break,
-                    _ = serve::shutdown_signal() => break,
                 }
             }
         }

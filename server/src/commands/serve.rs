@@ -65,7 +65,21 @@ pub async fn start(config: ServerConfig, extra: Vec<Channel>) -> anyhow::Result<
 /// Configuration, store or socket failures.
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
-    let (mut config, _) = super::compat::load_config(&args.server)?;
+    let (mut config, legacy) = super::compat::load_config(&args.server)?;
+    // The original's `webhook_url` alerts from the server too; its `log_file` is only
+    // followed by `watchdog run`, which is said rather than silently ignored.
+    let mut extra = Vec::new();
+    if let Some(legacy) = &legacy {
+        if let Some(url) = &legacy.webhook_url {
+            extra.push(super::compat::webhook_channel(url)?);
+        }
+        if let Some(log) = &legacy.log_file {
+            eprintln!(
+                "note: the config's log_file ({}) is followed by `watchdog run --state-dir`, not by `serve`",
+                log.display()
+            );
+        }
+    }
     if let Some(port) = args.port {
         let default_url = format!("http://{}", config.listen);
         config.listen.set_port(port);
@@ -75,7 +89,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     }
     check_auth(&config);
     runtime()?.block_on(async move {
-        let server = start(config.clone(), Vec::new()).await?;
+        let server = start(config.clone(), extra).await?;
         serve_http(&server, &config).await?;
         server.shutdown().await;
         tracing::info!("stopped");

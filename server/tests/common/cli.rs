@@ -90,6 +90,25 @@ impl Running {
         Running { child, out, err }
     }
 
+    /// Sends SIGTERM and waits (at most `secs`) for the exit status.
+    pub fn terminate(&mut self, secs: u64) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let until = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < until,
+                "still running {secs} s after SIGTERM\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn stdout(&self) -> String {
         self.out.lock().unwrap().join("\n")
     }
