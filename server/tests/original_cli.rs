@@ -141,8 +141,48 @@ async fn a_bad_simulated_deploy_is_caught_by_run_and_posted_to_slack_with_an_oll
         got.body
     );
     assert!(got.body.contains("payment gateway timeout"), "{}", got.body);
-    // The state went to the store in the state directory.
+    // The state went to the store in the state directory: once run stops, serve shows
+    // the incident and exports it as Markdown and JSON.
     assert!(cwd.join(".WatchDog/watchdog.db").exists());
+    assert!(run.terminate(30).success(), "{}", run.stderr());
+    let port = free_port().to_string();
+    let mut serve = Running::start(
+        cwd,
+        &["serve", "--state-dir", ".WatchDog", "--port", &port],
+        &[],
+    );
+    serve.wait_stdout(&["watchdog listening on "], 60).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let list: Value = reqwest::get(format!("{base}/api/v1/incidents"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        list.to_string().contains("regression after deploy v1.4.2"),
+        "{list}"
+    );
+    let md = reqwest::get(format!("{base}/api/v1/incidents/1/export?format=markdown"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        md.starts_with("# Incident 1: app in production: regression after deploy v1.4.2"),
+        "{md}"
+    );
+    let doc: Value = reqwest::get(format!("{base}/api/v1/incidents/1/export?format=json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc.to_string().contains("\"deploy_id\":\"v1.4.2\""),
+        "{doc}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,12 +234,23 @@ async fn a_healthy_simulated_deploy_is_healthy_and_sends_nothing() {
     simulate(cwd, ".WatchDog", "v1.4.1", false);
     let hook = BodyReceiver::start().await;
     let url = hook.url("/watchdog");
+    // local: the Ollama settings are there, and never used.
+    let (ollama, asked) = ollama_stand_in().await;
     let mut run = Running::start(
         cwd,
         &["run", "--state-dir", ".WatchDog", "--webhook-url", &url],
-        &[("WATCHDOG_EXPLAINER", "local")],
+        &[
+            ("WATCHDOG_EXPLAINER", "local"),
+            ("WATCHDOG_OLLAMA_URL", &ollama),
+            ("WATCHDOG_OLLAMA_MODEL", "gemma3"),
+        ],
     );
     let out = run.wait_stdout(&["verdict: HEALTHY", "triage:"], 120).await;
+    assert!(asked.lock().unwrap().is_empty());
+    assert!(
+        !out.contains("rephrased") && !out.contains("In short"),
+        "{out}"
+    );
     assert!(out.contains("app v1.4.1 (production)"), "{out}");
     assert!(!out.contains("REGRESSION"), "{out}");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -239,6 +290,8 @@ async fn notify_is_picked_up_by_a_running_run_with_the_original_config() {
         "detector": {"error_threshold": 0.08, "error_drift": 0.002, "latency_threshold": 120.0, "latency_drift": 5.0}
     });
     std::fs::write(cwd.join("watchdog.json"), config.to_string()).unwrap();
+    // auto with an Ollama model set: Ollama is tried, and answers.
+    let (ollama, asked) = ollama_stand_in().await;
     let mut run = Running::start(
         cwd,
         &[
@@ -248,7 +301,11 @@ async fn notify_is_picked_up_by_a_running_run_with_the_original_config() {
             "--config",
             "watchdog.json",
         ],
-        &[("WATCHDOG_EXPLAINER", "local")],
+        &[
+            ("WATCHDOG_EXPLAINER", "auto"),
+            ("OLLAMA_HOST", ollama.trim_start_matches("http://")),
+            ("WATCHDOG_OLLAMA_MODEL", "gemma3"),
+        ],
     );
     // The simulated deploy is judged first (healthy, with the config's 5-minute window).
     run.wait_stdout(
@@ -314,6 +371,11 @@ async fn notify_is_picked_up_by_a_running_run_with_the_original_config() {
         out.contains("error rate") && out.contains("REGRESSED"),
         "{out}"
     );
+    assert!(
+        out.contains("In short: app v1.4.2 (production): regression"),
+        "{out}"
+    );
+    assert_eq!(asked.lock().unwrap()[0]["model"], "gemma3");
     // The config's webhook_url got the plain-text alert.
     let got = hook.first(60).await;
     assert!(got.content_type.starts_with("text/plain"), "{got:?}");
