@@ -642,3 +642,28 @@ fn storage_variables_work_or_say_what_to_use() {
     assert!(err.contains("pgbouncer=true"), "{err}");
     assert!(!err.contains("service-role-secret"), "{err}");
 }
+
+#[test]
+fn the_original_flags_outside_their_layout_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_to_end(
+        dir.path(),
+        &[
+            "simulate",
+            "--scenario",
+            "healthy",
+            "--out",
+            "x",
+            "--deploy",
+            "v1",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("add --state-dir DIR"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().join("x").exists());
+}

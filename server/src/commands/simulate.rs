@@ -13,6 +13,12 @@ use crate::commands::compat::{
 };
 
 pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    // clap drops `requires` when the required flag conflicts with a given one (--out).
+    if args.state_dir.is_none() && (args.deploy.is_some() || args.bad_deploy) {
+        anyhow::bail!(
+            "--deploy and --bad-deploy belong to the original layout: add --state-dir DIR (and leave out --out and --serve-metrics)"
+        );
+    }
     let params = ScenarioParams {
         seed: args.seed,
         shift: args.shift,
