@@ -575,6 +575,32 @@ fn storage_variables_work_or_say_what_to_use() {
     assert!(cwd.join("db/watchdog-new.sqlite").metadata().unwrap().len() > 0);
     assert!(!cwd.join(".WatchDog/watchdog.db").exists());
 
+    // sqlite alone: watchdog.db in the state directory; the original's watchdog.sqlite
+    // there is named and left as it is.
+    std::fs::write(
+        cwd.join(".WatchDog/watchdog.sqlite"),
+        b"the original's bytes",
+    )
+    .unwrap();
+    std::fs::remove_file(cwd.join(".WatchDog/run-offsets.json")).unwrap();
+    let out = run_to_end(
+        cwd,
+        &["run", "--state-dir", ".WatchDog", "--once"],
+        &[("WATCHDOG_STORAGE", "sqlite")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("\"verdict\":\"regression\""));
+    assert!(cwd.join(".WatchDog/watchdog.db").exists());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("watchdog.sqlite is the original WatchDog's database"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(cwd.join(".WatchDog/watchdog.sqlite")).unwrap(),
+        b"the original's bytes"
+    );
+
     // The original's own database file: refused, never changed, with what to do.
     let foreign = cwd.join("old.sqlite");
     let rt = tokio::runtime::Runtime::new().unwrap();
