@@ -475,3 +475,24 @@ async fn print_verdicts(state: AppState) {
         println!("{}", super::human::verdict_block(&v, &text));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_log_lines_keep_their_own_time_and_level() {
+        let now = 1_800_000_000_000;
+        let l = plain_log("2026-03-30T19:30:00Z ERROR payment gateway timeout", now);
+        assert_eq!(
+            l.timestamp,
+            Timestamp::parse("2026-03-30T19:30:00Z").unwrap()
+        );
+        assert_eq!(l.level, LogLevel::Error);
+        assert_eq!(l.message, "payment gateway timeout");
+        let l = plain_log("worker 3: error reading queue", now);
+        assert_eq!(l.timestamp, Timestamp(now));
+        assert_eq!(l.level, LogLevel::Error);
+        assert_eq!(l.message, "worker 3: error reading queue");
+    }
+}
