@@ -693,3 +693,66 @@ fn the_original_flags_outside_their_layout_are_explained() {
     );
     assert!(!dir.path().join("x").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_reached_while_run_restarts_is_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    simulate(cwd, ".WatchDog", "v1.4.1", false);
+    // Keep ten minutes of data after the deploy: too little for a 30-minute watch.
+    let deploys = std::fs::read_to_string(cwd.join(".WatchDog/deploy-events.jsonl")).unwrap();
+    let deployed_at = watchdog_core::Deploy::from_json_line(deploys.trim())
+        .unwrap()
+        .timestamp;
+    let metrics_path = cwd.join(".WatchDog/metrics.jsonl");
+    let kept: String = std::fs::read_to_string(&metrics_path)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            watchdog_core::Sample::from_json_line(l)
+                .unwrap()
+                .timestamp
+                .secs_since(deployed_at)
+                <= 600.0
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&metrics_path, kept).unwrap();
+
+    let mut first = Running::start(
+        cwd,
+        &["run", "--state-dir", ".WatchDog"],
+        &[("WATCHDOG_EXPLAINER", "local")],
+    );
+    first
+        .wait_stdout(&["watching deploy v1.4.1", "for up to 1800 s"], 60)
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!first.stdout().contains("verdict:"), "{}", first.stdout());
+    assert!(first.terminate(30).success());
+
+    // Restarted with a 5-minute watch, the stored data decides it while the engine is
+    // rebuilt, before any new line is read.
+    let mut second = Running::start(
+        cwd,
+        &[
+            "run",
+            "--state-dir",
+            ".WatchDog",
+            "--monitoring-window-secs",
+            "300",
+        ],
+        &[("WATCHDOG_EXPLAINER", "local")],
+    );
+    let out = second
+        .wait_stdout(&["verdict: HEALTHY", "triage:"], 60)
+        .await;
+    assert!(out.contains("app v1.4.1 (production)"), "{out}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        second.stdout().matches("verdict:").count(),
+        1,
+        "{}",
+        second.stdout()
+    );
+}

@@ -244,7 +244,26 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         serve::check_auth(&config);
     }
     serve::runtime()?.block_on(async move {
-        let server = serve::start(config.clone(), extra).await?;
+        let store = super::compat::open_store(&config).await?;
+        // Deploys still watched when the last run stopped may be decided while the
+        // engine is rebuilt, before anyone listens: they are looked up afterwards.
+        let watching = if args.once {
+            Vec::new()
+        } else {
+            let q = crate::store::DeployQuery {
+                verdict: Some("watching".into()),
+                limit: 500,
+                ..Default::default()
+            };
+            store
+                .list_deploys(&q)
+                .await?
+                .0
+                .iter()
+                .map(|d| d.id)
+                .collect()
+        };
+        let server = serve::start_on(config.clone(), store, extra).await?;
         let state = server.state.clone();
         if files.state_dir_mode {
             eprintln!(
@@ -255,7 +274,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 config.state_dir.display()
             );
         }
-        let printer = (!args.once).then(|| tokio::spawn(print_verdicts(state.clone())));
+        let printer = (!args.once).then(|| {
+            let rx = state.events.subscribe();
+            tokio::spawn(print_verdicts(state.clone(), rx, watching))
+        });
         let offsets = load_offsets(&config.state_dir);
         let mut followers: Vec<(Kind, Follower)> = [
             (Kind::Metrics, Some(&files.metrics)),
@@ -432,9 +454,23 @@ impl Files {
 }
 
 /// Prints every new verdict as `watchdog demo` does, with the explainer's text (a
-/// language model's rephrasing when one is configured and keeps every number).
-async fn print_verdicts(state: AppState) {
-    let mut rx = state.events.subscribe();
+/// language model's rephrasing when one is configured and keeps every number): first
+/// those of the `watching` deploys decided while the engine was rebuilt, then each one
+/// announced on `rx`, once per deploy.
+async fn print_verdicts(
+    state: AppState,
+    mut rx: tokio::sync::broadcast::Receiver<crate::events::ServerEvent>,
+    watching: Vec<i64>,
+) {
+    let mut printed = std::collections::HashSet::new();
+    for id in watching {
+        if let Ok(Some(row)) = state.store.get_deploy(id).await {
+            if let Some(v) = &row.verdict {
+                printed.insert(id);
+                print_verdict(&state, v).await;
+            }
+        }
+    }
     loop {
         let ev = match rx.recv().await {
             Ok(ev) => ev,
@@ -447,6 +483,11 @@ async fn print_verdicts(state: AppState) {
         if ev.kind != "verdict" {
             continue;
         }
+        if let Some(id) = ev.data.get("id").and_then(|i| i.as_i64()) {
+            if !printed.insert(id) {
+                continue;
+            }
+        }
         let Some(v) = ev
             .data
             .get("verdict")
@@ -454,26 +495,30 @@ async fn print_verdicts(state: AppState) {
         else {
             continue;
         };
-        let r = state.explainer.explain(&v).await;
-        let text = match r.source {
-            crate::explainer::ExplanationSource::Llm => format!(
-                "{}\n(rephrased by {} model {})",
-                r.text,
-                state.explainer.mode(),
-                r.model.as_deref().unwrap_or("?")
-            ),
-            crate::explainer::ExplanationSource::Local => match &r.fallback_reason {
-                None => format!("{}\n{}", r.local.headline, r.local.summary),
-                Some(why) => format!(
-                    "{}\n{}\n(the {} explainer was not used: {why})",
-                    r.local.headline,
-                    r.local.summary,
-                    state.explainer.mode()
-                ),
-            },
-        };
-        println!("{}", super::human::verdict_block(&v, &text));
+        print_verdict(&state, &v).await;
     }
+}
+
+async fn print_verdict(state: &AppState, v: &watchdog_core::DeployVerdict) {
+    let r = state.explainer.explain(v).await;
+    let text = match r.source {
+        crate::explainer::ExplanationSource::Llm => format!(
+            "{}\n(rephrased by {} model {})",
+            r.text,
+            state.explainer.mode(),
+            r.model.as_deref().unwrap_or("?")
+        ),
+        crate::explainer::ExplanationSource::Local => match &r.fallback_reason {
+            None => format!("{}\n{}", r.local.headline, r.local.summary),
+            Some(why) => format!(
+                "{}\n{}\n(the {} explainer was not used: {why})",
+                r.local.headline,
+                r.local.summary,
+                state.explainer.mode()
+            ),
+        },
+    };
+    println!("{}", super::human::verdict_block(v, &text));
 }
 
 #[cfg(test)]

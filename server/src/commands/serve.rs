@@ -48,6 +48,19 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// # Errors
 /// Invalid explainer or storage settings, or the store or engine failing to start.
 pub async fn start(config: ServerConfig, extra: Vec<Channel>) -> anyhow::Result<Server> {
+    let store = super::compat::open_store(&config).await?;
+    start_on(config, store, extra).await
+}
+
+/// [`start`] on a store already opened (with [`super::compat::open_store`]).
+///
+/// # Errors
+/// Invalid explainer settings, or the engine failing to start.
+pub async fn start_on(
+    config: ServerConfig,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    extra: Vec<Channel>,
+) -> anyhow::Result<Server> {
     let mut channels = crate::alerts::channels_from_env();
     channels.retain(|c| !extra.iter().any(|e| e.name() == c.name()));
     channels.extend(extra);
@@ -55,7 +68,6 @@ pub async fn start(config: ServerConfig, extra: Vec<Channel>) -> anyhow::Result<
         tracing::info!(channel = c.name(), target = %c.target(), "alert channel");
     }
     let explainer = crate::explainer::Explainer::from_env().map_err(anyhow::Error::msg)?;
-    let store = super::compat::open_store(&config).await?;
     Server::start_with_store(config, store, channels, explainer).await
 }
 
