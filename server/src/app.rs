@@ -84,6 +84,10 @@ async fn authorize(
     };
     if allowed {
         Ok(next.run(req).await)
+    } else if !read && cfg.api_token.is_none() {
+        Err(AppError::Unauthorized(
+            "this server is read-only: it was started without an API token (set WATCHDOG_API_TOKEN where it runs)".into(),
+        ))
     } else if token.is_none() {
         Err(AppError::Unauthorized(
             "missing bearer token: send Authorization: Bearer <token>".into(),

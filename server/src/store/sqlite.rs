@@ -81,12 +81,24 @@ impl SqliteStore {
     /// # Errors
     /// When the directory cannot be created or the database cannot be opened or migrated.
     pub async fn open(state_dir: &Path, durability: Durability) -> StoreResult<Self> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::StateDir {
-            path: state_dir.display().to_string(),
-            source,
-        })?;
+        Self::open_file(&state_dir.join("watchdog.db"), durability).await
+    }
+
+    /// Opens (creating when missing) the database file `path`, creating its directory,
+    /// and applies migrations.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`].
+    pub async fn open_file(path: &Path, durability: Durability) -> StoreResult<Self> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::StateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
         let opts = SqliteConnectOptions::new()
-            .filename(state_dir.join("watchdog.db"))
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(match durability {
