@@ -199,6 +199,25 @@ pub fn level_shift(points: &[(i64, f64)], min_effect: f64) -> Option<usize> {
     Some(best_at)
 }
 
+/// The baseline points with the stretch before a level shift at `tau` moved to the level
+/// after it (by the difference of the two stretches' medians).
+///
+/// The deploy is judged against the level after the shift, but the noise around a level
+/// (spread, autocorrelation, tail) is taken to be the same on both sides of a step, so the
+/// whole baseline still describes it: a stretch of a dozen samples after the shift says
+/// little about how wide the noise is or how heavy its tail, and judging a deploy on so
+/// thin a reference raises false alarms.
+pub fn align_to_last_level(points: &[(i64, f64)], tau: usize) -> Vec<(i64, f64)> {
+    let before: Vec<f64> = points[..tau].iter().map(|p| p.1).collect();
+    let after: Vec<f64> = points[tau..].iter().map(|p| p.1).collect();
+    let step = median(&after) - median(&before);
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, &(t, v))| (t, if i < tau { v + step } else { v }))
+        .collect()
+}
+
 /// A robust trend estimate (slope of the line through the medians of the first and last
 /// thirds, Tukey's resistant line), kept only when it is clearly larger than what noise
 /// would produce: the difference of the two thirds' medians must exceed four standard

@@ -105,29 +105,33 @@ pub(crate) struct Test {
 }
 
 impl Test {
-    /// The smallest material shift in the metric's unit (the effect floor, or the design
-    /// shift in baseline deviations when larger), and how many samples after the deploy
-    /// the tests need to see it: one when a single shifted sample is beyond the tail
-    /// threshold, otherwise what the sustained test needs on average. `None` when neither
-    /// test can see such a shift at all (a baseline so autocorrelated that its own wander
-    /// is as large).
+    /// The smallest shift the watch must be able to see to call a deploy healthy, in the
+    /// metric's unit, and how many samples after the deploy the tests need to see it. The
+    /// shift is the design shift in long-run deviations (the spread widened for
+    /// autocorrelation, as the sustained test measures it) or the material floor when
+    /// larger. Two samples suffice when such a shift puts a pair beyond the tail threshold;
+    /// otherwise it is what the sustained test needs on average. `None` when neither test
+    /// can see it at all.
     fn samples_needed(&self) -> (f64, Option<f64>) {
         let spread = self.base.spread;
-        let shift = self.min_effect.max(spread * self.design_shift);
+        let cap = self.rank.as_ref().map_or(0.0, |r| r.max_score()) / self.widen;
         if spread.is_nan() || spread <= 0.0 {
             // A constant baseline: any material shift ranks above every baseline value.
-            let drift =
-                self.rank.as_ref().map_or(0.0, |r| r.max_score()) / self.widen - self.design.k;
-            return (shift, (drift > 0.0).then(|| (self.design.h / drift).ceil()));
+            let drift = cap - self.design.k;
+            return (
+                self.min_effect,
+                (drift > 0.0).then(|| (self.design.h / drift).ceil()),
+            );
         }
-        let sigmas = shift / spread;
+        let long_run = spread * self.widen;
+        let sigmas = self.design_shift.max(self.min_effect / long_run);
+        let shift = sigmas * long_run;
         if let Some(tail) = self.tail {
-            if tail.exceeds(shift, self.n_post.max(1)) {
-                return (shift, Some(1.0));
+            if tail.exceeds(shift, self.n_post.max(2)) {
+                return (shift, Some(2.0));
             }
         }
-        let max_score = self.rank.as_ref().map_or(0.0, |r| r.max_score());
-        let drift = sigmas.min(max_score) / self.widen - self.design.k;
+        let drift = sigmas.min(cap) - self.design.k;
         (shift, (drift > 0.0).then(|| (self.design.h / drift).ceil()))
     }
 
@@ -189,7 +193,20 @@ impl Watch {
         // The baseline ends, and the test begins, `deploy_tolerance_secs` before the
         // recorded deploy: most delivery systems record a deploy when the rollout has
         // finished, after the new version began taking traffic.
-        let cut_ms = deploy_ms - cfg.deploy_tolerance_secs as i64 * 1000;
+        let tolerant_ms = deploy_ms - cfg.deploy_tolerance_secs as i64 * 1000;
+        // Only when the history before it is long enough to be a baseline: a service
+        // whose samples began just before the deploy is judged on what it has.
+        let enough = |cut: i64| {
+            setup
+                .histories
+                .iter()
+                .any(|h| lower_bound(h, cut) >= cfg.min_baseline_samples)
+        };
+        let cut_ms = if enough(tolerant_ms) || !enough(deploy_ms) {
+            tolerant_ms
+        } else {
+            deploy_ms
+        };
         let from_ms = cut_ms - cfg.baseline_window_secs as i64 * 1000;
         let mut watch = Watch {
             deploy,
@@ -283,11 +300,14 @@ impl Watch {
             let (points, pre_from, short) = match crate::baseline::level_shift(&points, floor) {
                 Some(tau) => {
                     let from = points[tau].0;
-                    let rest = points[tau..].to_vec();
-                    if rest.len() < cfg.min_baseline_samples {
+                    if points.len() - tau < cfg.min_baseline_samples {
                         (points, Some(from), true)
                     } else {
-                        (rest, Some(from), false)
+                        (
+                            crate::baseline::align_to_last_level(&points, tau),
+                            Some(from),
+                            false,
+                        )
                     }
                 }
                 None => (points, None, false),
