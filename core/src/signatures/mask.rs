@@ -37,8 +37,8 @@
 /// The placeholder for a variable.
 pub(crate) const WILDCARD: &str = "<*>";
 
-/// Masks `message` into `out` (cleared first), tokens separated by one space, and
-/// records each token's byte range in `spans`. `scratch` is reused for the quoted-value
+/// Masks `message` onto the end of `out`, tokens separated by one space, and records
+/// each token's byte range in `out` in `spans` (cleared first). `scratch` is reused for the quoted-value
 /// pass so that the common case allocates nothing.
 pub(crate) fn mask_message(
     message: &str,
@@ -46,7 +46,7 @@ pub(crate) fn mask_message(
     spans: &mut Vec<(usize, usize)>,
     scratch: &mut String,
 ) {
-    out.clear();
+    let base = out.len();
     spans.clear();
     let source = if message
         .as_bytes()
@@ -58,13 +58,22 @@ pub(crate) fn mask_message(
     } else {
         message
     };
-    for token in source.split_ascii_whitespace() {
+    let mut tokens = source.split_ascii_whitespace();
+    let mut prev = "";
+    while let Some(token) = tokens.next() {
         let before = out.len();
-        if !out.is_empty() {
+        if out.len() > base {
             out.push(' ');
         }
         let start = out.len();
-        mask_token(token, out);
+        if is_date_word(token) && dated(prev, tokens.clone()) {
+            out.push_str(WILDCARD);
+        } else if is_status_code(token) && announces_status(prev) {
+            out.push_str(token);
+        } else {
+            mask_token(token, out);
+        }
+        prev = token;
         // A list of values ("delete blk_1 blk_2 blk_3") is one variable: consecutive
         // lone `<*>` tokens collapse, so lists of any length share a template.
         let lone = &out[start..] == WILDCARD;
@@ -74,6 +83,98 @@ pub(crate) fn mask_message(
         }
         spans.push((start, out.len()));
     }
+}
+
+/// English month and weekday names (three letters or in full, optionally followed by
+/// `,` or `.`): in `Fri Jun 17 07:07:00 2005` or `17 Jun 2005` they are part of a
+/// timestamp, which is a variable in every log.
+fn is_date_word(token: &str) -> bool {
+    const NAMES: [&str; 38] = [
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "may",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+        "sat",
+        "sun",
+        "january",
+        "february",
+        "march",
+        "april",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    let t = token.trim_end_matches([',', '.']);
+    (3..=9).contains(&t.len())
+        && t.as_bytes()[0].is_ascii_uppercase()
+        && NAMES.iter().any(|n| t.eq_ignore_ascii_case(n))
+}
+
+/// A month or weekday name is a date only next to a number (`Jun 17`, `17 Jun`) or next
+/// to another such name that is (`Fri Jun 17`): `May I` and `March on` stay words.
+fn dated<'a>(prev: &str, mut next: impl Iterator<Item = &'a str>) -> bool {
+    let starts_digit = |t: &str| t.as_bytes().first().is_some_and(u8::is_ascii_digit);
+    if starts_digit(prev) {
+        return true;
+    }
+    match next.next() {
+        Some(n) if starts_digit(n) => true,
+        Some(n) if is_date_word(n) => next.next().is_some_and(starts_digit),
+        _ => false,
+    }
+}
+
+/// A three-digit number from 100 to 599: the shape of an HTTP status.
+fn is_status_code(token: &str) -> bool {
+    let t = token.trim_end_matches([',', '.', ';', ')']);
+    t.len() == 3
+        && t.bytes().all(|b| b.is_ascii_digit())
+        && (b'1'..=b'5').contains(&t.as_bytes()[0])
+}
+
+/// Words after which a three-digit number is an outcome (`returned 503`, `status: 404`,
+/// `HTTP/1.1 500`, `code 429`). An outcome class is exactly what distinguishes two
+/// messages for a deploy check (a release that turns 404s into 503s broke something), so
+/// it stays part of the template instead of becoming `<*>`.
+fn announces_status(prev: &str) -> bool {
+    let p = prev.trim_end_matches([':', '=', ',']);
+    [
+        "status",
+        "code",
+        "returned",
+        "response",
+        "responded",
+        "http",
+        "statuscode",
+    ]
+    .iter()
+    .any(|w| p.eq_ignore_ascii_case(w))
+        || p.get(..5).is_some_and(|h| h.eq_ignore_ascii_case("http/"))
 }
 
 /// A hash of a masked token's shape: its punctuation with every run of word bytes and
@@ -147,7 +248,12 @@ fn mask_quotes(message: &str, out: &mut String) {
                         || closes_quote_before(b[j + 1]))
             });
             if let Some(j) = close {
-                if j > i + 1 {
+                // One quoted word (`state 'Active'`) is left to the word rules: it is
+                // as often a state or a name as a value. A quoted phrase is free text.
+                let phrase = b[i + 1..j].iter().any(u8::is_ascii_whitespace);
+                // A quoted value of a key (`tag="AudioMix"`) is a string variable.
+                let keyed = i > 0 && b[i - 1] == b'=';
+                if j > i + 1 && (phrase || keyed) {
                     // Quotes are ASCII, so these are char boundaries.
                     out.push_str(&message[copied..i]);
                     out.push(q as char);
@@ -256,6 +362,8 @@ fn address_with_colons(b: &[u8]) -> Option<(usize, usize)> {
 fn mask_runs(s: &str, out: &mut String) {
     let b = s.as_bytes();
     let mut i = 0;
+    // The run before the latest `=`, for `key=value`.
+    let mut key: &[u8] = b"";
     while i < b.len() {
         let start = i;
         if !is_run_byte(b[i]) {
@@ -274,7 +382,13 @@ fn mask_runs(s: &str, out: &mut String) {
             end -= 1;
         }
         let after_equals = start > 0 && b[start - 1] == b'=';
-        if end > start && is_variable(&b[start..end], after_equals) {
+        let value = if after_equals {
+            Some(kept_value(key, &b[start..end]))
+        } else {
+            None
+        };
+        key = &b[start..end];
+        if end > start && value.map_or_else(|| is_variable(&b[start..end]), |keep| !keep) {
             out.push_str(WILDCARD);
         } else {
             out.push_str(&s[start..end]);
@@ -283,9 +397,40 @@ fn mask_runs(s: &str, out: &mut String) {
     }
 }
 
-fn is_variable(run: &[u8], after_equals: bool) -> bool {
-    if after_equals || run.iter().any(u8::is_ascii_digit) {
-        return true;
+/// Whether the value of `key=value` stays in the template. Values are variables as a
+/// rule (`user=alice`, `pid=42`), with two exceptions that are outcomes, and outcomes
+/// are what tell two messages apart: an upper-case word (`status=FAILED`,
+/// `result=OK`: enumeration constants are written so in nearly every language), and
+/// a word (no digits) after a key that names a state (`state=active`,
+/// `status=failed`, `result`, `outcome`, `phase`).
+fn kept_value(key: &[u8], value: &[u8]) -> bool {
+    let word = !value.is_empty() && value.iter().all(|&c| c.is_ascii_alphabetic() || c == b'_');
+    if !word {
+        return false;
+    }
+    let upper = value.len() >= 2
+        && value.iter().any(u8::is_ascii_uppercase)
+        && !value.iter().any(u8::is_ascii_lowercase);
+    let state_key = ["status", "state", "result", "outcome", "phase"]
+        .iter()
+        .any(|k| {
+            key.len() >= k.len() && key[key.len() - k.len()..].eq_ignore_ascii_case(k.as_bytes())
+        });
+    upper || state_key
+}
+
+/// A name with a small index (`eth0`, `en1`, `sda2`, `ssh2`, `IPV6`): letters then one
+/// or two digits. It names a device, an interface or a protocol version, which is part of
+/// what a message says; ids and counters have more digits or punctuation.
+fn is_indexed_name(run: &[u8]) -> bool {
+    let letters = run.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+    let digits = run.len() - letters;
+    letters >= 2 && (1..=2).contains(&digits) && run[letters..].iter().all(u8::is_ascii_digit)
+}
+
+fn is_variable(run: &[u8]) -> bool {
+    if run.iter().any(u8::is_ascii_digit) {
+        return !is_indexed_name(run);
     }
     let slashes = run.iter().filter(|&&c| c == b'/').count();
     let path = (run[0] == b'/' && slashes >= 2)
@@ -300,6 +445,30 @@ fn is_variable(run: &[u8], after_equals: bool) -> bool {
         if at > 0 && run[at + 1..].contains(&b'.') && !run.ends_with(b".") {
             return true;
         }
+    }
+    // Boolean and null literals are what a program prints for a flag's value
+    // (`overlap:true`, `ret:false`, `callback for null`).
+    if [&b"true"[..], b"false", b"null"]
+        .iter()
+        .any(|w| run.eq_ignore_ascii_case(w))
+    {
+        return true;
+    }
+    // A qualified name of three or more dotted parts (`com.apple.icloud.heartbeat`,
+    // `org.example.Worker`, `host.example.com`) is a package, bundle, class or host:
+    // the thing that varies between events of one message. One that ends in an
+    // upper-case constant (`android.intent.action.SCREEN_ON`) names that constant in its
+    // namespace, and different constants are different messages.
+    let inner_dots = run
+        .windows(3)
+        .filter(|w| w[1] == b'.' && w[0] != b'.' && w[2] != b'.')
+        .count();
+    if inner_dots >= 2 {
+        let last = run.rsplit(|&c| c == b'.').next().unwrap_or(b"");
+        let constant = last.len() >= 2
+            && last.iter().any(u8::is_ascii_uppercase)
+            && !last.iter().any(u8::is_ascii_lowercase);
+        return !constant;
     }
     run.len() >= 16 && run.iter().all(u8::is_ascii_hexdigit)
 }
@@ -395,9 +564,64 @@ mod tests {
     fn key_value_values() {
         assert_eq!(
             mask("user=alice state=active ruser= rhost=10.0.0.1"),
-            "user=<*> state=<*> ruser= rhost=<*>"
+            "user=<*> state=active ruser= rhost=<*>"
         );
         assert_eq!(mask("session (uid=0)"), "session (uid=<*>)");
+        // Outcomes stay: upper-case constants and words after a state-like key.
+        assert_eq!(mask("job status=FAILED"), "job status=FAILED");
+        assert_eq!(mask("job status=OK"), "job status=OK");
+        assert_eq!(
+            mask("exitStatus=failed code=E_IO"),
+            "exitStatus=failed code=E_IO"
+        );
+        assert_eq!(mask("name=alice mode=Fast"), "name=<*> mode=<*>");
+        assert_eq!(mask("status=7"), "status=<*>");
+        // A quoted value of a key is a string variable, even one word.
+        assert_eq!(mask("tag=\"AudioMix\", x"), "tag=\"<*>\", x");
+    }
+
+    #[test]
+    fn http_statuses_stay_after_words_that_announce_them() {
+        assert_eq!(mask("GET /api/v1 returned 503"), "GET <*> returned 503");
+        assert_eq!(mask("GET /api/v1 returned 404"), "GET <*> returned 404");
+        assert_eq!(mask("status: 500, took 12ms"), "status: 500, took <*>");
+        assert_eq!(mask("\"GET /\" HTTP/1.1 200 512"), "\"<*>\" <*> 200 <*>");
+        // Elsewhere a three-digit number is a quantity.
+        assert_eq!(mask("sent 503 bytes"), "sent <*> bytes");
+        assert_eq!(mask("returned 12"), "returned <*>");
+    }
+
+    #[test]
+    fn dates_written_with_names_are_one_variable() {
+        assert_eq!(
+            mask("connection at Fri Jun 17 07:07:00 2005"),
+            "connection at <*> <*>:<*>:<*> <*>"
+        );
+        assert_eq!(mask("built 17 Jun 2005"), "built <*>");
+        assert_eq!(mask("May I help"), "May I help");
+        assert_eq!(mask("March on"), "March on");
+    }
+
+    #[test]
+    fn names_that_distinguish_messages_are_kept() {
+        // Small indexes name interfaces, devices and protocol versions.
+        assert_eq!(mask("Link Up on en0"), "Link Up on en0");
+        assert_eq!(mask("MDNS: IPV6 Addr"), "MDNS: IPV6 Addr");
+        assert_eq!(mask("worker 7 on node12345"), "worker <*> on <*>");
+        // One quoted word is left to the word rules.
+        assert_eq!(mask("in state 'Active'"), "in state 'Active'");
+        // Booleans and null are values.
+        assert_eq!(
+            mask("overlap:true ret:false for null"),
+            "overlap:<*> ret:<*> for <*>"
+        );
+        // Qualified names are values, unless they end in a constant.
+        assert_eq!(mask("com.apple.cache.daily: run"), "<*>: run");
+        assert_eq!(
+            mask("action: android.intent.action.SCREEN_ON"),
+            "action: android.intent.action.SCREEN_ON"
+        );
+        assert_eq!(mask("see file.txt"), "see file.txt");
     }
 
     #[test]
