@@ -48,36 +48,91 @@ pub(crate) fn mask_message(
 ) {
     let base = out.len();
     spans.clear();
-    let source = if message
-        .as_bytes()
-        .iter()
-        .any(|&b| b == b'"' || b == b'\'' || b == b'`')
-    {
+    // One pass finds the tokens and what kinds of bytes they hold; a line with a quote
+    // is started again after its quoted values are masked (most lines have none, so
+    // they are scanned once instead of once more just to look for quotes).
+    if !mask_tokens(message, out, spans, base, false) {
+        out.truncate(base);
+        spans.clear();
         mask_quotes(message, scratch);
-        scratch.as_str()
-    } else {
-        message
-    };
-    let mut tokens = source.split_ascii_whitespace();
+        mask_tokens(scratch, out, spans, base, true);
+    }
+}
+
+/// Byte classes for the token scan.
+const SPACE: u8 = 1;
+const QUOTE: u8 = 2;
+const COLON: u8 = 4;
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b' ' as usize] = SPACE;
+    t[b'\t' as usize] = SPACE;
+    t[b'\n' as usize] = SPACE;
+    t[b'\r' as usize] = SPACE;
+    t[0x0c] = SPACE;
+    t[b'"' as usize] = QUOTE;
+    t[b'\'' as usize] = QUOTE;
+    t[b'`' as usize] = QUOTE;
+    t[b':' as usize] = COLON;
+    t
+};
+
+/// Masks the tokens of `source`; returns false, having stopped, at the first quote when
+/// `quotes_done` is false.
+fn mask_tokens(
+    source: &str,
+    out: &mut String,
+    spans: &mut Vec<(usize, usize)>,
+    base: usize,
+    quotes_done: bool,
+) -> bool {
+    let b = source.as_bytes();
+    let mut i = 0;
     let mut prev = "";
-    while let Some(token) = tokens.next() {
+    loop {
+        while i < b.len() && CLASS[b[i] as usize] == SPACE {
+            i += 1;
+        }
+        if i == b.len() {
+            return true;
+        }
+        let from = i;
+        let mut class = 0u8;
+        while i < b.len() {
+            let c = CLASS[b[i] as usize];
+            if c == SPACE {
+                break;
+            }
+            class |= c;
+            i += 1;
+        }
+        if class & QUOTE != 0 && !quotes_done {
+            return false;
+        }
+        let token = &source[from..i];
         let before = out.len();
         if out.len() > base {
             out.push(' ');
         }
         let start = out.len();
-        if is_date_word(token) && dated(prev, tokens.clone()) {
+        if is_date_word(token) && dated(prev, source[i..].split_ascii_whitespace()) {
             out.push_str(WILDCARD);
         } else if is_status_code(token) && announces_status(prev) {
             out.push_str(token);
+        } else if class & COLON == 0 {
+            mask_runs(token, out);
         } else {
             mask_token(token, out);
         }
         prev = token;
         // A list of values ("delete blk_1 blk_2 blk_3") is one variable: consecutive
         // lone `<*>` tokens collapse, so lists of any length share a template.
-        let lone = &out[start..] == WILDCARD;
-        if lone && spans.last().is_some_and(|&(s, e)| &out[s..e] == WILDCARD) {
+        let lone = out.len() - start == WILDCARD.len() && &out[start..] == WILDCARD;
+        if lone
+            && spans
+                .last()
+                .is_some_and(|&(s, e)| e - s == WILDCARD.len() && &out[s..e] == WILDCARD)
+        {
             out.truncate(before);
             continue;
         }
@@ -129,10 +184,20 @@ fn is_date_word(token: &str) -> bool {
         "saturday",
         "sunday",
     ];
-    let t = token.trim_end_matches([',', '.']);
-    (3..=9).contains(&t.len())
-        && t.as_bytes()[0].is_ascii_uppercase()
-        && NAMES.iter().any(|n| t.eq_ignore_ascii_case(n))
+    let t = token.trim_end_matches([',', '.']).as_bytes();
+    if !(3..=9).contains(&t.len()) || !t[0].is_ascii_uppercase() {
+        return false;
+    }
+    // Every name starts with one of these letters: most capitalised words stop here.
+    if !matches!(
+        t[0],
+        b'J' | b'F' | b'M' | b'A' | b'S' | b'O' | b'N' | b'D' | b'T' | b'W'
+    ) {
+        return false;
+    }
+    NAMES
+        .iter()
+        .any(|n| n.len() == t.len() && n.as_bytes().eq_ignore_ascii_case(t))
 }
 
 /// A month or weekday name is a date only next to a number (`Jun 17`, `17 Jun`) or next
@@ -270,13 +335,25 @@ fn mask_quotes(message: &str, out: &mut String) {
     out.push_str(&message[copied..]);
 }
 
+const RUN_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || b >= 0x80
+            || matches!(
+                b,
+                b'_' | b'.' | b'-' | b'/' | b'\\' | b'@' | b'+' | b'%' | b'~' | b'$'
+            );
+        c += 1;
+    }
+    t
+};
+
+#[inline]
 fn is_run_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || b >= 0x80
-        || matches!(
-            b,
-            b'_' | b'.' | b'-' | b'/' | b'\\' | b'@' | b'+' | b'%' | b'~' | b'$'
-        )
+    RUN_BYTES[b as usize]
 }
 
 /// Trailing punctuation that ends a URL's token but not the URL itself.
@@ -289,7 +366,10 @@ fn is_trailing_punct(b: u8) -> bool {
 
 fn mask_token(tok: &str, out: &mut String) {
     let b = tok.as_bytes();
-    if let Some(p) = tok.find("://") {
+    // URLs and colon addresses need a `:`; most tokens have none, and skipping the two
+    // searches for them is a large share of the masking time.
+    let colons = b.iter().filter(|&&c| c == b':').count();
+    if let Some(p) = b.windows(3).position(|w| w == b"://") {
         let mut s = p;
         while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'.' | b'-'))
         {
@@ -306,7 +386,7 @@ fn mask_token(tok: &str, out: &mut String) {
             return;
         }
     }
-    if let Some((lead, end)) = address_with_colons(b) {
+    if let Some((lead, end)) = (colons >= 2).then(|| address_with_colons(b)).flatten() {
         out.push_str(&tok[..lead]);
         out.push_str(WILDCARD);
         mask_runs(&tok[end..], out);
@@ -373,7 +453,9 @@ fn mask_runs(s: &str, out: &mut String) {
             out.push_str(&s[start..i]);
             continue;
         }
+        let mut facts = 0u8;
         while i < b.len() && is_run_byte(b[i]) {
+            facts |= FACT[b[i] as usize];
             i += 1;
         }
         // Sentence dots and dashes after a value are not part of it ("port 22.").
@@ -388,7 +470,11 @@ fn mask_runs(s: &str, out: &mut String) {
             None
         };
         key = &b[start..end];
-        if end > start && value.map_or_else(|| is_variable(&b[start..end]), |keep| !keep) {
+        let variable = match value {
+            Some(keep) => !keep,
+            None => is_variable(&b[start..end], facts),
+        };
+        if end > start && variable {
             out.push_str(WILDCARD);
         } else {
             out.push_str(&s[start..end]);
@@ -428,31 +514,60 @@ fn is_indexed_name(run: &[u8]) -> bool {
     letters >= 2 && (1..=2).contains(&digits) && run[letters..].iter().all(u8::is_ascii_digit)
 }
 
-fn is_variable(run: &[u8]) -> bool {
-    if run.iter().any(u8::is_ascii_digit) {
+/// Bits of [`FACT`]: what kinds of bytes a run holds, gathered while it is scanned so
+/// that [`is_variable`] only looks closer at runs that can match a rule.
+const DIGIT: u8 = 1;
+const SLASH: u8 = 2;
+const BACKSLASH: u8 = 4;
+const AT: u8 = 8;
+const DOT: u8 = 16;
+const FACT: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = b'0';
+    while c <= b'9' {
+        t[c as usize] = DIGIT;
+        c += 1;
+    }
+    t[b'/' as usize] = SLASH;
+    t[b'\\' as usize] = BACKSLASH;
+    t[b'@' as usize] = AT;
+    t[b'.' as usize] = DOT;
+    t
+};
+
+fn is_variable(run: &[u8], facts: u8) -> bool {
+    if facts & DIGIT != 0 {
         return !is_indexed_name(run);
     }
-    let slashes = run.iter().filter(|&&c| c == b'/').count();
-    let path = (run[0] == b'/' && slashes >= 2)
-        || run.starts_with(b"./")
-        || run.starts_with(b"../")
-        || run.starts_with(b"~/")
-        || run.contains(&b'\\');
-    if path {
-        return true;
-    }
-    if let Some(at) = run.iter().position(|&c| c == b'@') {
-        if at > 0 && run[at + 1..].contains(&b'.') && !run.ends_with(b".") {
+    if facts & (SLASH | BACKSLASH) != 0 {
+        let slashes = run.iter().filter(|&&c| c == b'/').count();
+        let path = (run[0] == b'/' && slashes >= 2)
+            || run.starts_with(b"./")
+            || run.starts_with(b"../")
+            || run.starts_with(b"~/")
+            || facts & BACKSLASH != 0;
+        if path {
             return true;
+        }
+    }
+    if facts & AT != 0 {
+        if let Some(at) = run.iter().position(|&c| c == b'@') {
+            if at > 0 && run[at + 1..].contains(&b'.') && !run.ends_with(b".") {
+                return true;
+            }
         }
     }
     // Boolean and null literals are what a program prints for a flag's value
     // (`overlap:true`, `ret:false`, `callback for null`).
-    if [&b"true"[..], b"false", b"null"]
-        .iter()
-        .any(|w| run.eq_ignore_ascii_case(w))
+    if (4..=5).contains(&run.len())
+        && [&b"true"[..], b"false", b"null"]
+            .iter()
+            .any(|w| run.eq_ignore_ascii_case(w))
     {
         return true;
+    }
+    if facts & DOT == 0 {
+        return run.len() >= 16 && run.iter().all(u8::is_ascii_hexdigit);
     }
     // A qualified name of three or more dotted parts (`com.apple.icloud.heartbeat`,
     // `org.example.Worker`, `host.example.com`) is a package, bundle, class or host:
