@@ -184,7 +184,10 @@ fn print_ratios(lines: &[String]) {
     let w = best_secs(lines, watchdog_pass);
     let l = best_secs(lines, logdrain_pass);
     let d = best_secs(lines, drain3_pass);
-    println!("side by side, {} lines per cold pass, best of 5:", lines.len());
+    println!(
+        "side by side, {} lines per cold pass, best of 5:",
+        lines.len()
+    );
     for (name, secs) in [("watchdog", w), ("logdrain 0.3", l), ("drain3 0.3", d)] {
         println!(
             "  {name:<13} {:>8.1} ms  {:>6.2} M lines/s",

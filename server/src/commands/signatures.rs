@@ -70,7 +70,8 @@ fn mine(mut input: impl BufRead, out: &mut impl Write, name: &str) -> Result<(),
         line_no += 1;
         let text = String::from_utf8_lossy(&raw);
         let parsed = parse_log_line_ref(&text);
-        let m = miner.add_ref(&parsed.message);
+        // The level, when the line names one, is part of the signature.
+        let m = miner.add_leveled(parsed.level, &parsed.message);
         record.clear();
         write_record(&mut record, m.signature, m.template);
         out.write_all(&record).map_err(Failure::Output)?;
