@@ -450,7 +450,10 @@ impl TemplateMiner {
         }
         self.hash_tokens();
         let branch = self.branch_key(record.level);
+        // What was restored is stored already: not a change to report.
+        let tracking = self.changed.take();
         let slot = self.create_with_id(branch, record.level, record.signature);
+        self.changed = tracking;
         if let Some(c) = self.slots[slot as usize].as_mut() {
             c.first_seen = record.first_seen.map(|t| t.0);
         }
