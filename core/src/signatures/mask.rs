@@ -63,8 +63,29 @@ pub(crate) fn mask_message(
 const SPACE: u8 = 1;
 const QUOTE: u8 = 2;
 const COLON: u8 = 4;
+/// Punctuation other than quotes and `:` (a byte that ends a run).
+const PUNCT: u8 = 8;
+/// `/ \ @ .`: bytes that can make a run a path, an address or a qualified name.
+const SPECIAL: u8 = 16;
+const NUMERAL: u8 = 32;
 const CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        if !RUN_BYTES[c] {
+            t[c] = PUNCT;
+        }
+        c += 1;
+    }
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = NUMERAL;
+        d += 1;
+    }
+    t[b'/' as usize] = SPECIAL;
+    t[b'\\' as usize] = SPECIAL;
+    t[b'@' as usize] = SPECIAL;
+    t[b'.' as usize] = SPECIAL;
     t[b' ' as usize] = SPACE;
     t[b'\t' as usize] = SPACE;
     t[b'\n' as usize] = SPACE;
@@ -119,6 +140,17 @@ fn mask_tokens(
             out.push_str(WILDCARD);
         } else if is_status_code(token) && announces_status(prev) {
             out.push_str(token);
+        } else if class & (QUOTE | COLON | PUNCT | SPECIAL) == 0
+            && token.as_bytes()[token.len() - 1] != b'-'
+        {
+            // The common case, one run and nothing that needs a closer look: a word, a
+            // number or an id, decided without scanning the token again.
+            let facts = if class & NUMERAL != 0 { DIGIT } else { 0 };
+            if is_variable(token.as_bytes(), facts) {
+                out.push_str(WILDCARD);
+            } else {
+                out.push_str(token);
+            }
         } else if class & COLON == 0 {
             mask_runs(token, out);
         } else {
