@@ -110,6 +110,8 @@ fn mask_tokens(
     let b = source.as_bytes();
     let mut i = 0;
     let mut prev = "";
+    // Masking never lengthens a line by more than a few bytes per token.
+    out.reserve(source.len() + 16);
     loop {
         while i < b.len() && CLASS[b[i] as usize] == SPACE {
             i += 1;
@@ -220,10 +222,30 @@ fn is_date_word(token: &str) -> bool {
     if !(3..=9).contains(&t.len()) || !t[0].is_ascii_uppercase() {
         return false;
     }
-    // Every name starts with one of these letters: most capitalised words stop here.
+    // Every name starts with one of these three letters: most capitalised words stop
+    // here, before the list is compared.
+    let prefix = [t[0] | 0x20, t[1] | 0x20, t[2] | 0x20];
     if !matches!(
-        t[0],
-        b'J' | b'F' | b'M' | b'A' | b'S' | b'O' | b'N' | b'D' | b'T' | b'W'
+        &prefix,
+        b"jan"
+            | b"feb"
+            | b"mar"
+            | b"apr"
+            | b"may"
+            | b"jun"
+            | b"jul"
+            | b"aug"
+            | b"sep"
+            | b"oct"
+            | b"nov"
+            | b"dec"
+            | b"mon"
+            | b"tue"
+            | b"wed"
+            | b"thu"
+            | b"fri"
+            | b"sat"
+            | b"sun"
     ) {
         return false;
     }
