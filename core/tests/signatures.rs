@@ -120,6 +120,14 @@ fn outcomes_and_levels_give_different_signatures() {
     assert_ne!(failed, ok);
     assert_eq!(miner.add("job 19 finished status=FAILED").signature, failed);
 
+    let npe = miner
+        .add("request 7 failed with java.lang.NullPointerException in handler")
+        .signature;
+    let ioe = miner
+        .add("request 8 failed with java.io.IOException in handler")
+        .signature;
+    assert_ne!(npe, ioe);
+
     let on = miner
         .add("10:46:47.425 : BTLE scanner Powered On")
         .signature;

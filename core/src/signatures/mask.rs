@@ -559,6 +559,27 @@ fn kept_value(key: &[u8], value: &[u8]) -> bool {
     upper || state_key
 }
 
+/// A class name (`java.io.IOException`, `org.example.Worker`): two or more lower-case
+/// package parts, then a capitalised name. Which exception or class a message names is
+/// what it says, so it is kept (and never merged with another, see the miner's names).
+/// Bundle ids such as `com.apple.Safari.Update` capitalise inner parts and are values.
+pub(crate) fn is_class_name(run: &[u8]) -> bool {
+    let Some(dot) = run.iter().rposition(|&c| c == b'.') else {
+        return false;
+    };
+    let (package, last) = (&run[..dot], &run[dot + 1..]);
+    package.contains(&b'.')
+        && package.first().is_some_and(u8::is_ascii_lowercase)
+        && package
+            .iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'_')
+        && last.first().is_some_and(u8::is_ascii_uppercase)
+        && last.iter().any(u8::is_ascii_lowercase)
+        && last
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$')
+}
+
 /// A name with a small index (`eth0`, `en1`, `sda2`, `ssh2`, `IPV6`): letters then one
 /// or two digits. It names a device, an interface or a protocol version, which is part of
 /// what a message says; ids and counters have more digits or punctuation.
@@ -637,7 +658,20 @@ fn is_variable(run: &[u8], facts: u8) -> bool {
         let constant = last.len() >= 2
             && last.iter().any(u8::is_ascii_uppercase)
             && !last.iter().any(u8::is_ascii_lowercase);
-        return !constant;
+        return !(constant || is_class_name(run));
+    }
+    // A file name (`chrome.exe`, `app.log`, `wcp.dll`): a name, one dot, a short
+    // lower-case extension. It names what was opened, loaded or run, which varies
+    // between events of one message (`<*> - <*> open through proxy <*>`).
+    if inner_dots == 1 {
+        if let Some(dot) = run.iter().rposition(|&c| c == b'.') {
+            let ext = &run[dot + 1..];
+            let file =
+                dot >= 1 && (1..=4).contains(&ext.len()) && ext.iter().all(u8::is_ascii_lowercase);
+            if file {
+                return true;
+            }
+        }
     }
     run.len() >= 16 && run.iter().all(u8::is_ascii_hexdigit)
 }
@@ -786,11 +820,19 @@ mod tests {
         );
         // Qualified names are values, unless they end in a constant.
         assert_eq!(mask("com.apple.cache.daily: run"), "<*>: run");
+        assert_eq!(mask("com.apple.Safari.Update: run"), "<*>: run");
+        // Classes are what an exception message says.
+        assert_eq!(
+            mask("thrown java.lang.NullPointerException at x"),
+            "thrown java.lang.NullPointerException at x"
+        );
         assert_eq!(
             mask("action: android.intent.action.SCREEN_ON"),
             "action: android.intent.action.SCREEN_ON"
         );
-        assert_eq!(mask("see file.txt"), "see file.txt");
+        // File names are values; a dotted word with a capitalised tail is not a file.
+        assert_eq!(mask("open chrome.exe now"), "open <*> now");
+        assert_eq!(mask("see Foo.Bar"), "see Foo.Bar");
     }
 
     #[test]

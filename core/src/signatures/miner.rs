@@ -672,8 +672,8 @@ impl TemplateMiner {
     }
 }
 
-/// Whether a masked token is a *name*: an outcome code kept by masking (`503`), or it
-/// has an upper-case letter (`AUTO`, `On`,
+/// Whether a masked token is a *name*: an outcome code kept by masking (`503`), a class
+/// name (`java.io.IOException`), or it has an upper-case letter (`AUTO`, `On`,
 /// `CalendarAgent`, `E_FAIL`, `IPV6`) and no `/`, `\\`, `@` or `.` inside a word (which
 /// make it a file, host, package or address, and those vary per event).
 ///
@@ -689,6 +689,19 @@ impl TemplateMiner {
 fn is_name(token: &[u8]) -> bool {
     // Digits without letters survive masking only as an outcome code (`returned 503`).
     if token.iter().any(u8::is_ascii_digit) && !token.iter().any(u8::is_ascii_alphabetic) {
+        return true;
+    }
+    let core = token
+        .iter()
+        .position(u8::is_ascii_alphabetic)
+        .map_or(&token[..0], |s| {
+            let e = token
+                .iter()
+                .rposition(u8::is_ascii_alphanumeric)
+                .unwrap_or(s);
+            &token[s..=e]
+        });
+    if super::mask::is_class_name(core) {
         return true;
     }
     let mut upper = false;
