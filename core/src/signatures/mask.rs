@@ -1,12 +1,14 @@
 //! Default masking: the rules that turn the variable parts of a message into `<*>` before
 //! any clustering happens.
 //!
-//! The rules are general, not tuned to one system: each recognises a kind of value that
-//! is variable in practically every log (numbers, ids, addresses, paths, quoted strings,
-//! the value side of `key=value`). Masking early does two jobs: it makes the many lines
-//! of one template byte-identical (so the miner's exact-match cache answers most lines
-//! without any similarity search), and it leaves the similarity search only the
-//! variables that look like words (user names, host names).
+//! The rules are general, not tuned to one system: each is a statement about what a
+//! kind of token is in practically every log, with the reason next to it in the code.
+//! Masking early does two jobs: it makes the many lines of one template byte-identical
+//! (so the miner's exact-match cache answers most lines without any similarity search),
+//! and it leaves the similarity search only the variables that look like words (user
+//! names, host names). What it must not do is erase the words and codes that tell two
+//! messages apart (`returned 503` / `returned 404`, `status=FAILED` / `status=OK`): a
+//! new signature after a deploy is evidence only if it means a new kind of message.
 //!
 //! A message is cut into whitespace-separated tokens and each token into *runs* of
 //! word-like bytes (letters, digits, `_ . - / \ @ + % ~ $` and any non-ASCII byte)
@@ -15,24 +17,30 @@
 //! `<*>:<*>`. A run is masked when:
 //!
 //! - it contains a digit: numbers, hex ids (`0x1f`, `8f91ab22…`), UUIDs, IPv4 addresses,
-//!   versions, durations (`30ms`, `1.5s`), sizes (`64KB`), ids like `blk_-1608`, and
-//!   paths or names that embed a number. Tokens made of letters and digits are values in
-//!   nearly every logging convention, and treating a constant such as `ssh2` as a value
-//!   only changes the template text, not the grouping, because it is masked the same way
-//!   on every line;
-//! - it is a path (`/var/log/app`, `./x/y`, `~/x`, `C:\dir`): starts with `/` and has a
-//!   second `/`, or starts with `./`, `../`, `~/`, or contains `\`;
-//! - it is an e-mail address (`someone@host.tld`);
-//! - it is a long hex string without digits (16+ hex letters, e.g. part of a trace id);
-//! - it directly follows `=` (`user=alice` → `user=<*>`): the value side of a key=value
-//!   pair.
+//!   versions, durations (`30ms`, `1.5s`), sizes (`64KB`), ids like `blk_-1608` — except
+//!   a name with a small index (`en0`, `eth1`, `ssh2`, `IPV6`: letters then one or two
+//!   digits), which names an interface, a device or a protocol version;
+//! - it is a path (`/var/log/app`, `./x/y`, `~/x`, `C:\dir`), an e-mail address, or a long
+//!   hex string without digits (16+ hex letters, part of a trace id);
+//! - it is `true`, `false` or `null`: the printed value of a flag;
+//! - it is a qualified name of three or more dotted parts (`com.apple.cache.daily`,
+//!   `host.example.com`) or a file name (`chrome.exe`) — except one that ends in an
+//!   upper-case constant (`android.intent.action.SCREEN_ON`) or is a class name
+//!   (`java.io.IOException`), which say what happened;
+//! - it directly follows `=` (`user=alice` → `user=<*>`) — except an outcome: an
+//!   upper-case word (`status=FAILED`) or a word after a key that names a state
+//!   (`state=active`, `exitStatus=failed`).
 //!
-//! Before runs, three whole-token rules apply: a URL (`scheme://…`) is one `<*>`; an IPv6
-//! or MAC address (hex groups with at least two `:`, e.g. `fe80::1`, `[2001:db8::1]:443`)
-//! is one `<*>`; and a quoted value (`"…"`, `'…'` or a backtick pair, opening at the start
-//! of a token or after `=`, `:`, `(`, `[`, `{`, `,`, and closing before whitespace or
-//! punctuation) becomes `"<*>"` even when it spans several words. Apostrophes inside
-//! words (`can't`) are not quotes.
+//! Whole-token rules come first: a URL (`scheme://…`) is one `<*>`; an IPv6 or MAC
+//! address (hex groups with at least two `:`, e.g. `fe80::1`, `[2001:db8::1]:443`) is one
+//! `<*>`; a month or weekday name next to a number (`Fri Jun 17 07:07:00 2005`) is part
+//! of a date and masked; a number from 100 to 599 after a word that announces an outcome
+//! (`returned 503`, `status: 404`, `HTTP/1.1 500`) stays. A quoted phrase (`"…"`, `'…'` or
+//! a backtick pair, opening at the start of a token or after `=`, `:`, `(`, `[`, `{`, `,`,
+//! and closing before whitespace or punctuation) becomes `"<*>"`, as does a quoted value
+//! of a key (`tag="AudioMix"`); one quoted word elsewhere (`state 'Active'`) is left to
+//! the run rules. Apostrophes inside words (`can't`) are not quotes. Consecutive lone
+//! `<*>` tokens collapse into one, so lists of any length share a template.
 
 /// The placeholder for a variable.
 pub(crate) const WILDCARD: &str = "<*>";
