@@ -184,8 +184,11 @@ fn cpu_secs(start: Instant) -> f64 {
     }
 }
 
+/// One cold pass of a miner over the lines.
+type Pass = fn(&[String]) -> usize;
+
 /// Seconds of one pass (CPU time of this thread where it can be read).
-fn pass_secs(lines: &[String], pass: fn(&[String]) -> usize) -> f64 {
+fn pass_secs(lines: &[String], pass: Pass) -> f64 {
     let origin = Instant::now();
     let before = cpu_secs(origin);
     black_box(pass(lines));
@@ -194,7 +197,7 @@ fn pass_secs(lines: &[String], pass: fn(&[String]) -> usize) -> f64 {
 
 fn print_ratios(lines: &[String]) {
     const ROUNDS: usize = 7;
-    let passes: [(&str, fn(&[String]) -> usize); 3] = [
+    let passes: [(&str, Pass); 3] = [
         ("watchdog", watchdog_pass),
         ("logdrain 0.3", logdrain_pass),
         ("drain3 0.3", drain3_pass),
