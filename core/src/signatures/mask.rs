@@ -146,9 +146,20 @@ fn mask_tokens(
             out.push(' ');
         }
         let start = out.len();
-        if is_date_word(token) && dated(prev, source[i..].split_ascii_whitespace()) {
+        let tb = token.as_bytes();
+        // Cheap guards first: a date word is capitalised and short, a status code is
+        // a short number; most tokens are neither.
+        if tb[0].is_ascii_uppercase()
+            && tb.len() <= 10
+            && is_date_word(token)
+            && dated(prev, source[i..].split_ascii_whitespace())
+        {
             out.push_str(WILDCARD);
-        } else if is_status_code(token) && announces_status(prev) {
+        } else if class & NUMERAL != 0
+            && tb.len() <= 4
+            && is_status_code(token)
+            && announces_status(prev)
+        {
             out.push_str(token);
         } else if class & (QUOTE | COLON | PUNCT | SPECIAL) == 0
             && token.as_bytes()[token.len() - 1] != b'-'
