@@ -37,8 +37,8 @@
 //! of a date and masked; a number from 100 to 599 after a word that announces an outcome
 //! (`returned 503`, `status: 404`, `HTTP/1.1 500`) stays. A quoted phrase (`"…"`, `'…'` or
 //! a backtick pair, opening at the start of a token or after `=`, `:`, `(`, `[`, `{`, `,`,
-//! and closing before whitespace or punctuation) becomes `"<*>"`, as does a quoted value
-//! of a key (`tag="AudioMix"`); one quoted word elsewhere (`state 'Active'`) is left to
+//! and closing before whitespace or punctuation) becomes `"<*>"` (a request line keeps
+//! its method: `"GET <*>"`), as does a quoted value of a key (`tag="AudioMix"`); one quoted word elsewhere (`state 'Active'`) is left to
 //! the run rules. Apostrophes inside words (`can't`) are not quotes. Consecutive lone
 //! `<*>` tokens collapse into one, so lists of any length share a template.
 
@@ -395,6 +395,13 @@ fn mask_quotes(message: &str, out: &mut String) {
                     // Quotes are ASCII, so these are char boundaries.
                     out.push_str(&message[copied..i]);
                     out.push(q as char);
+                    // A quoted request line (`"GET /v2/servers HTTP/1.1"`) keeps its
+                    // method: `GET` and `DELETE` are different operations.
+                    let method = request_method(&b[i + 1..j]);
+                    if method > 0 {
+                        out.push_str(&message[i + 1..i + 1 + method]);
+                        out.push(' ');
+                    }
                     out.push_str(WILDCARD);
                     out.push(q as char);
                     copied = j + 1;
@@ -406,6 +413,19 @@ fn mask_quotes(message: &str, out: &mut String) {
         i += 1;
     }
     out.push_str(&message[copied..]);
+}
+
+/// The length of an HTTP-style method at the start of a quoted phrase: three to seven
+/// upper-case letters, a space, then a path (`/…`) or a URL (`http…`). 0 otherwise.
+fn request_method(phrase: &[u8]) -> usize {
+    let n = phrase.iter().take_while(|c| c.is_ascii_uppercase()).count();
+    let rest = &phrase[n..];
+    let target = rest.get(1).is_some_and(|&c| c == b'/' || c == b'h');
+    if (3..=7).contains(&n) && rest.first() == Some(&b' ') && target {
+        n
+    } else {
+        0
+    }
 }
 
 const RUN_BYTES: [bool; 256] = {
@@ -779,6 +799,15 @@ mod tests {
         assert_eq!(mask("key='a b c', next"), "key='<*>', next");
         assert_eq!(mask("can't open `cfg file`"), "can't open `<*>`");
         assert_eq!(mask("empty '' stays"), "empty '' stays");
+        assert_eq!(
+            mask("10.1.1.1 \"GET /v2/a/servers/detail HTTP/1.1\" status: 200 len: 1893"),
+            "<*> \"GET <*>\" status: 200 len: <*>"
+        );
+        assert_eq!(
+            mask("\"DELETE /v2/a/servers/9 HTTP/1.1\" status: 204"),
+            "\"DELETE <*>\" status: 204"
+        );
+        assert_eq!(mask("said \"OK then\""), "said \"<*>\"");
         assert_eq!(mask("it's Bob's"), "it's Bob's");
     }
 
@@ -807,7 +836,10 @@ mod tests {
         assert_eq!(mask("GET /api/v1 returned 503"), "GET <*> returned 503");
         assert_eq!(mask("GET /api/v1 returned 404"), "GET <*> returned 404");
         assert_eq!(mask("status: 500, took 12ms"), "status: 500, took <*>");
-        assert_eq!(mask("\"GET /\" HTTP/1.1 200 512"), "\"<*>\" <*> 200 <*>");
+        assert_eq!(
+            mask("\"GET /\" HTTP/1.1 200 512"),
+            "\"GET <*>\" <*> 200 <*>"
+        );
         // Elsewhere a three-digit number is a quantity.
         assert_eq!(mask("sent 503 bytes"), "sent <*> bytes");
         assert_eq!(mask("returned 12"), "returned <*>");
