@@ -455,3 +455,71 @@ fn a_regression_carries_its_dominant_new_log_signature() {
     let (_, quick) = scenarios::run(&data, &cfg).unwrap().remove(0);
     assert_eq!(quick.detected_at, v.detected_at);
 }
+
+/// Signatures are per service: a service that floods the miner with new templates
+/// cannot evict another's, so that one keeps its id and its known error after the
+/// deploy is not "new" (a false new-error regression).
+#[test]
+fn a_flooding_service_cannot_make_another_services_signature_new() {
+    use watchdog_core::{LogEvent, LogLevel, SignatureChange};
+    let (samples, dep) = step_series(7, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
+    let mut engine = Engine::new(Config::default()).unwrap();
+    engine.ingest_deploy(&dep).unwrap();
+    let names = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
+    for (i, s) in samples.iter().enumerate() {
+        engine.ingest_sample(s).unwrap();
+        let t = s.timestamp.add_secs(1.0);
+        if (i < 180 && i % 6 == 0) || (i >= 180 && i % 2 == 0) {
+            engine
+                .ingest_log(&log(
+                    t,
+                    LogLevel::Error,
+                    &format!(
+                        "login failed for user {} from 10.0.0.{}",
+                        names[i % 7],
+                        i % 250
+                    ),
+                ))
+                .unwrap();
+        }
+        if i == 150 {
+            // More new templates than one miner keeps (50,000 by default).
+            for k in 0..60_000u64 {
+                let word: String = (0..5)
+                    .map(|d| (b'a' + ((k / 26u64.pow(d)) % 26) as u8) as char)
+                    .collect();
+                engine
+                    .ingest_log(&LogEvent {
+                        timestamp: t,
+                        service: "noisy".into(),
+                        environment: "production".into(),
+                        level: LogLevel::Error,
+                        message: format!("{word} exploded"),
+                    })
+                    .unwrap();
+            }
+        }
+    }
+    engine.finish();
+    let v = engine.take_verdicts().remove(0);
+    assert_ne!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+    assert!(
+        v.signatures
+            .iter()
+            .all(|s| s.change != SignatureChange::New),
+        "{:?}",
+        v.signatures
+    );
+    let login = v
+        .signatures
+        .iter()
+        .find(|s| s.template == "login failed for user <*> from <*>")
+        .expect("the rising login failures are evidence");
+    assert_eq!(login.change, SignatureChange::Surging);
+    // The id of the template's first line, unchanged by the flood.
+    let first = "\u{4}login failed for user alice from <*>";
+    let id = first.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    assert_eq!(login.signature, format!("{id:016x}"));
+}

@@ -70,6 +70,11 @@ impl Server {
             config: Arc::new(config),
         };
         let mut tasks = vec![tokio::spawn(runner::verdict_task(state.clone(), verdicts))];
+        // The templates seen before go back first, so that re-fed and new logs get the
+        // ids they had (the recovery window is shorter than a template's life).
+        let templates = state.store.templates().await?;
+        let restored = templates.len();
+        state.engine.restore_templates(templates).await?;
 
         let reference_ms = match state.config.clock {
             Clock::Wall => AppState::now_ms(),
@@ -123,6 +128,7 @@ impl Server {
             samples = stats.samples,
             deploys = stats.deploys,
             logs = stats.logs,
+            templates = restored,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "engine rebuilt from the store"
         );
