@@ -6,3 +6,5 @@ pub mod hooks;
 pub mod incidents;
 pub mod ingest;
 pub mod ops;
+pub mod otlp;
+pub mod remote_write;
