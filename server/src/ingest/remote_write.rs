@@ -18,7 +18,8 @@
 //!   (`http_request_duration_seconds`) gives `p50_latency_ms`, `p95_latency_ms`,
 //!   `p99_latency_ms` ([`crate::ingest::histogram`]); its `_sum` and `_count` are not used;
 //! - other series are gauges, averaged over label sets; `up` and `scrape_*` (Prometheus'
-//!   own series about the scrape) are dropped, and so is anything in `drop_metrics`.
+//!   own series about the scrape) and `*_info` (labels, not measurements; they still give
+//!   the version) are dropped, and so is anything in `drop_metrics`.
 //!
 //! The first sample of a counter only sets its reference, so rates start with the second
 //! scrape (the version label is not part of a series' identity, so a deploy continues the
@@ -148,6 +149,31 @@ pub struct RemoteWriteState {
     counters: HashSet<String>,
 }
 
+/// How to undo one conversion's changes: (series, before, the timestamp it set).
+#[derive(Debug, Default)]
+pub struct Undo(Vec<(u64, Option<(i64, f64)>, i64)>);
+
+impl RemoteWriteState {
+    fn set(&mut self, undo: &mut Undo, key: u64, ts: i64, v: f64) {
+        let before = self.prev.insert(key, (ts, v));
+        undo.0.push((key, before, ts));
+    }
+
+    /// Puts back what a conversion changed when its samples could not be stored, so that
+    /// Prometheus' retry is differenced against the same references; a series moved on
+    /// by another request since is left alone.
+    pub fn rollback(&mut self, undo: Undo) {
+        for (key, before, ts) in undo.0.into_iter().rev() {
+            if self.prev.get(&key).is_some_and(|p| p.0 == ts) {
+                match before {
+                    Some(b) => self.prev.insert(key, b),
+                    None => self.prev.remove(&key),
+                };
+            }
+        }
+    }
+}
+
 /// Undoes snappy's block format, refusing bodies that would inflate past `limit`.
 ///
 /// # Errors
@@ -183,6 +209,8 @@ pub struct RemoteWriteBatch {
     pub rejected: usize,
     /// The first rejection's reason.
     pub first_error: Option<String>,
+    /// Undoes the conversion's changes to the state.
+    pub undo: Undo,
 }
 
 #[derive(Debug, Default)]
@@ -267,11 +295,22 @@ pub fn convert(
                 .get_or_insert(format!("timeseries {si} has no __name__ label"));
             continue;
         };
-        if name == "up" || name.starts_with("scrape_") || matches(&cfg.drop_metrics, name) {
-            continue;
-        }
         let service = first(&cfg.service_labels).unwrap_or("").to_string();
         let environment = first(&cfg.environment_labels).unwrap_or("").to_string();
+        // Any series may carry the version (`*_build_info` usually does).
+        if let Some(version) = get(&cfg.version_label) {
+            if let Some(t) = ts.samples.iter().map(|s| s.timestamp).min() {
+                note(&mut batch.sightings, &service, &environment, version, t);
+            }
+        }
+        // `*_info` series (OpenMetrics info, e.g. build_info) are labels, not measurements.
+        if name == "up"
+            || name.starts_with("scrape_")
+            || name.ends_with("_info")
+            || matches(&cfg.drop_metrics, name)
+        {
+            continue;
+        }
         let kind =
             if let Some(family) = name.strip_suffix("_bucket").filter(|_| get("le").is_some()) {
                 state.histograms.insert(family.to_string());
@@ -318,17 +357,6 @@ pub fn convert(
         };
         let mut samples: Vec<&proto::Sample> = ts.samples.iter().collect();
         samples.sort_by_key(|s| s.timestamp);
-        if let Some(version) = get(&cfg.version_label) {
-            if let Some(s) = samples.first() {
-                note(
-                    &mut batch.sightings,
-                    &service,
-                    &environment,
-                    version,
-                    s.timestamp,
-                );
-            }
-        }
         for s in samples {
             if s.value.to_bits() == STALE_NAN {
                 continue;
@@ -351,13 +379,13 @@ pub fn convert(
                 }
                 Kind::Counter | Kind::Bucket { .. } => {
                     let Some((t0, v0)) = state.prev.get(&key).copied() else {
-                        state.prev.insert(key, (s.timestamp, s.value));
+                        state.set(&mut batch.undo, key, s.timestamp, s.value);
                         continue;
                     };
                     if s.timestamp <= t0 {
                         continue;
                     }
-                    state.prev.insert(key, (s.timestamp, s.value));
+                    state.set(&mut batch.undo, key, s.timestamp, s.value);
                     let increase = if s.value >= v0 { s.value - v0 } else { s.value };
                     let secs = (s.timestamp - t0) as f64 / 1000.0;
                     let g = groups.entry(group_key).or_default();
@@ -499,6 +527,7 @@ mod tests {
                     &[(t, le[2])],
                 ),
                 series(&with(&[("__name__", "up")]), &[(t, 1.0)]),
+                series(&with(&[("__name__", "app_build_info")]), &[(t, 1.0)]),
                 series(&with(&[("__name__", "queue_depth")]), &[(t, 7.0)]),
             ],
             metadata: vec![],
@@ -536,6 +565,7 @@ mod tests {
         assert!((s.metric("p50_latency_ms").unwrap() - 100.0).abs() < 1e-9);
         assert!((s.metric("p95_latency_ms").unwrap() - 200.0).abs() < 1e-9);
         assert_eq!(s.metric("up"), None);
+        assert_eq!(s.metric("app_build_info"), None);
         assert_eq!(
             s.metric("http_request_duration_seconds_count_per_sec"),
             None
@@ -552,6 +582,23 @@ mod tests {
     }
 
     #[test]
+    fn a_rolled_back_request_is_differenced_again() {
+        let cfg = RemoteWriteConfig::default();
+        let mut state = RemoteWriteState::default();
+        convert(
+            &scrape(1_000_000, 1000.0, 10.0, [500.0, 900.0, 1010.0]),
+            &mut state,
+            &cfg,
+        );
+        let next = scrape(1_010_000, 1090.0, 20.0, [550.0, 990.0, 1110.0]);
+        let b = convert(&next, &mut state, &cfg);
+        assert_eq!(b.samples[0].metric("requests"), Some(100.0));
+        state.rollback(b.undo);
+        let b = convert(&next, &mut state, &cfg);
+        assert_eq!(b.samples[0].metric("requests"), Some(100.0));
+    }
+
+    #[test]
     fn a_series_without_a_name_is_rejected_and_the_rest_kept() {
         let cfg = RemoteWriteConfig::default();
         let mut state = RemoteWriteState::default();
@@ -563,7 +610,7 @@ mod tests {
         assert!(b
             .first_error
             .unwrap()
-            .contains("timeseries 8 has no __name__"));
+            .contains("timeseries 9 has no __name__"));
         assert_eq!(b.samples.len(), 1);
     }
 

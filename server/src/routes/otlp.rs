@@ -201,12 +201,20 @@ async fn export_metrics(
             ),
         );
     }
-    if rx.otlp.version_deploys {
-        if let Err(e) = rx.deploys(&state, batch.sightings, "otlp").await {
-            return stored_failure(encoding, e);
+    let undo = batch.undo;
+    let stored = async {
+        if rx.otlp.version_deploys {
+            rx.deploys(&state, batch.sightings, "otlp").await?;
         }
+        store_samples(&state, batch.samples).await
     }
-    if let Err(e) = store_samples(&state, batch.samples).await {
+    .await;
+    if let Err(e) = stored {
+        // The exporter retries: difference its retry against the same references.
+        rx.otlp_metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .rollback(undo);
         return stored_failure(encoding, e);
     }
     let partial_success = (batch.rejected > 0).then(|| ExportMetricsPartialSuccess {

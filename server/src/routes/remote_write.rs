@@ -136,12 +136,20 @@ async fn write(
         .metrics
         .rejected
         .fetch_add(batch.rejected as u64, Ordering::Relaxed);
-    if rx.remote_write.version_deploys {
-        if let Err(e) = rx.deploys(&state, batch.sightings, "remote_write").await {
-            return unavailable(e);
+    let undo = batch.undo;
+    let stored = async {
+        if rx.remote_write.version_deploys {
+            rx.deploys(&state, batch.sightings, "remote_write").await?;
         }
+        store_samples(&state, batch.samples).await
     }
-    if let Err(e) = store_samples(&state, batch.samples).await {
+    .await;
+    if let Err(e) = stored {
+        // Prometheus retries: difference its retry against the same references.
+        rx.remote_write_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .rollback(undo);
         return unavailable(e);
     }
     if batch.rejected > 0 {

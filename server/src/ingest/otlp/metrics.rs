@@ -68,9 +68,35 @@ struct Prev {
 pub struct MetricState {
     prev: HashMap<u64, Prev>,
     newest_ns: u64,
+    /// What the current conversion changed: (series, before, the time it set).
+    journal: Vec<(u64, Option<Prev>, u64)>,
 }
 
+/// How to undo one conversion's changes to a [`MetricState`].
+#[derive(Debug, Default)]
+pub struct Undo(Vec<(u64, Option<Prev>, u64)>);
+
 impl MetricState {
+    fn set(&mut self, key: u64, p: Prev) {
+        let time = p.time_ns;
+        let before = self.prev.insert(key, p);
+        self.journal.push((key, before, time));
+    }
+
+    /// Puts back what a conversion changed, when its data could not be stored, so that
+    /// the client's retry is differenced against the same references again. A series that
+    /// another request has moved on since is left alone.
+    pub fn rollback(&mut self, undo: Undo) {
+        for (key, before, time) in undo.0.into_iter().rev() {
+            if self.prev.get(&key).is_some_and(|p| p.time_ns == time) {
+                match before {
+                    Some(b) => self.prev.insert(key, b),
+                    None => self.prev.remove(&key),
+                };
+            }
+        }
+    }
+
     fn forget_old(&mut self) {
         if self.prev.len() <= MAX_SERIES {
             return;
@@ -96,6 +122,8 @@ pub struct MetricsBatch {
     pub rejected: usize,
     /// The first rejection's reason.
     pub first_error: Option<String>,
+    /// Undoes the conversion's changes to the state (see [`MetricState::rollback`]).
+    pub undo: Undo,
 }
 
 impl MetricsBatch {
@@ -182,6 +210,7 @@ pub fn convert(
     version_attribute: &str,
 ) -> MetricsBatch {
     let mut batch = MetricsBatch::default();
+    state.journal.clear();
     let mut groups: BTreeMap<(String, String, i64), Group> = BTreeMap::new();
     for (ri, rm) in req.resource_metrics.iter().enumerate() {
         let labels = ResourceLabels::of(rm.resource.as_ref(), version_attribute);
@@ -325,6 +354,7 @@ pub fn convert(
             );
         }
     }
+    batch.undo = Undo(std::mem::take(&mut state.journal));
     state.forget_old();
     batch.samples = groups
         .into_iter()
@@ -407,7 +437,7 @@ fn hist_step(
     let whole = (p.bucket_counts.clone(), p.count);
     let prev = state.prev.get(&key).cloned();
     let remember = |state: &mut MetricState| {
-        state.prev.insert(
+        state.set(
             key,
             Prev {
                 start_ns: p.start_time_unix_nano,
@@ -493,7 +523,13 @@ fn counter_step(
     cumulative: bool,
 ) -> Step<f64> {
     let prev = state.prev.get(&key).cloned();
-    state.prev.insert(
+    if prev
+        .as_ref()
+        .is_some_and(|q| cumulative && p.time_unix_nano <= q.time_ns)
+    {
+        return Step::Skip;
+    }
+    state.set(
         key,
         Prev {
             start_ns: p.start_time_unix_nano,
@@ -520,10 +556,6 @@ fn counter_step(
             },
             _ => Step::Skip,
         },
-        Some(q) if p.time_unix_nano <= q.time_ns => {
-            state.prev.insert(key, q);
-            Step::Skip
-        }
         Some(q) => {
             let PrevValue::Num(before) = q.value else {
                 return Step::Skip;
@@ -694,6 +726,24 @@ mod tests {
             "service.version",
         );
         assert!(b.samples.is_empty());
+    }
+
+    #[test]
+    fn a_rolled_back_conversion_is_differenced_again() {
+        let mut state = MetricState::default();
+        let start = T0 - 3600 * S;
+        convert(
+            &request("v1", start, T0, &[(200, [100, 0, 0])]),
+            &mut state,
+            "service.version",
+        );
+        let next = request("v1", start, T0 + 10 * S, &[(200, [150, 0, 0])]);
+        let b = convert(&next, &mut state, "service.version");
+        assert_eq!(metric(&b.samples[0], "requests"), 50.0);
+        // The store failed: the retry must count the same 50 requests, not nothing.
+        state.rollback(b.undo);
+        let b = convert(&next, &mut state, "service.version");
+        assert_eq!(metric(&b.samples[0], "requests"), 50.0);
     }
 
     #[test]
