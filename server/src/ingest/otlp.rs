@@ -223,7 +223,7 @@ pub fn hash_attrs(attrs: &[KeyValue], h: &mut impl std::hash::Hasher) {
 /// Nanoseconds since the epoch to milliseconds, `None` for 0 (unset) or out of range.
 pub fn nanos_to_ms(ns: u64) -> Option<i64> {
     (ns > 0)
-        .then(|| (ns / 1_000_000) as i64)
+        .then_some((ns / 1_000_000) as i64)
         .filter(|ms| *ms > 0)
 }
 

@@ -149,9 +149,12 @@ pub struct RemoteWriteState {
     counters: HashSet<String>,
 }
 
+/// A series' reference: its last sample's (timestamp, value).
+type Reference = (i64, f64);
+
 /// How to undo one conversion's changes: (series, before, the timestamp it set).
 #[derive(Debug, Default)]
-pub struct Undo(Vec<(u64, Option<(i64, f64)>, i64)>);
+pub struct Undo(Vec<(u64, Option<Reference>, i64)>);
 
 impl RemoteWriteState {
     fn set(&mut self, undo: &mut Undo, key: u64, ts: i64, v: f64) {
@@ -268,7 +271,7 @@ pub fn convert(
             1 => {
                 state.counters.insert(m.metric_family_name.clone());
             }
-            3 | 4 | 5 => {
+            3..=5 => {
                 state.histograms.insert(m.metric_family_name.clone());
             }
             _ => {}

@@ -120,7 +120,7 @@ impl VersionTracker {
             }
             let stored = stored_versions(store, &s.service, &s.environment).await?;
             known.remember(&s.version);
-            if stored.iter().any(|v| *v == s.version) {
+            if stored.contains(&s.version) {
                 continue;
             }
             out.push(Deploy {

@@ -110,7 +110,7 @@ pub fn stored_failure(encoding: Encoding, e: AppError) -> Response {
     )
 }
 
-fn header_text<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -120,11 +120,17 @@ fn prepare(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(Encoding, Vec<u8>), Response> {
+) -> Result<(Encoding, Vec<u8>), Box<Response>> {
     let encoding = Encoding::from_content_type(header_text(headers, header::CONTENT_TYPE))
-        .map_err(|m| failure(Encoding::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, m))?;
+        .map_err(|m| {
+            Box::new(failure(
+                Encoding::Json,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                m,
+            ))
+        })?;
     let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Box::new(if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             failure(
                 encoding,
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -139,14 +145,14 @@ fn prepare(
                 StatusCode::BAD_REQUEST,
                 format!("could not read the request body: {r}"),
             )
-        }
+        })
     })?;
     let raw = decompress(
         &body,
         header_text(headers, header::CONTENT_ENCODING),
         state.config.max_body_bytes,
     )
-    .map_err(|e| body_failure(encoding, e))?;
+    .map_err(|e| Box::new(body_failure(encoding, e)))?;
     Ok((encoding, raw))
 }
 
@@ -169,7 +175,7 @@ async fn export_metrics(
     };
     let (encoding, raw) = match prepare(&state, &headers, body) {
         Ok(x) => x,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let rx2 = rx.clone();
     let converted = tokio::task::spawn_blocking(move || {
@@ -244,7 +250,7 @@ async fn export_logs(
     };
     let (encoding, raw) = match prepare(&state, &headers, body) {
         Ok(x) => x,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let version_attribute = rx.otlp.version_attribute.clone();
     let converted = tokio::task::spawn_blocking(move || {
