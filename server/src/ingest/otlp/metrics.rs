@@ -12,7 +12,9 @@
 //! - Gauges keep their name and value (the mean over attribute sets); non-monotonic sums
 //!   keep their name and value (the sum over attribute sets); monotonic sums (counters)
 //!   become `<name>_per_sec`, their increase per second, summed over attribute sets.
-//!   Other histograms and summaries are not used.
+//!   Other histograms and summaries are not used. The duration may also come as an
+//!   exponential histogram: bucket `i` then holds `(base^i, base^(i+1)]` with
+//!   `base = 2^(2^-scale)`, and the same quantile estimate applies to those bounds.
 //!
 //! Temporality: a delta point is the interval's value as it is. A cumulative point is
 //! differenced against the previous point of the same series (same resource, metric and
@@ -28,8 +30,10 @@ use std::hash::{Hash, Hasher};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets as ExpSide;
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, number_data_point, AggregationTemporality, HistogramDataPoint, NumberDataPoint,
+    metric::Data, number_data_point, AggregationTemporality, ExponentialHistogramDataPoint,
+    HistogramDataPoint, NumberDataPoint,
 };
 use watchdog_core::{Sample, Timestamp};
 
@@ -48,6 +52,13 @@ const MAX_SERIES: usize = 200_000;
 
 #[derive(Clone, Debug)]
 enum PrevValue {
+    /// An exponential histogram: its scale, zero count, counts by bucket index, count.
+    Exp {
+        scale: i32,
+        zero: u64,
+        buckets: BTreeMap<i32, u64>,
+        count: u64,
+    },
     Hist {
         bounds: Vec<f64>,
         counts: Vec<u64>,
@@ -339,7 +350,61 @@ pub fn convert(
                             }
                         }
                     }
-                    Data::ExponentialHistogram(h) => batch.points += h.data_points.len(),
+                    Data::ExponentialHistogram(h) => {
+                        let http = m.name == "http.server.request.duration"
+                            || m.name == "http.server.duration";
+                        batch.points += h.data_points.len();
+                        if !http {
+                            continue;
+                        }
+                        let scale = ms_per_unit(&m.unit, &m.name);
+                        let cumulative =
+                            h.aggregation_temporality == AggregationTemporality::Cumulative as i32;
+                        for (i, p) in h.data_points.iter().enumerate() {
+                            let Some(ts_ms) = nanos_to_ms(p.time_unix_nano) else {
+                                batch.reject(format!("{}: time_unix_nano is 0", where_(i)));
+                                continue;
+                            };
+                            let Some(now) = exp_buckets(p) else {
+                                batch.reject(format!(
+                                    "{}: scale {} is outside -10..=20, or zero_count and the buckets do not add up to count {}",
+                                    where_(i),
+                                    p.scale,
+                                    p.count
+                                ));
+                                continue;
+                            };
+                            earliest_ms = Some(earliest_ms.map_or(ts_ms, |e| e.min(ts_ms)));
+                            state.newest_ns = state.newest_ns.max(p.time_unix_nano);
+                            let key = series_key(resource_hash, &m.name, &p.attributes);
+                            let step = exp_step(state, key, p, now, cumulative);
+                            let Step::Use {
+                                value: (zero, buckets, count),
+                                interval_ns,
+                            } = step
+                            else {
+                                continue;
+                            };
+                            let g = groups
+                                .entry((labels.service.clone(), labels.environment.clone(), ts_ms))
+                                .or_default();
+                            g.http = true;
+                            let n = count as f64;
+                            g.requests += n;
+                            if is_error(&p.attributes) {
+                                g.errors += n;
+                            }
+                            if let Some(ns) = interval_ns {
+                                g.rate += n / (ns as f64 / 1e9);
+                                g.rate_known = true;
+                            }
+                            g.latency_ms.add(p.zero_threshold * scale, zero as f64);
+                            let base = 2f64.powf(2f64.powi(-p.scale));
+                            for (index, c) in buckets {
+                                g.latency_ms.add(base.powi(index + 1) * scale, c as f64);
+                            }
+                        }
+                    }
                     Data::Summary(s) => batch.points += s.data_points.len(),
                 }
             }
@@ -393,6 +458,140 @@ pub fn convert(
         })
         .collect();
     batch
+}
+
+/// An exponential histogram point's positive buckets by index (bucket `i` holds values in
+/// `(base^i, base^(i+1)]`, `base = 2^(2^-scale)`), or `None` when its counts do not add
+/// up. Negative values (not a duration) only count.
+fn exp_buckets(p: &ExponentialHistogramDataPoint) -> Option<(i32, u64, BTreeMap<i32, u64>)> {
+    if !(-10..=20).contains(&p.scale) {
+        return None;
+    }
+    let side = |b: &Option<ExpSide>| {
+        b.as_ref()
+            .map_or(0, |b| b.bucket_counts.iter().sum::<u64>())
+    };
+    if p.zero_count + side(&p.positive) + side(&p.negative) != p.count {
+        return None;
+    }
+    let mut out = BTreeMap::new();
+    if let Some(b) = &p.positive {
+        for (k, c) in b.bucket_counts.iter().enumerate() {
+            if *c > 0 {
+                out.insert(b.offset.saturating_add(k as i32), *c);
+            }
+        }
+    }
+    Some((p.scale, p.zero_count, out))
+}
+
+/// Counts by index at `from` scale, re-indexed to the coarser scale `to`: each step down
+/// in scale merges pairs of neighbouring buckets (index `i` becomes `i >> 1`, a floor).
+fn downscale(buckets: &BTreeMap<i32, u64>, from: i32, to: i32) -> BTreeMap<i32, u64> {
+    let shift = (from - to).clamp(0, 31);
+    let mut out = BTreeMap::new();
+    for (i, c) in buckets {
+        *out.entry(i >> shift).or_insert(0) += c;
+    }
+    out
+}
+
+/// Zero count, counts by index, count.
+type ExpValue = (u64, BTreeMap<i32, u64>, u64);
+
+/// As [`hist_step`] for exponential histograms. An SDK may lower a cumulative series'
+/// scale as its range grows; the previous counts are then merged down to the new scale
+/// before differencing.
+fn exp_step(
+    state: &mut MetricState,
+    key: u64,
+    p: &ExponentialHistogramDataPoint,
+    now: (i32, u64, BTreeMap<i32, u64>),
+    cumulative: bool,
+) -> Step<ExpValue> {
+    let (scale, zero, buckets) = now;
+    let prev = state.prev.get(&key).cloned();
+    if cumulative && prev.as_ref().is_some_and(|q| p.time_unix_nano <= q.time_ns) {
+        return Step::Skip;
+    }
+    state.set(
+        key,
+        Prev {
+            start_ns: p.start_time_unix_nano,
+            time_ns: p.time_unix_nano,
+            value: PrevValue::Exp {
+                scale,
+                zero,
+                buckets: buckets.clone(),
+                count: p.count,
+            },
+        },
+    );
+    let whole = (zero, buckets.clone(), p.count);
+    if !cumulative {
+        let interval_ns = interval(p.start_time_unix_nano, p.time_unix_nano).or_else(|| {
+            prev.as_ref()
+                .filter(|q| q.time_ns < p.time_unix_nano)
+                .map(|q| p.time_unix_nano - q.time_ns)
+        });
+        return Step::Use {
+            value: whole,
+            interval_ns,
+        };
+    }
+    let Some(q) = prev else {
+        return match interval(p.start_time_unix_nano, p.time_unix_nano) {
+            Some(ns) if ns <= FIRST_SPAN_NS => Step::Use {
+                value: whole,
+                interval_ns: Some(ns),
+            },
+            _ => Step::Skip,
+        };
+    };
+    let PrevValue::Exp {
+        scale: s0,
+        zero: z0,
+        buckets: b0,
+        count: c0,
+    } = q.value
+    else {
+        return Step::Skip;
+    };
+    let restart_ns = interval(p.start_time_unix_nano, p.time_unix_nano)
+        .filter(|_| p.start_time_unix_nano >= q.time_ns)
+        .unwrap_or(p.time_unix_nano - q.time_ns);
+    let restart = Step::Use {
+        value: whole,
+        interval_ns: Some(restart_ns),
+    };
+    if (p.start_time_unix_nano != 0 && p.start_time_unix_nano != q.start_ns)
+        || p.count < c0
+        || zero < z0
+    {
+        return restart;
+    }
+    if scale > s0 {
+        // A finer scale than before only happens with a restart we could not see.
+        return Step::Skip;
+    }
+    let before = downscale(&b0, s0, scale);
+    let mut delta = BTreeMap::new();
+    for (i, b) in &before {
+        let c = buckets.get(i).copied().unwrap_or(0);
+        if c < *b {
+            return restart;
+        }
+    }
+    for (i, c) in &buckets {
+        let b = before.get(i).copied().unwrap_or(0);
+        if *c > b {
+            delta.insert(*i, c - b);
+        }
+    }
+    Step::Use {
+        value: (zero - z0, delta, p.count - c0),
+        interval_ns: Some(p.time_unix_nano - q.time_ns),
+    }
 }
 
 fn check_hist(p: &HistogramDataPoint) -> Result<(), String> {
@@ -744,6 +943,70 @@ mod tests {
         state.rollback(b.undo);
         let b = convert(&next, &mut state, "service.version");
         assert_eq!(metric(&b.samples[0], "requests"), 50.0);
+    }
+
+    #[test]
+    fn exponential_histograms_are_differenced_across_a_scale_change() {
+        use opentelemetry_proto::tonic::metrics::v1::ExponentialHistogram;
+        let point = |t: u64, scale: i32, offset: i32, counts: Vec<u64>| {
+            let count = counts.iter().sum();
+            ExponentialHistogramDataPoint {
+                start_time_unix_nano: T0 - 3600 * S,
+                time_unix_nano: t,
+                scale,
+                count,
+                positive: Some(ExpSide {
+                    offset,
+                    bucket_counts: counts,
+                }),
+                ..Default::default()
+            }
+        };
+        let req = |p: ExponentialHistogramDataPoint| ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: resource("v1"),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "http.server.request.duration".into(),
+                        unit: "ms".into(),
+                        data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: vec![p],
+                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let mut state = MetricState::default();
+        // Scale 1: base sqrt(2); index 12 is (64, 90.5] ms, 13 is (90.5, 128] ms.
+        assert!(convert(
+            &req(point(T0, 1, 12, vec![10, 10])),
+            &mut state,
+            "service.version"
+        )
+        .samples
+        .is_empty());
+        // The SDK lowered the scale to 0 (base 2): index 6 is (64, 128] ms and holds the
+        // 20 earlier ones plus 30 new; index 7 (128, 256] ms got 50.
+        let b = convert(
+            &req(point(T0 + 10 * S, 0, 6, vec![50, 50])),
+            &mut state,
+            "service.version",
+        );
+        let s = &b.samples[0];
+        assert_eq!(metric(s, "requests"), 80.0, "{s:?}");
+        assert!((metric(s, "request_rate") - 8.0).abs() < 1e-9);
+        let p50 = metric(s, "p50_latency_ms");
+        assert!(p50 > 128.0 && p50 < 256.0, "{p50}");
+        // Counts that do not add up are rejected by name.
+        let mut bad = point(T0 + 20 * S, 0, 6, vec![50, 60]);
+        bad.count = 7;
+        let b = convert(&req(bad), &mut state, "service.version");
+        assert_eq!(b.rejected, 1);
+        assert!(b.first_error.unwrap().contains("do not add up"));
     }
 
     #[test]
