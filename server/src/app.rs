@@ -23,6 +23,7 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::remote_write::router(&state, receivers.clone()))
         .merge(routes::hooks::router(&state))
         .merge(routes::deploys::router())
+        .merge(routes::traces::router())
         .merge(routes::incidents::router())
         .merge(routes::events::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));

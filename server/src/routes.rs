@@ -8,3 +8,4 @@ pub mod ingest;
 pub mod ops;
 pub mod otlp;
 pub mod remote_write;
+pub mod traces;

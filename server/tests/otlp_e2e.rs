@@ -178,6 +178,28 @@ async fn the_python_sdk_version_bump_is_a_deploy_and_a_bad_one_a_regression() {
             v["window"]["baseline_samples"].as_u64().unwrap() >= 20,
             "{v}"
         );
+        // The SDK logged inside spans: the signature leads to their trace ids.
+        let t: Value = reqwest::get(format!("{base}/api/v1/deploys/{}/traces", d["id"]))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let payment = t["signatures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| {
+                s["template"]
+                    .as_str()
+                    .unwrap()
+                    .contains("payment gateway timeout")
+            })
+            .unwrap_or_else(|| panic!("{t}"));
+        let first = &payment["traces"][0];
+        let trace_id = first["trace_id"].as_str().unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(trace_id.len(), 32, "{first}");
+        assert_eq!(first["span_id"].as_str().unwrap().len(), 16, "{first}");
     }
     // v1 was the running version, not a deploy.
     assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");

@@ -365,6 +365,40 @@ async fn a_version_bump_over_otlp_is_a_deploy_and_a_bad_one_a_regression() {
             "{service}: {v}"
         );
     }
+    // The new error signature leads to the traces that logged it.
+    let id = deploy_of(&list, "checkout").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let t = api
+        .get(&format!("/api/v1/deploys/{id}/traces?limit=5"))
+        .await;
+    let payment = t["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["template"]
+                .as_str()
+                .unwrap()
+                .contains("payment gateway timeout")
+        })
+        .unwrap_or_else(|| panic!("{t}"));
+    let traces = payment["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 5, "{t}");
+    assert_eq!(traces[0]["trace_id"], "5a".repeat(16));
+    assert_eq!(traces[0]["span_id"], "17".repeat(8));
+    assert!(traces[0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("payment gateway timeout"));
+    let r = api
+        .http
+        .get(format!("{}/api/v1/deploys/999999/traces", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
     // Exactly one deploy per service: v1 was the running version, not a deploy.
     assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
 }
