@@ -499,6 +499,32 @@ async fn bad_bodies_get_a_4xx_naming_the_problem_and_lose_nothing_else() {
         )
         .await;
     assert_eq!(s, 413, "{}", String::from_utf8_lossy(&b));
+    // Overloaded: every slot taken, the exporter is told to come back.
+    let slots = server
+        .state
+        .receivers
+        .in_flight
+        .try_acquire_many(watchdog::ingest::receivers::MAX_IN_FLIGHT as u32)
+        .unwrap();
+    let (s, b, retry) = api
+        .post("/v1/metrics", "application/x-protobuf", None, good.clone())
+        .await;
+    assert_eq!(
+        (s, retry.as_str()),
+        (503, "2"),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    let (s, _, retry) = api
+        .post(
+            "/api/v1/write",
+            "application/x-protobuf",
+            Some("snappy"),
+            vec![0],
+        )
+        .await;
+    assert_eq!((s, retry.as_str()), (503, "2"));
+    drop(slots);
     // No token.
     let r = api
         .http
