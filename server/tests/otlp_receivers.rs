@@ -212,6 +212,13 @@ impl Api {
 }
 
 async fn start(dir: &std::path::Path) -> (Server, Api) {
+    start_with(dir, |_| {}).await
+}
+
+async fn start_with(
+    dir: &std::path::Path,
+    adjust: impl FnOnce(&mut ServerConfig),
+) -> (Server, Api) {
     let mut c = ServerConfig::for_state_dir(dir);
     c.clock = Clock::Data;
     c.api_token = Secret::new(TOKEN);
@@ -219,6 +226,7 @@ async fn start(dir: &std::path::Path) -> (Server, Api) {
     c.detector.monitoring_window_secs = 600;
     // Wait a little after a detection so that the log evidence is complete.
     c.detector.evidence_grace_secs = Some(120);
+    adjust(&mut c);
     let explainer = Explainer::new(ExplainerConfig::from_vars(|_| None).unwrap());
     let server = Server::start(c, Vec::new(), explainer).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -623,11 +631,7 @@ fn rw_series(labels: &[(&str, &str)], t_ms: i64, v: f64) -> TimeSeries {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_write_counters_become_rates_and_a_version_label_a_deploy() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, api) = start(dir.path()).await;
-    let t0 = (T0_NS / 1_000_000) as i64;
+async fn write_versions(api: &Api, t0: i64) {
     let (mut ok, mut err) = (1000.0, 5.0);
     for i in 0..6i64 {
         let version = if i < 3 { "1.0.0" } else { "1.1.0" };
@@ -669,6 +673,14 @@ async fn remote_write_counters_become_rates_and_a_version_label_a_deploy() {
             .await;
         assert_eq!(s, 204, "{}", String::from_utf8_lossy(&b));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_counters_become_rates_and_a_version_label_a_deploy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = start(dir.path()).await;
+    let t0 = (T0_NS / 1_000_000) as i64;
+    write_versions(&api, t0).await;
     let stored = server.state.store.samples_since(0, 0, 1000).await.unwrap();
     let bodies: Vec<Value> = stored
         .iter()
@@ -695,4 +707,53 @@ async fn remote_write_counters_become_rates_and_a_version_label_a_deploy() {
         Value::String(watchdog_core::Timestamp(t0 + 45_000).to_rfc3339())
     );
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_deploys_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api) = start_with(dir.path(), |c| {
+        c.remote_write.version_deploys = false;
+        c.otlp.version_deploys = false;
+    })
+    .await;
+    let t0 = (T0_NS / 1_000_000) as i64;
+    write_versions(&api, t0).await;
+    let mut p = Process {
+        version: "v1",
+        start_ns: T0_NS - 5 * S,
+        ok: [0; 4],
+        err: [0; 4],
+    };
+    p.serve(10, 0);
+    assert_eq!(
+        api.proto("/v1/metrics", &p.export("cart", T0_NS)).await.0,
+        200
+    );
+    p = Process {
+        version: "v2",
+        start_ns: T0_NS + 5 * S,
+        ok: [0; 4],
+        err: [0; 4],
+    };
+    p.serve(10, 0);
+    assert_eq!(
+        api.proto("/v1/metrics", &p.export("cart", T0_NS + 10 * S))
+            .await
+            .0,
+        200
+    );
+    // The data is stored; no deploy was made of it.
+    assert_eq!(
+        server
+            .state
+            .store
+            .samples_since(0, 0, 1000)
+            .await
+            .unwrap()
+            .len(),
+        7
+    );
+    let list = api.get("/api/v1/deploys").await;
+    assert_eq!(list["total"], 0, "{list}");
 }
