@@ -12,6 +12,7 @@
 
 pub mod logs;
 pub mod metrics;
+pub mod series;
 
 use std::io::Read;
 
