@@ -13,9 +13,12 @@
 //! pre-existing. The test is then re-based on the samples since that shift began, and the
 //! deploy is judged only on what changed after it.
 
+mod reference;
 mod report;
 
 use std::collections::VecDeque;
+
+use reference::{RankReference, TailModel};
 
 pub(crate) use report::human_secs;
 use report::summarize;
@@ -63,10 +66,20 @@ pub(crate) struct Test {
     count: Option<CountDesign>,
     count_base: Option<(f64, f64)>,
     min_effect: f64,
+    /// The shift, in baseline deviations, the sustained test is tuned for.
+    design_shift: f64,
     /// Relative effect floor (count test).
     min_rel: f64,
     guard: f64,
     cusum: Cusum,
+    /// Baseline residuals the sustained test ranks new residuals against (continuous
+    /// tests; `None` for the count test).
+    rank: Option<RankReference>,
+    /// Widening of the rank scores for autocorrelation: √((1+ρ)/(1−ρ)).
+    widen: f64,
+    /// The baseline's tail, for the test of a few extreme samples (continuous tests with a
+    /// spread).
+    tail: Option<TailModel>,
     phase: Phase,
     /// Previous residual (time, value), for prewhitening.
     prev: Option<(i64, f64)>,
@@ -78,6 +91,10 @@ pub(crate) struct Test {
     run_start_at_deploy: Option<i64>,
     /// Start of a pre-existing shift that the test was re-based after.
     pre_existing_from: Option<i64>,
+    /// The latest sample beyond the tail threshold: (time, its index after the deploy).
+    last_extreme: Option<(i64, usize)>,
+    /// When the tail test fired: (standardized residual, threshold it exceeded).
+    tail_hit: Option<(f64, f64)>,
     /// Last time the effect floor was checked and failed: (statistic, samples).
     last_effect_check: Option<(f64, usize)>,
     /// Start of a shift that the same clock time the day before also showed (a daily
@@ -88,6 +105,32 @@ pub(crate) struct Test {
 }
 
 impl Test {
+    /// The smallest material shift in the metric's unit (the effect floor, or the design
+    /// shift in baseline deviations when larger), and how many samples after the deploy
+    /// the tests need to see it: one when a single shifted sample is beyond the tail
+    /// threshold, otherwise what the sustained test needs on average. `None` when neither
+    /// test can see such a shift at all (a baseline so autocorrelated that its own wander
+    /// is as large).
+    fn samples_needed(&self) -> (f64, Option<f64>) {
+        let spread = self.base.spread;
+        let shift = self.min_effect.max(spread * self.design_shift);
+        if spread.is_nan() || spread <= 0.0 {
+            // A constant baseline: any material shift ranks above every baseline value.
+            let drift =
+                self.rank.as_ref().map_or(0.0, |r| r.max_score()) / self.widen - self.design.k;
+            return (shift, (drift > 0.0).then(|| (self.design.h / drift).ceil()));
+        }
+        let sigmas = shift / spread;
+        if let Some(tail) = self.tail {
+            if tail.exceeds(shift, self.n_post.max(1)) {
+                return (shift, Some(1.0));
+            }
+        }
+        let max_score = self.rank.as_ref().map_or(0.0, |r| r.max_score());
+        let drift = sigmas.min(max_score) / self.widen - self.design.k;
+        (shift, (drift > 0.0).then(|| (self.design.h / drift).ceil()))
+    }
+
     fn fired(&self) -> Option<(i64, i64)> {
         match self.phase {
             Phase::Fired { at_ms, start_ms } => Some((at_ms, start_ms)),
@@ -101,6 +144,9 @@ impl Test {
 pub(crate) struct Watch {
     pub deploy: Deploy,
     pub deploy_ms: i64,
+    /// Where the baseline ends and the test begins: `deploy_tolerance_secs` before the
+    /// recorded deploy.
+    pub test_from_ms: i64,
     /// End of the monitoring window (or the next deploy's instant).
     pub end_ms: i64,
     /// Why the watch ends at `end_ms`.
@@ -140,10 +186,15 @@ impl Watch {
     pub fn start(deploy: Deploy, setup: &WatchSetup<'_>) -> Watch {
         let cfg = setup.config;
         let deploy_ms = deploy.timestamp.millis();
-        let from_ms = deploy_ms - cfg.baseline_window_secs as i64 * 1000;
+        // The baseline ends, and the test begins, `deploy_tolerance_secs` before the
+        // recorded deploy: most delivery systems record a deploy when the rollout has
+        // finished, after the new version began taking traffic.
+        let cut_ms = deploy_ms - cfg.deploy_tolerance_secs as i64 * 1000;
+        let from_ms = cut_ms - cfg.baseline_window_secs as i64 * 1000;
         let mut watch = Watch {
             deploy,
             deploy_ms,
+            test_from_ms: cut_ms,
             end_ms: deploy_ms + cfg.monitoring_window_secs as i64 * 1000,
             end_reason: WatchEnd::Window,
             grace_ms: cfg.evidence_grace_secs.unwrap_or(0) as i64 * 1000,
@@ -166,7 +217,7 @@ impl Watch {
         // `target_baseline_samples`: sparse metrics (one sample per 5 minutes) need a
         // longer look back to say what normal is.
         let far_ms =
-            deploy_ms - cfg.max_baseline_window_secs.max(cfg.baseline_window_secs) as i64 * 1000;
+            cut_ms - cfg.max_baseline_window_secs.max(cfg.baseline_window_secs) as i64 * 1000;
         let take_last = |far: usize, pref: usize, hi: usize| -> usize {
             (hi - pref)
                 .max(cfg.target_baseline_samples)
@@ -177,7 +228,7 @@ impl Watch {
             let h = &setup.histories[id];
             let far = lower_bound(h, far_ms);
             let pref = lower_bound(h, from_ms);
-            let hi = lower_bound(h, deploy_ms);
+            let hi = lower_bound(h, cut_ms);
             let take = take_last(far, pref, hi);
             h.range(hi - take..hi).copied().collect()
         };
@@ -186,7 +237,7 @@ impl Watch {
         // `error_rate` when both counts are reported.
         let counts = match (find("errors"), find("requests")) {
             (Some(e), Some(r)) if e < setup.histories.len() && r < setup.histories.len() => {
-                let all = joined(&setup.histories[e], &setup.histories[r], far_ms, deploy_ms);
+                let all = joined(&setup.histories[e], &setup.histories[r], far_ms, cut_ms);
                 let pref = all.partition_point(|p| p.0 < from_ms);
                 let take = take_last(0, pref, all.len());
                 let pairs = all[all.len() - take..].to_vec();
@@ -200,6 +251,7 @@ impl Watch {
             direction: Direction,
             sign: f64,
             base: Baseline,
+            points: Vec<(i64, f64)>,
             pre_from: Option<i64>,
             short: bool,
         }
@@ -214,8 +266,7 @@ impl Watch {
             }
             let points = baseline_points(id);
             if points.len() < cfg.min_baseline_samples {
-                let after =
-                    lower_bound(&setup.histories[id], deploy_ms) < setup.histories[id].len();
+                let after = lower_bound(&setup.histories[id], cut_ms) < setup.histories[id].len();
                 if after || !points.is_empty() {
                     watch
                         .short_baseline
@@ -257,6 +308,7 @@ impl Watch {
                     direction,
                     sign,
                     base: base.clone(),
+                    points: points.clone(),
                     pre_from,
                     short,
                 });
@@ -286,21 +338,17 @@ impl Watch {
             return watch;
         }
         let alpha_test = cfg.false_alarm_rate / tests_total as f64;
-        let window_ms = (watch.end_ms - deploy_ms) as f64;
+        let window_ms = (watch.end_ms - cut_ms) as f64;
 
         for p in planned {
             let steps = (window_ms / p.base.cadence_ms).max(1.0);
             let name = &setup.metric_names[p.metric];
-            let level = p.base.expected(deploy_ms);
+            let level = p.base.expected(cut_ms);
             let min_effect = cfg
                 .min_absolute_effect(name)
                 .max(cfg.min_relative_effect(name) * level.abs());
             let noise = floor_noise(p.base.sum_noise(), level, min_effect);
-            let shift_sigmas = (cfg.design_shift_sigmas).max(min_effect / noise);
-            // Standard error of the baseline level (median of n correlated values), in
-            // noise units: the guard added to k.
-            let guard = 1.2533 / (p.base.n as f64).sqrt();
-            let design = CusumDesign::new(shift_sigmas, guard, alpha_test, steps);
+            let scored = ScoredDesign::new(&p.base, &p.points, p.sign, alpha_test, steps, cfg);
             watch.tests.push(Test {
                 metric: p.metric,
                 requests_metric: None,
@@ -309,13 +357,17 @@ impl Watch {
                 sign: p.sign,
                 base: p.base,
                 noise,
-                design,
+                design: scored.design,
                 count: None,
                 count_base: None,
                 min_effect,
+                design_shift: cfg.design_shift_sigmas,
                 min_rel: cfg.min_relative_effect(name),
-                guard,
+                guard: scored.guard,
                 cusum: Cusum::default(),
+                rank: scored.rank,
+                widen: scored.widen,
+                tail: scored.tail,
                 phase: match (p.short, p.pre_from) {
                     (true, Some(start_ms)) => Phase::PreExistingShort { start_ms },
                     _ => Phase::Running,
@@ -327,6 +379,8 @@ impl Watch {
                 run_start_at_deploy: None,
                 pre_existing_from: p.pre_from,
                 last_effect_check: None,
+                last_extreme: None,
+                tail_hit: None,
                 seasonal_note: None,
                 trace: setup.tracing.then(Vec::new),
             });
@@ -366,9 +420,13 @@ impl Watch {
                 count: Some(design),
                 count_base: Some(base),
                 min_effect: cfg.min_absolute_effect("error_rate"),
+                design_shift: cfg.design_shift_sigmas,
                 min_rel: cfg.min_relative_effect("error_rate"),
                 guard: 0.0,
                 cusum: Cusum::default(),
+                rank: None,
+                widen: 1.0,
+                tail: None,
                 phase: Phase::Running,
                 prev: None,
                 n_post: 0,
@@ -377,6 +435,8 @@ impl Watch {
                 run_start_at_deploy: None,
                 pre_existing_from: None,
                 last_effect_check: None,
+                last_extreme: None,
+                tail_hit: None,
                 seasonal_note: None,
                 trace: setup.tracing.then(Vec::new),
             });
@@ -434,7 +494,7 @@ impl Watch {
     /// Resets every test and feeds it again from the histories (after an out-of-order
     /// sample, or at start).
     pub fn replay(&mut self, histories: &[History], cfg: &Config) {
-        let deploy_ms = self.deploy_ms;
+        let deploy_ms = self.test_from_ms;
         for t in self.tests.iter_mut() {
             t.cusum = Cusum::default();
             if !matches!(t.phase, Phase::PreExistingShort { .. }) {
@@ -446,6 +506,8 @@ impl Watch {
             t.s_at_deploy = 0.0;
             t.run_start_at_deploy = None;
             t.last_effect_check = None;
+            t.last_extreme = None;
+            t.tail_hit = None;
             if let Some(tr) = t.trace.as_mut() {
                 tr.clear();
             }
@@ -478,16 +540,16 @@ impl Watch {
     fn tail_start(&self, i: usize, histories: &[History]) -> i64 {
         let t = &self.tests[i];
         if let Some(from) = t.pre_existing_from {
-            return from.max(self.deploy_ms);
+            return from.max(self.test_from_ms);
         }
         let h = &histories[t.metric];
-        let hi = lower_bound(h, self.deploy_ms);
+        let hi = lower_bound(h, self.test_from_ms);
         let n = t.base.n.min(hi);
         let lo = hi - n / 2;
         if lo < hi {
             h[lo].0
         } else {
-            self.deploy_ms
+            self.test_from_ms
         }
     }
 
@@ -561,7 +623,8 @@ impl Watch {
         histories: &[History],
         cfg: &Config,
     ) {
-        let deploy_ms = self.deploy_ms;
+        let deploy_ms = self.test_from_ms;
+        let actual_deploy = self.deploy_ms;
         let test = &mut self.tests[i];
         if matches!(test.phase, Phase::PreExistingShort { .. }) || test.fired().is_some() {
             return;
@@ -574,22 +637,14 @@ impl Watch {
                 d.increment(x, requests)
             }
             None => {
-                // Prewhitening: under the baseline's AR(1) model the innovation
-                // r_t − ρ·r_{t−1} is independent noise with deviation σ·√(1−ρ²), which
-                // equals noise·(1−ρ) with noise = σ·√((1+ρ)/(1−ρ)). A level shift δ moves
-                // it by δ·(1−ρ), i.e. by δ/noise in standardized units — the same design
-                // shift as on independent data, but with increments that really are
-                // independent, so the threshold's false-alarm guarantee holds.
+                // The rank score of the residual among the baseline's residuals (see
+                // `reference`), shrunk by √((1+ρ)/(1−ρ)): for AR(1) noise with lag-1
+                // correlation ρ the variance of a long sum of n values is n·(1+ρ)/(1−ρ)
+                // times that of one, so the shrunk scores sum like independent ones and
+                // the threshold's false-alarm guarantee holds.
                 let r = test.sign * (x - test.base.expected(t));
-                let rho = test.base.rho;
-                let adjacent = test
-                    .prev
-                    .filter(|&(tp, _)| (t - tp) as f64 <= 1.5 * test.base.cadence_ms);
                 test.prev = Some((t, r));
-                let z = match adjacent {
-                    Some((_, rp)) => (r - rho * rp) / (test.noise * (1.0 - rho)),
-                    None => r / (test.noise * ((1.0 - rho) / (1.0 + rho)).sqrt()),
-                };
+                let z = test.rank.as_ref().map_or(0.0, |rk| rk.score(r)) / test.widen;
                 z.clamp(-test.design.clip, test.design.clip) - test.design.k
             }
         };
@@ -613,6 +668,39 @@ impl Watch {
         }
         test.n_post += 1;
         test.requests_post += requests;
+        // A few extreme samples: one beyond the baseline's extrapolated tail decides at
+        // once when the excess itself is material (see `reference`).
+        if let Some(tail) = test.tail {
+            let r = test.sign * (x - test.base.expected(t));
+            if r >= test.min_effect && r > 0.0 && tail.exceeds(r, test.n_post) {
+                match test.last_extreme {
+                    Some((first_ms, n)) if test.n_post - n < reference::PAIR_SPAN => {
+                        // The same check as for sustained shifts: did the same clock
+                        // time the day before move as much?
+                        if daily_pattern_explains(
+                            test,
+                            histories,
+                            deploy_ms,
+                            (first_ms, t + 1),
+                            r,
+                            cfg,
+                            1,
+                        ) {
+                            test.seasonal_note = Some(first_ms);
+                            test.last_extreme = None;
+                        } else {
+                            test.tail_hit = Some((r / tail.scale, tail.threshold(test.n_post)));
+                            test.phase = Phase::Fired {
+                                at_ms: t.max(actual_deploy),
+                                start_ms: first_ms,
+                            };
+                            return;
+                        }
+                    }
+                    _ => test.last_extreme = Some((t, test.n_post)),
+                }
+            }
+        }
         if s <= test.design.h {
             return;
         }
@@ -633,13 +721,13 @@ impl Watch {
         let effect = run_effect(test, histories, start, t + 1);
         let seasonal = effect >= test.min_effect
             && effect > 0.0
-            && daily_pattern_explains(test, histories, deploy_ms, start, t + 1, effect, cfg);
+            && daily_pattern_explains(test, histories, deploy_ms, (start, t + 1), effect, cfg, 3);
         if seasonal {
             test.seasonal_note = Some(start);
         }
         if effect >= test.min_effect && effect > 0.0 && !seasonal {
             test.phase = Phase::Fired {
-                at_ms: t,
+                at_ms: t.max(actual_deploy),
                 start_ms: start,
             };
         } else {
@@ -650,7 +738,7 @@ impl Watch {
     /// A shift began before the deploy. Re-base the test on the samples since it began, or
     /// give up on it when there are too few of them.
     fn rebase_after_shift(&mut self, i: usize, start: i64, histories: &[History], cfg: &Config) {
-        let deploy_ms = self.deploy_ms;
+        let deploy_ms = self.test_from_ms;
         let (metric, requests_metric) = (self.tests[i].metric, self.tests[i].requests_metric);
         self.tests[i].pre_existing_from = Some(start);
         let n_clean = match requests_metric {
@@ -694,13 +782,15 @@ impl Watch {
                         .min_absolute_effect(&test.name)
                         .max(cfg.min_relative_effect(&test.name) * level.abs());
                     let noise = floor_noise(base.sum_noise(), level, min_effect);
-                    let shift_sigmas = cfg.design_shift_sigmas.max(min_effect / noise);
-                    let guard = 1.2533 / (base.n as f64).sqrt();
                     let steps = (window_ms / base.cadence_ms).max(1.0);
-                    test.design = CusumDesign::new(shift_sigmas, guard, alpha_test, steps);
+                    let scored = ScoredDesign::new(&base, &pts, test.sign, alpha_test, steps, cfg);
+                    test.design = scored.design;
+                    test.rank = scored.rank;
+                    test.widen = scored.widen;
+                    test.tail = scored.tail;
                     test.noise = noise;
                     test.min_effect = min_effect;
-                    test.guard = guard;
+                    test.guard = scored.guard;
                     test.base = base;
                 }
             }
@@ -712,6 +802,8 @@ impl Watch {
         test.s_at_deploy = 0.0;
         test.run_start_at_deploy = None;
         test.last_effect_check = None;
+        test.last_extreme = None;
+        test.tail_hit = None;
         if let Some(tr) = test.trace.as_mut() {
             tr.retain(|p| p.0 < deploy_ms);
         }
@@ -732,16 +824,16 @@ impl Watch {
 ///
 /// Yesterday's shift is measured like today's: the mean over `[start, until)` moved back
 /// by the period, against the median of the hour before the deploy's time the day before.
-/// It needs at least `min_baseline_samples` samples in that hour and three in the
+/// It needs at least `min_baseline_samples` samples in that hour and `min_points` in the
 /// stretch; without a day of history (or for the count test) nothing is explained away.
 fn daily_pattern_explains(
     t: &Test,
     histories: &[History],
     deploy_ms: i64,
-    start: i64,
-    until: i64,
+    (start, until): (i64, i64),
     effect: f64,
     cfg: &Config,
+    min_points: usize,
 ) -> bool {
     let period = cfg.seasonal_period_secs as i64 * 1000;
     if period <= 0 || t.requests_metric.is_some() {
@@ -757,13 +849,62 @@ fn daily_pattern_explains(
         lower_bound(h, start - period),
         lower_bound(h, until - period),
     );
-    if base_hi - base_lo < cfg.min_baseline_samples || hi - lo < 3 {
+    if base_hi - base_lo < cfg.min_baseline_samples || hi - lo < min_points {
         return false;
     }
     let mut base: Vec<f64> = h.range(base_lo..base_hi).map(|p| p.1).collect();
     let level = median_in_place(&mut base);
     let then = h.range(lo..hi).map(|p| p.1).sum::<f64>() / (hi - lo) as f64;
     t.sign * (then - level) >= 0.8 * effect
+}
+
+/// The design of a continuous test: the rank-score CUSUM for sustained shifts and the tail
+/// model for a few extreme samples, each with half of the test's false-alarm budget.
+struct ScoredDesign {
+    design: CusumDesign,
+    guard: f64,
+    rank: Option<RankReference>,
+    widen: f64,
+    tail: Option<TailModel>,
+}
+
+impl ScoredDesign {
+    fn new(
+        base: &Baseline,
+        points: &[(i64, f64)],
+        sign: f64,
+        alpha_test: f64,
+        steps: f64,
+        cfg: &Config,
+    ) -> ScoredDesign {
+        let residuals: Vec<f64> = points
+            .iter()
+            .map(|&(t, x)| sign * (x - base.expected(t)))
+            .collect();
+        let rho = base.rho;
+        let widen = ((1.0 + rho) / (1.0 - rho)).sqrt();
+        // The baseline is itself a sample: its median is off by about 1.2533/√n_eff
+        // standard deviations (n_eff = n(1−ρ)/(1+ρ) independent values), and that error
+        // is shared by every later score. Raising k by it keeps a baseline that happened
+        // to come out low from turning into a slow false drift.
+        let n_eff = (base.n as f64 * (1.0 - rho) / (1.0 + rho)).max(2.0);
+        let guard = 1.2533 / n_eff.sqrt();
+        // Rank scores are bounded (a value beyond every baseline value scores
+        // Φ⁻¹((n+½)/(n+1))), so after the autocorrelation shrinkage no sample can add more
+        // than `cap`. The test is tuned for the design shift, or for 80 % of that cap when
+        // the cap is lower (sticky series), so that a large shift still drifts upwards.
+        let rank = RankReference::new(&residuals);
+        let cap = rank.as_ref().map_or(0.0, |r| r.max_score()) / widen;
+        let shift = cfg.design_shift_sigmas.min(0.8 * cap);
+        let design = CusumDesign::new(shift, guard, alpha_test / 2.0, steps);
+        ScoredDesign {
+            design,
+            guard,
+            rank,
+            widen,
+            tail: TailModel::fit(&residuals, alpha_test / 2.0, steps),
+        }
+    }
 }
 
 fn test_alpha(alpha: f64, tests: usize) -> f64 {

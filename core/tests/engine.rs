@@ -185,11 +185,33 @@ fn one_spike_in_the_baseline_neither_blinds_nor_triggers() {
     }
 }
 
+/// A few samples far outside anything the baseline did, right after the deploy, are a
+/// regression even when the service recovers at once (a crash loop, a burst of timeouts).
+#[test]
+fn a_few_extreme_samples_after_the_deploy_are_a_regression() {
+    for seed in 0..10 {
+        let (mut s, dep) = step_series(seed, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
+        for k in [361, 362] {
+            s[k].metrics[0].1 = 5000.0;
+        }
+        let v = &run(Config::default(), &s, std::slice::from_ref(&dep))[0];
+        assert_eq!(
+            v.verdict,
+            VerdictKind::Regression,
+            "seed {seed}: {}",
+            v.reason
+        );
+        let e = &v.evidence[0];
+        assert_eq!(e.test, watchdog_core::TestKind::TailExceedance);
+        assert!(e.statistic > e.threshold, "{} {}", e.statistic, e.threshold);
+    }
+}
+
 #[test]
 fn a_lone_spike_after_the_deploy_is_not_a_regression() {
     for seed in 0..10 {
         let (mut s, dep) = step_series(seed, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
-        for k in [370, 371, 372] {
+        for k in [370, 380, 390] {
             s[k].metrics[0].1 = 5000.0;
         }
         let v = &run(Config::default(), &s, &[dep])[0];

@@ -59,10 +59,11 @@ proptest! {
         let v = &run(Config::default(), &samples, &[dep])[0];
         prop_assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
         let delay = v.detected_at.unwrap().secs_since(v.deployed_at);
-        // Clipping makes every detection take at least four samples; a 3σ step at the
-        // 1% budget takes about that, never more than a dozen.
+        // A 3σ step at the 1% budget takes a handful of samples, never more than a dozen;
+        // a large one may be decided by the tail test, which needs two samples (the one at
+        // the deploy's instant and the next), never by one alone.
         prop_assert!(delay <= 12.0 * 10.0, "delay {delay} s for a {k:.1}σ step");
-        prop_assert!(delay >= 20.0, "detected after {delay} s: fewer samples than the clip allows");
+        prop_assert!(delay >= 10.0, "detected after {delay} s: on a single sample");
     }
 
     /// Doubling the spread of an otherwise identical step-free series never produces a

@@ -237,39 +237,50 @@ impl Watch {
             }
             return None;
         }
-        let shift = 2.0 * (t.design.k - t.guard);
-        let need = t.design.samples_to_detect(shift);
-        if (t.n_post as f64) < need {
-            let more = need - t.n_post as f64;
-            let secs = more * t.base.cadence_ms / 1000.0;
-            let what = if gappy {
-                format!(
-                    "gaps in {}: {} samples after the deploy where about {} were expected",
-                    t.name,
-                    t.n_post,
-                    expected.floor()
-                )
-            } else {
-                format!(
+        let (shift, need) = t.samples_needed();
+        if need.is_some_and(|n| t.n_post as f64 >= n) {
+            return None;
+        }
+        let what = if gappy {
+            format!(
+                "gaps in {}: {} samples after the deploy where about {} were expected",
+                t.name,
+                t.n_post,
+                expected.floor()
+            )
+        } else {
+            match need {
+                Some(need) => format!(
                     "too few samples of {} after the deploy: {} of the {} needed to detect a shift of {}",
                     t.name,
                     t.n_post,
                     need,
-                    fmt_num(shift * t.noise)
-                )
-            };
-            return Some((
-                what,
-                Some(format!(
+                    fmt_num(shift)
+                ),
+                None => format!(
+                    "{} wanders too much before the deploy (lag-1 autocorrelation {:.2}) to tell a shift of {} from its own drift",
+                    t.name,
+                    t.base.rho,
+                    fmt_num(shift)
+                ),
+            }
+        };
+        let decide = match need {
+            Some(need) => {
+                let more = need - t.n_post as f64;
+                format!(
                     "{} more samples of {} (about {} at the usual rate)",
                     more,
                     t.name,
-                    human_secs(secs)
-                )),
-                gappy,
-            ));
-        }
-        None
+                    human_secs(more * t.base.cadence_ms / 1000.0)
+                )
+            }
+            None => format!(
+                "a longer or steadier baseline of {} before the deploy",
+                t.name
+            ),
+        };
+        Some((what, Some(decide), gappy))
     }
 
     fn evidence(&self, t: &Test, histories: &[History], until_ms: i64) -> MetricEvidence {
@@ -341,6 +352,8 @@ impl Watch {
             status,
             test: if t.count.is_some() {
                 TestKind::BinomialCusum
+            } else if t.tail_hit.is_some() {
+                TestKind::TailExceedance
             } else {
                 TestKind::Cusum
             },
@@ -363,8 +376,8 @@ impl Watch {
                 Phase::Running => t.pre_existing_from.map(Timestamp),
             },
             detected_at: fired.map(|f| Timestamp(f.0)),
-            statistic: t.cusum.max_s,
-            threshold: t.design.h,
+            statistic: t.tail_hit.map_or(t.cusum.max_s, |h| h.0),
+            threshold: t.tail_hit.map_or(t.design.h, |h| h.1),
             autocorrelation: t.base.rho,
             counts,
             note: t
