@@ -8,7 +8,10 @@
 //!   20x) and forwarding with `remote_write` to `watchdog serve`, which catches the bad
 //!   deploy. Needs `WATCHDOG_TEST_PROMETHEUS`.
 //!
-//! Each test is skipped with a note when its variable is not set.
+//! Each test is skipped with a note when its variable is not set. Time runs at seconds
+//! rather than minutes here, so the detector trusts the deploy times exactly
+//! (`deploy_tolerance_secs = 0`): the version deploy's time is the first sample of the new
+//! version, and the announced one is posted when it happens.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -115,7 +118,7 @@ async fn the_python_sdk_version_bump_is_a_deploy_and_a_bad_one_a_regression() {
     let tmp = tempfile::tempdir().unwrap();
     let (_watchdog, base) = serve(
         tmp.path(),
-        "[detector]\nbaseline_window_secs = 60\nmonitoring_window_secs = 25\nallowed_lateness_secs = 8\nevidence_grace_secs = 10\n",
+        "[detector]\nbaseline_window_secs = 60\nmonitoring_window_secs = 25\nallowed_lateness_secs = 8\nevidence_grace_secs = 10\ndeploy_tolerance_secs = 0\n",
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/otlp_service.py");
     let run = |encoding: &str, service: &str| {
@@ -224,7 +227,7 @@ async fn a_bad_deploy_is_caught_through_prometheus_remote_write() {
     let tmp = tempfile::tempdir().unwrap();
     let (_watchdog, base) = serve(
         tmp.path(),
-        "[detector]\nbaseline_window_secs = 50\nmonitoring_window_secs = 25\nallowed_lateness_secs = 8\n",
+        "[detector]\nbaseline_window_secs = 50\nmonitoring_window_secs = 25\nallowed_lateness_secs = 8\ndeploy_tolerance_secs = 0\n",
     );
 
     // The scenario target: 20 minutes of baseline and 10 after the deploy, at 20x.

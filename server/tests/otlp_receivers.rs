@@ -364,6 +364,14 @@ async fn a_version_bump_over_otlp_is_a_deploy_and_a_bad_one_a_regression() {
         );
         let v = &d["verdict"];
         assert_eq!(v["verdict"], "regression", "{service}: {v}");
+        // The count-aware error-rate test fired on the OTLP-derived counts, not only the logs.
+        let error_rate = v["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["metric"] == "error_rate")
+            .unwrap_or_else(|| panic!("{service}: no error_rate evidence: {v}"));
+        assert_eq!(error_rate["status"], "regressed", "{service}: {error_rate}");
         let sig = v["signatures"].as_array().unwrap();
         assert!(
             sig.iter().any(|s| s["template"]
