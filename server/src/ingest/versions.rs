@@ -153,3 +153,83 @@ async fn stored_versions(
     rows.sort_by_key(|r| std::cmp::Reverse(r.deployed_at.millis()));
     Ok(rows.into_iter().map(|r| r.deploy_id).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::{Durability, SqliteStore};
+    use crate::store::NewDeploy;
+
+    fn seen(version: &str, ts_ms: i64) -> Vec<Sighting> {
+        vec![Sighting {
+            service: "checkout".into(),
+            environment: "production".into(),
+            version: version.into(),
+            ts_ms,
+        }]
+    }
+
+    async fn ids(
+        tracker: &mut VersionTracker,
+        store: &dyn Store,
+        version: &str,
+        ts_ms: i64,
+    ) -> Vec<String> {
+        let deploys = tracker.deploys(store, seen(version, ts_ms)).await.unwrap();
+        let out = deploys.iter().map(|d| d.deploy_id.clone()).collect();
+        let rows: Vec<NewDeploy> = deploys
+            .into_iter()
+            .map(|deploy| NewDeploy {
+                deploy,
+                source: "otlp".into(),
+            })
+            .collect();
+        store.insert_deploys(&rows, ts_ms).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn the_rules_of_docs_otlp_md() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Normal)
+            .await
+            .unwrap();
+        let mut t = VersionTracker::default();
+        // The first version seen is the running one.
+        assert!(ids(&mut t, &store, "v1", 1_000).await.is_empty());
+        assert!(ids(&mut t, &store, "v1", 2_000).await.is_empty());
+        // A new one is a deploy at its first sample.
+        assert_eq!(ids(&mut t, &store, "v2", 3_000).await, ["v2"]);
+        let (rows, _) = store
+            .list_deploys(&DeployQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows[0].deployed_at, Timestamp(3_000));
+        // Old instances still reporting v1, then v2 again: nothing.
+        assert!(ids(&mut t, &store, "v1", 4_000).await.is_empty());
+        assert!(ids(&mut t, &store, "v2", 5_000).await.is_empty());
+        // A deploy announced before its data (by CI) is not announced again.
+        let announced = NewDeploy {
+            deploy: Deploy {
+                timestamp: Timestamp(5_500),
+                deploy_id: "v3".into(),
+                service: "checkout".into(),
+                environment: "production".into(),
+            },
+            source: "api".into(),
+        };
+        store.insert_deploys(&[announced], 5_500).await.unwrap();
+        assert!(ids(&mut t, &store, "v3", 6_000).await.is_empty());
+        // After a restart the stored deploys are known: v3 is running, v4 is new.
+        let mut t = VersionTracker::default();
+        assert!(ids(&mut t, &store, "v3", 7_000).await.is_empty());
+        assert_eq!(ids(&mut t, &store, "v4", 8_000).await, ["v4"]);
+        // Another environment has its own versions.
+        let mut other = seen("v9", 9_000);
+        other[0].environment = "staging".into();
+        assert!(t.deploys(&store, other).await.unwrap().is_empty());
+    }
+}
