@@ -541,6 +541,12 @@ async fn bad_bodies_get_a_4xx_naming_the_problem_and_lose_nothing_else() {
         .await;
     assert_eq!((s, retry.as_str()), (503, "2"));
     drop(slots);
+    // Traces are refused by name.
+    let (s, b, _) = api
+        .post("/v1/traces", "application/x-protobuf", None, good.clone())
+        .await;
+    assert_eq!(s, 404);
+    assert!(String::from_utf8_lossy(&b).contains("not traces"));
     // No token.
     let r = api
         .http

@@ -51,6 +51,7 @@ pub fn router(state: &AppState, receivers: Arc<Receivers>) -> Router<AppState> {
     Router::new()
         .route("/v1/metrics", post(export_metrics))
         .route("/v1/logs", post(export_logs))
+        .route("/v1/traces", post(no_traces))
         .layer(Extension(receivers))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
 }
@@ -161,6 +162,17 @@ fn overloaded() -> Response {
         Encoding::Json,
         StatusCode::SERVICE_UNAVAILABLE,
         "too many export requests in flight; retry after the Retry-After delay".into(),
+    )
+}
+
+/// Traces are not used: say so, rather than let a misconfigured pipeline's spans vanish
+/// behind a 200.
+async fn no_traces() -> Response {
+    failure(
+        Encoding::Json,
+        StatusCode::NOT_FOUND,
+        "WatchDog takes OTLP metrics and logs, not traces: remove it from the traces pipeline"
+            .into(),
     )
 }
 
