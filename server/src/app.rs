@@ -17,15 +17,22 @@ use crate::state::AppState;
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
+    let receivers = state.receivers.clone();
     let api = Router::new()
         .merge(routes::ingest::router(&state))
+        .merge(routes::remote_write::router(&state, receivers.clone()))
         .merge(routes::hooks::router(&state))
         .merge(routes::deploys::router())
+        .merge(routes::traces::router())
         .merge(routes::incidents::router())
         .merge(routes::events::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    // OTLP lives at the root, where exporters append /v1/metrics and /v1/logs.
+    let otlp = routes::otlp::router(&state, receivers)
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     let mut router = Router::new()
         .nest("/api/v1", api)
+        .merge(otlp)
         .merge(routes::ops::router());
     let web_dir = &state.config.web_dir;
     let index = web_dir.join("index.html");

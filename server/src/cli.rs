@@ -290,4 +290,7 @@ pub struct LoadgenArgs {
     /// PID of the server, to sample its resident memory (Linux /proc).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// What to send: NDJSON, OTLP (protobuf or JSON) or Prometheus remote write.
+    #[arg(long, value_enum, default_value = "ndjson")]
+    pub protocol: crate::commands::loadgen::push::Protocol,
 }

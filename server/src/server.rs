@@ -67,6 +67,10 @@ impl Server {
             outbox_wake: Arc::new(Notify::new()),
             explainer,
             shutdown: shutdown_rx.clone(),
+            receivers: Arc::new(crate::ingest::receivers::Receivers::new(
+                config.otlp.clone(),
+                config.remote_write.clone(),
+            )),
             config: Arc::new(config),
         };
         let mut tasks = vec![tokio::spawn(runner::verdict_task(state.clone(), verdicts))];

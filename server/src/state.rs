@@ -34,6 +34,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Configuration.
     pub config: Arc<ServerConfig>,
+    /// State of the OTLP and remote-write receivers (series references, versions).
+    pub receivers: Arc<crate::ingest::receivers::Receivers>,
 }
 
 impl AppState {
