@@ -779,7 +779,16 @@ impl Engine {
         // The verdict is built over the logs up to now or the end of the grace (the
         // detection time inside it is when the count became significant).
         let miner = &self.series[lsid].miner;
-        if signatures_link::new_error_at(logs, miner, w, now_ms, &self.config).is_some() {
+        if signatures_link::new_error_at(
+            logs,
+            miner,
+            w,
+            now_ms,
+            &self.config,
+            w.log_alpha(&self.config),
+        )
+        .is_some()
+        {
             let grace = w.grace_ms;
             if grace == 0 {
                 let w = self.series[wsid].watch.take().expect("watch present");

@@ -211,11 +211,17 @@ impl CountDesign {
         }
     }
 
-    /// Log-likelihood ratio of `errors` in `requests` (scaled by `1/phi`, clipped).
-    pub fn increment(&self, errors: f64, requests: f64) -> f64 {
+    /// Log-likelihood ratio of `errors` in `requests`, scaled by `1/phi` (not clipped).
+    pub fn log_likelihood_ratio(&self, errors: f64, requests: f64) -> f64 {
         let up = (self.p1 / self.p0).ln();
         let down = ((1.0 - self.p1) / (1.0 - self.p0)).ln();
-        ((errors * up + (requests - errors) * down) / self.phi).min(self.clip)
+        (errors * up + (requests - errors) * down) / self.phi
+    }
+
+    /// The CUSUM increment of `errors` in `requests`: the scaled log-likelihood ratio,
+    /// clipped so that one burst cannot raise an alarm alone.
+    pub fn increment(&self, errors: f64, requests: f64) -> f64 {
+        self.log_likelihood_ratio(errors, requests).min(self.clip)
     }
 
     /// Kullback–Leibler divergence per request between `p1` and `p0`: the average
@@ -267,13 +273,16 @@ mod tests {
     #[test]
     fn count_evidence_scales_with_traffic() {
         let d = CountDesign::new(40.0, 4000.0, 1.0, 0.005, 0.1, 0.01, 100.0);
-        // 3 errors in 40 requests vs 300 in 4000: same rate, a hundred times the evidence.
-        let small = d.increment(3.0, 40.0);
-        let big = (d.increment(300.0, 4000.0) * d.phi).min(f64::MAX);
-        assert!(
-            small > 0.0 && big > small * 10.0 || big >= d.clip,
-            "{small} {big}"
-        );
+        // 3 errors in 40 requests vs 300 in 4000: same rate, a hundred times the evidence
+        // (the log-likelihood ratio is linear in the counts at a fixed rate) ...
+        let small = d.log_likelihood_ratio(3.0, 40.0);
+        let big = d.log_likelihood_ratio(300.0, 4000.0);
+        assert!(small > 0.0, "{small}");
+        assert!((big / small - 100.0).abs() < 1e-6, "{small} {big}");
+        // ... overdispersion divides it, and one interval's contribution is clipped.
+        let dispersed = CountDesign::new(40.0, 4000.0, 4.0, 0.005, 0.1, 0.01, 100.0);
+        assert!(dispersed.log_likelihood_ratio(300.0, 4000.0) < big / 3.9);
+        assert_eq!(d.increment(300.0, 4000.0), d.clip);
         assert!(d.requests_needed() > 100.0);
     }
 }

@@ -30,6 +30,11 @@ use crate::samples::Deploy;
 use crate::stats::median_in_place;
 use crate::verdict::{Summary, WatchEnd};
 
+/// Share of a deploy's false-alarm budget that its log-signature evidence may spend; the
+/// metric tests share the rest (Bonferroni), so every test of a deploy together stays
+/// within `false_alarm_rate`.
+pub(crate) const LOG_BUDGET_SHARE: f64 = 0.2;
+
 /// Time-ordered points of one metric of one series.
 pub(crate) type History = VecDeque<(i64, f64)>;
 
@@ -174,6 +179,8 @@ pub(crate) struct Watch {
     /// is checked next (doubling, so a burst costs a logarithmic number of checks).
     log_errors: u64,
     next_log_check: u64,
+    /// Looks taken at the log evidence so far.
+    log_looks: u32,
 }
 
 /// The configuration a watch needs, resolved for its series.
@@ -222,11 +229,12 @@ impl Watch {
             baseline_samples: 0,
             short_baseline: Vec::new(),
             cadence_ms: f64::NAN,
-            alpha: cfg.false_alarm_rate,
+            alpha: cfg.false_alarm_rate * (1.0 - LOG_BUDGET_SHARE),
             dirty: false,
             last_seen_ms: deploy_ms,
             log_errors: 0,
             next_log_check: 3,
+            log_looks: 0,
         };
         let find = |name: &str| setup.metric_names.iter().position(|m| m == name);
         // The baseline is the preferred window before the deploy, reaching further back
@@ -357,7 +365,7 @@ impl Watch {
         if tests_total == 0 {
             return watch;
         }
-        let alpha_test = cfg.false_alarm_rate / tests_total as f64;
+        let alpha_test = watch.alpha / tests_total as f64;
         let window_ms = (watch.end_ms - cut_ms) as f64;
 
         for p in planned {
@@ -467,10 +475,22 @@ impl Watch {
         self.log_errors += 1;
         if self.log_errors >= self.next_log_check {
             self.next_log_check = self.log_errors * 2;
+            self.log_looks += 1;
             true
         } else {
             false
         }
+    }
+
+    /// The false-alarm budget of the latest look at the log evidence.
+    ///
+    /// The evidence is looked at repeatedly (each time the error count after the deploy
+    /// doubles, and once more when the verdict is built), and each look is a chance for a
+    /// false alarm. The logs' share of the budget is spent geometrically: look `j` of `J`
+    /// gets `2^−j` of it and the final look, when the verdict is built, `2^−J`, so that all
+    /// looks together spend exactly the share, and the early looks get the most.
+    pub fn log_alpha(&self, cfg: &Config) -> f64 {
+        cfg.false_alarm_rate * LOG_BUDGET_SHARE * 0.5f64.powi(self.log_looks.min(60) as i32)
     }
 
     /// When the engine must next look at this watch: its detection, or its end.

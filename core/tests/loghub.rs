@@ -107,19 +107,22 @@ fn grouping_accuracy_is_scored_on_known_cases() {
     assert_eq!(csv_fields(r#"1,"a, ""b""",c"#), vec!["1", r#"a, "b""#, "c"]);
 }
 
+/// Needs the Loghub samples beside the project (`../shared/data/loghub-2k`), which a
+/// fresh clone does not have, so it is not part of the default run:
+/// `cargo test --release -p watchdog-core --test loghub -- --ignored --nocapture`.
+/// Without the data it fails rather than passing unmeasured.
 #[test]
+#[ignore = "needs ../shared/data/loghub-2k; run with --ignored"]
 fn loghub_grouping_accuracy() {
     let root = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../shared/data/loghub-2k"
     ));
-    if !root.is_dir() {
-        println!(
-            "skipped: Loghub samples not present at {} (grouping accuracy not measured)",
-            root.display()
-        );
-        return;
-    }
+    assert!(
+        root.is_dir(),
+        "the Loghub samples are not at {}: grouping accuracy cannot be measured",
+        root.display()
+    );
     let mut total = 0.0;
     let mut failures = Vec::new();
     for (system, floor) in SYSTEMS.iter().zip(FLOORS) {

@@ -85,7 +85,7 @@ impl Watch {
                             human_secs((self.deploy_ms - from) as f64 / 1000.0)
                         ));
                     }
-                    if let Some(need) = self.power_gap(t, until_ms) {
+                    if let Some(need) = self.power_gap(t, histories, cfg, until_ms) {
                         underpowered.push(need);
                     }
                 }
@@ -216,10 +216,29 @@ impl Watch {
 
     /// When a test has not seen enough after the deploy to find the smallest material
     /// shift: (what is missing, what would decide it, whether samples are missing).
-    fn power_gap(&self, t: &Test, until_ms: i64) -> Option<(String, Option<String>, bool)> {
+    fn power_gap(
+        &self,
+        t: &Test,
+        histories: &[History],
+        cfg: &Config,
+        until_ms: i64,
+    ) -> Option<(String, Option<String>, bool)> {
         let elapsed_ms = (until_ms - self.deploy_ms).max(0) as f64;
         let expected = elapsed_ms / t.base.cadence_ms;
-        let gappy = (t.n_post as f64) < 0.5 * expected.floor();
+        // Missing samples, rather than a short watch, are to blame when half of the
+        // expected samples are missing or one hole spans more than `max_gap_intervals`
+        // typical intervals.
+        let h = &histories[t.metric];
+        let (lo, hi) = (lower_bound(h, self.deploy_ms), lower_bound(h, until_ms + 1));
+        let mut last = self.deploy_ms;
+        let mut longest = 0i64;
+        for &(ts, _) in h.range(lo..hi) {
+            longest = longest.max(ts - last);
+            last = ts;
+        }
+        longest = longest.max(until_ms - last);
+        let gappy = (t.n_post as f64) < 0.5 * expected.floor()
+            || longest as f64 > cfg.max_gap_intervals * t.base.cadence_ms;
         if let Some(d) = t.count {
             let need = d.requests_needed();
             if t.requests_post < need {
