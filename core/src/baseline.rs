@@ -220,7 +220,7 @@ pub fn align_to_last_level(points: &[(i64, f64)], tau: usize) -> Vec<(i64, f64)>
 
 /// A robust trend estimate (slope of the line through the medians of the first and last
 /// thirds, Tukey's resistant line), kept only when it is clearly larger than what noise
-/// would produce: the difference of the two thirds' medians must exceed four standard
+/// would produce: the difference of the two thirds' medians must exceed three standard
 /// errors, with the standard error widened for autocorrelation. A noisy or flat baseline
 /// thus gets slope zero, and the detector never extrapolates a trend that is not there.
 fn significant_trend(points: &[(i64, f64)], spread: f64) -> f64 {
@@ -258,7 +258,8 @@ fn significant_trend(points: &[(i64, f64)], spread: f64) -> f64 {
     // autocorrelation of the series around the candidate line (after detrending, so the
     // trend itself does not pass for correlation). Without that, the slow wander of a
     // sticky series passes for a trend, and extrapolating it over the watch raises false
-    // alarms.
+    // alarms. With the correlation priced in, three standard errors (a two-sided chance of
+    // 0.3 % under no trend) are enough.
     let candidate = diff / dt_secs;
     let t_end = points[n - 1].0;
     let detrended: Vec<f64> = points
@@ -274,7 +275,7 @@ fn significant_trend(points: &[(i64, f64)], spread: f64) -> f64 {
     .clamp(0.0, 0.95);
     let widen = ((1.0 + rho) / (1.0 - rho)).sqrt();
     let se = 1.2533 * spread * (2.0 / third as f64).sqrt() * widen;
-    if diff.abs() > 4.0 * se {
+    if diff.abs() > 3.0 * se {
         diff / dt_secs
     } else {
         0.0

@@ -708,11 +708,12 @@ impl Watch {
         // once when the excess itself is material (see `reference`).
         if let Some(tail) = test.tail {
             let r = test.sign * (x - test.base.expected(t));
-            // One sample alone decides only right at the deploy: inside the tolerance
-            // before it or among the first samples after it. Later, a lone spike is
-            // just that.
+            // One sample alone decides only right after the recorded deploy, among its
+            // first few samples; before it (inside the tolerance) or later, a lone spike
+            // is just that.
+            let since = (t - actual_deploy) as f64;
             let at_deploy =
-                ((t - actual_deploy) as f64) <= reference::PAIR_SPAN as f64 * test.base.cadence_ms;
+                since >= 0.0 && since <= reference::PAIR_SPAN as f64 * test.base.cadence_ms;
             if at_deploy
                 && r >= test.min_effect
                 && r > 0.0
