@@ -19,10 +19,15 @@
 //! `m` tests of a watch (Bonferroni), we solve `n / ARL₀(h) = −ln(1 − α/m)` for `h`.
 //!
 //! # Robustness
-//! Each standardized value is clipped to `k + 0.3·h` before it enters the sum, so no single
-//! sample, nor two or three, can raise an alarm: a lone spike is not a regression. The reference
-//! value `k` is raised by the standard error of the baseline level, so the uncertainty of
-//! a short baseline does not turn into a slow false drift.
+//! The watch feeds this CUSUM rank scores (see `watch/reference.rs`), which are bounded, so
+//! a lone spike adds at most one bounded step; few extreme samples are the tail test's to
+//! judge. Each increment is also clipped to `k + 0.3·h`. The reference value `k` is raised
+//! by the standard error of the baseline level, so the uncertainty of a short baseline
+//! does not turn into a slow false drift.
+//!
+//! # Spending the budget over the watch
+//! [`CusumDesign::threshold_at`] turns the threshold for a uniform spend into one that
+//! gives the first samples after the deploy most of the budget.
 
 use crate::stats::normal_quantile;
 

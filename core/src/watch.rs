@@ -86,8 +86,6 @@ pub(crate) struct Test {
     /// spread).
     tail: Option<TailModel>,
     phase: Phase,
-    /// Previous residual (time, value), for prewhitening.
-    prev: Option<(i64, f64)>,
     /// Samples fed after the deploy, and their requests for the count test.
     n_post: usize,
     requests_post: f64,
@@ -400,7 +398,6 @@ impl Watch {
                     (true, Some(start_ms)) => Phase::PreExistingShort { start_ms },
                     _ => Phase::Running,
                 },
-                prev: None,
                 n_post: 0,
                 requests_post: 0.0,
                 s_at_deploy: 0.0,
@@ -452,7 +449,6 @@ impl Watch {
                 widen: 1.0,
                 tail: None,
                 phase: Phase::Running,
-                prev: None,
                 n_post: 0,
                 requests_post: 0.0,
                 s_at_deploy: 0.0,
@@ -536,7 +532,6 @@ impl Watch {
             if !matches!(t.phase, Phase::PreExistingShort { .. }) {
                 t.phase = Phase::Running;
             }
-            t.prev = None;
             t.n_post = 0;
             t.requests_post = 0.0;
             t.s_at_deploy = 0.0;
@@ -679,7 +674,6 @@ impl Watch {
                 // times that of one, so the shrunk scores sum like independent ones and
                 // the threshold's false-alarm guarantee holds.
                 let r = test.sign * (x - test.base.expected(t));
-                test.prev = Some((t, r));
                 let z = test.rank.as_ref().map_or(0.0, |rk| rk.score(r)) / test.widen;
                 z.clamp(-test.design.clip, test.design.clip) - test.design.k
             }
@@ -853,7 +847,6 @@ impl Watch {
             }
         }
         test.cusum = Cusum::default();
-        test.prev = None;
         test.n_post = 0;
         test.requests_post = 0.0;
         test.s_at_deploy = 0.0;
