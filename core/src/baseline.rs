@@ -177,6 +177,16 @@ pub fn level_shift(points: &[(i64, f64)], min_effect: f64) -> Option<usize> {
     if (m2 - m1).abs() < min_effect {
         return None;
     }
+    // A level shift moves the median of what follows it; a transient burst (a few samples
+    // far off, then back to normal) moves the means of the two stretches but not their
+    // medians. Only a shift that the medians confirm, by at least half the difference of
+    // the means and by the effect floor, re-bases the baseline.
+    let med_before = median(&values[..best_at]);
+    let med_after = median(&values[best_at..]);
+    let med_step = (med_after - med_before).abs();
+    if med_step < min_effect || med_step < 0.5 * (m2 - m1).abs() {
+        return None;
+    }
     // Step or trend: compare the residual spread of both models.
     let step_resid: Vec<f64> = w
         .iter()

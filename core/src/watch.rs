@@ -685,8 +685,17 @@ impl Watch {
             // The statistic carried over from the baseline tail only matters when it
             // already points to a shift (half-way to the threshold); otherwise the test
             // starts afresh at the deploy, which is what its threshold was derived for.
-            if test.s_at_deploy < test.design.h / 2.0 {
+            // It also has to be a shift the samples still show: when the median of the
+            // excursion's samples is not materially off the baseline, the excursion was a
+            // burst that is over, not a level the deploy inherited.
+            let carried = test.s_at_deploy >= test.design.h / 2.0
+                && test.run_start_at_deploy.is_some_and(|from| {
+                    test.requests_metric.is_some()
+                        || run_effect(test, histories, from, deploy_ms) >= test.min_effect
+                });
+            if !carried {
                 test.cusum = Cusum::default();
+                test.s_at_deploy = 0.0;
             }
         }
         let s = test.cusum.push(t, inc);
