@@ -15,7 +15,6 @@
 //!   at its own timestamp: what happens after it is the new release's doing.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -28,30 +27,10 @@ use crate::time::Timestamp;
 use crate::verdict::{DeployVerdict, VerdictKind, WatchEnd};
 use crate::watch::{lower_bound, History, Watch, WatchSetup};
 
-/// A hash map with the FNV-1a hash: the engine's keys are short names looked up on every
-/// sample, where SipHash's protection against adversarial keys costs more than it buys.
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
-
-/// FNV-1a, 64-bit.
-#[derive(Debug)]
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-}
+/// A hash map with the core's deterministic hash: the engine's keys are short names looked
+/// up on every sample, where SipHash's protection against adversarial keys costs more than
+/// it buys.
+type FastMap<K, V> = HashMap<K, V, crate::hash::FnvBuild>;
 
 /// A series (service and environment) resolved by [`Engine::series_key`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -7,6 +7,7 @@ pub mod detector;
 pub mod error;
 pub mod explain;
 pub mod export;
+mod hash;
 pub mod samples;
 pub mod scenarios;
 pub mod signatures;

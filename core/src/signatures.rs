@@ -15,7 +15,6 @@
 //! See `docs/signatures.md` for the design, the masking rules and measured figures.
 
 mod evidence;
-mod hash;
 mod mask;
 mod miner;
 mod parse;

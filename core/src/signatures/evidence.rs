@@ -28,8 +28,8 @@ use crate::stats::ln_gamma;
 use crate::time::Timestamp;
 use crate::verdict::{SignatureChange, SignatureEvidence};
 
-use super::hash::FnvMap;
 use super::miner::{SignatureId, TemplateMiner};
+use crate::hash::FnvMap;
 
 /// Fewest occurrences after the deploy for a signature to be tested at all.
 pub const MIN_COUNT_AFTER: u64 = 3;

@@ -321,7 +321,7 @@ fn announces_status(prev: &str) -> bool {
 /// `tty=:<*>`, are different constants, while `alice` and `<*>` may be one variable.
 pub(crate) fn shape_hash(token: &str) -> u64 {
     let b = token.as_bytes();
-    let mut h = super::hash::fnv1a(b"");
+    let mut h = crate::hash::fnv1a(b"");
     let mut i = 0;
     while i < b.len() {
         if b[i..].starts_with(WILDCARD.as_bytes()) || is_run_byte(b[i]) {
@@ -334,9 +334,9 @@ pub(crate) fn shape_hash(token: &str) -> u64 {
                     break;
                 }
             }
-            h = super::hash::fnv1a_from(h, b"a");
+            h = crate::hash::fnv1a_from(h, b"a");
         } else {
-            h = super::hash::fnv1a_from(h, &b[i..=i]);
+            h = crate::hash::fnv1a_from(h, &b[i..=i]);
             // An empty value is still a value: `()` is shaped like `(x)` and a bare
             // `key=` like `key=x`.
             let next = b.get(i + 1).copied();
@@ -347,7 +347,7 @@ pub(crate) fn shape_hash(token: &str) -> u64 {
             let empty_value =
                 b[i] == b'=' && matches!(next, None | Some(b',' | b';' | b')' | b']' | b'}'));
             if empty_pair || empty_value {
-                h = super::hash::fnv1a_from(h, b"a");
+                h = crate::hash::fnv1a_from(h, b"a");
             }
             i += 1;
         }

@@ -60,8 +60,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::hash::{fnv1a, fnv1a_from, FnvMap};
 use super::mask::{mask_message, shape_hash, WILDCARD};
+use crate::hash::{fnv1a, fnv1a_from, FnvMap};
 use crate::samples::LogLevel;
 use crate::time::Timestamp;
 

@@ -1,4 +1,5 @@
-//! Hashing that gives the same answer on every run and platform.
+//! Hashing that gives the same answer on every run and platform, for every part of the
+//! core: signature ids, the miner's and the engine's maps, scenario seeds.
 //!
 //! Signature ids are persisted and compared across processes, so they cannot come from
 //! `std`'s randomly keyed SipHash. FNV-1a (64-bit) is tiny, has no state besides the
@@ -25,7 +26,7 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     fnv1a_from(FNV_OFFSET, bytes)
 }
 
-/// A deterministic [`BuildHasher`] for the miner's maps: a multiply-xor round per
+/// A deterministic [`BuildHasher`] for the core's maps (the miner's, the engine's): a multiply-xor round per
 /// eight bytes of the key, with a final avalanche so that keys which are already hashes
 /// (u64) still spread over the buckets.
 #[derive(Clone, Copy, Debug, Default)]
