@@ -40,6 +40,10 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Default of `max_future_skew_secs`: five minutes covers clocks that NTP keeps in step
+/// and batching senders, and is far below the hour of a wrong time zone.
+pub const DEFAULT_MAX_FUTURE_SKEW_SECS: u64 = 300;
+
 /// How the engine's watermark moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -59,6 +63,7 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     web_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    max_future_skew_secs: Option<u64>,
     clock: Option<Clock>,
     public_url: Option<String>,
     sqlite_synchronous: Option<String>,
@@ -78,6 +83,9 @@ pub struct ServerConfig {
     pub web_dir: PathBuf,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Records stamped further than this after the server's clock are refused, each
+    /// with its own message (a sender with a wrong clock must not move event time).
+    pub max_future_skew_secs: u64,
     /// Watermark source.
     pub clock: Clock,
     /// Base URL of the dashboard, for links in alerts.
@@ -110,6 +118,7 @@ impl ServerConfig {
             state_dir: state_dir.to_path_buf(),
             web_dir: PathBuf::from("dist"),
             max_body_bytes: 32 * 1024 * 1024,
+            max_future_skew_secs: DEFAULT_MAX_FUTURE_SKEW_SECS,
             clock: Clock::Wall,
             public_url: "http://127.0.0.1:8080".into(),
             durability: Durability::Normal,
@@ -182,6 +191,9 @@ impl ServerConfig {
                 .max_body_bytes
                 .or(file.max_body_bytes)
                 .unwrap_or(32 * 1024 * 1024),
+            max_future_skew_secs: file
+                .max_future_skew_secs
+                .unwrap_or(DEFAULT_MAX_FUTURE_SKEW_SECS),
             clock: args.clock.or(file.clock).unwrap_or_default(),
             public_url,
             durability,

@@ -1,5 +1,6 @@
 //! Adapters that turn outside formats into engine records: HTTP bodies, webhooks, files.
 
+pub mod accept;
 pub mod body;
 pub mod files;
 pub mod hooks;

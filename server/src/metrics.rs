@@ -14,6 +14,8 @@ const BUCKETS: &[f64] = &[
 pub struct Metrics {
     /// Samples accepted.
     pub samples: AtomicU64,
+    /// Samples accepted later than the engine's watermark.
+    pub late_samples: AtomicU64,
     /// Log events accepted.
     pub logs: AtomicU64,
     /// Deploys accepted (new ones).
@@ -69,6 +71,11 @@ impl Metrics {
             "watchdog_samples_ingested_total",
             "Metric samples accepted and stored.",
             &[("", g(&self.samples))],
+        );
+        counter(
+            "watchdog_samples_late_total",
+            "Samples accepted after the watermark had passed them (allowed_lateness_secs): stored and used for baselines and running watches, too late for verdicts already given.",
+            &[("", g(&self.late_samples))],
         );
         counter(
             "watchdog_logs_ingested_total",

@@ -18,10 +18,12 @@ use crate::store::Store;
 /// Messages to the engine thread.
 #[derive(Debug)]
 enum Input {
-    Samples(Vec<Sample>),
+    /// Samples, and where to say how many of them were late.
+    Samples(Vec<Sample>, Option<oneshot::Sender<u64>>),
     Deploys(Vec<Deploy>),
     Logs(Vec<LogEvent>),
     Advance(Timestamp),
+    Ceiling(Option<Timestamp>),
     Finish,
     Status(oneshot::Sender<(EngineStats, Vec<WatchStatus>)>),
     /// Answered once everything sent before it is processed and its verdicts recorded.
@@ -69,13 +71,17 @@ impl EngineHandle {
             .spawn(move || {
                 while let Some(input) = rx.blocking_recv() {
                     match input {
-                        Input::Samples(samples) => {
+                        Input::Samples(samples, reply) => {
+                            let late_before = engine.late_samples();
                             for s in &samples {
                                 // Values were validated at ingestion; a failure here is a
                                 // record the core refuses, which it reports itself.
                                 if let Err(e) = engine.ingest_sample(s) {
                                     tracing::warn!(error = %e, "engine refused a sample");
                                 }
+                            }
+                            if let Some(reply) = reply {
+                                let _ = reply.send(engine.late_samples() - late_before);
                             }
                         }
                         Input::Deploys(deploys) => {
@@ -93,6 +99,7 @@ impl EngineHandle {
                             }
                         }
                         Input::Advance(now) => engine.advance_to(now),
+                        Input::Ceiling(c) => engine.set_event_time_ceiling(c),
                         Input::Finish => engine.finish(),
                         Input::Status(reply) => {
                             let _ = reply.send((engine.stats(), engine.active_watches()));
@@ -132,9 +139,26 @@ impl EngineHandle {
         }
     }
 
-    /// Feeds samples (already stored).
-    pub async fn samples(&self, s: Vec<Sample>) -> Result<(), EngineGone> {
-        self.feed(Input::Samples(s)).await
+    /// Feeds samples (already stored) and waits until the engine has them; returns how
+    /// many were late (older than the watermark). Zero on a handle that does not feed.
+    pub async fn samples(&self, s: Vec<Sample>) -> Result<u64, EngineGone> {
+        if !self.feeds {
+            return Ok(0);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(Input::Samples(s, Some(tx))).await?;
+        rx.await.map_err(|_| EngineGone)
+    }
+
+    /// Feeds samples (already stored) without waiting for the engine (recovery, the
+    /// store follower: nobody asks how many were late).
+    pub async fn samples_nowait(&self, s: Vec<Sample>) -> Result<(), EngineGone> {
+        self.feed(Input::Samples(s, None)).await
+    }
+
+    /// Bounds event time by the wall clock (see `Engine::set_event_time_ceiling`).
+    pub async fn bound_event_time(&self, ceiling: Option<Timestamp>) -> Result<(), EngineGone> {
+        self.send(Input::Ceiling(ceiling)).await
     }
 
     /// Feeds deploys (already stored).
@@ -203,7 +227,8 @@ pub async fn verdict_task(state: AppState, mut rx: mpsc::UnboundedReceiver<Outpu
 
 /// Rebuilds the engine after a start: re-feeds every stored record from
 /// `reference - (baseline + monitoring + lateness)` in the order it was stored, where
-/// `reference` is the wall clock (or the latest stored event time with `--clock data`).
+/// `reference` is the wall clock (or the latest stored event time with `--clock data`),
+/// or from the baseline of the oldest deploy that has no verdict yet when that is older.
 /// Verdicts already stored are skipped when recorded again.
 ///
 /// # Errors
@@ -218,7 +243,14 @@ pub async fn recover(
         + detector.monitoring_window_secs
         + detector.allowed_lateness_secs) as i64
         * 1000;
-    let from_ms = reference_ms - span_ms;
+    let mut from_ms = reference_ms - span_ms;
+    // A deploy older than that without a verdict (the server was down for longer than
+    // its watch) is judged too, from its own baseline on.
+    if let Some(oldest) = store.oldest_unjudged_deploy_ms(from_ms).await? {
+        let baseline_ms =
+            (detector.baseline_window_secs + detector.allowed_lateness_secs) as i64 * 1000;
+        from_ms = from_ms.min(oldest - baseline_ms);
+    }
     let mut stats = RecoveryStats::default();
     let mut deploys = store.deploys_since(from_ms).await?;
     deploys.sort_by_key(|d| (d.deploy.timestamp, d.id));
@@ -287,7 +319,7 @@ pub async fn recover(
         }
         stats.samples += samples.len();
         if !samples.is_empty() {
-            engine.samples(samples).await?;
+            engine.samples_nowait(samples).await?;
         }
         if last_page {
             break;

@@ -71,10 +71,24 @@ impl Server {
         };
         let mut tasks = vec![tokio::spawn(runner::verdict_task(state.clone(), verdicts))];
 
+        let now_ms = AppState::now_ms();
         let reference_ms = match state.config.clock {
-            Clock::Wall => AppState::now_ms(),
-            Clock::Data => state.store.latest_event_ms().await?.unwrap_or(0),
+            Clock::Wall => now_ms,
+            // A record stored before future event times were refused must not place the
+            // reference in the future.
+            Clock::Data => state
+                .store
+                .latest_event_ms()
+                .await?
+                .unwrap_or(0)
+                .min(now_ms + state.config.max_future_skew_secs as i64 * 1000),
         };
+        if state.config.clock == Clock::Wall {
+            // Event time never runs ahead of the wall clock: a sample from a sender whose
+            // clock is ahead is kept but cannot make everybody else's data late.
+            let engine = follower.as_ref().unwrap_or(&state.engine);
+            engine.bound_event_time(Some(Timestamp(now_ms))).await?;
+        }
         let started = std::time::Instant::now();
         let stats = match &follower {
             None => {

@@ -399,6 +399,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Vec<StoredRecord>>;
     /// Deploys at or after `from_ms`, in insertion order.
     async fn deploys_since(&self, from_ms: i64) -> StoreResult<Vec<StoredDeploy>>;
+    /// Event time of the oldest deploy before `before_ms` that has no verdict (a server
+    /// down for longer than a watch left it undecided).
+    async fn oldest_unjudged_deploy_ms(&self, before_ms: i64) -> StoreResult<Option<i64>>;
     /// Samples of one series in a time range, in event-time order.
     async fn series(
         &self,

@@ -25,6 +25,10 @@ pub struct Item<T> {
     pub record: T,
     /// The JSON text (stored, re-parsed on restart).
     pub raw: String,
+    /// Position among the items of its body (0-based), for rejections made later.
+    pub index: usize,
+    /// Line in the body (1-based; 0 when the record did not come from a body).
+    pub line: usize,
 }
 
 /// The outcome of parsing a body.
@@ -96,6 +100,8 @@ pub fn parse_body<T>(
                 Ok(record) => items.push(Item {
                     record,
                     raw: raw.get().to_string(),
+                    index,
+                    line,
                 }),
                 Err(e) => rejected.push(reject(index, line, e)),
             }
@@ -117,6 +123,8 @@ pub fn parse_body<T>(
             Ok(record) => items.push(Item {
                 record,
                 raw: l.to_string(),
+                index,
+                line: i + 1,
             }),
             Err(e) => rejected.push(reject(index, i + 1, e)),
         }

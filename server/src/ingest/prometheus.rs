@@ -13,15 +13,14 @@
 //! in the verdict as gaps (an inconclusive verdict naming them), never as a pass.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::watch;
 use watchdog_core::{Sample, Timestamp};
 
+use crate::ingest::body::Item;
 use crate::state::AppState;
-use crate::store::NewRecord;
 
 /// `[prometheus]` in the config file.
 #[derive(Clone, Debug, Deserialize)]
@@ -312,9 +311,10 @@ pub async fn ingest(state: &AppState, samples: Vec<Sample>) -> anyhow::Result<()
     if samples.is_empty() {
         return Ok(());
     }
-    let rows: Vec<NewRecord> = samples
-        .iter()
-        .map(|s| {
+    let items = samples
+        .into_iter()
+        .enumerate()
+        .map(|(index, s)| {
             let mut m = serde_json::Map::new();
             m.insert("timestamp".into(), s.timestamp.to_rfc3339().into());
             m.insert("service".into(), s.service.clone().into());
@@ -322,21 +322,20 @@ pub async fn ingest(state: &AppState, samples: Vec<Sample>) -> anyhow::Result<()
             for (k, v) in &s.metrics {
                 m.insert(k.clone(), (*v).into());
             }
-            NewRecord {
-                ts_ms: s.timestamp.millis(),
-                service: s.service.clone(),
-                environment: s.environment.clone(),
-                body: serde_json::Value::Object(m).to_string(),
+            Item {
+                raw: serde_json::Value::Object(m).to_string(),
+                record: s,
+                index,
+                line: 0,
             }
         })
         .collect();
-    let n = rows.len();
-    state
-        .store
-        .insert_samples(&rows, AppState::now_ms())
-        .await?;
-    state.engine.samples(samples).await?;
-    state.metrics.samples.fetch_add(n as u64, Ordering::Relaxed);
+    let done = crate::ingest::accept::samples(state, items)
+        .await
+        .map_err(|e| anyhow::anyhow!("storing pulled samples: {e}"))?;
+    for r in &done.rejected {
+        tracing::warn!(error = %r.error, "pulled sample refused");
+    }
     Ok(())
 }
 

@@ -540,6 +540,14 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn oldest_unjudged_deploy_ms(&self, before_ms: i64) -> StoreResult<Option<i64>> {
+        let sql = "SELECT MIN(d.deployed_at_ms) FROM deploys d WHERE d.deployed_at_ms < $1 AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.deploy_row_id = d.id)";
+        Ok(sqlx::query_scalar(sql)
+            .bind(before_ms)
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
     async fn series(
         &self,
         service: &str,
