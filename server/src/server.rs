@@ -57,13 +57,15 @@ impl Server {
         let engine = if shared { engine.detached() } else { engine };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (events, _) = broadcast::channel(1024);
+        let installation: Arc<str> = store.installation_id().await?.into();
         let state = AppState {
+            installation,
             store,
             engine,
             events,
             metrics: Arc::new(Metrics::default()),
             alerts: Arc::new(channels),
-            http: reqwest::Client::new(),
+            http: crate::alerts::client(),
             outbox_wake: Arc::new(Notify::new()),
             explainer,
             shutdown: shutdown_rx.clone(),

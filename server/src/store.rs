@@ -433,14 +433,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_incidents(&self, q: &IncidentQuery) -> StoreResult<(Vec<IncidentSummary>, i64)>;
     /// One incident with notes and audit trail.
     async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRecord>>;
-    /// Changes an incident's status, with an audit entry, and an outbox row per channel
-    /// when it becomes resolved. `None` when there is no such incident.
+    /// Changes an incident's status, with an audit entry and an outbox row per channel
+    /// (kind: the new status), so that every status change is announced. `None` when
+    /// there is no such incident.
     async fn set_status(
         &self,
         id: i64,
         status: IncidentStatus,
         actor: &str,
-        resolved_channels: &[String],
+        channels: &[String],
         now_ms: i64,
     ) -> StoreResult<Option<IncidentSummary>>;
     /// Adds a note, with an audit entry.
@@ -461,7 +462,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         actor: &str,
     ) -> StoreResult<()>;
 
-    /// Outbox rows due for delivery.
+    /// A stable id of this installation (of its database, so replicas sharing one agree):
+    /// it keeps alert keys such as PagerDuty's `dedup_key` from colliding with another
+    /// installation's incident of the same number.
+    async fn installation_id(&self) -> StoreResult<String>;
+
+    /// Outbox rows due for delivery: per incident and channel only the oldest pending row,
+    /// so that alerts of one incident arrive in the order its changes happened.
     async fn due_alerts(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>>;
     /// Earliest next attempt among pending rows.
     async fn next_alert_due_ms(&self) -> StoreResult<Option<i64>>;

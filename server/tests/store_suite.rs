@@ -310,7 +310,8 @@ async fn incident_lists(store: &dyn Store) {
         )
         .await
         .unwrap();
-    assert_eq!(store.alert_counts().await.unwrap().pending, before + 1);
+    // Both changes are announced: acknowledged and resolved.
+    assert_eq!(store.alert_counts().await.unwrap().pending, before + 2);
     assert!(store
         .set_status(999_999, IncidentStatus::Resolved, "bob", &[], T0_MS)
         .await
@@ -389,6 +390,81 @@ async fn outbox(store: &dyn Store) {
     assert!(store.next_alert_due_ms().await.unwrap().is_some());
 }
 
+/// Every status change queues an alert per channel, and of one incident's alerts only the
+/// oldest pending one is due, so they are delivered in the order the changes happened.
+async fn outbox_order(store: &dyn Store) {
+    let ids = three_incidents(store).await;
+    let channels = ["webhook".to_string(), "slack".to_string()];
+    let now = T0_MS + 1_000;
+    for status in [IncidentStatus::Acknowledged, IncidentStatus::FalsePositive] {
+        store
+            .set_status(ids[0], status, "alice", &channels, now)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(store.alert_counts().await.unwrap().pending, 10);
+    let due = store.due_alerts(now, 100).await.unwrap();
+    assert_eq!(due.len(), 6, "only the opened rows: {due:?}");
+    assert!(due.iter().all(|i| i.kind == "opened"), "{due:?}");
+    for item in due.iter().filter(|i| i.incident_id == ids[0]) {
+        store.mark_alert_delivered(item.id, now).await.unwrap();
+    }
+    // A lease (PostgreSQL) hides the other claimed rows until it runs out.
+    let later = now + 3_600_000;
+    let due = store.due_alerts(later, 100).await.unwrap();
+    let first: Vec<&str> = due
+        .iter()
+        .filter(|i| i.incident_id == ids[0])
+        .map(|i| i.kind.as_str())
+        .collect();
+    assert_eq!(first, ["acknowledged", "acknowledged"], "{due:?}");
+    for item in due.iter().filter(|i| i.incident_id == ids[0]) {
+        store.mark_alert_delivered(item.id, later).await.unwrap();
+    }
+    let due = store.due_alerts(later + 3_600_000, 100).await.unwrap();
+    let next: Vec<&str> = due
+        .iter()
+        .filter(|i| i.incident_id == ids[0])
+        .map(|i| i.kind.as_str())
+        .collect();
+    assert_eq!(next, ["false_positive", "false_positive"], "{due:?}");
+
+    // The installation id is stable and not empty.
+    let a = store.installation_id().await.unwrap();
+    assert!(!a.is_empty() && a != "0", "{a}");
+    assert_eq!(store.installation_id().await.unwrap(), a);
+}
+
+/// The oldest deploy without a verdict, for recovery after a long outage.
+async fn unjudged_deploys(store: &dyn Store) {
+    let mut v = verdict("error_spike");
+    let judged = v.clone();
+    store
+        .insert_deploys(&[new_deploy(&judged)], T0_MS)
+        .await
+        .unwrap();
+    store.record_verdict(&judged, None, T0_MS).await.unwrap();
+    v.deploy_id = "later".into();
+    v.deployed_at = Timestamp(judged.deployed_at.millis() + 60_000);
+    store
+        .insert_deploys(&[new_deploy(&v)], T0_MS)
+        .await
+        .unwrap();
+    let far = judged.deployed_at.millis() + 86_400_000;
+    assert_eq!(
+        store.oldest_unjudged_deploy_ms(far).await.unwrap(),
+        Some(v.deployed_at.millis())
+    );
+    assert_eq!(
+        store
+            .oldest_unjudged_deploy_ms(v.deployed_at.millis())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
 /// Many tasks recording the same verdict at once store it once.
 async fn concurrent_verdicts(store: Arc<dyn Store>) {
     let v = verdict("error_spike");
@@ -434,6 +510,10 @@ async fn sqlite_store_suite() {
     outbox(s.as_ref()).await;
     let (_d, s) = fresh().await;
     concurrent_verdicts(s).await;
+    let (_d, s) = fresh().await;
+    outbox_order(s.as_ref()).await;
+    let (_d, s) = fresh().await;
+    unjudged_deploys(s.as_ref()).await;
 }
 
 /// The PostgreSQL URL of the test server, or `None` (with a note) to skip.
@@ -466,6 +546,8 @@ async fn postgres_store_suite() {
         incident_lists(fresh().await.as_ref()).await;
         outbox(fresh().await.as_ref()).await;
         concurrent_verdicts(fresh().await).await;
+        outbox_order(fresh().await.as_ref()).await;
+        unjudged_deploys(fresh().await.as_ref()).await;
         // Two servers' pools claiming alerts at once never get the same row.
         let other = Arc::new(PostgresStore::connect_url(&url).await.unwrap());
         store.truncate_all_for_tests().await.unwrap();

@@ -154,9 +154,7 @@ async fn update(
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no incident with id {id}")))?;
     state.publish("incident", json!(summary));
-    if status == IncidentStatus::Resolved {
-        state.outbox_wake.notify_one();
-    }
+    state.outbox_wake.notify_one();
     let rec = load(&state, id).await?;
     let exp = state.store.get_explanation(id).await?;
     Ok(Json(incident_json(&rec, exp.as_ref())))

@@ -11,7 +11,7 @@
 //! - a verdict is stored once per deploy (unique key, `ON CONFLICT DO NOTHING`), and its
 //!   incident and alerts only by the transaction that stored it;
 //! - due alerts are claimed with `FOR UPDATE SKIP LOCKED` and leased for
-//!   [`ALERT_LEASE_MS`], so one server delivers each one.
+//!   [`alert_lease_ms`], longer than the batch can take, so one server delivers each one.
 //!
 //! Transaction poolers (Supabase's on port 6543, PgBouncer in transaction mode) hand each
 //! transaction a different server connection, where a statement prepared earlier does not
@@ -40,8 +40,13 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     include_str!("../../../supabase/migrations/20260401000000_watchdog_init.sql"),
 )];
 
-/// How long a claimed alert stays invisible to other servers while one delivers it.
-pub const ALERT_LEASE_MS: i64 = 60_000;
+/// How long a claimed batch of `limit` alerts stays invisible to other servers while one
+/// delivers it: longer than delivering every row of it can take (each is bounded by
+/// [`crate::alerts::DELIVERY_TIMEOUT`]), plus a minute for the store round trips, so a
+/// slow receiver does not get the same alert from a second server.
+pub fn alert_lease_ms(limit: i64) -> i64 {
+    limit.max(1) * crate::alerts::DELIVERY_TIMEOUT.as_millis() as i64 + 60_000
+}
 
 /// Advisory lock keys (one 64-bit key space per database; "WDOG" in the high bits).
 const LOCK_MIGRATE: i64 = 0x5744_4f47_0000_0001;
@@ -873,7 +878,7 @@ impl Store for PostgresStore {
         id: i64,
         status: IncidentStatus,
         actor: &str,
-        resolved_channels: &[String],
+        channels: &[String],
         now_ms: i64,
     ) -> StoreResult<Option<IncidentSummary>> {
         let mut tx = self.pool.begin().await?;
@@ -903,9 +908,7 @@ impl Store for PostgresStore {
             &format!("status {} -> {}", current.status.as_str(), status.as_str()),
         )
         .await?;
-        if status == IncidentStatus::Resolved {
-            enqueue_alerts(self.p, &mut tx, id, resolved_channels, "resolved", now_ms).await?;
-        }
+        enqueue_alerts(self.p, &mut tx, id, channels, status.as_str(), now_ms).await?;
         let updated = get_incident_summary(self.p, &mut tx, id).await?;
         tx.commit().await?;
         Ok(updated)
@@ -1010,15 +1013,24 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn installation_id(&self) -> StoreResult<String> {
+        // When the schema was first created, in milliseconds: set once per database.
+        let created: Option<i64> =
+            scalar(self.p, "SELECT MIN(applied_at_ms) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(format!("{:x}", created.unwrap_or(0)))
+    }
+
     async fn due_alerts(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>> {
         // Claim: rows another server is claiming right now are skipped, and the claimed
         // ones become due again only when the lease runs out (the claimer crashed).
         let rows = query(self.p,
-            "UPDATE alert_outbox SET next_attempt_ms = $3 WHERE id IN (SELECT id FROM alert_outbox WHERE status = 'pending' AND next_attempt_ms <= $1 ORDER BY next_attempt_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, incident_id, channel, kind, attempts",
+            "UPDATE alert_outbox SET next_attempt_ms = $3 WHERE id IN (SELECT id FROM alert_outbox o WHERE status = 'pending' AND next_attempt_ms <= $1 AND NOT EXISTS (SELECT 1 FROM alert_outbox e WHERE e.incident_id = o.incident_id AND e.channel = o.channel AND e.status = 'pending' AND e.id < o.id) ORDER BY next_attempt_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, incident_id, channel, kind, attempts",
         )
         .bind(now_ms)
         .bind(limit)
-        .bind(now_ms + ALERT_LEASE_MS)
+        .bind(now_ms + alert_lease_ms(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -1102,5 +1114,18 @@ impl Store for PostgresStore {
             }
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alert_lease_outlasts_a_claim_delivered_at_the_timeout() {
+        for limit in [1, 32, 100] {
+            let worst_ms = limit * crate::alerts::DELIVERY_TIMEOUT.as_millis() as i64;
+            assert!(alert_lease_ms(limit) > worst_ms, "{limit}");
+        }
     }
 }

@@ -858,7 +858,7 @@ impl Store for SqliteStore {
         id: i64,
         status: IncidentStatus,
         actor: &str,
-        resolved_channels: &[String],
+        channels: &[String],
         now_ms: i64,
     ) -> StoreResult<Option<IncidentSummary>> {
         let mut tx = self.writer.begin().await?;
@@ -884,9 +884,7 @@ impl Store for SqliteStore {
             &format!("status {} -> {}", current.status.as_str(), status.as_str()),
         )
         .await?;
-        if status == IncidentStatus::Resolved {
-            enqueue_alerts(&mut tx, id, resolved_channels, "resolved", now_ms).await?;
-        }
+        enqueue_alerts(&mut tx, id, channels, status.as_str(), now_ms).await?;
         let updated = get_incident_summary(&mut tx, id).await?;
         tx.commit().await?;
         Ok(updated)
@@ -986,9 +984,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn installation_id(&self) -> StoreResult<String> {
+        // When the schema was first created, in milliseconds: set once per database.
+        let created: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(applied_at_ms) FROM schema_migrations")
+                .fetch_one(&self.writer)
+                .await?;
+        Ok(format!("{:x}", created.unwrap_or(0)))
+    }
+
     async fn due_alerts(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>> {
         let rows = sqlx::query(
-            "SELECT id, incident_id, channel, kind, attempts FROM alert_outbox WHERE status = 'pending' AND next_attempt_ms <= $1 ORDER BY next_attempt_ms, id LIMIT $2",
+            "SELECT id, incident_id, channel, kind, attempts FROM alert_outbox o WHERE status = 'pending' AND next_attempt_ms <= $1 AND NOT EXISTS (SELECT 1 FROM alert_outbox e WHERE e.incident_id = o.incident_id AND e.channel = o.channel AND e.status = 'pending' AND e.id < o.id) ORDER BY next_attempt_ms, id LIMIT $2",
         )
         .bind(now_ms)
         .bind(limit)
