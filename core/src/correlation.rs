@@ -77,7 +77,11 @@ pub struct EngineStats {
     /// them; see the module docs).
     pub late_samples: u64,
     /// Late samples older than any history kept, dropped.
+    #[serde(default)]
     pub dropped_samples: u64,
+    /// Idle series forgotten by [`Engine::evict_idle_series`].
+    #[serde(default)]
+    pub evicted_series: u64,
     /// Deploy events accepted.
     pub deploys: u64,
     /// Log events accepted.
@@ -86,6 +90,9 @@ pub struct EngineStats {
     pub verdicts: u64,
     /// Watches running now.
     pub active_watches: u64,
+    /// Series held now.
+    #[serde(default)]
+    pub series: u64,
 }
 
 /// A deploy being watched now.
@@ -155,6 +162,8 @@ struct SeriesState {
     logs: Option<LogHistory>,
     /// Late samples that landed in the running watch's baseline or window.
     late_in_watch: u64,
+    /// Latest event time of a sample or log event of this series.
+    last_seen_ms: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -232,6 +241,7 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         EngineStats {
             active_watches: self.series.iter().filter(|s| s.watch.is_some()).count() as u64,
+            series: self.series.len() as u64,
             ..self.stats
         }
     }
@@ -288,6 +298,7 @@ impl Engine {
         self.series.push(SeriesState {
             service: service.to_string(),
             environment: environment.to_string(),
+            last_seen_ms: i64::MIN,
             ..SeriesState::default()
         });
         self.series_ids
@@ -402,6 +413,7 @@ impl Engine {
         let config = &self.config;
         let metric_names = &self.metric_names;
         let series = &mut self.series[sid];
+        series.last_seen_ms = series.last_seen_ms.max(t);
         if late {
             if let Some(w) = series.watch.as_ref() {
                 if t >= w.baseline_from.unwrap_or(w.deploy_ms) && t < w.end_ms {
@@ -533,6 +545,7 @@ impl Engine {
         let sid = self.series_id(&event.service, &event.environment);
         let max = self.config.max_log_history;
         let series = &mut self.series[sid];
+        series.last_seen_ms = series.last_seen_ms.max(event.timestamp.millis());
         series
             .logs
             .get_or_insert_with(|| LogHistory::new(max))
@@ -580,6 +593,53 @@ impl Engine {
         {
             self.process_watermark();
         }
+    }
+
+    /// Forgets every series that has seen no sample or log event at or after `before`,
+    /// has no watch running and no pending deploy of its service, and returns how many.
+    /// A long-running server calls it with `now` minus the longest history it keeps, so
+    /// that series which came and went (pod names used as services, a client's burst of
+    /// new names) do not hold memory for ever.
+    ///
+    /// Keys from [`Engine::series_key`] are invalid after a call that returns more than
+    /// zero: resolve them again.
+    pub fn evict_idle_series(&mut self, before: Timestamp) -> usize {
+        let before = before.millis();
+        let pending = &self.pending;
+        let keep: Vec<bool> = self
+            .series
+            .iter()
+            .map(|s| {
+                s.watch.is_some()
+                    || s.last_seen_ms >= before
+                    || pending
+                        .iter()
+                        .any(|p| p.deploy.service == s.service || s.service.is_empty())
+            })
+            .collect();
+        let evicted = keep.iter().filter(|k| !**k).count();
+        if evicted == 0 {
+            return 0;
+        }
+        let old = std::mem::take(&mut self.series);
+        self.series_ids.clear();
+        for (state, keep) in old.into_iter().zip(keep) {
+            if keep {
+                let id = self.series.len();
+                self.series_ids
+                    .entry(state.service.clone())
+                    .or_default()
+                    .insert(state.environment.clone(), id);
+                self.series.push(state);
+            }
+        }
+        self.stats.evicted_series += evicted as u64;
+        evicted
+    }
+
+    /// Series held now.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
     }
 
     /// Ends every watch now: the data is over.
@@ -976,6 +1036,36 @@ mod tests {
         assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
         // The baseline older than the lateness (120 s, twelve samples) was late, and kept.
         assert_eq!(e.stats().late_samples, before.len() as u64 - 12);
+    }
+
+    #[test]
+    fn idle_series_are_evicted_and_busy_ones_kept() {
+        let mut e = Engine::new(Config::default()).unwrap();
+        for i in 0..1000 {
+            e.ingest_sample(&sample(T0, &format!("pod-{i}"), 0.01))
+                .unwrap();
+        }
+        for s in error_series("checkout", T0, T0 + 600_000, i64::MAX) {
+            e.ingest_sample(&s).unwrap();
+        }
+        e.ingest_deploy(&deploy(T0 + 600_000, "v2", "checkout"))
+            .unwrap();
+        e.ingest_sample(&sample(T0 + 610_000, "checkout", 0.01))
+            .unwrap();
+        assert_eq!(e.series_count(), 1001);
+        assert_eq!(e.evict_idle_series(Timestamp(T0 + 1)), 1000);
+        assert_eq!(e.series_count(), 1);
+        assert_eq!(e.stats().evicted_series, 1000);
+        // The watch of the series kept goes on, and an evicted name comes back as new.
+        for s in error_series("checkout", T0 + 620_000, T0 + 2_400_000, T0 + 620_000) {
+            e.ingest_sample(&s).unwrap();
+        }
+        let v = e.take_verdicts();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].verdict, VerdictKind::Regression, "{}", v[0].reason);
+        e.ingest_sample(&sample(T0 + 2_400_000, "pod-7", 0.01))
+            .unwrap();
+        assert_eq!(e.series_count(), 2);
     }
 
     #[test]
