@@ -70,6 +70,7 @@ struct FileConfig {
     allow_unauthenticated: Option<bool>,
     detector: Option<watchdog_core::Config>,
     prometheus: Option<crate::ingest::prometheus::PrometheusConfig>,
+    limits: Option<crate::ingest::limits::Limits>,
 }
 
 /// Everything `watchdog serve` and `watchdog run` need.
@@ -86,6 +87,8 @@ pub struct ServerConfig {
     /// Records stamped further than this after the server's clock are refused, each
     /// with its own message (a sender with a wrong clock must not move event time).
     pub max_future_skew_secs: u64,
+    /// Name lengths, metrics per record, series and metric names held (`[limits]`).
+    pub limits: crate::ingest::limits::Limits,
     /// Watermark source.
     pub clock: Clock,
     /// Base URL of the dashboard, for links in alerts.
@@ -119,6 +122,7 @@ impl ServerConfig {
             web_dir: PathBuf::from("dist"),
             max_body_bytes: 32 * 1024 * 1024,
             max_future_skew_secs: DEFAULT_MAX_FUTURE_SKEW_SECS,
+            limits: Default::default(),
             clock: Clock::Wall,
             public_url: "http://127.0.0.1:8080".into(),
             durability: Durability::Normal,
@@ -194,6 +198,7 @@ impl ServerConfig {
             max_future_skew_secs: file
                 .max_future_skew_secs
                 .unwrap_or(DEFAULT_MAX_FUTURE_SKEW_SECS),
+            limits: file.limits.unwrap_or_default(),
             clock: args.clock.or(file.clock).unwrap_or_default(),
             public_url,
             durability,
@@ -221,6 +226,19 @@ mod tests {
         assert!(s.matches(b"hunter2"));
         assert!(!s.matches(b"hunter"));
         assert!(Secret::new("").is_none());
+    }
+
+    #[test]
+    fn limits_come_from_their_table_and_unknown_ones_are_named() {
+        let f =
+            toml::from_str::<FileConfig>("max_future_skew_secs = 60\n[limits]\nmax_series = 5\n")
+                .unwrap();
+        let limits = f.limits.unwrap();
+        assert_eq!(limits.max_series, 5);
+        assert_eq!(limits.max_label_bytes, 256, "the rest keep their defaults");
+        assert_eq!(f.max_future_skew_secs, Some(60));
+        let err = toml::from_str::<FileConfig>("[limits]\nmax_serie = 5\n").unwrap_err();
+        assert!(err.to_string().contains("max_serie"), "{err}");
     }
 
     #[test]

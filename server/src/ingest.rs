@@ -4,5 +4,6 @@ pub mod accept;
 pub mod body;
 pub mod files;
 pub mod hooks;
+pub mod limits;
 pub mod metric_record;
 pub mod prometheus;

@@ -24,6 +24,7 @@ enum Input {
     Logs(Vec<LogEvent>),
     Advance(Timestamp),
     Ceiling(Option<Timestamp>),
+    EvictIdle(Timestamp),
     Finish,
     Status(oneshot::Sender<(EngineStats, Vec<WatchStatus>)>),
     /// Answered once everything sent before it is processed and its verdicts recorded.
@@ -100,6 +101,12 @@ impl EngineHandle {
                         }
                         Input::Advance(now) => engine.advance_to(now),
                         Input::Ceiling(c) => engine.set_event_time_ceiling(c),
+                        Input::EvictIdle(before) => {
+                            let n = engine.evict_idle_series(before);
+                            if n > 0 {
+                                tracing::info!(series = n, "idle series forgotten");
+                            }
+                        }
                         Input::Finish => engine.finish(),
                         Input::Status(reply) => {
                             let _ = reply.send((engine.stats(), engine.active_watches()));
@@ -154,6 +161,11 @@ impl EngineHandle {
     /// store follower: nobody asks how many were late).
     pub async fn samples_nowait(&self, s: Vec<Sample>) -> Result<(), EngineGone> {
         self.feed(Input::Samples(s, None)).await
+    }
+
+    /// Forgets the series idle since before `before` (see `Engine::evict_idle_series`).
+    pub async fn evict_idle(&self, before: Timestamp) -> Result<(), EngineGone> {
+        self.send(Input::EvictIdle(before)).await
     }
 
     /// Bounds event time by the wall clock (see `Engine::set_event_time_ceiling`).

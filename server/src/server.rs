@@ -58,7 +58,9 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (events, _) = broadcast::channel(1024);
         let installation: Arc<str> = store.installation_id().await?.into();
+        let admission = Arc::new(crate::ingest::limits::Admission::new(config.limits.clone()));
         let state = AppState {
+            admission,
             installation,
             store,
             engine,
@@ -145,14 +147,27 @@ impl Server {
 
         if state.config.clock == Clock::Wall {
             let engine = state.engine.clone();
+            let admission = state.admission.clone();
             let mut stop = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
+                // Idle series are forgotten every minute (or every idle period if shorter).
+                let idle_ms = admission.limits().series_idle_secs as i64 * 1000;
+                let sweep_every_ms = idle_ms.clamp(1000, 60_000);
+                let mut swept_ms = AppState::now_ms();
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {
-                            if engine.advance(Timestamp(AppState::now_ms())).await.is_err() {
+                            let now = AppState::now_ms();
+                            if engine.advance(Timestamp(now)).await.is_err() {
                                 return;
+                            }
+                            if now - swept_ms >= sweep_every_ms {
+                                swept_ms = now;
+                                admission.sweep(now);
+                                if engine.evict_idle(Timestamp(now - idle_ms)).await.is_err() {
+                                    return;
+                                }
                             }
                         }
                         _ = stop.changed() => return,

@@ -412,3 +412,97 @@ async fn a_deploy_left_undecided_by_a_long_outage_is_judged_at_start() {
     assert_eq!(row["verdict"]["verdict"], "regression", "{row}");
     server.shutdown().await;
 }
+
+fn pods_ndjson(prefix: &str, n: usize, ts_secs: i64) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"timestamp\":\"{}\",\"service\":\"{prefix}-{i}\",\"environment\":\"production\",\"error_rate\":0.01}}\n",
+                Timestamp::from_secs(ts_secs)
+            )
+        })
+        .collect()
+}
+
+/// Finding 4: names too long and records too wide are refused one by one naming the
+/// limit; series beyond the cap are refused with a message until idle ones are forgotten,
+/// in the registry and in the engine alike, so a stream of new names keeps memory flat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cardinality_attack_is_refused_and_idle_series_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), Clock::Wall);
+    c.limits.max_series = 100;
+    c.limits.series_idle_secs = 2;
+    let server = start_on(c, None).await;
+    let now = now_secs();
+
+    let long = "x".repeat(1 << 20);
+    let wide: String = (0..101).map(|i| format!(",\"m{i}\":1")).collect();
+    let body = format!(
+        "{{\"timestamp\":\"{t}\",\"service\":\"{long}\",\"error_rate\":0.01}}\n{{\"timestamp\":\"{t}\",\"service\":\"ok\",\"{long}\":1}}\n{{\"timestamp\":\"{t}\",\"service\":\"ok\"{wide}}}\n",
+        t = Timestamp::from_secs(now)
+    );
+    let (s, v) = call(&server, "POST", "/api/v1/metrics", body).await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        &v.to_string()[..300]
+    );
+    assert_eq!(v["rejected_total"], 3);
+    assert!(v["rejected"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("limits.max_label_bytes"));
+    let deploy = json!([{"timestamp": Timestamp::from_secs(now).to_string(), "deploy_id": long, "service": "ok"}]);
+    let (s, v) = call(&server, "POST", "/api/v1/deploys", deploy.to_string()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["rejected"][0]["field"], "deploy_id");
+
+    // 100 series fit; the next 100 are refused, each with the limit named.
+    let (_, v) = call(
+        &server,
+        "POST",
+        "/api/v1/metrics",
+        pods_ndjson("pod", 100, now),
+    )
+    .await;
+    assert_eq!(v["accepted"], 100, "{v}");
+    let (s, v) = call(
+        &server,
+        "POST",
+        "/api/v1/metrics",
+        pods_ndjson("pod-b", 100, now),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["rejected_total"], 100);
+    assert!(
+        v["rejected"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_series"),
+        "{v}"
+    );
+
+    // Round after round of new names, each after the previous went idle: accepted, and
+    // the engine holds one round's series, not all of them.
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(3200)).await;
+        let now = now_secs();
+        let (_, v) = call(
+            &server,
+            "POST",
+            "/api/v1/metrics",
+            pods_ndjson(&format!("r{round}"), 100, now),
+        )
+        .await;
+        assert_eq!(v["accepted"], 100, "round {round}: {v}");
+    }
+    server.state.engine.barrier().await.unwrap();
+    let (stats, _) = server.state.engine.status().await.unwrap();
+    assert!(stats.series <= 200, "{stats:?}");
+    assert!(stats.evicted_series >= 200, "{stats:?}");
+    assert!(server.state.admission.series() <= 100);
+    server.shutdown().await;
+}

@@ -25,7 +25,7 @@ pub struct Accepted {
     /// Of those, how many were older than the engine's watermark: stored and used for
     /// baselines and watches still running, but too late to revise a verdict already given.
     pub late: u64,
-    /// Records refused here (event time too far ahead of the clock).
+    /// Records refused here (event time too far ahead of the clock, over a limit).
     pub rejected: Vec<Rejection>,
 }
 
@@ -94,12 +94,14 @@ fn engine_gone(e: crate::runner::EngineGone) -> AppError {
 /// Store failures or the engine gone; nothing is fed when storing failed.
 pub async fn samples(state: &AppState, items: Vec<Item<Sample>>) -> Result<Accepted, AppError> {
     let now_ms = AppState::now_ms();
-    let (items, rejected) = check_event_times(
+    let (items, mut rejected) = check_event_times(
         items,
         |s| s.timestamp,
         now_ms,
         state.config.max_future_skew_secs,
     );
+    let (items, over) = state.admission.samples(items, now_ms);
+    rejected.extend(over);
     let accepted = items.len();
     if accepted == 0 {
         return Ok(Accepted {
@@ -144,12 +146,14 @@ pub async fn samples(state: &AppState, items: Vec<Item<Sample>>) -> Result<Accep
 /// Store failures or the engine gone.
 pub async fn logs(state: &AppState, items: Vec<Item<LogEvent>>) -> Result<Accepted, AppError> {
     let now_ms = AppState::now_ms();
-    let (items, rejected) = check_event_times(
+    let (items, mut rejected) = check_event_times(
         items,
         |l| l.timestamp,
         now_ms,
         state.config.max_future_skew_secs,
     );
+    let (items, over) = state.admission.logs(items, now_ms);
+    rejected.extend(over);
     let accepted = items.len();
     if accepted == 0 {
         return Ok(Accepted {

@@ -124,6 +124,7 @@ pub async fn deploys(
         AppState::now_ms(),
         state.config.max_future_skew_secs,
     );
+    let (items, over) = state.admission.deploys(items);
     let deploys: Vec<Deploy> = items.into_iter().map(|i| i.record).collect();
     let n = deploys.len();
     let ids = if n > 0 {
@@ -135,7 +136,7 @@ pub async fn deploys(
     outcome(
         &state,
         n,
-        merged(parsed.rejected, refused),
+        merged(parsed.rejected, refused.into_iter().chain(over).collect()),
         json!({ "ids": ids, "duplicates": duplicates }),
     )
 }
