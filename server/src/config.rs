@@ -44,6 +44,36 @@ impl fmt::Debug for Secret {
 /// and batching senders, and is far below the hour of a wrong time zone.
 pub const DEFAULT_MAX_FUTURE_SKEW_SECS: u64 = 300;
 
+/// Default of `retention_secs`: two weeks of samples and logs (at the ≈ 215 bytes a
+/// stored sample takes, 100 series at one sample per 10 s hold ≈ 2.6 GB).
+pub const DEFAULT_RETENTION_SECS: u64 = 14 * 86_400;
+
+/// The history a restart and the detector reach back for: the longest baseline (or the
+/// daily-pattern check a period earlier), the watch, and the lateness.
+pub fn history_needed_secs(d: &watchdog_core::Config) -> u64 {
+    d.max_baseline_window_secs
+        .max(d.seasonal_period_secs)
+        .max(d.baseline_window_secs)
+        + d.baseline_window_secs
+        + d.monitoring_window_secs
+        + d.allowed_lateness_secs
+}
+
+/// A retention shorter than the history the detector needs would delete baselines before
+/// they are used.
+///
+/// # Errors
+/// Naming both values.
+pub fn check_retention(retention_secs: u64, d: &watchdog_core::Config) -> anyhow::Result<()> {
+    let needed = history_needed_secs(d);
+    if retention_secs != 0 && retention_secs < needed {
+        anyhow::bail!(
+            "retention_secs ({retention_secs}) is shorter than the history the detector reaches back for ({needed} s: the longest baseline or daily-pattern check, the baseline, the watch and the lateness); raise it or set 0 to keep everything"
+        );
+    }
+    Ok(())
+}
+
 /// How the engine's watermark moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -64,6 +94,7 @@ struct FileConfig {
     web_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
     max_future_skew_secs: Option<u64>,
+    retention_secs: Option<u64>,
     clock: Option<Clock>,
     public_url: Option<String>,
     sqlite_synchronous: Option<String>,
@@ -87,6 +118,9 @@ pub struct ServerConfig {
     /// Records stamped further than this after the server's clock are refused, each
     /// with its own message (a sender with a wrong clock must not move event time).
     pub max_future_skew_secs: u64,
+    /// Samples and log events older than this are deleted (0 keeps them for ever);
+    /// deploys, verdicts, incidents and audit are kept.
+    pub retention_secs: u64,
     /// Name lengths, metrics per record, series and metric names held (`[limits]`).
     pub limits: crate::ingest::limits::Limits,
     /// Watermark source.
@@ -123,6 +157,7 @@ impl ServerConfig {
             max_body_bytes: 32 * 1024 * 1024,
             max_future_skew_secs: DEFAULT_MAX_FUTURE_SKEW_SECS,
             limits: Default::default(),
+            retention_secs: DEFAULT_RETENTION_SECS,
             clock: Clock::Wall,
             public_url: "http://127.0.0.1:8080".into(),
             durability: Durability::Normal,
@@ -168,6 +203,8 @@ impl ServerConfig {
             detector.baseline_window_secs = secs;
         }
         detector.validate()?;
+        let retention_secs = file.retention_secs.unwrap_or(DEFAULT_RETENTION_SECS);
+        check_retention(retention_secs, &detector)?;
         let sync_text = args
             .sqlite_synchronous
             .clone()
@@ -199,6 +236,7 @@ impl ServerConfig {
                 .max_future_skew_secs
                 .unwrap_or(DEFAULT_MAX_FUTURE_SKEW_SECS),
             limits: file.limits.unwrap_or_default(),
+            retention_secs,
             clock: args.clock.or(file.clock).unwrap_or_default(),
             public_url,
             durability,
@@ -239,6 +277,15 @@ mod tests {
         assert_eq!(f.max_future_skew_secs, Some(60));
         let err = toml::from_str::<FileConfig>("[limits]\nmax_serie = 5\n").unwrap_err();
         assert!(err.to_string().contains("max_serie"), "{err}");
+    }
+
+    #[test]
+    fn a_retention_shorter_than_the_baseline_is_refused() {
+        let d = watchdog_core::Config::default();
+        let err = check_retention(3600, &d).unwrap_err().to_string();
+        assert!(err.contains("retention_secs (3600)"), "{err}");
+        check_retention(0, &d).unwrap();
+        check_retention(DEFAULT_RETENTION_SECS, &d).unwrap();
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub late_samples: AtomicU64,
     /// Log events accepted.
     pub logs: AtomicU64,
+    /// Samples and log events deleted by retention.
+    pub pruned: [AtomicU64; 2],
     /// Deploys accepted (new ones).
     pub deploys: AtomicU64,
     /// Items rejected by validation.
@@ -86,6 +88,14 @@ impl Metrics {
             "watchdog_deploys_ingested_total",
             "New deploys accepted and stored.",
             &[("", g(&self.deploys))],
+        );
+        counter(
+            "watchdog_records_pruned_total",
+            "Records deleted by retention (retention_secs), by kind.",
+            &[
+                ("{kind=\"sample\"}", g(&self.pruned[0])),
+                ("{kind=\"log\"}", g(&self.pruned[1])),
+            ],
         );
         counter(
             "watchdog_items_rejected_total",

@@ -178,6 +178,9 @@ impl Server {
         if let Some(p) = puller {
             tasks.push(tokio::spawn(p.run(state.clone(), shutdown_rx.clone())));
         }
+        if state.config.retention_secs > 0 {
+            tasks.push(tokio::spawn(retention(state.clone(), shutdown_rx.clone())));
+        }
         tasks.push(tokio::spawn(crate::outbox::run(state.clone(), shutdown_rx)));
         Ok(Server {
             state,
@@ -205,6 +208,43 @@ impl Server {
         }
         for t in self.tasks.into_iter().skip(1) {
             let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+    }
+}
+
+/// How often retention runs (and once at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes samples and logs older than `retention_secs` before now (before the latest
+/// stored event time with `--clock data`, so replayed history is not deleted for being
+/// old), at start and then every hour.
+async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        let reference = match state.config.clock {
+            Clock::Wall => Ok(Some(AppState::now_ms())),
+            Clock::Data => state.store.latest_event_ms().await,
+        };
+        match reference {
+            Ok(Some(reference)) => {
+                let before = reference - state.config.retention_secs as i64 * 1000;
+                match state.store.prune(before).await {
+                    Ok(p) => {
+                        use std::sync::atomic::Ordering::Relaxed;
+                        state.metrics.pruned[0].fetch_add(p.samples, Relaxed);
+                        state.metrics.pruned[1].fetch_add(p.logs, Relaxed);
+                        if p.samples + p.logs > 0 {
+                            tracing::info!(samples = p.samples, logs = p.logs, before = %Timestamp(before), "retention deleted old records");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "retention failed; will try again"),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "retention failed; will try again"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
+            _ = stop.changed() => return,
         }
     }
 }

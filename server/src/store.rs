@@ -95,6 +95,15 @@ pub struct StoredDeploy {
     pub deploy: watchdog_core::Deploy,
 }
 
+/// What [`Store::prune`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Metric samples.
+    pub samples: u64,
+    /// Log events.
+    pub logs: u64,
+}
+
 /// Status of an incident.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -399,6 +408,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Vec<StoredRecord>>;
     /// Deploys at or after `from_ms`, in insertion order.
     async fn deploys_since(&self, from_ms: i64) -> StoreResult<Vec<StoredDeploy>>;
+    /// Deletes the samples and log events with event time before `before_ms` (retention),
+    /// in chunks so that writers are not held up; deploys, verdicts, incidents, notes,
+    /// audit and alerts are kept. A sample is deleted once every sample stored in the same
+    /// batch is old enough, so a few may outlive the cutoff by a batch.
+    async fn prune(&self, before_ms: i64) -> StoreResult<Pruned>;
     /// Event time of the oldest deploy before `before_ms` that has no verdict (a server
     /// down for longer than a watch left it undecided).
     async fn oldest_unjudged_deploy_ms(&self, before_ms: i64) -> StoreResult<Option<i64>>;

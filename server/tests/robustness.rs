@@ -506,3 +506,55 @@ async fn a_cardinality_attack_is_refused_and_idle_series_are_forgotten() {
     assert!(server.state.admission.series() <= 100);
     server.shutdown().await;
 }
+
+/// Finding 10: the server deletes samples and logs older than `retention_secs` (at start,
+/// then hourly), and keeps deploys and verdicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_samples_and_logs_and_keeps_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), Clock::Wall);
+    let now = now_secs();
+    let store = watchdog::store::open(&c).await.unwrap();
+    let rows = |from_secs: i64| -> Vec<NewRecord> {
+        metrics_ndjson("checkout", "production", from_secs, 100, 10, 0.01)
+            .lines()
+            .map(|l| {
+                let s = Sample::from_json_line(l).unwrap();
+                NewRecord {
+                    ts_ms: s.timestamp.millis(),
+                    service: s.service,
+                    environment: s.environment,
+                    body: l.to_string(),
+                }
+            })
+            .collect()
+    };
+    let old_secs = now - 30 * 86_400;
+    store
+        .insert_samples(&rows(old_secs), now * 1000)
+        .await
+        .unwrap();
+    store
+        .insert_samples(&rows(now - 3600), now * 1000)
+        .await
+        .unwrap();
+    store.insert_logs(&rows(old_secs)).await.unwrap();
+    let server = start_on(c, Some(store)).await;
+    let store = server.state.store.clone();
+    let mut left = store.samples_since(0, 0, 10_000).await.unwrap().len();
+    for _ in 0..100 {
+        if left == 100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = store.samples_since(0, 0, 10_000).await.unwrap().len();
+    }
+    assert_eq!(left, 100, "only the last hour is left");
+    assert!(store.logs_since(0, 0, 10_000).await.unwrap().is_empty());
+    let (_, _, metrics) = call_text(&server, "GET", "/metrics", Body::empty()).await;
+    assert!(
+        metrics.contains("watchdog_records_pruned_total{kind=\"sample\"} 100"),
+        "{metrics}"
+    );
+    server.shutdown().await;
+}

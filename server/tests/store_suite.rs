@@ -465,6 +465,48 @@ async fn unjudged_deploys(store: &dyn Store) {
     );
 }
 
+/// Retention deletes old samples and logs, keeps the rest, and keeps verdicts.
+async fn retention(store: &dyn Store) {
+    let old: Vec<NewRecord> = (0..500)
+        .map(|i| record(T0_MS + i, "checkout", 1.0))
+        .collect();
+    let new: Vec<NewRecord> = (0..300)
+        .map(|i| record(T0_MS + 86_400_000 + i, "checkout", 2.0))
+        .collect();
+    // A batch mixing both ages: its old row stays until the whole batch is old.
+    let mixed = vec![
+        record(T0_MS + 10, "checkout", 3.0),
+        record(T0_MS + 86_400_000, "checkout", 3.0),
+    ];
+    for rows in [&old, &new, &mixed] {
+        store.insert_samples(rows, T0_MS).await.unwrap();
+    }
+    store.insert_logs(&old).await.unwrap();
+    store.insert_logs(&new).await.unwrap();
+    let v = verdict("error_spike");
+    store
+        .insert_deploys(&[new_deploy(&v)], T0_MS)
+        .await
+        .unwrap();
+    store.record_verdict(&v, None, T0_MS).await.unwrap();
+
+    let pruned = store.prune(T0_MS + 3_600_000).await.unwrap();
+    assert_eq!((pruned.samples, pruned.logs), (500, 500));
+    let left = store.samples_since(0, 0, 10_000).await.unwrap();
+    assert_eq!(left.len(), 302);
+    assert_eq!(store.logs_since(0, 0, 10_000).await.unwrap().len(), 300);
+    assert_eq!(store.prune(T0_MS + 3_600_000).await.unwrap().samples, 0);
+    let (deploys, total) = store
+        .list_deploys(&DeployQuery {
+            limit: 10,
+            ..DeployQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(total, 1);
+    assert!(deploys[0].verdict.is_some(), "verdicts are kept");
+}
+
 /// Many tasks recording the same verdict at once store it once.
 async fn concurrent_verdicts(store: Arc<dyn Store>) {
     let v = verdict("error_spike");
@@ -514,6 +556,8 @@ async fn sqlite_store_suite() {
     outbox_order(s.as_ref()).await;
     let (_d, s) = fresh().await;
     unjudged_deploys(s.as_ref()).await;
+    let (_d, s) = fresh().await;
+    retention(s.as_ref()).await;
 }
 
 /// The PostgreSQL URL of the test server, or `None` (with a note) to skip.
@@ -548,6 +592,7 @@ async fn postgres_store_suite() {
         concurrent_verdicts(fresh().await).await;
         outbox_order(fresh().await.as_ref()).await;
         unjudged_deploys(fresh().await.as_ref()).await;
+        retention(fresh().await.as_ref()).await;
         // Two servers' pools claiming alerts at once never get the same row.
         let other = Arc::new(PostgresStore::connect_url(&url).await.unwrap());
         store.truncate_all_for_tests().await.unwrap();

@@ -30,8 +30,8 @@ use watchdog_core::{Deploy, DeployVerdict, Timestamp};
 use super::{
     AuditEntry, DeployQuery, DeployRow, IncidentQuery, IncidentRecord, IncidentSort,
     IncidentStatus, IncidentSummary, NewDeploy, NewIncident, NewRecord, Note, OutboxCounts,
-    OutboxItem, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy, StoredExplanation,
-    StoredRecord,
+    OutboxItem, Pruned, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy,
+    StoredExplanation, StoredRecord,
 };
 
 /// Migrations, applied in order at start (the same files `supabase db push` applies).
@@ -556,6 +556,59 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn prune(&self, before_ms: i64) -> StoreResult<Pruned> {
+        const CHUNK: i64 = 200;
+        let mut pruned = Pruned::default();
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let batches = query(self.p,
+                "SELECT id, first_sample_id, last_sample_id FROM sample_batches WHERE max_ts_ms < $1 ORDER BY id LIMIT $2",
+            )
+            .bind(before_ms)
+            .bind(CHUNK)
+            .fetch_all(&mut *tx)
+            .await?;
+            for b in &batches {
+                let (id, first, last): (i64, i64, i64) =
+                    (b.try_get(0)?, b.try_get(1)?, b.try_get(2)?);
+                // The time test keeps another batch's newer rows that share the id range
+                // (concurrent writers may interleave ids).
+                let done = query(
+                    self.p,
+                    "DELETE FROM samples WHERE id >= $1 AND id <= $2 AND ts_ms < $3",
+                )
+                .bind(first)
+                .bind(last)
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await?;
+                pruned.samples += done.rows_affected();
+                query(self.p, "DELETE FROM sample_batches WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            if (batches.len() as i64) < CHUNK {
+                break;
+            }
+        }
+        loop {
+            let done = query(self.p,
+                "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE ts_ms < $1 ORDER BY id LIMIT $2)",
+            )
+            .bind(before_ms)
+            .bind(CHUNK * 50)
+            .execute(&self.pool)
+            .await?;
+            pruned.logs += done.rows_affected();
+            if done.rows_affected() < (CHUNK * 50) as u64 {
+                break;
+            }
+        }
+        Ok(pruned)
     }
 
     async fn oldest_unjudged_deploy_ms(&self, before_ms: i64) -> StoreResult<Option<i64>> {
