@@ -305,7 +305,8 @@ async fn ingestion_verdicts_incidents_and_alerts() {
         .collect();
     assert_eq!(
         actions,
-        ["opened", "status", "note", "explanation", "status"],
+        // Reading the explanation wrote nothing (no `explanation` entry).
+        ["opened", "status", "note", "status"],
         "{v}"
     );
     assert_eq!(v["status"], "resolved");

@@ -222,8 +222,16 @@ async fn explanation(
     if let Some(cached) = state.store.get_explanation(id).await? {
         return Ok(Json(cached));
     }
+    // A read writes nothing and calls no model (reads may need no token): the local text,
+    // built from the evidence, until a POST to `…/explanation/refresh` stores one.
     let rec = load(&state, id).await?;
-    Ok(Json(generate(&state, &rec, "watchdog").await?))
+    Ok(Json(StoredExplanation {
+        text: explain(&rec.verdict).to_text(),
+        source: "local".into(),
+        model: None,
+        generated_at: Timestamp(AppState::now_ms()),
+        fallback_reason: None,
+    }))
 }
 
 #[derive(Debug, Deserialize, Default)]
