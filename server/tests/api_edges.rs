@@ -40,7 +40,10 @@ async fn send(
     auth: Option<&str>,
     body: impl Into<Body>,
 ) -> (StatusCode, String, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
     if let Some(a) = auth {
         req = req.header("authorization", a);
     }
@@ -215,6 +218,16 @@ async fn reading_an_explanation_writes_nothing() {
         .collect();
     assert_eq!(actions, ["opened"], "{v}");
     assert!(v["explanation"].is_null(), "{v}");
+
+    // The audit says which credential made a change; a name sent along is marked a claim.
+    let patch = json!({"status": "acknowledged", "actor": "the-ceo"}).to_string();
+    let (s, _, _) = send(&server, "PATCH", &uri, Some(&w), patch).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, _, v) = send(&server, "GET", &uri, Some(&read), Body::empty()).await;
+    assert_eq!(
+        v["audit"][1]["actor"], "the-ceo (as claimed, API token)",
+        "{v}"
+    );
     server.shutdown().await;
 }
 

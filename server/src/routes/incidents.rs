@@ -127,6 +127,18 @@ struct StatusChange {
     actor: Option<String>,
 }
 
+/// The actor an audit entry records for a change made with the API token. The token is
+/// the only credential, shared by whoever holds it, so a name the client sends is kept
+/// but marked as its claim: `alice (as claimed, API token)`; without one, `API token`.
+fn audit_actor(actor: Option<String>) -> String {
+    let name = actor_name(actor);
+    if name == "api" {
+        "API token".into()
+    } else {
+        format!("{name} (as claimed, API token)")
+    }
+}
+
 fn actor_name(actor: Option<String>) -> String {
     actor
         .map(|a| a.trim().chars().take(100).collect::<String>())
@@ -146,7 +158,7 @@ async fn update(
             change.status
         ))
     })?;
-    let actor = actor_name(change.actor);
+    let actor = audit_actor(change.actor);
     let channels = crate::outbox::channel_names(&state.alerts);
     let summary = state
         .store
@@ -245,7 +257,7 @@ async fn refresh(
     body: Option<Json<RefreshBody>>,
 ) -> Result<Json<StoredExplanation>, AppError> {
     let rec = load(&state, id).await?;
-    let actor = actor_name(body.and_then(|b| b.0.actor));
+    let actor = audit_actor(body.and_then(|b| b.0.actor));
     Ok(Json(generate(&state, &rec, &actor).await?))
 }
 
