@@ -131,7 +131,7 @@ impl Server {
             None => None,
         };
         if let Some(p) = puller.as_mut() {
-            p.poll_once(&state).await;
+            p.poll_if_leader(&state).await;
         }
         if state.config.clock == Clock::Wall {
             state.engine.advance(Timestamp(AppState::now_ms())).await?;

@@ -95,6 +95,43 @@ pub struct StoredDeploy {
     pub deploy: watchdog_core::Deploy,
 }
 
+/// Held by the one process of a group of replicas that does a job which must run only
+/// once (pulling Prometheus): see [`Store::try_lead`]. Dropping it gives the job up.
+#[derive(Debug)]
+pub struct Lease(pub Box<dyn LeaseGuard>);
+
+/// What keeps a [`Lease`]: for PostgreSQL, the connection holding an advisory lock.
+#[async_trait]
+pub trait LeaseGuard: Send + Sync + std::fmt::Debug {
+    /// Whether the lease still holds (the connection that holds it is alive).
+    async fn alive(&mut self) -> bool;
+}
+
+/// The lease of a store only one process uses (SQLite): always held.
+#[derive(Debug)]
+pub struct SoleLease;
+
+#[async_trait]
+impl LeaseGuard for SoleLease {
+    async fn alive(&mut self) -> bool {
+        true
+    }
+}
+
+impl Lease {
+    /// Whether the lease still holds.
+    pub async fn alive(&mut self) -> bool {
+        self.0.alive().await
+    }
+}
+
+/// Jobs that run once across replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseRole {
+    /// Pulling metrics from Prometheus.
+    PrometheusPuller,
+}
+
 /// What [`Store::prune`] deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
@@ -379,6 +416,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The database answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Takes the lease of the job `role` if no other process holds it: `None` when one
+    /// does. Servers sharing a store (replicas on one PostgreSQL) each call this and only
+    /// the holder does the job; when it dies its lease ends with its connection and
+    /// another takes over. A store only one process uses always grants it.
+    async fn try_lead(&self, role: LeaseRole) -> StoreResult<Option<Lease>> {
+        let _ = role;
+        Ok(Some(Lease(Box::new(SoleLease))))
+    }
 
     /// Stores metric samples in one transaction; returns when they are durable.
     async fn insert_samples(&self, rows: &[NewRecord], now_ms: i64) -> StoreResult<()>;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use watchdog::store::postgres::PostgresStore;
 use watchdog::store::sqlite::{Durability, SqliteStore};
 use watchdog::store::{
-    DeployQuery, IncidentQuery, IncidentSort, IncidentStatus, NewDeploy, NewIncident, NewRecord,
-    Store, StoredExplanation,
+    DeployQuery, IncidentQuery, IncidentSort, IncidentStatus, LeaseRole, NewDeploy, NewIncident,
+    NewRecord, Store, StoredExplanation,
 };
 use watchdog_core::scenarios::{self, ScenarioParams};
 use watchdog_core::{Deploy, DeployVerdict, Timestamp, VerdictKind};
@@ -558,6 +558,12 @@ async fn sqlite_store_suite() {
     unjudged_deploys(s.as_ref()).await;
     let (_d, s) = fresh().await;
     retention(s.as_ref()).await;
+    // One process per SQLite file: the lease is always granted.
+    assert!(s
+        .try_lead(LeaseRole::PrometheusPuller)
+        .await
+        .unwrap()
+        .is_some());
 }
 
 /// The PostgreSQL URL of the test server, or `None` (with a note) to skip.
@@ -590,6 +596,36 @@ async fn postgres_store_suite() {
         incident_lists(fresh().await.as_ref()).await;
         outbox(fresh().await.as_ref()).await;
         concurrent_verdicts(fresh().await).await;
+        // One puller lease across servers: the second waits until the first lets go.
+        let a = PostgresStore::connect_url(&url).await.unwrap();
+        let b = PostgresStore::connect_url(&url).await.unwrap();
+        let mut lease = a
+            .try_lead(LeaseRole::PrometheusPuller)
+            .await
+            .unwrap()
+            .expect("free");
+        assert!(lease.alive().await);
+        assert!(b
+            .try_lead(LeaseRole::PrometheusPuller)
+            .await
+            .unwrap()
+            .is_none());
+        drop(lease);
+        let mut taken = None;
+        for _ in 0..50 {
+            taken = b.try_lead(LeaseRole::PrometheusPuller).await.unwrap();
+            if taken.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(taken.is_some(), "the lease is free once its holder lets go");
+        assert!(a
+            .try_lead(LeaseRole::PrometheusPuller)
+            .await
+            .unwrap()
+            .is_none());
+        drop(taken);
         outbox_order(fresh().await.as_ref()).await;
         unjudged_deploys(fresh().await.as_ref()).await;
         retention(fresh().await.as_ref()).await;

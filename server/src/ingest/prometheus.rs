@@ -24,6 +24,7 @@ use watchdog_core::{Sample, Timestamp};
 
 use crate::ingest::body::Item;
 use crate::state::AppState;
+use crate::store::LeaseRole;
 
 /// `[prometheus]` in the config file.
 #[derive(Clone, Debug, Deserialize)]
@@ -397,6 +398,8 @@ pub struct Puller {
     /// which resumes from the store).
     next_ms: Vec<BTreeMap<String, i64>>,
     backfill_ms: i64,
+    /// Held while this process is the one that pulls.
+    lease: Option<crate::store::Lease>,
 }
 
 impl Puller {
@@ -419,6 +422,7 @@ impl Puller {
         Ok(Puller {
             client: Client::new(&config.url, Duration::from_secs(config.timeout_secs)),
             next_ms: vec![BTreeMap::new(); services.len()],
+            lease: None,
             services,
             backfill_ms,
             config,
@@ -487,7 +491,39 @@ impl Puller {
         }
     }
 
-    /// Polls every `poll_secs` until `shutdown`.
+    /// Polls once if this process holds (or can take) the puller's lease: of servers
+    /// sharing a store only one pulls, so points are not stored once per replica. A new
+    /// holder resumes after what the store holds. Returns whether it polled.
+    pub async fn poll_if_leader(&mut self, state: &AppState) -> bool {
+        if let Some(lease) = self.lease.as_mut() {
+            if !lease.alive().await {
+                tracing::warn!("lost the Prometheus puller lease; another replica may take over");
+                self.lease = None;
+            }
+        }
+        if self.lease.is_none() {
+            match state.store.try_lead(LeaseRole::PrometheusPuller).await {
+                Ok(Some(lease)) => {
+                    tracing::info!("this server pulls Prometheus");
+                    self.lease = Some(lease);
+                    // Positions are resumed from the store: another replica may have
+                    // pulled since.
+                    for next in &mut self.next_ms {
+                        next.clear();
+                    }
+                }
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::error!(error = %e, "taking the Prometheus puller lease failed");
+                    return false;
+                }
+            }
+        }
+        self.poll_once(state).await;
+        true
+    }
+
+    /// Polls every `poll_secs` until `shutdown` (when this process holds the lease).
     pub async fn run(mut self, state: AppState, mut shutdown: watch::Receiver<bool>) {
         loop {
             tokio::select! {
@@ -497,7 +533,7 @@ impl Puller {
             if *shutdown.borrow() {
                 return;
             }
-            self.poll_once(&state).await;
+            self.poll_if_leader(&state).await;
         }
     }
 }

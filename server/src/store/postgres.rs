@@ -53,6 +53,41 @@ const LOCK_MIGRATE: i64 = 0x5744_4f47_0000_0001;
 const LOCK_SAMPLES: i64 = 0x5744_4f47_0000_0002;
 const LOCK_LOGS: i64 = 0x5744_4f47_0000_0003;
 const LOCK_DEPLOYS: i64 = 0x5744_4f47_0000_0004;
+/// Session-level lock of the replica that pulls Prometheus.
+const LOCK_PROMETHEUS_PULLER: i64 = 0x5744_4f47_0000_0010;
+
+/// A connection holding a session-level advisory lock: the lease lasts as long as it.
+#[derive(Debug)]
+struct AdvisoryLease {
+    conn: Option<sqlx::pool::PoolConnection<Postgres>>,
+}
+
+impl Drop for AdvisoryLease {
+    /// The connection is closed, not returned to the pool: a pooled connection would keep
+    /// the session lock for whoever used it next.
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            drop(c.detach());
+        }
+    }
+}
+
+#[async_trait]
+impl super::LeaseGuard for AdvisoryLease {
+    async fn alive(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let ok = sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok();
+        if !ok {
+            // A broken connection: the server has released the lock already.
+            if let Some(c) = self.conn.take() {
+                c.detach();
+            }
+        }
+        ok
+    }
+}
 
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -556,6 +591,26 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn try_lead(&self, role: super::LeaseRole) -> StoreResult<Option<super::Lease>> {
+        let key = match role {
+            super::LeaseRole::PrometheusPuller => LOCK_PROMETHEUS_PULLER,
+        };
+        let mut conn = self.pool.acquire().await?;
+        // Session level, on a connection kept out of the pool's reuse while held: the
+        // lock ends when the lease is dropped (the connection is closed) or the process
+        // dies (the server sees the connection go).
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !got {
+            return Ok(None);
+        }
+        Ok(Some(super::Lease(Box::new(AdvisoryLease {
+            conn: Some(conn),
+        }))))
     }
 
     async fn prune(&self, before_ms: i64) -> StoreResult<Pruned> {
