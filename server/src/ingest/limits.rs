@@ -145,10 +145,11 @@ fn split<T>(
 
 #[derive(Debug, Default)]
 struct Registry {
-    /// (service, environment) → last seen (wall clock, ms).
-    series: HashMap<(String, String), i64>,
-    /// Service → how many of its series are held.
-    per_service: HashMap<String, usize>,
+    /// Service → environment → last seen (wall clock, ms). Nested so that a known series
+    /// is found by `&str` without allocating.
+    series: HashMap<String, HashMap<String, i64>>,
+    /// Series held (pairs in `series`).
+    count: usize,
     /// Metric name → last seen.
     metric_names: HashMap<String, i64>,
     /// When idle entries were last looked for.
@@ -158,19 +159,13 @@ struct Registry {
 impl Registry {
     fn sweep(&mut self, now_ms: i64, idle_ms: i64) {
         let cutoff = now_ms - idle_ms;
-        let per_service = &mut self.per_service;
-        self.series.retain(|(service, _), seen| {
-            let keep = *seen >= cutoff;
-            if !keep {
-                if let Some(n) = per_service.get_mut(service) {
-                    *n -= 1;
-                    if *n == 0 {
-                        per_service.remove(service);
-                    }
-                }
-            }
-            keep
+        let mut count = 0;
+        self.series.retain(|_, envs| {
+            envs.retain(|_, seen| *seen >= cutoff);
+            count += envs.len();
+            !envs.is_empty()
         });
+        self.count = count;
         self.metric_names.retain(|_, seen| *seen >= cutoff);
         self.swept_ms = now_ms;
     }
@@ -199,7 +194,7 @@ impl Admission {
 
     /// Series held now.
     pub fn series(&self) -> usize {
-        self.lock().series.len()
+        self.lock().count
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -255,27 +250,30 @@ impl Admission {
         environment: &str,
         now_ms: i64,
     ) -> Option<(String, String)> {
-        // Looked up by reference first: the common case allocates nothing.
-        let key = (service.to_string(), environment.to_string());
-        if let Some(seen) = reg.series.get_mut(&key) {
+        // The common case, a known series, allocates nothing.
+        if let Some(seen) = reg
+            .series
+            .get_mut(service)
+            .and_then(|envs| envs.get_mut(environment))
+        {
             *seen = now_ms;
             return None;
         }
         let idle_ms = self.limits.series_idle_secs as i64 * 1000;
-        if reg.series.len() >= self.limits.max_series && now_ms - reg.swept_ms >= 1000 {
+        if reg.count >= self.limits.max_series && now_ms - reg.swept_ms >= 1000 {
             reg.sweep(now_ms, idle_ms);
         }
-        if reg.series.len() >= self.limits.max_series {
+        if reg.count >= self.limits.max_series {
             return Some((
                 "service".into(),
                 format!(
                     "series {service:?}/{environment:?} is new and {} series are held, the most limits.max_series allows; labels should have few values (not pod or request ids), or raise the limit (idle series are forgotten after limits.series_idle_secs = {} s)",
-                    reg.series.len(),
+                    reg.count,
                     self.limits.series_idle_secs
                 ),
             ));
         }
-        let n = reg.per_service.get(service).copied().unwrap_or(0);
+        let n = reg.series.get(service).map_or(0, HashMap::len);
         if n >= self.limits.max_series_per_service {
             return Some((
                 "environment".into(),
@@ -284,8 +282,11 @@ impl Admission {
                 ),
             ));
         }
-        *reg.per_service.entry(key.0.clone()).or_default() += 1;
-        reg.series.insert(key, now_ms);
+        reg.series
+            .entry(service.to_string())
+            .or_default()
+            .insert(environment.to_string(), now_ms);
+        reg.count += 1;
         None
     }
 
@@ -402,6 +403,28 @@ mod tests {
         let (kept, _) = a.samples(items, 61_000);
         assert_eq!(kept.len(), 99, "pod-3 was seen 31 s ago and stays");
         assert_eq!(a.series(), 100);
+    }
+
+    #[test]
+    fn environments_per_service_are_capped() {
+        let a = Admission::new(Limits {
+            max_series_per_service: 2,
+            ..Limits::default()
+        });
+        let mut items: Vec<_> = (0..3)
+            .map(|i| item("checkout", &["error_rate"], i))
+            .collect();
+        for (i, it) in items.iter_mut().enumerate() {
+            it.record.environment = format!("env-{i}");
+        }
+        let (kept, rejected) = a.samples(items, 0);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(rejected[0].field, "environment");
+        assert!(
+            rejected[0].error.contains("max_series_per_service"),
+            "{}",
+            rejected[0].error
+        );
     }
 
     #[test]
