@@ -82,6 +82,10 @@ pub struct EngineStats {
     /// Idle series forgotten by [`Engine::evict_idle_series`].
     #[serde(default)]
     pub evicted_series: u64,
+    /// Late samples that fell in the baseline or window of a deploy already judged: too
+    /// late to count for that verdict (kept for later deploys' baselines).
+    #[serde(default)]
+    pub late_after_verdict: u64,
     /// Deploy events accepted.
     pub deploys: u64,
     /// Log events accepted.
@@ -164,6 +168,8 @@ struct SeriesState {
     late_in_watch: u64,
     /// Latest event time of a sample or log event of this series.
     last_seen_ms: i64,
+    /// The stretch (baseline start to end) of the last watch closed on this series.
+    judged: Option<(i64, i64)>,
 }
 
 #[derive(Clone, Debug)]
@@ -415,10 +421,17 @@ impl Engine {
         let series = &mut self.series[sid];
         series.last_seen_ms = series.last_seen_ms.max(t);
         if late {
-            if let Some(w) = series.watch.as_ref() {
-                if t >= w.baseline_from.unwrap_or(w.deploy_ms) && t < w.end_ms {
-                    series.late_in_watch += 1;
-                }
+            let in_watch = series
+                .watch
+                .as_ref()
+                .is_some_and(|w| t >= w.baseline_from.unwrap_or(w.deploy_ms) && t < w.end_ms);
+            if in_watch {
+                series.late_in_watch += 1;
+            } else if series
+                .judged
+                .is_some_and(|(from, until)| t >= from && t <= until)
+            {
+                self.stats.late_after_verdict += 1;
             }
         }
         if series.histories.len() < metric_names.len() {
@@ -867,6 +880,7 @@ impl Engine {
     }
 
     fn close(&mut self, sid: usize, watch: Watch, until_ms: i64, why: WatchEnd) {
+        self.series[sid].judged = Some((watch.baseline_from.unwrap_or(watch.deploy_ms), until_ms));
         let series = &self.series[sid];
         let mut verdict = watch.verdict(&series.histories, &self.config, until_ms, why);
         if series.late_in_watch > 0 {
@@ -1117,6 +1131,12 @@ mod tests {
         for s in &data {
             replayed.ingest_sample(s).unwrap();
         }
+        // A sample of the judged window arriving now is too late for that verdict.
+        let before_count = live.stats().late_after_verdict;
+        live.ingest_sample(&sample(deployed + 5_000, "checkout", 0.5))
+            .unwrap();
+        assert_eq!(live.stats().late_after_verdict, before_count + 1);
+
         let r = replayed.take_verdicts();
         assert_eq!(r.len(), 1, "{r:?}");
         assert_eq!(r[0].verdict, v.verdict);

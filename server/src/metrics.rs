@@ -60,7 +60,8 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with the engine's gauges.
-    pub fn render(&self, active_watches: Option<u64>) -> String {
+    pub fn render(&self, engine: Option<watchdog_core::EngineStats>) -> String {
+        let active_watches = engine.map(|e| e.active_watches);
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, rows: &[(&str, u64)]| {
@@ -125,6 +126,18 @@ impl Metrics {
                 ("{outcome=\"failed\"}", g(&self.alerts[2])),
             ],
         );
+        if let Some(e) = engine {
+            counter(
+                "watchdog_samples_late_after_verdict_total",
+                "Late samples that fell in the baseline or window of a deploy already judged (too late for that verdict).",
+                &[("", e.late_after_verdict)],
+            );
+            counter(
+                "watchdog_series_evicted_total",
+                "Idle series forgotten by the engine (limits.series_idle_secs).",
+                &[("", e.evicted_series)],
+            );
+        }
         if let Some(n) = active_watches {
             let _ = writeln!(
                 out,
