@@ -267,6 +267,12 @@ impl Engine {
         self.stats.late_samples
     }
 
+    /// The latest event time seen (bounded by the ceiling, see
+    /// [`Engine::set_event_time_ceiling`]).
+    pub fn event_time(&self) -> Option<Timestamp> {
+        self.max_ts.map(Timestamp)
+    }
+
     /// The current watermark: latest event time minus the allowed lateness.
     pub fn watermark(&self) -> Option<Timestamp> {
         self.max_ts

@@ -24,7 +24,8 @@ enum Input {
     Logs(Vec<LogEvent>),
     Advance(Timestamp),
     Ceiling(Option<Timestamp>),
-    EvictIdle(Timestamp),
+    /// Forget series idle for this many seconds of event time.
+    EvictIdle(u64),
     Finish,
     Status(oneshot::Sender<(EngineStats, Vec<WatchStatus>)>),
     /// Answered once everything sent before it is processed and its verdicts recorded.
@@ -101,8 +102,13 @@ impl EngineHandle {
                         }
                         Input::Advance(now) => engine.advance_to(now),
                         Input::Ceiling(c) => engine.set_event_time_ceiling(c),
-                        Input::EvictIdle(before) => {
-                            let n = engine.evict_idle_series(before);
+                        Input::EvictIdle(idle_secs) => {
+                            let n = match engine.event_time() {
+                                Some(wm) => {
+                                    engine.evict_idle_series(wm.add_secs(-(idle_secs as f64)))
+                                }
+                                None => 0,
+                            };
                             if n > 0 {
                                 tracing::info!(series = n, "idle series forgotten");
                             }
@@ -163,9 +169,10 @@ impl EngineHandle {
         self.feed(Input::Samples(s, None)).await
     }
 
-    /// Forgets the series idle since before `before` (see `Engine::evict_idle_series`).
-    pub async fn evict_idle(&self, before: Timestamp) -> Result<(), EngineGone> {
-        self.send(Input::EvictIdle(before)).await
+    /// Forgets the series with nothing in the last `idle_secs` of event time (see
+    /// `Engine::evict_idle_series`).
+    pub async fn evict_idle(&self, idle_secs: u64) -> Result<(), EngineGone> {
+        self.send(Input::EvictIdle(idle_secs)).await
     }
 
     /// Bounds event time by the wall clock (see `Engine::set_event_time_ceiling`).

@@ -147,27 +147,37 @@ impl Server {
 
         if state.config.clock == Clock::Wall {
             let engine = state.engine.clone();
-            let admission = state.admission.clone();
             let mut stop = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
-                // Idle series are forgotten every minute (or every idle period if shorter).
-                let idle_ms = admission.limits().series_idle_secs as i64 * 1000;
-                let sweep_every_ms = idle_ms.clamp(1000, 60_000);
-                let mut swept_ms = AppState::now_ms();
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {
-                            let now = AppState::now_ms();
-                            if engine.advance(Timestamp(now)).await.is_err() {
+                            if engine.advance(Timestamp(AppState::now_ms())).await.is_err() {
                                 return;
                             }
-                            if now - swept_ms >= sweep_every_ms {
-                                swept_ms = now;
-                                admission.sweep(now);
-                                if engine.evict_idle(Timestamp(now - idle_ms)).await.is_err() {
-                                    return;
-                                }
+                        }
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+        {
+            // Idle series are forgotten every minute (or every idle period if shorter):
+            // in the admission registry by arrival, in the engine by event time (so a
+            // replay of old data with `--clock data` is not forgotten for being old).
+            let engine = follower.clone().unwrap_or_else(|| state.engine.clone());
+            let admission = state.admission.clone();
+            let mut stop = shutdown_rx.clone();
+            let idle_secs = admission.limits().series_idle_secs;
+            let every = Duration::from_secs(idle_secs.clamp(1, 60));
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {
+                            admission.sweep(AppState::now_ms());
+                            if engine.evict_idle(idle_secs).await.is_err() {
+                                return;
                             }
                         }
                         _ = stop.changed() => return,

@@ -569,3 +569,40 @@ async fn retention_deletes_old_samples_and_logs_and_keeps_verdicts() {
     );
     server.shutdown().await;
 }
+
+/// With `--clock data` idle series are forgotten by event time: a replay of old data is
+/// not forgotten for being old, but a series its event time has left behind is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_data_clock_series_idle_in_event_time_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), Clock::Data);
+    c.limits.series_idle_secs = 1;
+    let server = start_on(c, None).await;
+    call(
+        &server,
+        "POST",
+        "/api/v1/metrics",
+        pods_ndjson("old", 50, T0),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (stats, _) = server.state.engine.status().await.unwrap();
+    assert_eq!(stats.series, 50, "the newest data is never idle: {stats:?}");
+    call(
+        &server,
+        "POST",
+        "/api/v1/metrics",
+        pods_ndjson("new", 10, T0 + 3600),
+    )
+    .await;
+    let mut stats = stats;
+    for _ in 0..50 {
+        stats = server.state.engine.status().await.unwrap().0;
+        if stats.series == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stats.series, 10, "{stats:?}");
+    server.shutdown().await;
+}
