@@ -2,7 +2,8 @@
 # Installs everything WatchDog needs on a fresh Debian machine, idempotently:
 # each step checks for what it installs and skips it when it is already there.
 #   scripts/setup.sh            Rust targets, trunk, wasm-bindgen-cli, binaryen (wasm-opt)
-#   scripts/setup.sh --test     the above plus Chromium, playwright-core, PostgreSQL, Prometheus
+#   scripts/setup.sh --test     the above plus Chromium, playwright-core, PostgreSQL, Prometheus,
+#                               python3-venv (the OTLP suite makes its own virtualenv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0
@@ -51,6 +52,8 @@ fi
 
 if [ $want_test -eq 1 ]; then
   apt_install chromium chromium-driver postgresql prometheus
+  # The OTLP suite (tests.d/45-otlp.sh) puts the OpenTelemetry Python SDK in a venv.
+  python3 -c "import venv, ensurepip" >/dev/null 2>&1 || apt_install python3 python3-venv
   if [ ! -d "$tools/node_modules/playwright-core" ]; then
     say "npm install playwright-core"
     npm install --prefix "$tools" --no-audit --no-fund --silent playwright-core@1

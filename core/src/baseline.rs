@@ -199,6 +199,25 @@ pub fn level_shift(points: &[(i64, f64)], min_effect: f64) -> Option<usize> {
     Some(best_at)
 }
 
+/// The baseline points with the stretch before a level shift at `tau` moved to the level
+/// after it (by the difference of the two stretches' medians).
+///
+/// The deploy is judged against the level after the shift, but the noise around a level
+/// (spread, autocorrelation, tail) is taken to be the same on both sides of a step, so the
+/// whole baseline still describes it: a stretch of a dozen samples after the shift says
+/// little about how wide the noise is or how heavy its tail, and judging a deploy on so
+/// thin a reference raises false alarms.
+pub fn align_to_last_level(points: &[(i64, f64)], tau: usize) -> Vec<(i64, f64)> {
+    let before: Vec<f64> = points[..tau].iter().map(|p| p.1).collect();
+    let after: Vec<f64> = points[tau..].iter().map(|p| p.1).collect();
+    let step = median(&after) - median(&before);
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, &(t, v))| (t, if i < tau { v + step } else { v }))
+        .collect()
+}
+
 /// A robust trend estimate (slope of the line through the medians of the first and last
 /// thirds, Tukey's resistant line), kept only when it is clearly larger than what noise
 /// would produce: the difference of the two thirds' medians must exceed four standard
@@ -233,10 +252,28 @@ fn significant_trend(points: &[(i64, f64)], spread: f64) -> f64 {
         return if diff == 0.0 { 0.0 } else { diff / dt_secs };
     }
     // The standard error of a median of m normal values is about 1.2533·σ/√m; the two
-    // thirds are independent, hence √2. Autocorrelation of the raw series (before
-    // detrending, where a trend itself looks like correlation) is not used here: the test
-    // is deliberately strict instead (four standard errors).
-    let se = 1.2533 * spread * (2.0 / third as f64).sqrt();
+    // thirds are independent, hence √2. Neighbouring samples of real metrics are
+    // correlated, and a third of m correlated values holds only m·(1−ρ)/(1+ρ) independent
+    // ones, so the standard error is widened by √((1+ρ)/(1−ρ)), with ρ the lag-1
+    // autocorrelation of the series around the candidate line (after detrending, so the
+    // trend itself does not pass for correlation). Without that, the slow wander of a
+    // sticky series passes for a trend, and extrapolating it over the watch raises false
+    // alarms.
+    let candidate = diff / dt_secs;
+    let t_end = points[n - 1].0;
+    let detrended: Vec<f64> = points
+        .iter()
+        .map(|&(t, v)| v - candidate * (t - t_end) as f64 / 1000.0)
+        .collect();
+    let (center, resid_spread) = robust_location_scale(&detrended);
+    let rho = lag1_autocorrelation(
+        &detrended,
+        center,
+        3.0 * resid_spread.max(f64::MIN_POSITIVE),
+    )
+    .clamp(0.0, 0.95);
+    let widen = ((1.0 + rho) / (1.0 - rho)).sqrt();
+    let se = 1.2533 * spread * (2.0 / third as f64).sqrt() * widen;
     if diff.abs() > 4.0 * se {
         diff / dt_secs
     } else {

@@ -83,6 +83,11 @@ pub struct Config {
     pub min_watch_samples: usize,
     /// Samples may arrive this late (event time) and still be used. Default 120 s.
     pub allowed_lateness_secs: u64,
+    /// A shift that begins up to this long before the recorded deploy time is the
+    /// deploy's: the baseline ends, and the tests begin, this much earlier. Default 600 s.
+    /// Delivery systems usually record a deploy when its rollout has finished, minutes
+    /// after the first new instances took traffic; 0 trusts the recorded time exactly.
+    pub deploy_tolerance_secs: u64,
     /// Default smallest relative change that can count as a regression. Default 0.10.
     pub min_relative_effect: f64,
     /// Shift, in baseline standard deviations, that the sequential test is tuned to find
@@ -123,6 +128,7 @@ impl Default for Config {
             max_baseline_window_secs: 86_400,
             min_watch_samples: 12,
             allowed_lateness_secs: 120,
+            deploy_tolerance_secs: 600,
             min_relative_effect: 0.10,
             design_shift_sigmas: 1.5,
             max_gap_intervals: 5.0,

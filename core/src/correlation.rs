@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Direction, SignaturePolicy};
 use crate::error::Error;
 use crate::samples::{Deploy, LogEvent, Sample};
-use crate::signatures::{LogHistory, TemplateMiner};
+use crate::signatures::{LogHistory, TemplateMiner, TemplateRecord};
 use crate::signatures_link;
 use crate::time::Timestamp;
 use crate::verdict::{DeployVerdict, VerdictKind, WatchEnd};
@@ -170,6 +170,11 @@ struct SeriesState {
     last_seen_ms: i64,
     /// The stretch (baseline start to end) of the last watch closed on this series.
     judged: Option<(i64, i64)>,
+    /// This series' own template miner: one chatty service cannot evict another's
+    /// templates, so a template keeps its id (and "new" keeps meaning never seen for
+    /// this service) whatever other services log. Ids still agree across services, as
+    /// an id is the hash of the template's first masked line.
+    miner: TemplateMiner,
 }
 
 #[derive(Clone, Debug)]
@@ -189,9 +194,8 @@ pub struct Engine {
     /// Service → environment → series index.
     series_ids: FastMap<String, FastMap<String, usize>>,
     pending: Vec<PendingDeploy>,
-    /// Log template miner shared by every series, so a signature id means the same
-    /// template everywhere.
-    miner: TemplateMiner,
+    /// Whether new series' miners record their template changes.
+    track_templates: bool,
     max_ts: Option<i64>,
     /// Samples move event time at most this far (the wall clock of a live server).
     ceiling_ms: Option<i64>,
@@ -221,7 +225,7 @@ impl Engine {
             series: Vec::new(),
             series_ids: FastMap::default(),
             pending: Vec::new(),
-            miner: TemplateMiner::default(),
+            track_templates: false,
             max_ts: None,
             ceiling_ms: None,
             verdicts: Vec::new(),
@@ -313,6 +317,9 @@ impl Engine {
             last_seen_ms: i64::MIN,
             ..SeriesState::default()
         });
+        if self.track_templates {
+            self.series[id].miner.track_changes();
+        }
         self.series_ids
             .entry(service.to_string())
             .or_default()
@@ -555,6 +562,42 @@ impl Engine {
         Ok(())
     }
 
+    /// Puts persisted templates of one service and environment back into its miner, so
+    /// their messages keep the ids they had and are not "new" (call before feeding
+    /// that series' logs).
+    pub fn restore_templates(
+        &mut self,
+        service: &str,
+        environment: &str,
+        templates: &[TemplateRecord],
+    ) {
+        let sid = self.series_id(service, environment);
+        let miner = &mut self.series[sid].miner;
+        for t in templates {
+            miner.restore(t);
+        }
+    }
+
+    /// Starts recording template changes for [`take_template_changes`](Self::take_template_changes).
+    pub fn track_template_changes(&mut self) {
+        self.track_templates = true;
+        for s in &mut self.series {
+            s.miner.track_changes();
+        }
+    }
+
+    /// Templates created or generalised since the last call, with their service and
+    /// environment: what a store persists (see [`track_template_changes`](Self::track_template_changes)).
+    pub fn take_template_changes(&mut self) -> Vec<(String, String, TemplateRecord)> {
+        let mut out = Vec::new();
+        for s in &mut self.series {
+            for t in s.miner.take_changed() {
+                out.push((s.service.clone(), s.environment.clone(), t));
+            }
+        }
+        out
+    }
+
     /// Adds a log event (kept per series for signature evidence).
     ///
     /// # Errors
@@ -568,7 +611,7 @@ impl Engine {
         series
             .logs
             .get_or_insert_with(|| LogHistory::new(max))
-            .push(&mut self.miner, event);
+            .push(&mut series.miner, event);
         // Logs land on the series with their own labels; the watch may be on a series
         // those labels resolve to (unlabelled metrics), so look it up as a deploy would.
         let t = event.timestamp.millis();
@@ -873,7 +916,17 @@ impl Engine {
         }
         // The verdict is built over the logs up to now or the end of the grace (the
         // detection time inside it is when the count became significant).
-        if signatures_link::new_error_at(logs, &self.miner, w, now_ms, &self.config).is_some() {
+        let miner = &self.series[lsid].miner;
+        if signatures_link::new_error_at(
+            logs,
+            miner,
+            w,
+            now_ms,
+            &self.config,
+            w.log_alpha(&self.config),
+        )
+        .is_some()
+        {
             let grace = w.grace_ms;
             if grace == 0 {
                 let w = self.series[wsid].watch.take().expect("watch present");
@@ -899,17 +952,13 @@ impl Engine {
         // labels when metrics are unlabelled).
         let logs = self
             .find_series(&watch.deploy.service, &watch.deploy.environment)
-            .and_then(|l| self.series[l].logs.as_ref())
-            .or(series.logs.as_ref());
-        if let Some(logs) = logs {
-            signatures_link::attach(
-                &mut verdict,
-                logs,
-                &self.miner,
-                &watch,
-                until_ms,
-                &self.config,
-            );
+            .and_then(|l| {
+                let s = &self.series[l];
+                s.logs.as_ref().map(|h| (h, &s.miner))
+            })
+            .or(series.logs.as_ref().map(|h| (h, &series.miner)));
+        if let Some((logs, miner)) = logs {
+            signatures_link::attach(&mut verdict, logs, miner, &watch, until_ms, &self.config);
         }
         if self.tracing {
             self.traces

@@ -35,6 +35,13 @@ pub struct CusumDesign {
     pub h: f64,
     /// Largest contribution of one standardized value.
     pub clip: f64,
+    /// How the threshold moves with the log of the run length it must keep: `1/(2k)` for
+    /// this test (from Siegmund's formula for large `h`), 1 for a likelihood-ratio CUSUM.
+    pub log_arl_slope: f64,
+    /// Expected samples in the watch, and their harmonic number (for spending the budget).
+    pub steps: f64,
+    /// Harmonic number of `steps`.
+    pub harmonic: f64,
 }
 
 /// Siegmund's approximation of the in-control average run length of a one-sided CUSUM
@@ -76,11 +83,36 @@ impl CusumDesign {
     pub fn new(shift_sigmas: f64, guard_sigmas: f64, alpha: f64, steps: f64) -> CusumDesign {
         let k = shift_sigmas / 2.0 + guard_sigmas;
         let h = cusum_threshold(k, alpha, steps);
+        CusumDesign::spending(k, h, k + 0.3 * h, 1.0 / (2.0 * k.max(1e-3)), steps)
+    }
+
+    /// A design with threshold `h` for a uniform spend over `steps`, spent harmonically
+    /// instead (see [`CusumDesign::threshold_at`]).
+    pub fn spending(k: f64, h: f64, clip: f64, log_arl_slope: f64, steps: f64) -> CusumDesign {
+        let steps = steps.max(1.0);
+        let harmonic = (1..=steps.ceil() as usize).map(|i| 1.0 / i as f64).sum();
         CusumDesign {
             k,
             h,
-            clip: k + 0.3 * h,
+            clip,
+            log_arl_slope,
+            steps,
+            harmonic,
         }
+    }
+
+    /// The threshold at the `i`-th sample after the deploy (1-based).
+    ///
+    /// The budget is spent harmonically, like the tail test's: sample `i` may raise a false
+    /// alarm with probability `α / (i·H_N)` rather than `α / N`. A deploy's effect shows
+    /// when traffic reaches the new code, so the first samples get the most of the budget
+    /// and a drift that only builds up late in the watch, which is less likely to be the
+    /// deploy's doing, must be stronger. A per-sample false-alarm hazard `p` is a run
+    /// length of `1/p`, and the threshold grows with the log of the run length by
+    /// `log_arl_slope`, so `h_i = h + slope · ln(i·H_N / N)`.
+    pub fn threshold_at(&self, i: usize) -> f64 {
+        let shift = (i.max(1) as f64 * self.harmonic / self.steps).ln();
+        (self.h + self.log_arl_slope * shift).max(1.0)
     }
 
     /// Samples a shift of exactly the design size needs, on average, to cross `h`
@@ -179,11 +211,17 @@ impl CountDesign {
         }
     }
 
-    /// Log-likelihood ratio of `errors` in `requests` (scaled by `1/phi`, clipped).
-    pub fn increment(&self, errors: f64, requests: f64) -> f64 {
+    /// Log-likelihood ratio of `errors` in `requests`, scaled by `1/phi` (not clipped).
+    pub fn log_likelihood_ratio(&self, errors: f64, requests: f64) -> f64 {
         let up = (self.p1 / self.p0).ln();
         let down = ((1.0 - self.p1) / (1.0 - self.p0)).ln();
-        ((errors * up + (requests - errors) * down) / self.phi).min(self.clip)
+        (errors * up + (requests - errors) * down) / self.phi
+    }
+
+    /// The CUSUM increment of `errors` in `requests`: the scaled log-likelihood ratio,
+    /// clipped so that one burst cannot raise an alarm alone.
+    pub fn increment(&self, errors: f64, requests: f64) -> f64 {
+        self.log_likelihood_ratio(errors, requests).min(self.clip)
     }
 
     /// Kullback–Leibler divergence per request between `p1` and `p0`: the average
@@ -235,13 +273,16 @@ mod tests {
     #[test]
     fn count_evidence_scales_with_traffic() {
         let d = CountDesign::new(40.0, 4000.0, 1.0, 0.005, 0.1, 0.01, 100.0);
-        // 3 errors in 40 requests vs 300 in 4000: same rate, a hundred times the evidence.
-        let small = d.increment(3.0, 40.0);
-        let big = (d.increment(300.0, 4000.0) * d.phi).min(f64::MAX);
-        assert!(
-            small > 0.0 && big > small * 10.0 || big >= d.clip,
-            "{small} {big}"
-        );
+        // 3 errors in 40 requests vs 300 in 4000: same rate, a hundred times the evidence
+        // (the log-likelihood ratio is linear in the counts at a fixed rate) ...
+        let small = d.log_likelihood_ratio(3.0, 40.0);
+        let big = d.log_likelihood_ratio(300.0, 4000.0);
+        assert!(small > 0.0, "{small}");
+        assert!((big / small - 100.0).abs() < 1e-6, "{small} {big}");
+        // ... overdispersion divides it, and one interval's contribution is clipped.
+        let dispersed = CountDesign::new(40.0, 4000.0, 4.0, 0.005, 0.1, 0.01, 100.0);
+        assert!(dispersed.log_likelihood_ratio(300.0, 4000.0) < big / 3.9);
+        assert_eq!(d.increment(300.0, 4000.0), d.clip);
         assert!(d.requests_needed() > 100.0);
     }
 }

@@ -21,5 +21,5 @@ mod miner;
 mod parse;
 
 pub use evidence::{signature_evidence, LogHistory, MAX_EXAMPLE_BYTES, MIN_COUNT_AFTER};
-pub use miner::{Match, MatchRef, MinerConfig, SignatureId, TemplateMiner};
+pub use miner::{Match, MatchRef, MinerConfig, SignatureId, TemplateMiner, TemplateRecord};
 pub use parse::{parse_log_line, parse_log_line_ref, ParsedLine, ParsedLineRef};

@@ -42,6 +42,7 @@ pub(crate) fn new_error_at(
     w: &Watch,
     now_ms: i64,
     cfg: &Config,
+    alpha: f64,
 ) -> Option<i64> {
     let ev = signature_evidence(
         logs,
@@ -49,7 +50,7 @@ pub(crate) fn new_error_at(
         baseline_from(w, cfg),
         w.deploy.timestamp,
         Timestamp(now_ms),
-        cfg.false_alarm_rate,
+        alpha,
     );
     new_error(&ev)
         .and_then(|s| s.significant_at)
@@ -66,15 +67,24 @@ pub(crate) fn attach(
     cfg: &Config,
 ) {
     let from = baseline_from(w, cfg);
-    v.signatures = signature_evidence(
-        logs,
-        miner,
-        from,
-        v.deployed_at,
-        Timestamp(until_ms),
-        cfg.false_alarm_rate,
-    );
-    let Some(s) = new_error(&v.signatures).cloned() else {
+    // The list shown with the verdict is evidence, not a decision: it is tested at the
+    // whole budget. What may turn the verdict is tested at the logs' share of it, after
+    // the looks already taken (see `Watch::log_alpha`).
+    let window =
+        |alpha| signature_evidence(logs, miner, from, v.deployed_at, Timestamp(until_ms), alpha);
+    v.signatures = window(cfg.false_alarm_rate);
+    let decisive = window(w.log_alpha(cfg));
+    for shown in v
+        .signatures
+        .iter_mut()
+        .filter(|s| s.change == SignatureChange::New && s.level.is_error())
+    {
+        shown.significant_at = decisive
+            .iter()
+            .find(|d| d.signature == shown.signature)
+            .and_then(|d| d.significant_at);
+    }
+    let Some(s) = new_error(&decisive).cloned() else {
         return;
     };
     let sentence = format!(

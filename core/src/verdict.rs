@@ -62,8 +62,10 @@ pub enum MetricStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TestKind {
-    /// CUSUM on robustly standardized values.
+    /// CUSUM on the rank scores of the values among the baseline's.
     Cusum,
+    /// Two samples beyond the baseline's extrapolated tail, close together.
+    TailExceedance,
     /// Bernoulli-likelihood CUSUM on error and request counts.
     BinomialCusum,
 }

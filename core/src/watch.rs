@@ -13,9 +13,12 @@
 //! pre-existing. The test is then re-based on the samples since that shift began, and the
 //! deploy is judged only on what changed after it.
 
+mod reference;
 mod report;
 
 use std::collections::VecDeque;
+
+use reference::{RankReference, TailModel};
 
 pub(crate) use report::human_secs;
 use report::summarize;
@@ -26,6 +29,11 @@ use crate::detector::{CountDesign, Cusum, CusumDesign};
 use crate::samples::Deploy;
 use crate::stats::median_in_place;
 use crate::verdict::{Summary, WatchEnd};
+
+/// Share of a deploy's false-alarm budget that its log-signature evidence may spend; the
+/// metric tests share the rest (Bonferroni), so every test of a deploy together stays
+/// within `false_alarm_rate`.
+pub(crate) const LOG_BUDGET_SHARE: f64 = 0.2;
 
 /// Time-ordered points of one metric of one series.
 pub(crate) type History = VecDeque<(i64, f64)>;
@@ -63,10 +71,20 @@ pub(crate) struct Test {
     count: Option<CountDesign>,
     count_base: Option<(f64, f64)>,
     min_effect: f64,
+    /// The shift, in baseline deviations, the sustained test is tuned for.
+    design_shift: f64,
     /// Relative effect floor (count test).
     min_rel: f64,
     guard: f64,
     cusum: Cusum,
+    /// Baseline residuals the sustained test ranks new residuals against (continuous
+    /// tests; `None` for the count test).
+    rank: Option<RankReference>,
+    /// Widening of the rank scores for autocorrelation: √((1+ρ)/(1−ρ)).
+    widen: f64,
+    /// The baseline's tail, for the test of a few extreme samples (continuous tests with a
+    /// spread).
+    tail: Option<TailModel>,
     phase: Phase,
     /// Previous residual (time, value), for prewhitening.
     prev: Option<(i64, f64)>,
@@ -78,6 +96,10 @@ pub(crate) struct Test {
     run_start_at_deploy: Option<i64>,
     /// Start of a pre-existing shift that the test was re-based after.
     pre_existing_from: Option<i64>,
+    /// The latest sample beyond the tail threshold: (time, its index after the deploy).
+    last_extreme: Option<(i64, usize)>,
+    /// When the tail test fired: (standardized residual, threshold it exceeded).
+    tail_hit: Option<(f64, f64)>,
     /// Last time the effect floor was checked and failed: (statistic, samples).
     last_effect_check: Option<(f64, usize)>,
     /// Start of a shift that the same clock time the day before also showed (a daily
@@ -88,6 +110,36 @@ pub(crate) struct Test {
 }
 
 impl Test {
+    /// The smallest shift the watch must be able to see to call a deploy healthy, in the
+    /// metric's unit, and how many samples after the deploy the tests need to see it. The
+    /// shift is the design shift in long-run deviations (the spread widened for
+    /// autocorrelation, as the sustained test measures it) or the material floor when
+    /// larger. Two samples suffice when such a shift puts a pair beyond the tail threshold;
+    /// otherwise it is what the sustained test needs on average. `None` when neither test
+    /// can see it at all.
+    fn samples_needed(&self) -> (f64, Option<f64>) {
+        let spread = self.base.spread;
+        let cap = self.rank.as_ref().map_or(0.0, |r| r.max_score()) / self.widen;
+        if spread.is_nan() || spread <= 0.0 {
+            // A constant baseline: any material shift ranks above every baseline value.
+            let drift = cap - self.design.k;
+            return (
+                self.min_effect,
+                (drift > 0.0).then(|| (self.design.h / drift).ceil()),
+            );
+        }
+        let long_run = spread * self.widen;
+        let sigmas = self.design_shift.max(self.min_effect / long_run);
+        let shift = sigmas * long_run;
+        if let Some(tail) = self.tail {
+            if tail.exceeds(shift, self.n_post.max(2)) {
+                return (shift, Some(2.0));
+            }
+        }
+        let drift = sigmas.min(cap) - self.design.k;
+        (shift, (drift > 0.0).then(|| (self.design.h / drift).ceil()))
+    }
+
     fn fired(&self) -> Option<(i64, i64)> {
         match self.phase {
             Phase::Fired { at_ms, start_ms } => Some((at_ms, start_ms)),
@@ -101,6 +153,9 @@ impl Test {
 pub(crate) struct Watch {
     pub deploy: Deploy,
     pub deploy_ms: i64,
+    /// Where the baseline ends and the test begins: `deploy_tolerance_secs` before the
+    /// recorded deploy.
+    pub test_from_ms: i64,
     /// End of the monitoring window (or the next deploy's instant).
     pub end_ms: i64,
     /// Why the watch ends at `end_ms`.
@@ -124,6 +179,8 @@ pub(crate) struct Watch {
     /// is checked next (doubling, so a burst costs a logarithmic number of checks).
     log_errors: u64,
     next_log_check: u64,
+    /// Looks taken at the log evidence so far.
+    log_looks: u32,
 }
 
 /// The configuration a watch needs, resolved for its series.
@@ -140,10 +197,28 @@ impl Watch {
     pub fn start(deploy: Deploy, setup: &WatchSetup<'_>) -> Watch {
         let cfg = setup.config;
         let deploy_ms = deploy.timestamp.millis();
-        let from_ms = deploy_ms - cfg.baseline_window_secs as i64 * 1000;
+        // The baseline ends, and the test begins, `deploy_tolerance_secs` before the
+        // recorded deploy: most delivery systems record a deploy when the rollout has
+        // finished, after the new version began taking traffic.
+        let tolerant_ms = deploy_ms - cfg.deploy_tolerance_secs as i64 * 1000;
+        // Only when the history before it is long enough to be a baseline: a service
+        // whose samples began just before the deploy is judged on what it has.
+        let enough = |cut: i64| {
+            setup
+                .histories
+                .iter()
+                .any(|h| lower_bound(h, cut) >= cfg.min_baseline_samples)
+        };
+        let cut_ms = if enough(tolerant_ms) || !enough(deploy_ms) {
+            tolerant_ms
+        } else {
+            deploy_ms
+        };
+        let from_ms = cut_ms - cfg.baseline_window_secs as i64 * 1000;
         let mut watch = Watch {
             deploy,
             deploy_ms,
+            test_from_ms: cut_ms,
             end_ms: deploy_ms + cfg.monitoring_window_secs as i64 * 1000,
             end_reason: WatchEnd::Window,
             grace_ms: cfg.evidence_grace_secs.unwrap_or(0) as i64 * 1000,
@@ -154,11 +229,12 @@ impl Watch {
             baseline_samples: 0,
             short_baseline: Vec::new(),
             cadence_ms: f64::NAN,
-            alpha: cfg.false_alarm_rate,
+            alpha: cfg.false_alarm_rate * (1.0 - LOG_BUDGET_SHARE),
             dirty: false,
             last_seen_ms: deploy_ms,
             log_errors: 0,
             next_log_check: 3,
+            log_looks: 0,
         };
         let find = |name: &str| setup.metric_names.iter().position(|m| m == name);
         // The baseline is the preferred window before the deploy, reaching further back
@@ -166,7 +242,7 @@ impl Watch {
         // `target_baseline_samples`: sparse metrics (one sample per 5 minutes) need a
         // longer look back to say what normal is.
         let far_ms =
-            deploy_ms - cfg.max_baseline_window_secs.max(cfg.baseline_window_secs) as i64 * 1000;
+            cut_ms - cfg.max_baseline_window_secs.max(cfg.baseline_window_secs) as i64 * 1000;
         let take_last = |far: usize, pref: usize, hi: usize| -> usize {
             (hi - pref)
                 .max(cfg.target_baseline_samples)
@@ -177,7 +253,7 @@ impl Watch {
             let h = &setup.histories[id];
             let far = lower_bound(h, far_ms);
             let pref = lower_bound(h, from_ms);
-            let hi = lower_bound(h, deploy_ms);
+            let hi = lower_bound(h, cut_ms);
             let take = take_last(far, pref, hi);
             h.range(hi - take..hi).copied().collect()
         };
@@ -186,7 +262,7 @@ impl Watch {
         // `error_rate` when both counts are reported.
         let counts = match (find("errors"), find("requests")) {
             (Some(e), Some(r)) if e < setup.histories.len() && r < setup.histories.len() => {
-                let all = joined(&setup.histories[e], &setup.histories[r], far_ms, deploy_ms);
+                let all = joined(&setup.histories[e], &setup.histories[r], far_ms, cut_ms);
                 let pref = all.partition_point(|p| p.0 < from_ms);
                 let take = take_last(0, pref, all.len());
                 let pairs = all[all.len() - take..].to_vec();
@@ -200,6 +276,7 @@ impl Watch {
             direction: Direction,
             sign: f64,
             base: Baseline,
+            points: Vec<(i64, f64)>,
             pre_from: Option<i64>,
             short: bool,
         }
@@ -214,8 +291,7 @@ impl Watch {
             }
             let points = baseline_points(id);
             if points.len() < cfg.min_baseline_samples {
-                let after =
-                    lower_bound(&setup.histories[id], deploy_ms) < setup.histories[id].len();
+                let after = lower_bound(&setup.histories[id], cut_ms) < setup.histories[id].len();
                 if after || !points.is_empty() {
                     watch
                         .short_baseline
@@ -232,11 +308,14 @@ impl Watch {
             let (points, pre_from, short) = match crate::baseline::level_shift(&points, floor) {
                 Some(tau) => {
                     let from = points[tau].0;
-                    let rest = points[tau..].to_vec();
-                    if rest.len() < cfg.min_baseline_samples {
+                    if points.len() - tau < cfg.min_baseline_samples {
                         (points, Some(from), true)
                     } else {
-                        (rest, Some(from), false)
+                        (
+                            crate::baseline::align_to_last_level(&points, tau),
+                            Some(from),
+                            false,
+                        )
                     }
                 }
                 None => (points, None, false),
@@ -257,6 +336,7 @@ impl Watch {
                     direction,
                     sign,
                     base: base.clone(),
+                    points: points.clone(),
                     pre_from,
                     short,
                 });
@@ -285,22 +365,18 @@ impl Watch {
         if tests_total == 0 {
             return watch;
         }
-        let alpha_test = cfg.false_alarm_rate / tests_total as f64;
-        let window_ms = (watch.end_ms - deploy_ms) as f64;
+        let alpha_test = watch.alpha / tests_total as f64;
+        let window_ms = (watch.end_ms - cut_ms) as f64;
 
         for p in planned {
             let steps = (window_ms / p.base.cadence_ms).max(1.0);
             let name = &setup.metric_names[p.metric];
-            let level = p.base.expected(deploy_ms);
+            let level = p.base.expected(cut_ms);
             let min_effect = cfg
                 .min_absolute_effect(name)
                 .max(cfg.min_relative_effect(name) * level.abs());
             let noise = floor_noise(p.base.sum_noise(), level, min_effect);
-            let shift_sigmas = (cfg.design_shift_sigmas).max(min_effect / noise);
-            // Standard error of the baseline level (median of n correlated values), in
-            // noise units: the guard added to k.
-            let guard = 1.2533 / (p.base.n as f64).sqrt();
-            let design = CusumDesign::new(shift_sigmas, guard, alpha_test, steps);
+            let scored = ScoredDesign::new(&p.base, &p.points, p.sign, alpha_test, steps, cfg);
             watch.tests.push(Test {
                 metric: p.metric,
                 requests_metric: None,
@@ -309,13 +385,17 @@ impl Watch {
                 sign: p.sign,
                 base: p.base,
                 noise,
-                design,
+                design: scored.design,
                 count: None,
                 count_base: None,
                 min_effect,
+                design_shift: cfg.design_shift_sigmas,
                 min_rel: cfg.min_relative_effect(name),
-                guard,
+                guard: scored.guard,
                 cusum: Cusum::default(),
+                rank: scored.rank,
+                widen: scored.widen,
+                tail: scored.tail,
                 phase: match (p.short, p.pre_from) {
                     (true, Some(start_ms)) => Phase::PreExistingShort { start_ms },
                     _ => Phase::Running,
@@ -327,6 +407,8 @@ impl Watch {
                 run_start_at_deploy: None,
                 pre_existing_from: p.pre_from,
                 last_effect_check: None,
+                last_extreme: None,
+                tail_hit: None,
                 seasonal_note: None,
                 trace: setup.tracing.then(Vec::new),
             });
@@ -358,17 +440,17 @@ impl Watch {
                     summary,
                 },
                 noise: 1.0,
-                design: CusumDesign {
-                    k: 0.0,
-                    h: design.h,
-                    clip: design.clip,
-                },
+                design: CusumDesign::spending(0.0, design.h, design.clip, 1.0, window_ms / cadence),
                 count: Some(design),
                 count_base: Some(base),
                 min_effect: cfg.min_absolute_effect("error_rate"),
+                design_shift: cfg.design_shift_sigmas,
                 min_rel: cfg.min_relative_effect("error_rate"),
                 guard: 0.0,
                 cusum: Cusum::default(),
+                rank: None,
+                widen: 1.0,
+                tail: None,
                 phase: Phase::Running,
                 prev: None,
                 n_post: 0,
@@ -377,6 +459,8 @@ impl Watch {
                 run_start_at_deploy: None,
                 pre_existing_from: None,
                 last_effect_check: None,
+                last_extreme: None,
+                tail_hit: None,
                 seasonal_note: None,
                 trace: setup.tracing.then(Vec::new),
             });
@@ -391,10 +475,22 @@ impl Watch {
         self.log_errors += 1;
         if self.log_errors >= self.next_log_check {
             self.next_log_check = self.log_errors * 2;
+            self.log_looks += 1;
             true
         } else {
             false
         }
+    }
+
+    /// The false-alarm budget of the latest look at the log evidence.
+    ///
+    /// The evidence is looked at repeatedly (each time the error count after the deploy
+    /// doubles, and once more when the verdict is built), and each look is a chance for a
+    /// false alarm. The logs' share of the budget is spent geometrically: look `j` of `J`
+    /// gets `2^−j` of it and the final look, when the verdict is built, `2^−J`, so that all
+    /// looks together spend exactly the share, and the early looks get the most.
+    pub fn log_alpha(&self, cfg: &Config) -> f64 {
+        cfg.false_alarm_rate * LOG_BUDGET_SHARE * 0.5f64.powi(self.log_looks.min(60) as i32)
     }
 
     /// When the engine must next look at this watch: its detection, or its end.
@@ -434,7 +530,7 @@ impl Watch {
     /// Resets every test and feeds it again from the histories (after an out-of-order
     /// sample, or at start).
     pub fn replay(&mut self, histories: &[History], cfg: &Config) {
-        let deploy_ms = self.deploy_ms;
+        let deploy_ms = self.test_from_ms;
         for t in self.tests.iter_mut() {
             t.cusum = Cusum::default();
             if !matches!(t.phase, Phase::PreExistingShort { .. }) {
@@ -446,6 +542,8 @@ impl Watch {
             t.s_at_deploy = 0.0;
             t.run_start_at_deploy = None;
             t.last_effect_check = None;
+            t.last_extreme = None;
+            t.tail_hit = None;
             if let Some(tr) = t.trace.as_mut() {
                 tr.clear();
             }
@@ -478,16 +576,16 @@ impl Watch {
     fn tail_start(&self, i: usize, histories: &[History]) -> i64 {
         let t = &self.tests[i];
         if let Some(from) = t.pre_existing_from {
-            return from.max(self.deploy_ms);
+            return from.max(self.test_from_ms);
         }
         let h = &histories[t.metric];
-        let hi = lower_bound(h, self.deploy_ms);
+        let hi = lower_bound(h, self.test_from_ms);
         let n = t.base.n.min(hi);
         let lo = hi - n / 2;
         if lo < hi {
             h[lo].0
         } else {
-            self.deploy_ms
+            self.test_from_ms
         }
     }
 
@@ -561,7 +659,8 @@ impl Watch {
         histories: &[History],
         cfg: &Config,
     ) {
-        let deploy_ms = self.deploy_ms;
+        let deploy_ms = self.test_from_ms;
+        let actual_deploy = self.deploy_ms;
         let test = &mut self.tests[i];
         if matches!(test.phase, Phase::PreExistingShort { .. }) || test.fired().is_some() {
             return;
@@ -574,22 +673,14 @@ impl Watch {
                 d.increment(x, requests)
             }
             None => {
-                // Prewhitening: under the baseline's AR(1) model the innovation
-                // r_t − ρ·r_{t−1} is independent noise with deviation σ·√(1−ρ²), which
-                // equals noise·(1−ρ) with noise = σ·√((1+ρ)/(1−ρ)). A level shift δ moves
-                // it by δ·(1−ρ), i.e. by δ/noise in standardized units — the same design
-                // shift as on independent data, but with increments that really are
-                // independent, so the threshold's false-alarm guarantee holds.
+                // The rank score of the residual among the baseline's residuals (see
+                // `reference`), shrunk by √((1+ρ)/(1−ρ)): for AR(1) noise with lag-1
+                // correlation ρ the variance of a long sum of n values is n·(1+ρ)/(1−ρ)
+                // times that of one, so the shrunk scores sum like independent ones and
+                // the threshold's false-alarm guarantee holds.
                 let r = test.sign * (x - test.base.expected(t));
-                let rho = test.base.rho;
-                let adjacent = test
-                    .prev
-                    .filter(|&(tp, _)| (t - tp) as f64 <= 1.5 * test.base.cadence_ms);
                 test.prev = Some((t, r));
-                let z = match adjacent {
-                    Some((_, rp)) => (r - rho * rp) / (test.noise * (1.0 - rho)),
-                    None => r / (test.noise * ((1.0 - rho) / (1.0 + rho)).sqrt()),
-                };
+                let z = test.rank.as_ref().map_or(0.0, |rk| rk.score(r)) / test.widen;
                 z.clamp(-test.design.clip, test.design.clip) - test.design.k
             }
         };
@@ -613,7 +704,58 @@ impl Watch {
         }
         test.n_post += 1;
         test.requests_post += requests;
-        if s <= test.design.h {
+        // A few extreme samples: one beyond the baseline's extrapolated tail decides at
+        // once when the excess itself is material (see `reference`).
+        if let Some(tail) = test.tail {
+            let r = test.sign * (x - test.base.expected(t));
+            // One sample alone decides only right at the deploy: inside the tolerance
+            // before it or among the first samples after it. Later, a lone spike is
+            // just that.
+            let at_deploy =
+                ((t - actual_deploy) as f64) <= reference::PAIR_SPAN as f64 * test.base.cadence_ms;
+            if at_deploy
+                && r >= test.min_effect
+                && r > 0.0
+                && tail.exceeds_alone(r, test.n_post)
+                && !daily_pattern_explains(test, histories, deploy_ms, (t, t + 1), r, cfg, 1)
+            {
+                test.tail_hit = Some((r / tail.scale, tail.single_threshold(test.n_post)));
+                test.phase = Phase::Fired {
+                    at_ms: t.max(actual_deploy),
+                    start_ms: t,
+                };
+                return;
+            }
+            if r >= test.min_effect && r > 0.0 && tail.exceeds(r, test.n_post) {
+                match test.last_extreme {
+                    Some((first_ms, n)) if test.n_post - n < reference::PAIR_SPAN => {
+                        // The same check as for sustained shifts: did the same clock
+                        // time the day before move as much?
+                        if daily_pattern_explains(
+                            test,
+                            histories,
+                            deploy_ms,
+                            (first_ms, t + 1),
+                            r,
+                            cfg,
+                            1,
+                        ) {
+                            test.seasonal_note = Some(first_ms);
+                            test.last_extreme = None;
+                        } else {
+                            test.tail_hit = Some((r / tail.scale, tail.threshold(test.n_post)));
+                            test.phase = Phase::Fired {
+                                at_ms: t.max(actual_deploy),
+                                start_ms: first_ms,
+                            };
+                            return;
+                        }
+                    }
+                    _ => test.last_extreme = Some((t, test.n_post)),
+                }
+            }
+        }
+        if s <= test.design.threshold_at(test.n_post) {
             return;
         }
         // Crossed the threshold: is it the deploy's doing, and is it material?
@@ -633,13 +775,13 @@ impl Watch {
         let effect = run_effect(test, histories, start, t + 1);
         let seasonal = effect >= test.min_effect
             && effect > 0.0
-            && daily_pattern_explains(test, histories, deploy_ms, start, t + 1, effect, cfg);
+            && daily_pattern_explains(test, histories, deploy_ms, (start, t + 1), effect, cfg, 3);
         if seasonal {
             test.seasonal_note = Some(start);
         }
         if effect >= test.min_effect && effect > 0.0 && !seasonal {
             test.phase = Phase::Fired {
-                at_ms: t,
+                at_ms: t.max(actual_deploy),
                 start_ms: start,
             };
         } else {
@@ -650,7 +792,7 @@ impl Watch {
     /// A shift began before the deploy. Re-base the test on the samples since it began, or
     /// give up on it when there are too few of them.
     fn rebase_after_shift(&mut self, i: usize, start: i64, histories: &[History], cfg: &Config) {
-        let deploy_ms = self.deploy_ms;
+        let deploy_ms = self.test_from_ms;
         let (metric, requests_metric) = (self.tests[i].metric, self.tests[i].requests_metric);
         self.tests[i].pre_existing_from = Some(start);
         let n_clean = match requests_metric {
@@ -676,11 +818,13 @@ impl Watch {
                 test.base.level = base.0 / base.1.max(1.0);
                 test.base.summary = rate_summary(&pairs);
                 test.base.n = pairs.len();
-                test.design = CusumDesign {
-                    k: 0.0,
-                    h: design.h,
-                    clip: design.clip,
-                };
+                test.design = CusumDesign::spending(
+                    0.0,
+                    design.h,
+                    design.clip,
+                    1.0,
+                    window_ms / test.base.cadence_ms,
+                );
             }
             None => {
                 let h = &histories[metric];
@@ -694,13 +838,15 @@ impl Watch {
                         .min_absolute_effect(&test.name)
                         .max(cfg.min_relative_effect(&test.name) * level.abs());
                     let noise = floor_noise(base.sum_noise(), level, min_effect);
-                    let shift_sigmas = cfg.design_shift_sigmas.max(min_effect / noise);
-                    let guard = 1.2533 / (base.n as f64).sqrt();
                     let steps = (window_ms / base.cadence_ms).max(1.0);
-                    test.design = CusumDesign::new(shift_sigmas, guard, alpha_test, steps);
+                    let scored = ScoredDesign::new(&base, &pts, test.sign, alpha_test, steps, cfg);
+                    test.design = scored.design;
+                    test.rank = scored.rank;
+                    test.widen = scored.widen;
+                    test.tail = scored.tail;
                     test.noise = noise;
                     test.min_effect = min_effect;
-                    test.guard = guard;
+                    test.guard = scored.guard;
                     test.base = base;
                 }
             }
@@ -712,6 +858,8 @@ impl Watch {
         test.s_at_deploy = 0.0;
         test.run_start_at_deploy = None;
         test.last_effect_check = None;
+        test.last_extreme = None;
+        test.tail_hit = None;
         if let Some(tr) = test.trace.as_mut() {
             tr.retain(|p| p.0 < deploy_ms);
         }
@@ -732,16 +880,16 @@ impl Watch {
 ///
 /// Yesterday's shift is measured like today's: the mean over `[start, until)` moved back
 /// by the period, against the median of the hour before the deploy's time the day before.
-/// It needs at least `min_baseline_samples` samples in that hour and three in the
+/// It needs at least `min_baseline_samples` samples in that hour and `min_points` in the
 /// stretch; without a day of history (or for the count test) nothing is explained away.
 fn daily_pattern_explains(
     t: &Test,
     histories: &[History],
     deploy_ms: i64,
-    start: i64,
-    until: i64,
+    (start, until): (i64, i64),
     effect: f64,
     cfg: &Config,
+    min_points: usize,
 ) -> bool {
     let period = cfg.seasonal_period_secs as i64 * 1000;
     if period <= 0 || t.requests_metric.is_some() {
@@ -757,13 +905,62 @@ fn daily_pattern_explains(
         lower_bound(h, start - period),
         lower_bound(h, until - period),
     );
-    if base_hi - base_lo < cfg.min_baseline_samples || hi - lo < 3 {
+    if base_hi - base_lo < cfg.min_baseline_samples || hi - lo < min_points {
         return false;
     }
     let mut base: Vec<f64> = h.range(base_lo..base_hi).map(|p| p.1).collect();
     let level = median_in_place(&mut base);
     let then = h.range(lo..hi).map(|p| p.1).sum::<f64>() / (hi - lo) as f64;
     t.sign * (then - level) >= 0.8 * effect
+}
+
+/// The design of a continuous test: the rank-score CUSUM for sustained shifts and the tail
+/// model for a few extreme samples, each with half of the test's false-alarm budget.
+struct ScoredDesign {
+    design: CusumDesign,
+    guard: f64,
+    rank: Option<RankReference>,
+    widen: f64,
+    tail: Option<TailModel>,
+}
+
+impl ScoredDesign {
+    fn new(
+        base: &Baseline,
+        points: &[(i64, f64)],
+        sign: f64,
+        alpha_test: f64,
+        steps: f64,
+        cfg: &Config,
+    ) -> ScoredDesign {
+        let residuals: Vec<f64> = points
+            .iter()
+            .map(|&(t, x)| sign * (x - base.expected(t)))
+            .collect();
+        let rho = base.rho;
+        let widen = ((1.0 + rho) / (1.0 - rho)).sqrt();
+        // The baseline is itself a sample: its median is off by about 1.2533/√n_eff
+        // standard deviations (n_eff = n(1−ρ)/(1+ρ) independent values), and that error
+        // is shared by every later score. Raising k by it keeps a baseline that happened
+        // to come out low from turning into a slow false drift.
+        let n_eff = (base.n as f64 * (1.0 - rho) / (1.0 + rho)).max(2.0);
+        let guard = 1.2533 / n_eff.sqrt();
+        // Rank scores are bounded (a value beyond every baseline value scores
+        // Φ⁻¹((n+½)/(n+1))), so after the autocorrelation shrinkage no sample can add more
+        // than `cap`. The test is tuned for the design shift, or for 80 % of that cap when
+        // the cap is lower (sticky series), so that a large shift still drifts upwards.
+        let rank = RankReference::new(&residuals);
+        let cap = rank.as_ref().map_or(0.0, |r| r.max_score()) / widen;
+        let shift = cfg.design_shift_sigmas.min(0.8 * cap);
+        let design = CusumDesign::new(shift, guard, alpha_test / 2.0, steps);
+        ScoredDesign {
+            design,
+            guard,
+            rank,
+            widen,
+            tail: TailModel::fit(&residuals, rho, alpha_test / 2.0, steps),
+        }
+    }
 }
 
 fn test_alpha(alpha: f64, tests: usize) -> f64 {

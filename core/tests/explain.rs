@@ -160,9 +160,29 @@ fn regression_explanation_names_metric_figures_timing_certainty_and_signature() 
         "{details}"
     );
     assert!(details.contains("45 s after the deploy"), "{details}");
-    // Deterministic, and the text is trivially consistent with itself.
+    // Deterministic; a rephrasing that keeps every number (here: the numbers alone, in
+    // reverse order) is consistent with the text, one that drops any of them is not.
     assert_eq!(explain(&v), e);
-    assert!(numbers_consistent(&e.to_text(), &e.to_text()));
+    let text = e.to_text();
+    let nums: Vec<String> = numbers_in(&text).iter().map(|n| n.to_string()).collect();
+    assert!(nums.len() >= 5, "{nums:?}");
+    let reversed: Vec<String> = nums.iter().rev().cloned().collect();
+    assert!(
+        numbers_consistent(&text, &reversed.join(" ")),
+        "{reversed:?}"
+    );
+    for skip in 0..nums.len() {
+        let dropped: Vec<&str> = nums
+            .iter()
+            .filter(|n| **n != nums[skip])
+            .map(|n| n.as_str())
+            .collect();
+        assert!(
+            !numbers_consistent(&text, &dropped.join(" ")),
+            "dropping {} went unnoticed",
+            nums[skip]
+        );
+    }
 }
 
 #[test]

@@ -12,13 +12,22 @@ use std::path::Path;
 
 use watchdog_core::signatures::TemplateMiner;
 
-const SYSTEMS: [&str; 4] = ["HDFS", "OpenSSH", "Linux", "HealthApp"];
+const SYSTEMS: [&str; 8] = [
+    "HDFS",
+    "OpenSSH",
+    "Linux",
+    "HealthApp",
+    "Android",
+    "Apache",
+    "Mac",
+    "Windows",
+];
 
 /// Lowest acceptable GA per system and on average, a little under what the default
 /// configuration reaches (see docs/signatures.md), so a regression in masking or
 /// clustering fails here.
-const FLOORS: [f64; 4] = [0.99, 0.91, 0.80, 0.98];
-const AVERAGE_FLOOR: f64 = 0.92;
+const FLOORS: [f64; 8] = [0.99, 0.92, 0.80, 0.99, 0.94, 0.99, 0.95, 0.99];
+const AVERAGE_FLOOR: f64 = 0.95;
 
 /// Splits one CSV record (RFC 4180 quoting: `"a,b"`, `""` for a quote inside quotes).
 fn csv_fields(line: &str) -> Vec<String> {
@@ -98,19 +107,22 @@ fn grouping_accuracy_is_scored_on_known_cases() {
     assert_eq!(csv_fields(r#"1,"a, ""b""",c"#), vec!["1", r#"a, "b""#, "c"]);
 }
 
+/// Needs the Loghub samples beside the project (`../shared/data/loghub-2k`), which a
+/// fresh clone does not have, so it is not part of the default run:
+/// `cargo test --release -p watchdog-core --test loghub -- --ignored --nocapture`.
+/// Without the data it fails rather than passing unmeasured.
 #[test]
+#[ignore = "needs ../shared/data/loghub-2k; run with --ignored"]
 fn loghub_grouping_accuracy() {
     let root = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../shared/data/loghub-2k"
     ));
-    if !root.is_dir() {
-        println!(
-            "skipped: Loghub samples not present at {} (grouping accuracy not measured)",
-            root.display()
-        );
-        return;
-    }
+    assert!(
+        root.is_dir(),
+        "the Loghub samples are not at {}: grouping accuracy cannot be measured",
+        root.display()
+    );
     let mut total = 0.0;
     let mut failures = Vec::new();
     for (system, floor) in SYSTEMS.iter().zip(FLOORS) {

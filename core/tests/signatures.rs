@@ -98,6 +98,77 @@ fn word_variables_generalise_on_the_second_line() {
     assert_ne!(a.signature, c.signature);
 }
 
+/// The differences a deploy check needs are kept: outcome codes and states, and the
+/// level, give different signatures, while the variable parts around them still merge.
+#[test]
+fn outcomes_and_levels_give_different_signatures() {
+    let mut miner = TemplateMiner::default();
+    let s503 = miner
+        .add("GET /api/orders/17 returned 503 in 31 ms")
+        .signature;
+    let s404 = miner
+        .add("GET /api/orders/18 returned 404 in 12 ms")
+        .signature;
+    let s503b = miner
+        .add("GET /api/orders/99 returned 503 in 8 ms")
+        .signature;
+    assert_ne!(s503, s404);
+    assert_eq!(s503, s503b);
+
+    let failed = miner.add("job 17 finished status=FAILED").signature;
+    let ok = miner.add("job 18 finished status=OK").signature;
+    assert_ne!(failed, ok);
+    assert_eq!(miner.add("job 19 finished status=FAILED").signature, failed);
+
+    let npe = miner
+        .add("request 7 failed with java.lang.NullPointerException in handler")
+        .signature;
+    let ioe = miner
+        .add("request 8 failed with java.io.IOException in handler")
+        .signature;
+    assert_ne!(npe, ioe);
+
+    let on = miner
+        .add("10:46:47.425 : BTLE scanner Powered On")
+        .signature;
+    let off = miner
+        .add("21:48:53.041 : BTLE scanner Powered Off")
+        .signature;
+    assert_ne!(on, off);
+
+    let error = miner
+        .add_leveled(Some(LogLevel::Error), "payment failed for order 7")
+        .signature;
+    let info = miner
+        .add_leveled(Some(LogLevel::Info), "payment failed for order 8")
+        .signature;
+    let error_again = miner
+        .add_leveled(Some(LogLevel::Error), "payment failed for order 9")
+        .signature;
+    assert_ne!(error, info);
+    assert_eq!(error, error_again);
+    // Pinned: a leveled template's id hashes a level byte before the masked text.
+    assert_eq!(error.0, fnv1a(b"\x04payment failed for order <*>"));
+}
+
+/// A `<*>` already in a template is not agreement: a cluster cannot creep over
+/// messages that share less and less with the line that created it.
+#[test]
+fn generalisation_does_not_snowball() {
+    let mut miner = TemplateMiner::default();
+    let a = miner.add("sync of alpha to north took long and failed badly");
+    let b = miner.add("sync of beta to south took long and failed badly");
+    assert_eq!(a.signature, b.signature);
+    assert_eq!(b.template, "sync of <*> to <*> took long and failed badly");
+    // Same words as the template's constants but two more differences: Drain's rule
+    // (existing `<*>` agrees) would take it at 8/10; here 6/10 agree.
+    let c = miner.add("sync of gamma to east took short and passed badly");
+    assert_ne!(c.signature, a.signature);
+    // A line differing only where the template is already variable still joins.
+    let d = miner.add("sync of delta to west took long and failed badly");
+    assert_eq!(d.signature, a.signature);
+}
+
 #[test]
 fn parsed_lines_feed_the_miner() {
     let mut miner = TemplateMiner::default();

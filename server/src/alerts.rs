@@ -25,6 +25,8 @@
 mod pagerduty;
 #[path = "alerts/slack.rs"]
 mod slack;
+#[path = "alerts/text.rs"]
+mod text;
 #[path = "alerts/webhook.rs"]
 mod webhook;
 
@@ -70,6 +72,12 @@ pub enum Channel {
         /// When set, the body is signed with HMAC-SHA256 in [`SIGNATURE_HEADER`].
         secret: Option<String>,
     },
+    /// Any HTTP endpoint that takes the alert as plain text (`text/plain` body), as the
+    /// original WatchDog's `webhook_url` did for URLs that are not Slack's.
+    Text {
+        /// Where to POST.
+        url: String,
+    },
 }
 
 impl Channel {
@@ -79,6 +87,7 @@ impl Channel {
             Channel::Slack { .. } => "slack",
             Channel::PagerDuty { .. } => "pagerduty",
             Channel::Webhook { .. } => "webhook",
+            Channel::Text { .. } => "text",
         }
     }
 
@@ -88,6 +97,7 @@ impl Channel {
             Channel::Slack { webhook_url } => webhook_url,
             Channel::PagerDuty { events_url, .. } => events_url,
             Channel::Webhook { url, .. } => url,
+            Channel::Text { url } => url,
         }
     }
 
@@ -243,6 +253,7 @@ pub fn payload(channel: &Channel, ev: &AlertEvent) -> serde_json::Value {
         Channel::Slack { .. } => slack::payload(ev),
         Channel::PagerDuty { routing_key, .. } => pagerduty::payload(routing_key, ev),
         Channel::Webhook { .. } => webhook::payload(ev),
+        Channel::Text { .. } => serde_json::Value::String(text::body(ev)),
     }
 }
 
@@ -307,12 +318,18 @@ pub async fn deliver_with_timeout(
         retry_after_secs: None,
     };
     // Serialized once: a signature must cover exactly the bytes sent.
-    let body = serde_json::to_vec(&payload(channel, ev))
-        .map_err(|e| fail(None, format!("payload did not serialize: {e}"), false))?;
+    let (body, content_type) = match channel {
+        Channel::Text { .. } => (text::body(ev).into_bytes(), "text/plain; charset=utf-8"),
+        _ => (
+            serde_json::to_vec(&payload(channel, ev))
+                .map_err(|e| fail(None, format!("payload did not serialize: {e}"), false))?,
+            "application/json",
+        ),
+    };
     let mut req = client
         .post(channel.url())
         .timeout(timeout)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(reqwest::header::CONTENT_TYPE, content_type)
         .header(reqwest::header::USER_AGENT, "WatchDog-alerts");
     if let Channel::Webhook { secret, .. } = channel {
         if let Some(secret) = secret {

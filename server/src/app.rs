@@ -17,18 +17,25 @@ use crate::state::AppState;
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
+    let receivers = state.receivers.clone();
     let api = Router::new()
         .merge(routes::ingest::router(&state))
+        .merge(routes::remote_write::router(&state, receivers.clone()))
         .merge(routes::hooks::router(&state))
         .merge(routes::deploys::router())
+        .merge(routes::traces::router())
         .merge(routes::incidents::router())
         .merge(routes::events::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         // Unknown API paths are a JSON 404, not the dashboard's index.html.
         .fallback(api_not_found)
         .layer(middleware::map_response(json_errors));
+    // OTLP lives at the root, where exporters append /v1/metrics and /v1/logs.
+    let otlp = routes::otlp::router(&state, receivers)
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     let mut router = Router::new()
         .nest("/api/v1", api)
+        .merge(otlp)
         .merge(routes::ops::router());
     let web_dir = &state.config.web_dir;
     let index = web_dir.join("index.html");
@@ -148,6 +155,10 @@ async fn authorize(
     };
     if allowed {
         Ok(next.run(req).await)
+    } else if !read && cfg.api_token.is_none() {
+        Err(AppError::Unauthorized(
+            "this server is read-only: it was started without an API token (set WATCHDOG_API_TOKEN where it runs)".into(),
+        ))
     } else if token.is_none() {
         Err(AppError::Unauthorized(
             "missing bearer token: send Authorization: Bearer <token>".into(),

@@ -57,12 +57,24 @@ pub struct BenchmarkArgs {
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Scenario name from the catalogue (see `watchdog benchmark`).
-    #[arg(long)]
-    pub scenario: String,
+    /// Scenario name from the catalogue (see `watchdog benchmark`); with --state-dir,
+    /// `healthy` by default and `error_spike` with --bad-deploy.
+    #[arg(long, required_unless_present = "state_dir")]
+    pub scenario: Option<String>,
     /// Directory to write metrics.jsonl, deploys.jsonl, logs.jsonl and expected.json to.
-    #[arg(long, required_unless_present = "serve_metrics")]
+    #[arg(long, required_unless_present_any = ["serve_metrics", "state_dir"])]
     pub out: Option<PathBuf>,
+    /// The original WatchDog's layout: write metrics.jsonl, deploy-events.jsonl and
+    /// app.log into this directory for `watchdog run --state-dir`, ending now
+    /// (docs/migration.md).
+    #[arg(long, conflicts_with_all = ["out", "serve_metrics"])]
+    pub state_dir: Option<PathBuf>,
+    /// With --state-dir: the simulated deploy's id (default v1.0.0).
+    #[arg(long, requires = "state_dir")]
+    pub deploy: Option<String>,
+    /// With --state-dir: make the simulated deploy a bad one (scenario error_spike).
+    #[arg(long, requires = "state_dir", conflicts_with = "scenario")]
+    pub bad_deploy: bool,
     /// Instead of writing files, serve the scenario on /metrics in Prometheus text format
     /// at this address (e.g. 127.0.0.1:9101), replayed in real time times --speed.
     #[arg(long)]
@@ -70,9 +82,10 @@ pub struct SimulateArgs {
     /// Replay speed for --serve-metrics (20 = twenty times real time).
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
-    /// Minutes of data after the deploy (the monitoring window is 30 minutes).
-    #[arg(long, default_value_t = 30)]
-    pub after_mins: u64,
+    /// Minutes of data after the deploy (the monitoring window is 30 minutes); default
+    /// 30, or 40 with --state-dir.
+    #[arg(long)]
+    pub after_mins: Option<u64>,
     /// Move every timestamp by this many seconds (negative moves back), e.g. to load
     /// several scenarios one after the other into one server.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
@@ -189,21 +202,31 @@ pub struct ServerArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Port to listen on, on the host of --listen (default 127.0.0.1); the original
+    /// WatchDog's flag.
+    #[arg(long, env = "WATCHDOG_PORT")]
+    pub port: Option<u16>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Metric samples file to follow.
-    #[arg(long)]
-    pub metrics: PathBuf,
-    /// Deploy events file to follow.
-    #[arg(long)]
-    pub deploys: PathBuf,
-    /// Application log file to follow (JSON lines or plain text).
-    #[arg(long)]
+    /// Metric samples file to follow (default: metrics.jsonl in --state-dir).
+    #[arg(long, requires = "deploys")]
+    pub metrics: Option<PathBuf>,
+    /// Deploy events file to follow (default: deploy-events.jsonl in --state-dir).
+    #[arg(long, requires = "metrics")]
+    pub deploys: Option<PathBuf>,
+    /// Application log file to follow, JSON lines or plain text (default, without
+    /// --metrics: the config file's `log_file`, else app.log in --state-dir).
+    #[arg(long, visible_alias = "log-file")]
     pub logs: Option<PathBuf>,
+    /// Also post every alert to this URL: a Slack incoming webhook
+    /// (`https://hooks.slack.com/services/…`) gets Block Kit, any other URL the plain-text
+    /// alert body. The original WatchDog's flag; overrides the config file's `webhook_url`.
+    #[arg(long)]
+    pub webhook_url: Option<String>,
     /// Read the files to their end, close every watch and exit instead of following.
     #[arg(long)]
     pub once: bool,
@@ -217,10 +240,10 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct NotifyArgs {
     /// The release id, e.g. v1.4.2 or a commit sha.
-    #[arg(long)]
+    #[arg(long, visible_alias = "deploy")]
     pub deploy_id: String,
     /// Service deployed.
-    #[arg(long)]
+    #[arg(long, env = "WATCHDOG_SERVICE", default_value = crate::commands::compat::DEFAULT_SERVICE)]
     pub service: String,
     /// Environment deployed to.
     #[arg(long)]
@@ -228,6 +251,11 @@ pub struct NotifyArgs {
     /// Deploy time (RFC 3339); now when omitted.
     #[arg(long)]
     pub timestamp: Option<String>,
+    /// Append the deploy to deploy-events.jsonl in this directory, for a running
+    /// `watchdog run --state-dir`, instead of posting it to a server (the original
+    /// WatchDog's file mode).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// Server base URL.
     #[arg(long, env = "WATCHDOG_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
@@ -262,4 +290,7 @@ pub struct LoadgenArgs {
     /// PID of the server, to sample its resident memory (Linux /proc).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// What to send: NDJSON, OTLP (protobuf or JSON) or Prometheus remote write.
+    #[arg(long, value_enum, default_value = "ndjson")]
+    pub protocol: crate::commands::loadgen::push::Protocol,
 }

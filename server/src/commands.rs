@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 
 pub mod benchmark;
+pub mod compat;
 pub mod demo;
+pub mod human;
 pub mod loadgen;
 pub mod notify;
 pub mod replay;

@@ -102,6 +102,8 @@ struct FileConfig {
     detector: Option<watchdog_core::Config>,
     prometheus: Option<crate::ingest::prometheus::PrometheusConfig>,
     limits: Option<crate::ingest::limits::Limits>,
+    otlp: Option<crate::ingest::otlp::OtlpConfig>,
+    remote_write: Option<crate::ingest::remote_write::RemoteWriteConfig>,
 }
 
 /// Everything `watchdog serve` and `watchdog run` need.
@@ -133,6 +135,10 @@ pub struct ServerConfig {
     pub database_url: Option<Secret>,
     /// Metrics pulled from Prometheus (`[prometheus]` in the config file).
     pub prometheus: Option<crate::ingest::prometheus::PrometheusConfig>,
+    /// The OTLP receiver (`[otlp]`).
+    pub otlp: crate::ingest::otlp::OtlpConfig,
+    /// The remote-write receiver (`[remote_write]`).
+    pub remote_write: crate::ingest::remote_write::RemoteWriteConfig,
     /// Detector settings.
     pub detector: watchdog_core::Config,
     /// Token for ingestion and changes.
@@ -163,6 +169,8 @@ impl ServerConfig {
             durability: Durability::Normal,
             database_url: None,
             prometheus: None,
+            otlp: Default::default(),
+            remote_write: Default::default(),
             detector: watchdog_core::Config::default(),
             api_token: None,
             read_token: None,
@@ -242,6 +250,8 @@ impl ServerConfig {
             durability,
             database_url: args.database_url.clone().and_then(Secret::new),
             prometheus: file.prometheus,
+            otlp: file.otlp.unwrap_or_default(),
+            remote_write: file.remote_write.unwrap_or_default(),
             detector,
             api_token: args.api_token.clone().and_then(Secret::new),
             read_token: args.read_token.clone().and_then(Secret::new),

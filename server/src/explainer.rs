@@ -6,10 +6,16 @@
 //! with the instruction to rephrase without touching any figure; the answer is used only
 //! when [`numbers_consistent`] holds between the two texts.
 //!
-//! Configuration (environment): `WATCHDOG_EXPLAINER=auto|local|llm` (default `auto`: llm
-//! when `WATCHDOG_LLM_URL` is set), `WATCHDOG_LLM_URL`, `WATCHDOG_LLM_MODEL` (default
-//! [`DEFAULT_MODEL`]), `WATCHDOG_LLM_API_KEY` (optional bearer token) and
-//! `WATCHDOG_LLM_TIMEOUT_MS` (default 8000).
+//! Configuration (environment): `WATCHDOG_EXPLAINER=auto|local|llm|ollama` (default
+//! `auto`: llm when `WATCHDOG_LLM_URL` is set, else ollama when an Ollama variable is set,
+//! else local), `WATCHDOG_LLM_URL`, `WATCHDOG_LLM_MODEL` (default [`DEFAULT_MODEL`]),
+//! `WATCHDOG_LLM_API_KEY` (optional bearer token) and `WATCHDOG_LLM_TIMEOUT_MS` (default
+//! 8000).
+//!
+//! `ollama` is the original WatchDog's mode: Ollama's own `POST {base}/api/chat`, with the
+//! base from `WATCHDOG_OLLAMA_URL` or Ollama's `OLLAMA_HOST` (default
+//! [`DEFAULT_OLLAMA_URL`]) and the model from `WATCHDOG_OLLAMA_MODEL` (default
+//! [`DEFAULT_OLLAMA_MODEL`]). The same number check and fallback apply.
 //!
 //! Dependencies: reqwest (json, rustls-tls), serde, serde_json, watchdog-core; tests use
 //! tokio and axum.
@@ -24,6 +30,12 @@ use watchdog_core::DeployVerdict;
 
 /// Model asked for when `WATCHDOG_LLM_MODEL` is not set.
 pub const DEFAULT_MODEL: &str = "llama3.2";
+
+/// Ollama's address when neither `WATCHDOG_OLLAMA_URL` nor `OLLAMA_HOST` is set.
+pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
+
+/// Model asked of Ollama when `WATCHDOG_OLLAMA_MODEL` is not set.
+pub const DEFAULT_OLLAMA_MODEL: &str = "gemma3";
 
 /// Time limit of one rephrasing when `WATCHDOG_LLM_TIMEOUT_MS` is not set.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(8000);
@@ -45,6 +57,9 @@ pub enum ExplainerMode {
     Local,
     /// Rephrase with the model, falling back to the local text.
     Llm,
+    /// Rephrase with a model served by Ollama (its native API), falling back to the
+    /// local text.
+    Ollama,
 }
 
 impl std::str::FromStr for ExplainerMode {
@@ -55,8 +70,9 @@ impl std::str::FromStr for ExplainerMode {
             "" | "auto" => Ok(ExplainerMode::Auto),
             "local" => Ok(ExplainerMode::Local),
             "llm" => Ok(ExplainerMode::Llm),
+            "ollama" => Ok(ExplainerMode::Ollama),
             other => Err(format!(
-                "WATCHDOG_EXPLAINER must be auto, local or llm, got {other:?}"
+                "WATCHDOG_EXPLAINER must be auto, local, llm or ollama, got {other:?}"
             )),
         }
     }
@@ -67,7 +83,8 @@ impl std::str::FromStr for ExplainerMode {
 pub struct ExplainerConfig {
     /// Requested mode.
     pub mode: ExplainerMode,
-    /// Base URL of the OpenAI-compatible server (`http://127.0.0.1:11434` for Ollama).
+    /// Base URL of the OpenAI-compatible server (`http://127.0.0.1:11434` for Ollama), or
+    /// of Ollama itself in `ollama` mode.
     pub url: Option<String>,
     /// Model name.
     pub model: String,
@@ -111,7 +128,9 @@ impl ExplainerConfig {
     }
 
     /// Settings from `WATCHDOG_EXPLAINER`, `WATCHDOG_LLM_URL`, `WATCHDOG_LLM_MODEL`,
-    /// `WATCHDOG_LLM_API_KEY` and `WATCHDOG_LLM_TIMEOUT_MS`, read through `var`.
+    /// `WATCHDOG_LLM_API_KEY`, `WATCHDOG_LLM_TIMEOUT_MS`, `WATCHDOG_OLLAMA_URL`,
+    /// `OLLAMA_HOST` and `WATCHDOG_OLLAMA_MODEL`, read through `var`. `auto` without
+    /// `WATCHDOG_LLM_URL` but with an Ollama variable set resolves to `ollama`.
     ///
     /// # Errors
     /// A message naming the variable when the mode is unknown, the timeout is not a
@@ -122,8 +141,23 @@ impl ExplainerConfig {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let mode: ExplainerMode = get("WATCHDOG_EXPLAINER").unwrap_or_default().parse()?;
-        let url = get("WATCHDOG_LLM_URL");
+        let mut mode: ExplainerMode = get("WATCHDOG_EXPLAINER").unwrap_or_default().parse()?;
+        let mut url = get("WATCHDOG_LLM_URL");
+        let ollama_url = get("WATCHDOG_OLLAMA_URL").or_else(|| get("OLLAMA_HOST"));
+        let ollama_model = get("WATCHDOG_OLLAMA_MODEL");
+        if mode == ExplainerMode::Auto
+            && url.is_none()
+            && (ollama_url.is_some() || ollama_model.is_some())
+        {
+            mode = ExplainerMode::Ollama;
+        }
+        let mut model = get("WATCHDOG_LLM_MODEL").unwrap_or_else(|| DEFAULT_MODEL.to_string());
+        if mode == ExplainerMode::Ollama {
+            url = Some(ollama_base(
+                ollama_url.as_deref().unwrap_or(DEFAULT_OLLAMA_URL),
+            ));
+            model = ollama_model.unwrap_or_else(|| DEFAULT_OLLAMA_MODEL.to_string());
+        }
         if mode == ExplainerMode::Llm && url.is_none() {
             return Err("WATCHDOG_EXPLAINER=llm needs WATCHDOG_LLM_URL, the base URL of an OpenAI-compatible server such as http://127.0.0.1:11434".into());
         }
@@ -141,7 +175,7 @@ impl ExplainerConfig {
         Ok(ExplainerConfig {
             mode,
             url,
-            model: get("WATCHDOG_LLM_MODEL").unwrap_or_else(|| DEFAULT_MODEL.to_string()),
+            model,
             api_key: get("WATCHDOG_LLM_API_KEY"),
             timeout,
         })
@@ -181,6 +215,32 @@ pub struct Explainer {
     client: reqwest::Client,
 }
 
+/// `OLLAMA_HOST` style values (`0.0.0.0:11434`, `localhost`) as a base URL: a missing
+/// scheme is `http://`, a missing port Ollama's 11434.
+fn ollama_base(value: &str) -> String {
+    let v = value.trim().trim_end_matches('/');
+    let with_scheme = if v.contains("://") {
+        v.to_string()
+    } else {
+        format!("http://{v}")
+    };
+    let authority = with_scheme
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(""))
+        .unwrap_or("");
+    // `[::1]` has colons but no port: a port is digits after the last colon.
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    match reqwest::Url::parse(&with_scheme) {
+        Ok(mut url) if !has_port => {
+            let _ = url.set_port(Some(11434));
+            url.as_str().trim_end_matches('/').to_string()
+        }
+        _ => with_scheme,
+    }
+}
+
 /// `http://h:1` → `http://h:1/v1/chat/completions`; a base already ending in `/v1` is
 /// not doubled.
 fn endpoint(base: &str) -> String {
@@ -197,15 +257,13 @@ fn endpoint(base: &str) -> String {
 impl Explainer {
     /// An explainer with these settings.
     pub fn new(config: ExplainerConfig) -> Self {
-        let use_llm = match config.mode {
-            ExplainerMode::Local => false,
-            ExplainerMode::Llm => true,
-            ExplainerMode::Auto => config.url.is_some(),
-        };
-        let endpoint = if use_llm {
-            config.url.as_deref().map(endpoint)
-        } else {
-            None
+        let endpoint = match config.mode {
+            ExplainerMode::Local => None,
+            ExplainerMode::Llm | ExplainerMode::Auto => config.url.as_deref().map(endpoint),
+            ExplainerMode::Ollama => config
+                .url
+                .as_deref()
+                .map(|b| format!("{}/api/chat", b.trim_end_matches('/'))),
         };
         Explainer {
             config,
@@ -222,12 +280,12 @@ impl Explainer {
         ExplainerConfig::from_env().map(Self::new)
     }
 
-    /// The mode in effect: `local` or `llm` (auto resolved).
+    /// The mode in effect: `local`, `llm` or `ollama` (auto resolved).
     pub fn mode(&self) -> &'static str {
-        if self.endpoint.is_some() {
-            "llm"
-        } else {
-            "local"
+        match (&self.endpoint, self.config.mode) {
+            (None, _) => "local",
+            (Some(_), ExplainerMode::Ollama) => "ollama",
+            (Some(_), _) => "llm",
         }
     }
 
@@ -266,15 +324,27 @@ impl Explainer {
 
     /// The model's rephrasing of `text`, or why there is none.
     async fn rephrase(&self, endpoint: &str, text: &str) -> Result<String, String> {
-        let body = json!({
-            "model": self.config.model,
-            "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": text},
-            ],
-            "temperature": 0,
-            "stream": false,
-        });
+        let ollama = self.config.mode == ExplainerMode::Ollama;
+        let messages = json!([
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": text},
+        ]);
+        let body = if ollama {
+            // Ollama's native chat API: sampling options go under `options`.
+            json!({
+                "model": self.config.model,
+                "messages": messages,
+                "options": {"temperature": 0},
+                "stream": false,
+            })
+        } else {
+            json!({
+                "model": self.config.model,
+                "messages": messages,
+                "temperature": 0,
+                "stream": false,
+            })
+        };
         let mut req = self
             .client
             .post(endpoint)
@@ -303,15 +373,21 @@ impl Explainer {
             let excerpt: String = String::from_utf8_lossy(&raw).chars().take(200).collect();
             return Err(format!("HTTP {}: {}", status.as_u16(), excerpt.trim()));
         }
-        let parsed: ChatCompletion = serde_json::from_slice(&raw)
-            .map_err(|e| format!("answer is not a chat completion: {e}"))?;
-        let content = parsed
-            .choices
-            .into_iter()
-            .next()
-            .and_then(|c| c.message.content)
-            .map(|c| c.trim().to_string())
-            .unwrap_or_default();
+        let content = if ollama {
+            let parsed: OllamaChat = serde_json::from_slice(&raw)
+                .map_err(|e| format!("answer is not an Ollama chat response: {e}"))?;
+            parsed.message.and_then(|m| m.content)
+        } else {
+            let parsed: ChatCompletion = serde_json::from_slice(&raw)
+                .map_err(|e| format!("answer is not a chat completion: {e}"))?;
+            parsed
+                .choices
+                .into_iter()
+                .next()
+                .and_then(|c| c.message.content)
+        }
+        .map(|c| c.trim().to_string())
+        .unwrap_or_default();
         if content.is_empty() {
             return Err("answer has no text".into());
         }
@@ -345,6 +421,12 @@ struct ChatCompletion {
     choices: Vec<Choice>,
 }
 
+/// Ollama's `/api/chat` answer with `stream: false`: `{"message":{"content":…},"done":true}`.
+#[derive(Deserialize)]
+struct OllamaChat {
+    message: Option<ChatMessage>,
+}
+
 #[derive(Deserialize)]
 struct Choice {
     message: ChatMessage,
@@ -353,4 +435,63 @@ struct Choice {
 #[derive(Deserialize)]
 struct ChatMessage {
     content: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ollama_host_values_become_base_urls() {
+        assert_eq!(ollama_base("0.0.0.0:11434"), "http://0.0.0.0:11434");
+        assert_eq!(ollama_base("localhost"), "http://localhost:11434");
+        assert_eq!(ollama_base("http://10.0.0.5/"), "http://10.0.0.5:11434");
+        assert_eq!(
+            ollama_base("https://llm.example:8443"),
+            "https://llm.example:8443"
+        );
+        assert_eq!(ollama_base("[::1]"), "http://[::1]:11434");
+        assert_eq!(ollama_base("[::1]:9000"), "http://[::1]:9000");
+    }
+
+    #[test]
+    fn ollama_mode_and_auto_with_an_ollama_model() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let c = ExplainerConfig::from_vars(vars(&[("WATCHDOG_EXPLAINER", "ollama")])).unwrap();
+        assert_eq!(c.url.as_deref(), Some(DEFAULT_OLLAMA_URL));
+        assert_eq!(c.model, DEFAULT_OLLAMA_MODEL);
+        let e = Explainer::new(c);
+        assert_eq!(e.mode(), "ollama");
+        assert_eq!(
+            e.endpoint.as_deref(),
+            Some("http://127.0.0.1:11434/api/chat")
+        );
+
+        let c = ExplainerConfig::from_vars(vars(&[
+            ("WATCHDOG_OLLAMA_MODEL", "qwen3"),
+            ("OLLAMA_HOST", "127.0.0.1:9999"),
+        ]))
+        .unwrap();
+        assert_eq!(c.mode, ExplainerMode::Ollama);
+        assert_eq!(c.model, "qwen3");
+        assert_eq!(c.url.as_deref(), Some("http://127.0.0.1:9999"));
+
+        // An OpenAI-compatible URL keeps precedence in auto mode.
+        let c = ExplainerConfig::from_vars(vars(&[
+            ("WATCHDOG_OLLAMA_MODEL", "qwen3"),
+            ("WATCHDOG_LLM_URL", "http://127.0.0.1:8000"),
+        ]))
+        .unwrap();
+        assert_eq!(Explainer::new(c).mode(), "llm");
+
+        let c = ExplainerConfig::from_vars(vars(&[("WATCHDOG_EXPLAINER", "local")])).unwrap();
+        assert_eq!(Explainer::new(c).mode(), "local");
+    }
 }

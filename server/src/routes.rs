@@ -6,3 +6,6 @@ pub mod hooks;
 pub mod incidents;
 pub mod ingest;
 pub mod ops;
+pub mod otlp;
+pub mod remote_write;
+pub mod traces;

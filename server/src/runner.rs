@@ -13,7 +13,7 @@ use watchdog_core::{
 };
 
 use crate::state::AppState;
-use crate::store::Store;
+use crate::store::{Store, StoredTemplate};
 
 /// Messages to the engine thread.
 #[derive(Debug)]
@@ -22,6 +22,8 @@ enum Input {
     Samples(Vec<Sample>, Option<oneshot::Sender<u64>>),
     Deploys(Vec<Deploy>),
     Logs(Vec<LogEvent>),
+    /// Persisted templates to put back before any log is fed.
+    Templates(Vec<StoredTemplate>),
     Advance(Timestamp),
     Ceiling(Option<Timestamp>),
     /// Forget series idle for this many seconds of event time.
@@ -37,6 +39,8 @@ enum Input {
 pub enum Output {
     /// New verdicts, in order.
     Verdicts(Vec<DeployVerdict>),
+    /// Log templates created or generalised, to persist.
+    Templates(Vec<StoredTemplate>),
     /// A barrier to answer after the verdicts before it are recorded.
     Barrier(oneshot::Sender<()>),
 }
@@ -64,6 +68,7 @@ impl EngineHandle {
         config: watchdog_core::Config,
     ) -> Result<(EngineHandle, mpsc::UnboundedReceiver<Output>), watchdog_core::Error> {
         let mut engine = Engine::new(config)?;
+        engine.track_template_changes();
         // Bounded: when the engine falls behind, ingestion waits instead of buffering
         // without limit.
         let (tx, mut rx) = mpsc::channel::<Input>(64);
@@ -98,6 +103,15 @@ impl EngineHandle {
                                 if let Err(e) = engine.ingest_log(l) {
                                     tracing::warn!(error = %e, "engine refused a log event");
                                 }
+                            }
+                        }
+                        Input::Templates(templates) => {
+                            for t in &templates {
+                                engine.restore_templates(
+                                    &t.service,
+                                    &t.environment,
+                                    std::slice::from_ref(&t.record),
+                                );
                             }
                         }
                         Input::Advance(now) => engine.advance_to(now),
@@ -190,6 +204,12 @@ impl EngineHandle {
         self.feed(Input::Logs(l)).await
     }
 
+    /// Puts persisted log templates back (even on a detached handle: every engine
+    /// needs them), so signatures keep their ids across restarts.
+    pub async fn restore_templates(&self, t: Vec<StoredTemplate>) -> Result<(), EngineGone> {
+        self.send(Input::Templates(t)).await
+    }
+
     /// Moves the watermark to `now`.
     pub async fn advance(&self, now: Timestamp) -> Result<(), EngineGone> {
         self.send(Input::Advance(now)).await
@@ -216,6 +236,26 @@ impl EngineHandle {
 }
 
 fn flush(engine: &mut Engine, out: &mpsc::UnboundedSender<Output>) {
+    let mut templates: Vec<StoredTemplate> = engine
+        .take_template_changes()
+        .into_iter()
+        .map(|(service, environment, record)| StoredTemplate {
+            service,
+            environment,
+            record,
+        })
+        .collect();
+    if !templates.is_empty() {
+        // One key order for every writer, so concurrent upserts cannot deadlock.
+        templates.sort_by(|a, b| {
+            (&a.service, &a.environment, a.record.signature).cmp(&(
+                &b.service,
+                &b.environment,
+                b.record.signature,
+            ))
+        });
+        let _ = out.send(Output::Templates(templates));
+    }
     let verdicts = engine.take_verdicts();
     if !verdicts.is_empty() {
         let _ = out.send(Output::Verdicts(verdicts));
@@ -235,6 +275,20 @@ pub async fn verdict_task(state: AppState, mut rx: mpsc::UnboundedReceiver<Outpu
                         tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
                         delay_ms = (delay_ms * 2).min(5000);
                     }
+                }
+            }
+            Output::Templates(templates) => {
+                // Retried like verdicts: a lost template would get a new id after a
+                // restart.
+                let mut delay_ms = 100;
+                while let Err(e) = state
+                    .store
+                    .upsert_templates(&templates, AppState::now_ms())
+                    .await
+                {
+                    tracing::error!(error = %e, count = templates.len(), "storing log templates failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                    delay_ms = (delay_ms * 2).min(5000);
                 }
             }
             Output::Barrier(reply) => {

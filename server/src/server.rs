@@ -71,9 +71,18 @@ impl Server {
             outbox_wake: Arc::new(Notify::new()),
             explainer,
             shutdown: shutdown_rx.clone(),
+            receivers: Arc::new(crate::ingest::receivers::Receivers::new(
+                config.otlp.clone(),
+                config.remote_write.clone(),
+            )),
             config: Arc::new(config),
         };
         let mut tasks = vec![tokio::spawn(runner::verdict_task(state.clone(), verdicts))];
+        // The templates seen before go back first, so that re-fed and new logs get the
+        // ids they had (the recovery window is shorter than a template's life).
+        let templates = state.store.templates().await?;
+        let restored = templates.len();
+        state.engine.restore_templates(templates).await?;
 
         let now_ms = AppState::now_ms();
         let reference_ms = match state.config.clock {
@@ -141,6 +150,7 @@ impl Server {
             samples = stats.samples,
             deploys = stats.deploys,
             logs = stats.logs,
+            templates = restored,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "engine rebuilt from the store"
         );

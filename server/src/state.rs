@@ -38,6 +38,8 @@ pub struct AppState {
     pub admission: Arc<crate::ingest::limits::Admission>,
     /// This installation's id ([`Store::installation_id`]), in alert keys.
     pub installation: Arc<str>,
+    /// State of the OTLP and remote-write receivers (series references, versions).
+    pub receivers: Arc<crate::ingest::receivers::Receivers>,
 }
 
 impl AppState {

@@ -405,6 +405,31 @@ pub struct OutboxCounts {
     pub failed: i64,
 }
 
+/// A log template the engine has seen, per service and environment: persisted so that a
+/// signature keeps its id, and "new" keeps meaning never seen, across restarts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredTemplate {
+    /// Service.
+    pub service: String,
+    /// Environment.
+    pub environment: String,
+    /// The template, its id, level and first sighting.
+    pub record: watchdog_core::signatures::TemplateRecord,
+}
+
+/// Reads a stored level name back (`None` for templates mined without a level).
+///
+/// # Errors
+/// A name that is no level.
+pub fn parse_template_level(level: Option<&str>) -> StoreResult<Option<watchdog_core::LogLevel>> {
+    match level {
+        None => Ok(None),
+        Some(l) => watchdog_core::LogLevel::parse(l)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt(format!("log template level {l:?}"))),
+    }
+}
+
 /// Everything the server persists.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -543,4 +568,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<()>;
     /// Counts by status.
     async fn alert_counts(&self) -> StoreResult<OutboxCounts>;
+
+    /// Inserts or updates log templates (keyed by service, environment and signature):
+    /// the template text is replaced, the first sighting kept at the earliest.
+    async fn upsert_templates(&self, rows: &[StoredTemplate], now_ms: i64) -> StoreResult<()>;
+    /// Every stored log template.
+    async fn templates(&self) -> StoreResult<Vec<StoredTemplate>>;
 }

@@ -1,6 +1,7 @@
 //! The explainer against a real OpenAI-compatible HTTP server on loopback: a good
 //! rephrasing is used; a changed number, a timeout, an HTTP error or a malformed answer
-//! fall back to the local text with the reason.
+//! fall back to the local text with the reason; the same against an Ollama stand-in on
+//! its own `/api/chat`.
 
 #[allow(dead_code)]
 #[path = "../src/explainer.rs"]
@@ -218,4 +219,87 @@ fn configuration_from_the_environment_variables() {
     assert!(err.contains("\"gpt\""), "{err}");
     let err = cfg(&[("WATCHDOG_LLM_TIMEOUT_MS", "soon")]).unwrap_err();
     assert!(err.contains("\"soon\""), "{err}");
+}
+
+/// Ollama's own `/api/chat` with `stream: false`, under `/{behaviour}`.
+async fn ollama_chat(
+    State(seen): State<Seen>,
+    Path(behaviour): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<Value>,
+) -> Response {
+    seen.lock().unwrap().push((headers, req.clone()));
+    let original = req["messages"][1]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let answer = |content: String| {
+        Json(json!({
+            "model": req["model"], "created_at": "2026-03-30T19:30:00Z",
+            "message": {"role": "assistant", "content": content},
+            "done": true, "done_reason": "stop"
+        }))
+        .into_response()
+    };
+    match behaviour.as_str() {
+        "good" => answer(format!("Briefly: {original}")),
+        "changed" => answer(original.replace("6.2%", "6.8%")),
+        "garbage" => (StatusCode::OK, "<html>not json</html>").into_response(),
+        _ => answer(String::new()),
+    }
+}
+
+#[tokio::test]
+async fn ollama_mode_speaks_ollamas_chat_api() {
+    let seen: Seen = Arc::default();
+    let app = Router::new()
+        .route("/{behaviour}/api/chat", post(ollama_chat))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let ollama = |behaviour: &str| {
+        Explainer::new(ExplainerConfig {
+            mode: ExplainerMode::Ollama,
+            url: Some(format!("{base}/{behaviour}")),
+            model: "gemma3".into(),
+            api_key: None,
+            timeout: Duration::from_millis(5000),
+        })
+    };
+    let v = verdict();
+    let ex = ollama("good");
+    assert_eq!(ex.mode(), "ollama");
+    let out = ex.explain(&v).await;
+    assert_eq!(
+        out.source,
+        ExplanationSource::Llm,
+        "{:?}",
+        out.fallback_reason
+    );
+    assert!(
+        out.text.starts_with("Briefly: checkout v1.4.2"),
+        "{}",
+        out.text
+    );
+    let (_, req) = seen.lock().unwrap()[0].clone();
+    assert_eq!(req["model"], "gemma3");
+    assert_eq!(req["stream"], false);
+    assert_eq!(req["options"]["temperature"], 0);
+    assert_eq!(req["messages"][1]["content"], explain(&v).to_text());
+
+    for (behaviour, reason) in [
+        (
+            "changed",
+            "rephrasing changed the numbers (dropped: [6.2]; added: [6.8])",
+        ),
+        ("garbage", "answer is not an Ollama chat response"),
+        ("empty", "answer has no text"),
+    ] {
+        let out = ollama(behaviour).explain(&v).await;
+        assert_eq!(out.source, ExplanationSource::Local, "{behaviour}");
+        assert_eq!(out.text, explain(&v).to_text(), "{behaviour}");
+        let got = out.fallback_reason.unwrap_or_default();
+        assert!(got.starts_with(reason), "{behaviour}: {got}");
+    }
 }

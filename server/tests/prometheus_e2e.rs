@@ -105,6 +105,8 @@ async fn a_bad_deploy_is_caught_through_prometheus() {
 baseline_window_secs = 50
 monitoring_window_secs = 25
 allowed_lateness_secs = 8
+# Seconds-long baselines: trust the announced deploy time exactly.
+deploy_tolerance_secs = 0
 
 [prometheus]
 url = "{prom}"

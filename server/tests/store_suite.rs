@@ -533,6 +533,72 @@ async fn concurrent_verdicts(store: Arc<dyn Store>) {
     assert_eq!(store.alert_counts().await.unwrap().pending, 2);
 }
 
+/// Log templates: upserted by (service, environment, signature), the text replaced, the
+/// earliest first sighting kept, read back whole.
+async fn log_templates(store: &dyn Store) {
+    use watchdog::store::StoredTemplate;
+    use watchdog_core::signatures::{SignatureId, TemplateRecord};
+    use watchdog_core::LogLevel;
+    let row = |service: &str, id: u64, level, template: &str, first: Option<i64>| StoredTemplate {
+        service: service.into(),
+        environment: "production".into(),
+        record: TemplateRecord {
+            signature: SignatureId(id),
+            level,
+            template: template.into(),
+            first_seen: first.map(Timestamp),
+        },
+    };
+    assert!(store.templates().await.unwrap().is_empty());
+    store
+        .upsert_templates(
+            &[
+                row(
+                    "api",
+                    7,
+                    Some(LogLevel::Error),
+                    "login failed for user alice",
+                    Some(T0_MS),
+                ),
+                row("web", 7, None, "login failed for user alice", None),
+            ],
+            T0_MS,
+        )
+        .await
+        .unwrap();
+    // Later: the template generalised, seen again with a later and an earlier sighting.
+    store
+        .upsert_templates(
+            &[
+                row(
+                    "api",
+                    7,
+                    Some(LogLevel::Error),
+                    "login failed for user <*>",
+                    Some(T0_MS + 5),
+                ),
+                row("web", 7, None, "login failed for user <*>", Some(T0_MS - 5)),
+            ],
+            T0_MS + 10,
+        )
+        .await
+        .unwrap();
+    let got = store.templates().await.unwrap();
+    assert_eq!(
+        got,
+        vec![
+            row(
+                "api",
+                7,
+                Some(LogLevel::Error),
+                "login failed for user <*>",
+                Some(T0_MS)
+            ),
+            row("web", 7, None, "login failed for user <*>", Some(T0_MS - 5)),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn sqlite_store_suite() {
     async fn fresh() -> (tempfile::TempDir, Arc<dyn Store>) {
@@ -558,6 +624,8 @@ async fn sqlite_store_suite() {
     unjudged_deploys(s.as_ref()).await;
     let (_d, s) = fresh().await;
     retention(s.as_ref()).await;
+    let (_d, s) = fresh().await;
+    log_templates(s.as_ref()).await;
     // One process per SQLite file: the lease is always granted.
     assert!(s
         .try_lead(LeaseRole::PrometheusPuller)
@@ -629,6 +697,7 @@ async fn postgres_store_suite() {
         outbox_order(fresh().await.as_ref()).await;
         unjudged_deploys(fresh().await.as_ref()).await;
         retention(fresh().await.as_ref()).await;
+        log_templates(fresh().await.as_ref()).await;
         // Two servers' pools claiming alerts at once never get the same row.
         let other = Arc::new(PostgresStore::connect_url(&url).await.unwrap());
         store.truncate_all_for_tests().await.unwrap();

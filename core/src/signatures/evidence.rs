@@ -16,8 +16,9 @@
 //! Every signature with at least [`MIN_COUNT_AFTER`] occurrences after the deploy is
 //! tested; one-off lines are not. The p-values are compared with `alpha / m`
 //! (Bonferroni over the `m` signatures tested), so the chance of reporting any signature
-//! when no rate changed stays below `alpha`. A signature is `New` when the history holds
-//! no occurrence of it before the deploy, `Surging` otherwise. Results are ranked by
+//! when no rate changed stays below `alpha`. A signature is `New` when neither the history
+//! nor the miner (which remembers each template's first sighting) knows an occurrence of
+//! it before the deploy, `Surging` otherwise. Results are ranked by
 //! score `-log10(p)`, then by count after, then by id.
 
 use std::collections::VecDeque;
@@ -73,7 +74,9 @@ impl LogHistory {
 
     /// Mines `event`'s message with `miner` and records it; returns its signature.
     pub fn push(&mut self, miner: &mut TemplateMiner, event: &LogEvent) -> SignatureId {
-        let signature = miner.add_ref(&event.message).signature;
+        let signature = miner
+            .add_event(event.level, &event.message, event.timestamp)
+            .signature;
         if self.events.len() >= self.max_events {
             if let Some(old) = self.events.pop_front() {
                 self.dropped_until = Some(self.dropped_until.map_or(old.at, |d| d.max(old.at)));
@@ -193,7 +196,12 @@ pub fn signature_evidence(
             template: miner
                 .template(signature)
                 .map_or_else(|| signature.to_string(), str::to_string),
-            change: if tally.seen_before {
+            // `New` means never seen before the deploy for this miner's service, not
+            // merely absent from the (bounded) history: the miner remembers each
+            // template's first sighting, restored across restarts by the server.
+            change: if tally.seen_before
+                || miner.first_seen(signature).is_some_and(|f| f < deployed_at)
+            {
                 SignatureChange::Surging
             } else {
                 SignatureChange::New

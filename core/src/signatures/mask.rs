@@ -1,12 +1,14 @@
 //! Default masking: the rules that turn the variable parts of a message into `<*>` before
 //! any clustering happens.
 //!
-//! The rules are general, not tuned to one system: each recognises a kind of value that
-//! is variable in practically every log (numbers, ids, addresses, paths, quoted strings,
-//! the value side of `key=value`). Masking early does two jobs: it makes the many lines
-//! of one template byte-identical (so the miner's exact-match cache answers most lines
-//! without any similarity search), and it leaves the similarity search only the
-//! variables that look like words (user names, host names).
+//! The rules are general, not tuned to one system: each is a statement about what a
+//! kind of token is in practically every log, with the reason next to it in the code.
+//! Masking early does two jobs: it makes the many lines of one template byte-identical
+//! (so the miner's exact-match cache answers most lines without any similarity search),
+//! and it leaves the similarity search only the variables that look like words (user
+//! names, host names). What it must not do is erase the words and codes that tell two
+//! messages apart (`returned 503` / `returned 404`, `status=FAILED` / `status=OK`): a
+//! new signature after a deploy is evidence only if it means a new kind of message.
 //!
 //! A message is cut into whitespace-separated tokens and each token into *runs* of
 //! word-like bytes (letters, digits, `_ . - / \ @ + % ~ $` and any non-ASCII byte)
@@ -15,30 +17,36 @@
 //! `<*>:<*>`. A run is masked when:
 //!
 //! - it contains a digit: numbers, hex ids (`0x1f`, `8f91ab22…`), UUIDs, IPv4 addresses,
-//!   versions, durations (`30ms`, `1.5s`), sizes (`64KB`), ids like `blk_-1608`, and
-//!   paths or names that embed a number. Tokens made of letters and digits are values in
-//!   nearly every logging convention, and treating a constant such as `ssh2` as a value
-//!   only changes the template text, not the grouping, because it is masked the same way
-//!   on every line;
-//! - it is a path (`/var/log/app`, `./x/y`, `~/x`, `C:\dir`): starts with `/` and has a
-//!   second `/`, or starts with `./`, `../`, `~/`, or contains `\`;
-//! - it is an e-mail address (`someone@host.tld`);
-//! - it is a long hex string without digits (16+ hex letters, e.g. part of a trace id);
-//! - it directly follows `=` (`user=alice` → `user=<*>`): the value side of a key=value
-//!   pair.
+//!   versions, durations (`30ms`, `1.5s`), sizes (`64KB`), ids like `blk_-1608` — except
+//!   a name with a small index (`en0`, `eth1`, `ssh2`, `IPV6`: letters then one or two
+//!   digits), which names an interface, a device or a protocol version;
+//! - it is a path (`/var/log/app`, `./x/y`, `~/x`, `C:\dir`), an e-mail address, or a long
+//!   hex string without digits (16+ hex letters, part of a trace id);
+//! - it is `true`, `false` or `null`: the printed value of a flag;
+//! - it is a qualified name of three or more dotted parts (`com.apple.cache.daily`,
+//!   `host.example.com`) or a file name (`chrome.exe`) — except one that ends in an
+//!   upper-case constant (`android.intent.action.SCREEN_ON`) or is a class name
+//!   (`java.io.IOException`), which say what happened;
+//! - it directly follows `=` (`user=alice` → `user=<*>`) — except an outcome: an
+//!   upper-case word (`status=FAILED`) or a word after a key that names a state
+//!   (`state=active`, `exitStatus=failed`).
 //!
-//! Before runs, three whole-token rules apply: a URL (`scheme://…`) is one `<*>`; an IPv6
-//! or MAC address (hex groups with at least two `:`, e.g. `fe80::1`, `[2001:db8::1]:443`)
-//! is one `<*>`; and a quoted value (`"…"`, `'…'` or a backtick pair, opening at the start
-//! of a token or after `=`, `:`, `(`, `[`, `{`, `,`, and closing before whitespace or
-//! punctuation) becomes `"<*>"` even when it spans several words. Apostrophes inside
-//! words (`can't`) are not quotes.
+//! Whole-token rules come first: a URL (`scheme://…`) is one `<*>`; an IPv6 or MAC
+//! address (hex groups with at least two `:`, e.g. `fe80::1`, `[2001:db8::1]:443`) is one
+//! `<*>`; a month or weekday name next to a number (`Fri Jun 17 07:07:00 2005`) is part
+//! of a date and masked; a number from 100 to 599 after a word that announces an outcome
+//! (`returned 503`, `status: 404`, `HTTP/1.1 500`) stays. A quoted phrase (`"…"`, `'…'` or
+//! a backtick pair, opening at the start of a token or after `=`, `:`, `(`, `[`, `{`, `,`,
+//! and closing before whitespace or punctuation) becomes `"<*>"` (a request line keeps
+//! its method: `"GET <*>"`), as does a quoted value of a key (`tag="AudioMix"`); one quoted word elsewhere (`state 'Active'`) is left to
+//! the run rules. Apostrophes inside words (`can't`) are not quotes. Consecutive lone
+//! `<*>` tokens collapse into one, so lists of any length share a template.
 
 /// The placeholder for a variable.
 pub(crate) const WILDCARD: &str = "<*>";
 
-/// Masks `message` into `out` (cleared first), tokens separated by one space, and
-/// records each token's byte range in `spans`. `scratch` is reused for the quoted-value
+/// Masks `message` onto the end of `out`, tokens separated by one space, and records
+/// each token's byte range in `out` in `spans` (cleared first). `scratch` is reused for the quoted-value
 /// pass so that the common case allocates nothing.
 pub(crate) fn mask_message(
     message: &str,
@@ -46,34 +54,265 @@ pub(crate) fn mask_message(
     spans: &mut Vec<(usize, usize)>,
     scratch: &mut String,
 ) {
-    out.clear();
+    let base = out.len();
     spans.clear();
-    let source = if message
-        .as_bytes()
-        .iter()
-        .any(|&b| b == b'"' || b == b'\'' || b == b'`')
-    {
+    // One pass finds the tokens and what kinds of bytes they hold; a line with a quote
+    // is started again after its quoted values are masked (most lines have none, so
+    // they are scanned once instead of once more just to look for quotes).
+    if !mask_tokens(message, out, spans, base, false) {
+        out.truncate(base);
+        spans.clear();
         mask_quotes(message, scratch);
-        scratch.as_str()
-    } else {
-        message
-    };
-    for token in source.split_ascii_whitespace() {
+        mask_tokens(scratch, out, spans, base, true);
+    }
+}
+
+/// Byte classes for the token scan.
+const SPACE: u8 = 1;
+const QUOTE: u8 = 2;
+const COLON: u8 = 4;
+/// Punctuation other than quotes and `:` (a byte that ends a run).
+const PUNCT: u8 = 8;
+/// `/ \ @ .`: bytes that can make a run a path, an address or a qualified name.
+const SPECIAL: u8 = 16;
+const NUMERAL: u8 = 32;
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        if !RUN_BYTES[c] {
+            t[c] = PUNCT;
+        }
+        c += 1;
+    }
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = NUMERAL;
+        d += 1;
+    }
+    t[b'/' as usize] = SPECIAL;
+    t[b'\\' as usize] = SPECIAL;
+    t[b'@' as usize] = SPECIAL;
+    t[b'.' as usize] = SPECIAL;
+    t[b' ' as usize] = SPACE;
+    t[b'\t' as usize] = SPACE;
+    t[b'\n' as usize] = SPACE;
+    t[b'\r' as usize] = SPACE;
+    t[0x0c] = SPACE;
+    t[b'"' as usize] = QUOTE;
+    t[b'\'' as usize] = QUOTE;
+    t[b'`' as usize] = QUOTE;
+    t[b':' as usize] = COLON;
+    t
+};
+
+/// Masks the tokens of `source`; returns false, having stopped, at the first quote when
+/// `quotes_done` is false.
+fn mask_tokens(
+    source: &str,
+    out: &mut String,
+    spans: &mut Vec<(usize, usize)>,
+    base: usize,
+    quotes_done: bool,
+) -> bool {
+    let b = source.as_bytes();
+    let mut i = 0;
+    let mut prev = "";
+    // Masking never lengthens a line by more than a few bytes per token.
+    out.reserve(source.len() + 16);
+    loop {
+        while i < b.len() && CLASS[b[i] as usize] == SPACE {
+            i += 1;
+        }
+        if i == b.len() {
+            return true;
+        }
+        let from = i;
+        let mut class = 0u8;
+        while i < b.len() {
+            let c = CLASS[b[i] as usize];
+            if c == SPACE {
+                break;
+            }
+            class |= c;
+            i += 1;
+        }
+        if class & QUOTE != 0 && !quotes_done {
+            return false;
+        }
+        let token = &source[from..i];
         let before = out.len();
-        if !out.is_empty() {
+        if out.len() > base {
             out.push(' ');
         }
         let start = out.len();
-        mask_token(token, out);
+        let tb = token.as_bytes();
+        // Cheap guards first: a date word is capitalised and short, a status code is
+        // a short number; most tokens are neither.
+        if tb[0].is_ascii_uppercase()
+            && tb.len() <= 10
+            && is_date_word(token)
+            && dated(prev, source[i..].split_ascii_whitespace())
+        {
+            out.push_str(WILDCARD);
+        } else if class & NUMERAL != 0
+            && tb.len() <= 4
+            && is_status_code(token)
+            && announces_status(prev)
+        {
+            out.push_str(token);
+        } else if class & (QUOTE | COLON | PUNCT | SPECIAL) == 0
+            && token.as_bytes()[token.len() - 1] != b'-'
+        {
+            // The common case, one run and nothing that needs a closer look: a word, a
+            // number or an id, decided without scanning the token again.
+            let facts = if class & NUMERAL != 0 { DIGIT } else { 0 };
+            if is_variable(token.as_bytes(), facts) {
+                out.push_str(WILDCARD);
+            } else {
+                out.push_str(token);
+            }
+        } else if class & COLON == 0 {
+            mask_runs(token, out);
+        } else {
+            mask_token(token, out);
+        }
+        prev = token;
         // A list of values ("delete blk_1 blk_2 blk_3") is one variable: consecutive
         // lone `<*>` tokens collapse, so lists of any length share a template.
-        let lone = &out[start..] == WILDCARD;
-        if lone && spans.last().is_some_and(|&(s, e)| &out[s..e] == WILDCARD) {
+        let lone = out.len() - start == WILDCARD.len() && &out[start..] == WILDCARD;
+        if lone
+            && spans
+                .last()
+                .is_some_and(|&(s, e)| e - s == WILDCARD.len() && &out[s..e] == WILDCARD)
+        {
             out.truncate(before);
             continue;
         }
         spans.push((start, out.len()));
     }
+}
+
+/// English month and weekday names (three letters or in full, optionally followed by
+/// `,` or `.`): in `Fri Jun 17 07:07:00 2005` or `17 Jun 2005` they are part of a
+/// timestamp, which is a variable in every log.
+fn is_date_word(token: &str) -> bool {
+    const NAMES: [&str; 38] = [
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "may",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+        "sat",
+        "sun",
+        "january",
+        "february",
+        "march",
+        "april",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    let t = token.trim_end_matches([',', '.']).as_bytes();
+    if !(3..=9).contains(&t.len()) || !t[0].is_ascii_uppercase() {
+        return false;
+    }
+    // Every name starts with one of these three letters: most capitalised words stop
+    // here, before the list is compared.
+    let prefix = [t[0] | 0x20, t[1] | 0x20, t[2] | 0x20];
+    if !matches!(
+        &prefix,
+        b"jan"
+            | b"feb"
+            | b"mar"
+            | b"apr"
+            | b"may"
+            | b"jun"
+            | b"jul"
+            | b"aug"
+            | b"sep"
+            | b"oct"
+            | b"nov"
+            | b"dec"
+            | b"mon"
+            | b"tue"
+            | b"wed"
+            | b"thu"
+            | b"fri"
+            | b"sat"
+            | b"sun"
+    ) {
+        return false;
+    }
+    NAMES
+        .iter()
+        .any(|n| n.len() == t.len() && n.as_bytes().eq_ignore_ascii_case(t))
+}
+
+/// A month or weekday name is a date only next to a number (`Jun 17`, `17 Jun`) or next
+/// to another such name that is (`Fri Jun 17`): `May I` and `March on` stay words.
+fn dated<'a>(prev: &str, mut next: impl Iterator<Item = &'a str>) -> bool {
+    let starts_digit = |t: &str| t.as_bytes().first().is_some_and(u8::is_ascii_digit);
+    if starts_digit(prev) {
+        return true;
+    }
+    match next.next() {
+        Some(n) if starts_digit(n) => true,
+        Some(n) if is_date_word(n) => next.next().is_some_and(starts_digit),
+        _ => false,
+    }
+}
+
+/// A three-digit number from 100 to 599: the shape of an HTTP status.
+fn is_status_code(token: &str) -> bool {
+    let t = token.trim_end_matches([',', '.', ';', ')']);
+    t.len() == 3
+        && t.bytes().all(|b| b.is_ascii_digit())
+        && (b'1'..=b'5').contains(&t.as_bytes()[0])
+}
+
+/// Words after which a three-digit number is an outcome (`returned 503`, `status: 404`,
+/// `HTTP/1.1 500`, `code 429`). An outcome class is exactly what distinguishes two
+/// messages for a deploy check (a release that turns 404s into 503s broke something), so
+/// it stays part of the template instead of becoming `<*>`.
+fn announces_status(prev: &str) -> bool {
+    let p = prev.trim_end_matches([':', '=', ',']);
+    [
+        "status",
+        "code",
+        "returned",
+        "response",
+        "responded",
+        "http",
+        "statuscode",
+    ]
+    .iter()
+    .any(|w| p.eq_ignore_ascii_case(w))
+        || p.get(..5).is_some_and(|h| h.eq_ignore_ascii_case("http/"))
 }
 
 /// A hash of a masked token's shape: its punctuation with every run of word bytes and
@@ -147,10 +386,22 @@ fn mask_quotes(message: &str, out: &mut String) {
                         || closes_quote_before(b[j + 1]))
             });
             if let Some(j) = close {
-                if j > i + 1 {
+                // One quoted word (`state 'Active'`) is left to the word rules: it is
+                // as often a state or a name as a value. A quoted phrase is free text.
+                let phrase = b[i + 1..j].iter().any(u8::is_ascii_whitespace);
+                // A quoted value of a key (`tag="AudioMix"`) is a string variable.
+                let keyed = i > 0 && b[i - 1] == b'=';
+                if j > i + 1 && (phrase || keyed) {
                     // Quotes are ASCII, so these are char boundaries.
                     out.push_str(&message[copied..i]);
                     out.push(q as char);
+                    // A quoted request line (`"GET /v2/servers HTTP/1.1"`) keeps its
+                    // method: `GET` and `DELETE` are different operations.
+                    let method = request_method(&b[i + 1..j]);
+                    if method > 0 {
+                        out.push_str(&message[i + 1..i + 1 + method]);
+                        out.push(' ');
+                    }
                     out.push_str(WILDCARD);
                     out.push(q as char);
                     copied = j + 1;
@@ -164,13 +415,38 @@ fn mask_quotes(message: &str, out: &mut String) {
     out.push_str(&message[copied..]);
 }
 
+/// The length of an HTTP-style method at the start of a quoted phrase: three to seven
+/// upper-case letters, a space, then a path (`/…`) or a URL (`http…`). 0 otherwise.
+fn request_method(phrase: &[u8]) -> usize {
+    let n = phrase.iter().take_while(|c| c.is_ascii_uppercase()).count();
+    let rest = &phrase[n..];
+    let target = rest.get(1).is_some_and(|&c| c == b'/' || c == b'h');
+    if (3..=7).contains(&n) && rest.first() == Some(&b' ') && target {
+        n
+    } else {
+        0
+    }
+}
+
+const RUN_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || b >= 0x80
+            || matches!(
+                b,
+                b'_' | b'.' | b'-' | b'/' | b'\\' | b'@' | b'+' | b'%' | b'~' | b'$'
+            );
+        c += 1;
+    }
+    t
+};
+
+#[inline]
 fn is_run_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || b >= 0x80
-        || matches!(
-            b,
-            b'_' | b'.' | b'-' | b'/' | b'\\' | b'@' | b'+' | b'%' | b'~' | b'$'
-        )
+    RUN_BYTES[b as usize]
 }
 
 /// Trailing punctuation that ends a URL's token but not the URL itself.
@@ -183,7 +459,10 @@ fn is_trailing_punct(b: u8) -> bool {
 
 fn mask_token(tok: &str, out: &mut String) {
     let b = tok.as_bytes();
-    if let Some(p) = tok.find("://") {
+    // URLs and colon addresses need a `:`; most tokens have none, and skipping the two
+    // searches for them is a large share of the masking time.
+    let colons = b.iter().filter(|&&c| c == b':').count();
+    if let Some(p) = b.windows(3).position(|w| w == b"://") {
         let mut s = p;
         while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'.' | b'-'))
         {
@@ -200,7 +479,7 @@ fn mask_token(tok: &str, out: &mut String) {
             return;
         }
     }
-    if let Some((lead, end)) = address_with_colons(b) {
+    if let Some((lead, end)) = (colons >= 2).then(|| address_with_colons(b)).flatten() {
         out.push_str(&tok[..lead]);
         out.push_str(WILDCARD);
         mask_runs(&tok[end..], out);
@@ -256,6 +535,8 @@ fn address_with_colons(b: &[u8]) -> Option<(usize, usize)> {
 fn mask_runs(s: &str, out: &mut String) {
     let b = s.as_bytes();
     let mut i = 0;
+    // The run before the latest `=`, for `key=value`.
+    let mut key: &[u8] = b"";
     while i < b.len() {
         let start = i;
         if !is_run_byte(b[i]) {
@@ -265,7 +546,9 @@ fn mask_runs(s: &str, out: &mut String) {
             out.push_str(&s[start..i]);
             continue;
         }
+        let mut facts = 0u8;
         while i < b.len() && is_run_byte(b[i]) {
+            facts |= FACT[b[i] as usize];
             i += 1;
         }
         // Sentence dots and dashes after a value are not part of it ("port 22.").
@@ -274,7 +557,17 @@ fn mask_runs(s: &str, out: &mut String) {
             end -= 1;
         }
         let after_equals = start > 0 && b[start - 1] == b'=';
-        if end > start && is_variable(&b[start..end], after_equals) {
+        let value = if after_equals {
+            Some(kept_value(key, &b[start..end]))
+        } else {
+            None
+        };
+        key = &b[start..end];
+        let variable = match value {
+            Some(keep) => !keep,
+            None => is_variable(&b[start..end], facts),
+        };
+        if end > start && variable {
             out.push_str(WILDCARD);
         } else {
             out.push_str(&s[start..end]);
@@ -283,22 +576,140 @@ fn mask_runs(s: &str, out: &mut String) {
     }
 }
 
-fn is_variable(run: &[u8], after_equals: bool) -> bool {
-    if after_equals || run.iter().any(u8::is_ascii_digit) {
-        return true;
+/// Whether the value of `key=value` stays in the template. Values are variables as a
+/// rule (`user=alice`, `pid=42`), with two exceptions that are outcomes, and outcomes
+/// are what tell two messages apart: an upper-case word (`status=FAILED`,
+/// `result=OK`: enumeration constants are written so in nearly every language), and
+/// a word (no digits) after a key that names a state (`state=active`,
+/// `status=failed`, `result`, `outcome`, `phase`).
+fn kept_value(key: &[u8], value: &[u8]) -> bool {
+    let word = !value.is_empty() && value.iter().all(|&c| c.is_ascii_alphabetic() || c == b'_');
+    if !word {
+        return false;
     }
-    let slashes = run.iter().filter(|&&c| c == b'/').count();
-    let path = (run[0] == b'/' && slashes >= 2)
-        || run.starts_with(b"./")
-        || run.starts_with(b"../")
-        || run.starts_with(b"~/")
-        || run.contains(&b'\\');
-    if path {
-        return true;
+    let upper = value.len() >= 2
+        && value.iter().any(u8::is_ascii_uppercase)
+        && !value.iter().any(u8::is_ascii_lowercase);
+    let state_key = ["status", "state", "result", "outcome", "phase"]
+        .iter()
+        .any(|k| {
+            key.len() >= k.len() && key[key.len() - k.len()..].eq_ignore_ascii_case(k.as_bytes())
+        });
+    upper || state_key
+}
+
+/// A class name (`java.io.IOException`, `org.example.Worker`): two or more lower-case
+/// package parts, then a capitalised name. Which exception or class a message names is
+/// what it says, so it is kept (and never merged with another, see the miner's names).
+/// Bundle ids such as `com.apple.Safari.Update` capitalise inner parts and are values.
+pub(crate) fn is_class_name(run: &[u8]) -> bool {
+    let Some(dot) = run.iter().rposition(|&c| c == b'.') else {
+        return false;
+    };
+    let (package, last) = (&run[..dot], &run[dot + 1..]);
+    package.contains(&b'.')
+        && package.first().is_some_and(u8::is_ascii_lowercase)
+        && package
+            .iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'_')
+        && last.first().is_some_and(u8::is_ascii_uppercase)
+        && last.iter().any(u8::is_ascii_lowercase)
+        && last
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$')
+}
+
+/// A name with a small index (`eth0`, `en1`, `sda2`, `ssh2`, `IPV6`): letters then one
+/// or two digits. It names a device, an interface or a protocol version, which is part of
+/// what a message says; ids and counters have more digits or punctuation.
+fn is_indexed_name(run: &[u8]) -> bool {
+    let letters = run.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+    let digits = run.len() - letters;
+    letters >= 2 && (1..=2).contains(&digits) && run[letters..].iter().all(u8::is_ascii_digit)
+}
+
+/// Bits of [`FACT`]: what kinds of bytes a run holds, gathered while it is scanned so
+/// that [`is_variable`] only looks closer at runs that can match a rule.
+const DIGIT: u8 = 1;
+const SLASH: u8 = 2;
+const BACKSLASH: u8 = 4;
+const AT: u8 = 8;
+const DOT: u8 = 16;
+const FACT: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = b'0';
+    while c <= b'9' {
+        t[c as usize] = DIGIT;
+        c += 1;
     }
-    if let Some(at) = run.iter().position(|&c| c == b'@') {
-        if at > 0 && run[at + 1..].contains(&b'.') && !run.ends_with(b".") {
+    t[b'/' as usize] = SLASH;
+    t[b'\\' as usize] = BACKSLASH;
+    t[b'@' as usize] = AT;
+    t[b'.' as usize] = DOT;
+    t
+};
+
+fn is_variable(run: &[u8], facts: u8) -> bool {
+    if facts & DIGIT != 0 {
+        return !is_indexed_name(run);
+    }
+    if facts & (SLASH | BACKSLASH) != 0 {
+        let slashes = run.iter().filter(|&&c| c == b'/').count();
+        let path = (run[0] == b'/' && slashes >= 2)
+            || run.starts_with(b"./")
+            || run.starts_with(b"../")
+            || run.starts_with(b"~/")
+            || facts & BACKSLASH != 0;
+        if path {
             return true;
+        }
+    }
+    if facts & AT != 0 {
+        if let Some(at) = run.iter().position(|&c| c == b'@') {
+            if at > 0 && run[at + 1..].contains(&b'.') && !run.ends_with(b".") {
+                return true;
+            }
+        }
+    }
+    // Boolean and null literals are what a program prints for a flag's value
+    // (`overlap:true`, `ret:false`, `callback for null`).
+    if (4..=5).contains(&run.len())
+        && [&b"true"[..], b"false", b"null"]
+            .iter()
+            .any(|w| run.eq_ignore_ascii_case(w))
+    {
+        return true;
+    }
+    if facts & DOT == 0 {
+        return run.len() >= 16 && run.iter().all(u8::is_ascii_hexdigit);
+    }
+    // A qualified name of three or more dotted parts (`com.apple.icloud.heartbeat`,
+    // `org.example.Worker`, `host.example.com`) is a package, bundle, class or host:
+    // the thing that varies between events of one message. One that ends in an
+    // upper-case constant (`android.intent.action.SCREEN_ON`) names that constant in its
+    // namespace, and different constants are different messages.
+    let inner_dots = run
+        .windows(3)
+        .filter(|w| w[1] == b'.' && w[0] != b'.' && w[2] != b'.')
+        .count();
+    if inner_dots >= 2 {
+        let last = run.rsplit(|&c| c == b'.').next().unwrap_or(b"");
+        let constant = last.len() >= 2
+            && last.iter().any(u8::is_ascii_uppercase)
+            && !last.iter().any(u8::is_ascii_lowercase);
+        return !(constant || is_class_name(run));
+    }
+    // A file name (`chrome.exe`, `app.log`, `wcp.dll`): a name, one dot, a short
+    // lower-case extension. It names what was opened, loaded or run, which varies
+    // between events of one message (`<*> - <*> open through proxy <*>`).
+    if inner_dots == 1 {
+        if let Some(dot) = run.iter().rposition(|&c| c == b'.') {
+            let ext = &run[dot + 1..];
+            let file =
+                dot >= 1 && (1..=4).contains(&ext.len()) && ext.iter().all(u8::is_ascii_lowercase);
+            if file {
+                return true;
+            }
         }
     }
     run.len() >= 16 && run.iter().all(u8::is_ascii_hexdigit)
@@ -388,6 +799,15 @@ mod tests {
         assert_eq!(mask("key='a b c', next"), "key='<*>', next");
         assert_eq!(mask("can't open `cfg file`"), "can't open `<*>`");
         assert_eq!(mask("empty '' stays"), "empty '' stays");
+        assert_eq!(
+            mask("10.1.1.1 \"GET /v2/a/servers/detail HTTP/1.1\" status: 200 len: 1893"),
+            "<*> \"GET <*>\" status: 200 len: <*>"
+        );
+        assert_eq!(
+            mask("\"DELETE /v2/a/servers/9 HTTP/1.1\" status: 204"),
+            "\"DELETE <*>\" status: 204"
+        );
+        assert_eq!(mask("said \"OK then\""), "said \"<*>\"");
         assert_eq!(mask("it's Bob's"), "it's Bob's");
     }
 
@@ -395,9 +815,75 @@ mod tests {
     fn key_value_values() {
         assert_eq!(
             mask("user=alice state=active ruser= rhost=10.0.0.1"),
-            "user=<*> state=<*> ruser= rhost=<*>"
+            "user=<*> state=active ruser= rhost=<*>"
         );
         assert_eq!(mask("session (uid=0)"), "session (uid=<*>)");
+        // Outcomes stay: upper-case constants and words after a state-like key.
+        assert_eq!(mask("job status=FAILED"), "job status=FAILED");
+        assert_eq!(mask("job status=OK"), "job status=OK");
+        assert_eq!(
+            mask("exitStatus=failed code=E_IO"),
+            "exitStatus=failed code=E_IO"
+        );
+        assert_eq!(mask("name=alice mode=Fast"), "name=<*> mode=<*>");
+        assert_eq!(mask("status=7"), "status=<*>");
+        // A quoted value of a key is a string variable, even one word.
+        assert_eq!(mask("tag=\"AudioMix\", x"), "tag=\"<*>\", x");
+    }
+
+    #[test]
+    fn http_statuses_stay_after_words_that_announce_them() {
+        assert_eq!(mask("GET /api/v1 returned 503"), "GET <*> returned 503");
+        assert_eq!(mask("GET /api/v1 returned 404"), "GET <*> returned 404");
+        assert_eq!(mask("status: 500, took 12ms"), "status: 500, took <*>");
+        assert_eq!(
+            mask("\"GET /\" HTTP/1.1 200 512"),
+            "\"GET <*>\" <*> 200 <*>"
+        );
+        // Elsewhere a three-digit number is a quantity.
+        assert_eq!(mask("sent 503 bytes"), "sent <*> bytes");
+        assert_eq!(mask("returned 12"), "returned <*>");
+    }
+
+    #[test]
+    fn dates_written_with_names_are_one_variable() {
+        assert_eq!(
+            mask("connection at Fri Jun 17 07:07:00 2005"),
+            "connection at <*> <*>:<*>:<*> <*>"
+        );
+        assert_eq!(mask("built 17 Jun 2005"), "built <*>");
+        assert_eq!(mask("May I help"), "May I help");
+        assert_eq!(mask("March on"), "March on");
+    }
+
+    #[test]
+    fn names_that_distinguish_messages_are_kept() {
+        // Small indexes name interfaces, devices and protocol versions.
+        assert_eq!(mask("Link Up on en0"), "Link Up on en0");
+        assert_eq!(mask("MDNS: IPV6 Addr"), "MDNS: IPV6 Addr");
+        assert_eq!(mask("worker 7 on node12345"), "worker <*> on <*>");
+        // One quoted word is left to the word rules.
+        assert_eq!(mask("in state 'Active'"), "in state 'Active'");
+        // Booleans and null are values.
+        assert_eq!(
+            mask("overlap:true ret:false for null"),
+            "overlap:<*> ret:<*> for <*>"
+        );
+        // Qualified names are values, unless they end in a constant.
+        assert_eq!(mask("com.apple.cache.daily: run"), "<*>: run");
+        assert_eq!(mask("com.apple.Safari.Update: run"), "<*>: run");
+        // Classes are what an exception message says.
+        assert_eq!(
+            mask("thrown java.lang.NullPointerException at x"),
+            "thrown java.lang.NullPointerException at x"
+        );
+        assert_eq!(
+            mask("action: android.intent.action.SCREEN_ON"),
+            "action: android.intent.action.SCREEN_ON"
+        );
+        // File names are values; a dotted word with a capitalised tail is not a file.
+        assert_eq!(mask("open chrome.exe now"), "open <*> now");
+        assert_eq!(mask("see Foo.Bar"), "see Foo.Bar");
     }
 
     #[test]

@@ -13,11 +13,15 @@
 //! 3. **Similarity over informative positions only**: on a miss, the line's tokens are
 //!    compared with the templates of the clusters that have the same token count and the
 //!    same first token (Drain's tree of depth 2, kept as a hash map). Positions that are
-//!    masked in both the line and the template carry no information and are left out;
-//!    a template position already generalised to `<*>` counts as agreeing. The line joins
-//!    the most similar cluster if the share of agreeing positions reaches
-//!    [`MinerConfig::similarity`], and the positions that disagree become `<*>`;
-//!    otherwise it starts a new cluster. Only clusters whose tokens have the same
+//!    masked in both the line and the template carry no information and are left out.
+//!    A template position that is `<*>` never counts as agreeing with a concrete token:
+//!    what a cluster has already given up cannot vouch for the next line. (Drain and
+//!    drain3 count an existing `<*>` as a match, so every merge makes the next one
+//!    easier and a cluster "snowballs" over distinct messages; here the positions that
+//!    disagree with the creating line's constants are bounded by `1 - similarity`
+//!    for the cluster's whole life.) The line joins the most similar cluster if the
+//!    share of agreeing positions reaches [`MinerConfig::similarity`], and the
+//!    positions that disagree become `<*>`; otherwise it starts a new cluster. Only clusters whose tokens have the same
 //!    *shapes* (punctuation skeleton, see `mask::shape_hash`) are candidates, so
 //!    `by (uid=0)` and `by LOGIN(uid=0)` never merge while `user alice` and `user 0`
 //!    may.
@@ -58,6 +62,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::hash::{fnv1a, fnv1a_from, FnvMap};
 use super::mask::{mask_message, shape_hash, WILDCARD};
+use crate::samples::LogLevel;
+use crate::time::Timestamp;
 
 /// A stable signature id: a 64-bit hash shown as 16 lowercase hex digits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -139,19 +145,40 @@ pub struct MatchRef<'a> {
     pub template: &'a str,
 }
 
+/// A template as the miner knows it, for persisting and restoring: what a store keeps
+/// so that a signature keeps its id, and "new" keeps meaning "never seen", across
+/// restarts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateRecord {
+    /// Stable id of the template.
+    pub signature: SignatureId,
+    /// The level that is part of the signature (`None` for messages mined without one).
+    pub level: Option<LogLevel>,
+    /// The template with `<*>` for variables.
+    pub template: String,
+    /// Earliest event time of a message of this template, when the messages had one.
+    pub first_seen: Option<Timestamp>,
+}
+
 #[derive(Debug)]
 struct Cluster {
     id: SignatureId,
+    level: Option<LogLevel>,
     /// Hash of each template token; `wildcard` for `<*>`.
     tokens: Vec<u64>,
     /// Shape of each template token ([`shape_hash`]); fixed for the cluster's life.
     shapes: Vec<u64>,
+    /// Whether each template token is a name ([`is_name`]).
+    names: Vec<bool>,
     /// Text of each template token (kept to rebuild `template`).
     texts: Vec<Box<str>>,
     template: String,
     branch: u64,
     last_used: u64,
     count: u64,
+    first_seen: Option<i64>,
+    /// Listed in `changed` since the last [`TemplateMiner::take_changed`].
+    dirty: bool,
 }
 
 /// Streaming log template miner; see the module docs for the algorithm and guarantees.
@@ -165,19 +192,40 @@ pub struct TemplateMiner {
     live: usize,
     branches: FnvMap<u64, Vec<u32>>,
     by_id: FnvMap<u64, u32>,
+    /// Exact-match cache, keyed by the level byte (if any) followed by the masked text.
     cache: FnvMap<Box<str>, (u32, u32)>,
     tick: u64,
     wildcard: u64,
+    /// Level prefix (0 or 1 byte) then the masked text.
     masked: String,
+    /// Length of the level prefix in `masked`.
+    prefix: usize,
     spans: Vec<(usize, usize)>,
     scratch: String,
     hashes: Vec<u64>,
     shapes: Vec<u64>,
+    names: Vec<bool>,
+    /// Ids of templates created or generalised since the last `take_changed`, when
+    /// tracking is on.
+    changed: Option<Vec<SignatureId>>,
 }
 
 impl Default for TemplateMiner {
     fn default() -> Self {
         TemplateMiner::new(MinerConfig::default())
+    }
+}
+
+/// The byte that stands for a level at the start of the cache key and of the text
+/// hashed into a leveled template's id. Control bytes never start a masked message
+/// (masking drops leading whitespace and a message has no reason to start with one).
+fn level_byte(level: LogLevel) -> char {
+    match level {
+        LogLevel::Debug => '\u{1}',
+        LogLevel::Info => '\u{2}',
+        LogLevel::Warn => '\u{3}',
+        LogLevel::Error => '\u{4}',
+        LogLevel::Fatal => '\u{5}',
     }
 }
 
@@ -204,10 +252,13 @@ impl TemplateMiner {
             tick: 0,
             wildcard: fnv1a(WILDCARD.as_bytes()),
             masked: String::new(),
+            prefix: 0,
             spans: Vec::new(),
             scratch: String::new(),
             hashes: Vec::new(),
             shapes: Vec::new(),
+            names: Vec::new(),
+            changed: None,
         }
     }
 
@@ -226,18 +277,77 @@ impl TemplateMiner {
         self.live == 0
     }
 
+    fn cluster(&self, id: SignatureId) -> Option<&Cluster> {
+        let slot = *self.by_id.get(&id.0)?;
+        self.slots[slot as usize].as_ref()
+    }
+
     /// The current template of a signature, if it is still kept.
     pub fn template(&self, id: SignatureId) -> Option<&str> {
-        let slot = *self.by_id.get(&id.0)?;
-        self.slots[slot as usize]
-            .as_ref()
-            .map(|c| c.template.as_str())
+        self.cluster(id).map(|c| c.template.as_str())
     }
 
     /// How many messages a kept signature has matched.
     pub fn count(&self, id: SignatureId) -> Option<u64> {
-        let slot = *self.by_id.get(&id.0)?;
-        self.slots[slot as usize].as_ref().map(|c| c.count)
+        self.cluster(id).map(|c| c.count)
+    }
+
+    /// Earliest event time of a kept signature, when its messages were mined with
+    /// [`add_event`](Self::add_event) or it was restored with one.
+    pub fn first_seen(&self, id: SignatureId) -> Option<Timestamp> {
+        self.cluster(id).and_then(|c| c.first_seen).map(Timestamp)
+    }
+
+    /// The kept template of `id` as a [`TemplateRecord`].
+    pub fn record(&self, id: SignatureId) -> Option<TemplateRecord> {
+        self.cluster(id).map(|c| TemplateRecord {
+            signature: c.id,
+            level: c.level,
+            template: c.template.clone(),
+            first_seen: c.first_seen.map(Timestamp),
+        })
+    }
+
+    /// Starts (or keeps) recording which templates are created or generalised, for
+    /// [`take_changed`](Self::take_changed).
+    pub fn track_changes(&mut self) {
+        self.changed.get_or_insert_with(Vec::new);
+    }
+
+    /// The templates created or generalised since the last call (each once), when
+    /// [`track_changes`](Self::track_changes) is on; what a store should write.
+    pub fn take_changed(&mut self) -> Vec<TemplateRecord> {
+        let Some(ids) = self.changed.as_mut() else {
+            return Vec::new();
+        };
+        let ids = std::mem::take(ids);
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(&slot) = self.by_id.get(&id.0) else {
+                continue;
+            };
+            if let Some(c) = self.slots[slot as usize].as_mut() {
+                c.dirty = false;
+                out.push(TemplateRecord {
+                    signature: c.id,
+                    level: c.level,
+                    template: c.template.clone(),
+                    first_seen: c.first_seen.map(Timestamp),
+                });
+            }
+        }
+        out
+    }
+
+    fn mark_changed(&mut self, slot: u32) {
+        if let Some(changed) = self.changed.as_mut() {
+            if let Some(c) = self.slots[slot as usize].as_mut() {
+                if !c.dirty {
+                    c.dirty = true;
+                    changed.push(c.id);
+                }
+            }
+        }
     }
 
     /// Assigns `message` to a template, learning from it; returns an owned [`Match`].
@@ -249,10 +359,32 @@ impl TemplateMiner {
         }
     }
 
-    /// Assigns `message` to a template, learning from it, without allocating in the
-    /// common case (a message whose masked text was seen before).
+    /// Assigns `message` (with no known level) to a template, learning from it, without
+    /// allocating in the common case (a message whose masked text was seen before).
     pub fn add_ref(&mut self, message: &str) -> MatchRef<'_> {
+        self.mine(None, message, None)
+    }
+
+    /// Like [`add_ref`](Self::add_ref) for a message logged at `level`: the level is part
+    /// of the signature, so `ERROR payment failed` and `INFO payment failed` are two
+    /// signatures (a message that moves from info to error after a deploy is news).
+    pub fn add_leveled(&mut self, level: Option<LogLevel>, message: &str) -> MatchRef<'_> {
+        self.mine(level, message, None)
+    }
+
+    /// Like [`add_leveled`](Self::add_leveled) for an event at time `at`, which the
+    /// template remembers as its first sighting when it is the earliest.
+    pub fn add_event(&mut self, level: LogLevel, message: &str, at: Timestamp) -> MatchRef<'_> {
+        self.mine(Some(level), message, Some(at.0))
+    }
+
+    fn mine(&mut self, level: Option<LogLevel>, message: &str, at: Option<i64>) -> MatchRef<'_> {
         self.tick += 1;
+        self.masked.clear();
+        if let Some(l) = level {
+            self.masked.push(level_byte(l));
+        }
+        self.prefix = self.masked.len();
         mask_message(
             message,
             &mut self.masked,
@@ -262,7 +394,7 @@ impl TemplateMiner {
         let slot = match self.cached(self.masked.as_str()) {
             Some(slot) => slot,
             None => {
-                let slot = self.place();
+                let slot = self.place(level);
                 if self.cache.len() >= self.config.max_templates.saturating_mul(2) {
                     self.cache.clear();
                 }
@@ -278,9 +410,52 @@ impl TemplateMiner {
             .expect("placed slot holds a cluster");
         cluster.last_used = tick;
         cluster.count += 1;
+        if let Some(at) = at {
+            if cluster.first_seen.is_none_or(|f| at < f) {
+                cluster.first_seen = Some(at);
+            }
+        }
         MatchRef {
             signature: cluster.id,
             template: &cluster.template,
+        }
+    }
+
+    /// Puts a persisted template back, with its id, so that the messages of that
+    /// template get the id they had before a restart (whichever message comes first).
+    /// A template already kept under the same id only takes the earlier first sighting.
+    pub fn restore(&mut self, record: &TemplateRecord) {
+        if let Some(&slot) = self.by_id.get(&record.signature.0) {
+            if let (Some(c), Some(f)) = (self.slots[slot as usize].as_mut(), record.first_seen) {
+                if c.first_seen.is_none_or(|x| f.0 < x) {
+                    c.first_seen = Some(f.0);
+                }
+            }
+            return;
+        }
+        self.masked.clear();
+        if let Some(l) = record.level {
+            self.masked.push(level_byte(l));
+        }
+        self.prefix = self.masked.len();
+        // A template is already masked text: tokens separated by single spaces.
+        self.spans.clear();
+        for token in record.template.split_ascii_whitespace() {
+            if self.masked.len() > self.prefix {
+                self.masked.push(' ');
+            }
+            let start = self.masked.len();
+            self.masked.push_str(token);
+            self.spans.push((start, self.masked.len()));
+        }
+        self.hash_tokens();
+        let branch = self.branch_key(record.level);
+        // What was restored is stored already: not a change to report.
+        let tracking = self.changed.take();
+        let slot = self.create_with_id(branch, record.level, record.signature);
+        self.changed = tracking;
+        if let Some(c) = self.slots[slot as usize].as_mut() {
+            c.first_seen = record.first_seen.map(|t| t.0);
         }
     }
 
@@ -290,25 +465,32 @@ impl TemplateMiner {
             .then_some(slot)
     }
 
-    /// Finds or creates the cluster of the masked line in `self.masked`.
-    fn place(&mut self) -> u32 {
+    fn hash_tokens(&mut self) {
         self.hashes.clear();
         self.shapes.clear();
+        self.names.clear();
         for &(s, e) in &self.spans {
             self.hashes.push(fnv1a(&self.masked.as_bytes()[s..e]));
             self.shapes.push(shape_hash(&self.masked[s..e]));
+            self.names.push(is_name(&self.masked.as_bytes()[s..e]));
         }
-        let branch = self.branch_key();
+    }
+
+    /// Finds or creates the cluster of the masked line in `self.masked`.
+    fn place(&mut self, level: Option<LogLevel>) -> u32 {
+        self.hash_tokens();
+        let branch = self.branch_key(level);
         if let Some(slot) = self.best_match(branch) {
             self.generalise(slot);
             return slot;
         }
-        self.create(branch)
+        let id = fnv1a(self.masked.as_bytes());
+        self.create_with_id(branch, level, SignatureId(id))
     }
 
-    /// Token count and routing token (or a wildcard branch when the first token is
-    /// only a masked value, e.g. `<*>` or `<*>:<*>`).
-    fn branch_key(&self) -> u64 {
+    /// Level, token count and routing token (or a wildcard branch when the first token
+    /// is only a masked value, e.g. `<*>` or `<*>:<*>`).
+    fn branch_key(&self, level: Option<LogLevel>) -> u64 {
         let route = match self.spans.first() {
             Some(&(s, e)) => {
                 let first = &self.masked[s..e];
@@ -323,7 +505,11 @@ impl TemplateMiner {
             }
             None => 0,
         };
-        fnv1a_from(route, &(self.spans.len() as u64).to_le_bytes())
+        let level = level.map_or(0u8, |l| level_byte(l) as u8);
+        fnv1a_from(
+            route,
+            &[&(self.spans.len() as u64).to_le_bytes()[..], &[level]].concat(),
+        )
     }
 
     fn best_match(&self, branch: u64) -> Option<u32> {
@@ -336,7 +522,7 @@ impl TemplateMiner {
             if cluster.tokens.len() != self.hashes.len() || cluster.shapes != self.shapes {
                 continue;
             }
-            let sim = self.similarity(&cluster.tokens);
+            let sim = self.similarity(cluster);
             if sim >= self.config.similarity && best.is_none_or(|(_, b)| sim > b) {
                 best = Some((slot, sim));
             }
@@ -344,17 +530,24 @@ impl TemplateMiner {
         best.map(|(slot, _)| slot)
     }
 
-    /// Share of informative positions where the template agrees with the line.
-    fn similarity(&self, template: &[u64]) -> f64 {
+    /// Share of informative positions where the template agrees with the line: a
+    /// position masked on both sides is left out, and a template `<*>` facing a concrete
+    /// token does not agree (see the module docs: no snowballing).
+    ///
+    /// Two different concrete tokens of which one is a name ([`is_name`]) make the line
+    /// a different message outright, whatever the rest says.
+    fn similarity(&self, cluster: &Cluster) -> f64 {
         let w = self.wildcard;
         let (mut agree, mut informative) = (0u32, 0u32);
-        for (&t, &m) in template.iter().zip(&self.hashes) {
+        for (i, (&t, &m)) in cluster.tokens.iter().zip(&self.hashes).enumerate() {
             if t == w && m == w {
                 continue;
             }
             informative += 1;
-            if t == m || t == w {
+            if t == m {
                 agree += 1;
+            } else if t != w && m != w && (cluster.names[i] || self.names[i]) {
+                return 0.0;
             }
         }
         if informative == 0 {
@@ -379,10 +572,11 @@ impl TemplateMiner {
         }
         if changed {
             cluster.template = cluster.texts.join(" ");
+            self.mark_changed(slot);
         }
     }
 
-    fn create(&mut self, branch: u64) -> u32 {
+    fn create_with_id(&mut self, branch: u64, level: Option<LogLevel>, id: SignatureId) -> u32 {
         if self.live >= self.config.max_templates {
             let n = (self.config.max_templates / 10).max(1);
             self.evict_least_recent(n);
@@ -399,26 +593,31 @@ impl TemplateMiner {
         if let Some(slot) = full {
             self.remove(slot);
         }
-        let mut id = fnv1a(self.masked.as_bytes());
+        let mut id = id.0;
         // Two live clusters with the same creating text cannot normally exist (the
         // second line would have matched the first cluster), but a hash collision or an
         // evicted-and-recreated branch could; rehash deterministically.
         while self.by_id.contains_key(&id) {
             id = fnv1a_from(id, &[0xff]);
         }
+        let text = &self.masked[self.prefix..];
         let cluster = Cluster {
             id: SignatureId(id),
+            level,
             tokens: self.hashes.clone(),
             shapes: self.shapes.clone(),
+            names: self.names.clone(),
             texts: self
                 .spans
                 .iter()
                 .map(|&(s, e)| Box::from(&self.masked[s..e]))
                 .collect(),
-            template: self.masked.clone(),
+            template: text.to_string(),
             branch,
             last_used: self.tick,
             count: 0,
+            first_seen: None,
+            dirty: false,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -434,6 +633,7 @@ impl TemplateMiner {
         self.live += 1;
         self.by_id.insert(id, slot);
         self.branches.entry(branch).or_default().push(slot);
+        self.mark_changed(slot);
         slot
     }
 
@@ -470,6 +670,51 @@ impl TemplateMiner {
         self.free.push(slot);
         self.live -= 1;
     }
+}
+
+/// Whether a masked token is a *name*: an outcome code kept by masking (`503`), a class
+/// name (`java.io.IOException`), or it has an upper-case letter (`AUTO`, `On`,
+/// `CalendarAgent`, `E_FAIL`, `IPV6`) and no `/`, `\\`, `@` or `.` inside a word (which
+/// make it a file, host, package or address, and those vary per event).
+///
+/// Why this generalises: a capital letter inside a message marks something the program
+/// names — a state, a mode, a class, a component, an error constant — and two messages
+/// that differ in such a word are different messages (`scanner Powered On` and
+/// `scanner Powered Off`, `mode from AUTO to SUSPENDED` and back). The words that vary
+/// per event (user names, host names, ids) are lower case or carry digits in nearly
+/// every logging convention, so they still merge by similarity. (Lower-case names
+/// with a small index, `en0` or `test1`, are interfaces as often as user names, so
+/// they are not names here.) The first token is a
+/// routing key already and is not affected.
+fn is_name(token: &[u8]) -> bool {
+    // Digits without letters survive masking only as an outcome code (`returned 503`).
+    if token.iter().any(u8::is_ascii_digit) && !token.iter().any(u8::is_ascii_alphabetic) {
+        return true;
+    }
+    let core = token
+        .iter()
+        .position(u8::is_ascii_alphabetic)
+        .map_or(&token[..0], |s| {
+            let e = token
+                .iter()
+                .rposition(u8::is_ascii_alphanumeric)
+                .unwrap_or(s);
+            &token[s..=e]
+        });
+    if super::mask::is_class_name(core) {
+        return true;
+    }
+    let mut upper = false;
+    for (i, &c) in token.iter().enumerate() {
+        match c {
+            // Inside a word only: a sentence's final dot does not make a file name.
+            b'.' if token.get(i + 1).is_some_and(u8::is_ascii_alphanumeric) => return false,
+            b'/' | b'\\' | b'@' => return false,
+            b'A'..=b'Z' => upper = true,
+            _ => {}
+        }
+    }
+    upper
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ impl Watch {
                             human_secs((self.deploy_ms - from) as f64 / 1000.0)
                         ));
                     }
-                    if let Some(need) = self.power_gap(t, until_ms) {
+                    if let Some(need) = self.power_gap(t, histories, cfg, until_ms) {
                         underpowered.push(need);
                     }
                 }
@@ -216,10 +216,29 @@ impl Watch {
 
     /// When a test has not seen enough after the deploy to find the smallest material
     /// shift: (what is missing, what would decide it, whether samples are missing).
-    fn power_gap(&self, t: &Test, until_ms: i64) -> Option<(String, Option<String>, bool)> {
+    fn power_gap(
+        &self,
+        t: &Test,
+        histories: &[History],
+        cfg: &Config,
+        until_ms: i64,
+    ) -> Option<(String, Option<String>, bool)> {
         let elapsed_ms = (until_ms - self.deploy_ms).max(0) as f64;
         let expected = elapsed_ms / t.base.cadence_ms;
-        let gappy = (t.n_post as f64) < 0.5 * expected.floor();
+        // Missing samples, rather than a short watch, are to blame when half of the
+        // expected samples are missing or one hole spans more than `max_gap_intervals`
+        // typical intervals.
+        let h = &histories[t.metric];
+        let (lo, hi) = (lower_bound(h, self.deploy_ms), lower_bound(h, until_ms + 1));
+        let mut last = self.deploy_ms;
+        let mut longest = 0i64;
+        for &(ts, _) in h.range(lo..hi) {
+            longest = longest.max(ts - last);
+            last = ts;
+        }
+        longest = longest.max(until_ms - last);
+        let gappy = (t.n_post as f64) < 0.5 * expected.floor()
+            || longest as f64 > cfg.max_gap_intervals * t.base.cadence_ms;
         if let Some(d) = t.count {
             let need = d.requests_needed();
             if t.requests_post < need {
@@ -237,39 +256,50 @@ impl Watch {
             }
             return None;
         }
-        let shift = 2.0 * (t.design.k - t.guard);
-        let need = t.design.samples_to_detect(shift);
-        if (t.n_post as f64) < need {
-            let more = need - t.n_post as f64;
-            let secs = more * t.base.cadence_ms / 1000.0;
-            let what = if gappy {
-                format!(
-                    "gaps in {}: {} samples after the deploy where about {} were expected",
-                    t.name,
-                    t.n_post,
-                    expected.floor()
-                )
-            } else {
-                format!(
+        let (shift, need) = t.samples_needed();
+        if need.is_some_and(|n| t.n_post as f64 >= n) {
+            return None;
+        }
+        let what = if gappy {
+            format!(
+                "gaps in {}: {} samples after the deploy where about {} were expected",
+                t.name,
+                t.n_post,
+                expected.floor()
+            )
+        } else {
+            match need {
+                Some(need) => format!(
                     "too few samples of {} after the deploy: {} of the {} needed to detect a shift of {}",
                     t.name,
                     t.n_post,
                     need,
-                    fmt_num(shift * t.noise)
-                )
-            };
-            return Some((
-                what,
-                Some(format!(
+                    fmt_num(shift)
+                ),
+                None => format!(
+                    "{} wanders too much before the deploy (lag-1 autocorrelation {:.2}) to tell a shift of {} from its own drift",
+                    t.name,
+                    t.base.rho,
+                    fmt_num(shift)
+                ),
+            }
+        };
+        let decide = match need {
+            Some(need) => {
+                let more = need - t.n_post as f64;
+                format!(
                     "{} more samples of {} (about {} at the usual rate)",
                     more,
                     t.name,
-                    human_secs(secs)
-                )),
-                gappy,
-            ));
-        }
-        None
+                    human_secs(more * t.base.cadence_ms / 1000.0)
+                )
+            }
+            None => format!(
+                "a longer or steadier baseline of {} before the deploy",
+                t.name
+            ),
+        };
+        Some((what, Some(decide), gappy))
     }
 
     fn evidence(&self, t: &Test, histories: &[History], until_ms: i64) -> MetricEvidence {
@@ -341,6 +371,8 @@ impl Watch {
             status,
             test: if t.count.is_some() {
                 TestKind::BinomialCusum
+            } else if t.tail_hit.is_some() {
+                TestKind::TailExceedance
             } else {
                 TestKind::Cusum
             },
@@ -363,8 +395,17 @@ impl Watch {
                 Phase::Running => t.pre_existing_from.map(Timestamp),
             },
             detected_at: fired.map(|f| Timestamp(f.0)),
-            statistic: t.cusum.max_s,
-            threshold: t.design.h,
+            statistic: t.tail_hit.map_or(t.cusum.max_s, |h| h.0),
+            threshold: t.tail_hit.map_or_else(
+                || {
+                    if fired.is_some() {
+                        t.design.threshold_at(t.n_post)
+                    } else {
+                        t.design.h
+                    }
+                },
+                |h| h.1,
+            ),
             autocorrelation: t.base.rho,
             counts,
             note: t

@@ -1,4 +1,5 @@
-//! `watchdog loadgen`: sustained NDJSON metric ingestion against a running server.
+//! `watchdog loadgen`: sustained metric ingestion against a running server, as NDJSON or
+//! (`--protocol`) through the OTLP and remote-write receivers (bodies in [`push`]).
 //! Reports accepted samples per second, request latency percentiles and, with
 //! `--server-pid`, the server's resident memory over the run (Linux `/proc`).
 
@@ -9,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cli::LoadgenArgs;
+
+pub mod push;
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -61,7 +64,12 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
             .timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(args.concurrency)
             .build()?;
-        let url = format!("{}/api/v1/metrics", args.url.trim_end_matches('/'));
+        let protocol = args.protocol;
+        let url = format!("{}{}", args.url.trim_end_matches('/'), protocol.path());
+        let start_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         let accepted = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
         let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
@@ -92,12 +100,28 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_millis() as i64)
                         .unwrap_or(0);
-                    let b = body(batch, services, seq, now_ms);
+                    // Requests of this connection so far (the push bodies' timestamps).
+                    let n = seq - t as u64 * 1_000_000;
+                    let b = match protocol {
+                        push::Protocol::Ndjson => body(batch, services, seq, now_ms).into_bytes(),
+                        push::Protocol::OtlpProtobuf | push::Protocol::OtlpJson => push::otlp(
+                            batch,
+                            services,
+                            t,
+                            n,
+                            start_ms,
+                            protocol == push::Protocol::OtlpJson,
+                        ),
+                        push::Protocol::RemoteWrite => {
+                            push::remote_write(batch, services, t, n, start_ms)
+                        }
+                    };
                     seq += 1;
-                    let mut req = client
-                        .post(&url)
-                        .header("content-type", "application/x-ndjson")
-                        .body(b);
+                    let (ctype, encoding) = protocol.headers();
+                    let mut req = client.post(&url).header("content-type", ctype).body(b);
+                    if let Some(e) = encoding {
+                        req = req.header("content-encoding", e);
+                    }
                     if let Some(tok) = &token {
                         req = req.bearer_auth(tok);
                     }

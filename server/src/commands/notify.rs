@@ -1,5 +1,7 @@
 //! `watchdog notify`: tells a server about a deploy, for deploy scripts.
 
+use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -26,12 +28,16 @@ pub fn run(args: &NotifyArgs) -> anyhow::Result<ExitCode> {
                 .as_millis() as i64,
         ),
     };
-    let body = json!([{
+    let record = json!({
         "timestamp": timestamp,
         "deploy_id": args.deploy_id,
         "service": args.service,
         "environment": args.environment,
-    }]);
+    });
+    if let Some(dir) = &args.state_dir {
+        return append_to_state_dir(dir, &record);
+    }
+    let body = json!([record]);
     let url = format!("{}/api/v1/deploys", args.server.trim_end_matches('/'));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -71,4 +77,39 @@ pub fn run(args: &NotifyArgs) -> anyhow::Result<ExitCode> {
         ))
         .context("watchdog notify")
     })
+}
+
+/// The original's file mode: appends the deploy as one line of `deploy-events.jsonl` in
+/// `dir`, where a running `watchdog run --state-dir DIR` picks it up. One `write` of a
+/// whole line to a file opened for appending, so concurrent writers do not interleave
+/// lines and `run` never reads half of one.
+fn append_to_state_dir(dir: &Path, record: &serde_json::Value) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+    let path = dir.join(super::compat::DEPLOYS_FILE);
+    let mut line = serde_json::to_vec(record)?;
+    line.push(b'\n');
+    // A last line without its newline (edited by hand) would swallow this one.
+    if last_byte(&path).is_some_and(|b| b != b'\n') {
+        line.insert(0, b'\n');
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {} for appending", path.display()))?;
+    f.write_all(&line)
+        .with_context(|| format!("cannot append to {}", path.display()))?;
+    println!("{}", String::from_utf8_lossy(&line).trim_end());
+    eprintln!("appended deploy to {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn last_byte(path: &Path) -> Option<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    f.seek(SeekFrom::End(-1)).ok()?;
+    let mut b = [0u8; 1];
+    f.read_exact(&mut b).ok()?;
+    Some(b[0])
 }

@@ -4,6 +4,10 @@
 //! Each round reads the new complete lines of every file, orders them by event time,
 //! stores them and feeds the engine. File positions are kept in the state directory
 //! (`run-offsets.json`), so a restart continues where it stopped.
+//!
+//! Without `--metrics` it follows the original WatchDog's state directory instead
+//! (`metrics.jsonl`, `deploy-events.jsonl`, `app.log` or the config's `log_file`; see
+//! [`super::compat`]), in event time, and prints each verdict for people.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,19 +80,27 @@ impl Rec {
     }
 }
 
-/// A plain-text log line: the first word that names a level sets it; the time is now.
+/// A plain-text log line: a leading timestamp (`2026-03-30T19:30:00Z ERROR …`) is its
+/// event time, else now; a level after it, else the first word that names a level,
+/// sets the level.
 fn plain_log(line: &str, now_ms: i64) -> LogEvent {
-    let level = line
-        .split_whitespace()
-        .take(4)
-        .find_map(LogLevel::parse)
-        .unwrap_or(LogLevel::Info);
+    let parsed = watchdog_core::signatures::parse_log_line(line);
+    let level = parsed.level.unwrap_or_else(|| {
+        line.split_whitespace()
+            .take(4)
+            .find_map(LogLevel::parse)
+            .unwrap_or(LogLevel::Info)
+    });
+    let (timestamp, message) = match parsed.timestamp {
+        Some(t) => (t, parsed.message),
+        None => (Timestamp(now_ms), line.to_string()),
+    };
     LogEvent {
-        timestamp: Timestamp(now_ms),
+        timestamp,
         service: String::new(),
         environment: String::new(),
         level,
-        message: line.to_string(),
+        message,
     }
 }
 
@@ -116,7 +128,7 @@ fn parse_line(kind: Kind, line: &str, now_ms: i64) -> Result<Rec, watchdog_core:
 }
 
 /// Stores and feeds one round of records, in event-time order.
-async fn apply(state: &AppState, mut recs: Vec<Rec>) -> anyhow::Result<()> {
+async fn apply(state: &AppState, mut recs: Vec<Rec>, announce: bool) -> anyhow::Result<()> {
     recs.sort_by_key(Rec::ts);
     while !recs.is_empty() {
         // The longest run of one kind at the front.
@@ -146,13 +158,29 @@ async fn apply(state: &AppState, mut recs: Vec<Rec>) -> anyhow::Result<()> {
                 warn_refused(&done.rejected);
             }
             Rec::Deploy(..) => {
-                let deploys = group
+                let deploys: Vec<Deploy> = group
                     .into_iter()
                     .filter_map(|r| match r {
                         Rec::Deploy(d) => Some(d),
                         _ => None,
                     })
                     .collect();
+                if announce {
+                    let window = state.config.detector.monitoring_window_secs;
+                    for d in &deploys {
+                        println!(
+                            "watching deploy {} of {} ({}), deployed {}, for up to {window} s",
+                            d.deploy_id,
+                            if d.service.is_empty() {
+                                "(all services)"
+                            } else {
+                                &d.service
+                            },
+                            d.environment,
+                            d.timestamp
+                        );
+                    }
+                }
                 accept::deploys(state, deploys, "file")
                     .await
                     .map_err(|e| anyhow::anyhow!("storing deploys: {e}"))?;
@@ -193,23 +221,71 @@ fn warn_refused(rejected: &[crate::ingest::body::Rejection]) {
 /// Configuration or store failures, or unreadable files.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     serve::init_tracing();
-    let mut config = ServerConfig::load(&args.server)?;
-    // `--once` reads files that already exist, usually of the past: event time must come
-    // from the data, or every sample would be older than the wall clock's watermark.
-    if args.once && args.server.clock.is_none() {
+    let (mut config, legacy) = super::compat::load_config(&args.server)?;
+    let files = Files::resolve(args, &config, legacy.as_ref());
+    // `--once` reads files that already exist, usually of the past, and the original's
+    // state directory is the record of what happened: event time must come from the
+    // data, or every sample would be older than the wall clock's watermark.
+    if (args.once || files.state_dir_mode) && args.server.clock.is_none() {
         config.clock = crate::config::Clock::Data;
     }
+    // The original's verdict carried the dominant error signature: as in `replay`, a
+    // regression waits five minutes of event time after its detection to gather log
+    // evidence (`detected_at` unchanged) unless the config says otherwise.
+    if files.state_dir_mode {
+        config.detector.evidence_grace_secs.get_or_insert(300);
+    }
+    let webhook = args
+        .webhook_url
+        .clone()
+        .or_else(|| legacy.as_ref().and_then(|l| l.webhook_url.clone()));
+    let extra = match webhook {
+        Some(url) => vec![super::compat::webhook_channel(&url)?],
+        None => Vec::new(),
+    };
     if args.serve {
-        serve::check_auth(&config)?;
+        serve::check_auth(&config);
     }
     serve::runtime()?.block_on(async move {
-        let server = serve::start(config.clone()).await?;
+        let store = super::compat::open_store(&config).await?;
+        // Deploys still watched when the last run stopped may be decided while the
+        // engine is rebuilt, before anyone listens: they are looked up afterwards.
+        let watching = if args.once {
+            Vec::new()
+        } else {
+            let q = crate::store::DeployQuery {
+                verdict: Some("watching".into()),
+                limit: 500,
+                ..Default::default()
+            };
+            store
+                .list_deploys(&q)
+                .await?
+                .0
+                .iter()
+                .map(|d| d.id)
+                .collect()
+        };
+        let server = serve::start_on(config.clone(), store, extra).await?;
         let state = server.state.clone();
+        if files.state_dir_mode {
+            eprintln!(
+                "following {}, {} and {} (state in {})",
+                files.metrics.display(),
+                files.deploys.display(),
+                files.logs.as_deref().unwrap_or(Path::new("-")).display(),
+                config.state_dir.display()
+            );
+        }
+        let printer = (!args.once).then(|| {
+            let rx = state.events.subscribe();
+            tokio::spawn(print_verdicts(state.clone(), rx, watching))
+        });
         let offsets = load_offsets(&config.state_dir);
         let mut followers: Vec<(Kind, Follower)> = [
-            (Kind::Metrics, Some(&args.metrics)),
-            (Kind::Deploys, Some(&args.deploys)),
-            (Kind::Logs, args.logs.as_ref()),
+            (Kind::Metrics, Some(&files.metrics)),
+            (Kind::Deploys, Some(&files.deploys)),
+            (Kind::Logs, files.logs.as_ref()),
         ]
         .into_iter()
         .filter_map(|(k, p)| p.map(|p| (k, p)))
@@ -222,8 +298,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             (k, Follower::new(p, off, line))
         })
         .collect();
-        for (_, f) in &followers {
-            if args.once && !f.path().exists() {
+        for (kind, f) in &followers {
+            // The state directory's log is optional, as it was in the original.
+            let optional = files.state_dir_mode && *kind == Kind::Logs;
+            if args.once && !optional && !f.path().exists() {
                 anyhow::bail!("{}: no such file", f.path().display());
             }
         }
@@ -242,8 +320,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             None
         };
         let mut stop = server.state.shutdown.clone();
+        // One listener for the whole run: a signal that arrives while a round is being
+        // read or stored is kept, and ends the loop at the next round.
+        let on_signal = server.shutdown_sender();
+        tokio::spawn(async move {
+            serve::shutdown_signal().await;
+            let _ = on_signal.send(true);
+        });
         let mut invalid = 0usize;
         loop {
+            if *stop.borrow() {
+                break;
+            }
             let now = AppState::now_ms();
             let mut recs = Vec::new();
             let mut read_any = false;
@@ -264,7 +352,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             if !recs.is_empty() {
-                apply(&state, recs).await?;
+                apply(&state, recs, !args.once).await?;
                 save_offsets(&config.state_dir, &followers)?;
             }
             if args.once && !read_any {
@@ -274,7 +362,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                     _ = stop.wait_for(|s| *s) => break,
-                    _ = tokio::signal::ctrl_c() => break,
                 }
             }
         }
@@ -300,6 +387,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             let _ = h.await;
         }
         server.shutdown().await;
+        if let Some(p) = printer {
+            p.abort();
+        }
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -321,5 +411,136 @@ impl TmpServer {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// The files `run` follows: the flags', or the original's state directory layout.
+#[derive(Debug)]
+struct Files {
+    metrics: PathBuf,
+    deploys: PathBuf,
+    logs: Option<PathBuf>,
+    /// No `--metrics`: the state directory's files.
+    state_dir_mode: bool,
+}
+
+impl Files {
+    fn resolve(
+        args: &RunArgs,
+        config: &ServerConfig,
+        legacy: Option<&super::compat::LegacyConfig>,
+    ) -> Files {
+        use super::compat::{DEPLOYS_FILE, LOG_FILE, METRICS_FILE};
+        match (&args.metrics, &args.deploys) {
+            (Some(m), Some(d)) => Files {
+                metrics: m.clone(),
+                deploys: d.clone(),
+                logs: args.logs.clone(),
+                state_dir_mode: false,
+            },
+            _ => {
+                let dir = &config.state_dir;
+                Files {
+                    metrics: dir.join(METRICS_FILE),
+                    deploys: dir.join(DEPLOYS_FILE),
+                    logs: Some(
+                        args.logs
+                            .clone()
+                            .or_else(|| legacy.and_then(|l| l.log_file.clone()))
+                            .unwrap_or_else(|| dir.join(LOG_FILE)),
+                    ),
+                    state_dir_mode: true,
+                }
+            }
+        }
+    }
+}
+
+/// Prints every new verdict as `watchdog demo` does, with the explainer's text (a
+/// language model's rephrasing when one is configured and keeps every number): first
+/// those of the `watching` deploys decided while the engine was rebuilt, then each one
+/// announced on `rx`, once per deploy.
+async fn print_verdicts(
+    state: AppState,
+    mut rx: tokio::sync::broadcast::Receiver<crate::events::ServerEvent>,
+    watching: Vec<i64>,
+) {
+    let mut printed = std::collections::HashSet::new();
+    for id in watching {
+        if let Ok(Some(row)) = state.store.get_deploy(id).await {
+            if let Some(v) = &row.verdict {
+                printed.insert(id);
+                print_verdict(&state, v).await;
+            }
+        }
+    }
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                eprintln!("warning: {n} verdict(s) not printed (the store has them)");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        if ev.kind != "verdict" {
+            continue;
+        }
+        if let Some(id) = ev.data.get("id").and_then(|i| i.as_i64()) {
+            if !printed.insert(id) {
+                continue;
+            }
+        }
+        let Some(v) = ev
+            .data
+            .get("verdict")
+            .and_then(|v| serde_json::from_value::<watchdog_core::DeployVerdict>(v.clone()).ok())
+        else {
+            continue;
+        };
+        print_verdict(&state, &v).await;
+    }
+}
+
+async fn print_verdict(state: &AppState, v: &watchdog_core::DeployVerdict) {
+    let r = state.explainer.explain(v).await;
+    let text = match r.source {
+        crate::explainer::ExplanationSource::Llm => format!(
+            "{}\n(rephrased by {} model {})",
+            r.text,
+            state.explainer.mode(),
+            r.model.as_deref().unwrap_or("?")
+        ),
+        crate::explainer::ExplanationSource::Local => match &r.fallback_reason {
+            None => format!("{}\n{}", r.local.headline, r.local.summary),
+            Some(why) => format!(
+                "{}\n{}\n(the {} explainer was not used: {why})",
+                r.local.headline,
+                r.local.summary,
+                state.explainer.mode()
+            ),
+        },
+    };
+    println!("{}", super::human::verdict_block(v, &text));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_log_lines_keep_their_own_time_and_level() {
+        let now = 1_800_000_000_000;
+        let l = plain_log("2026-03-30T19:30:00Z ERROR payment gateway timeout", now);
+        assert_eq!(
+            l.timestamp,
+            Timestamp::parse("2026-03-30T19:30:00Z").unwrap()
+        );
+        assert_eq!(l.level, LogLevel::Error);
+        assert_eq!(l.message, "payment gateway timeout");
+        let l = plain_log("worker 3: error reading queue", now);
+        assert_eq!(l.timestamp, Timestamp(now));
+        assert_eq!(l.level, LogLevel::Error);
+        assert_eq!(l.message, "worker 3: error reading queue");
     }
 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::alerts::Channel;
 use crate::cli::ServeArgs;
 use crate::config::ServerConfig;
 use crate::server::Server;
@@ -18,17 +19,15 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Refuses to start an open-to-the-world write API by accident.
-///
-/// # Errors
-/// When no API token is set and unauthenticated writes were not asked for.
-pub fn check_auth(config: &ServerConfig) -> anyhow::Result<()> {
+/// Never opens the write API to the world by accident: without an API token (and
+/// without `--allow-unauthenticated`) the server starts read-only, and says so once.
+/// (The original WatchDog's `serve --state-dir DIR --port N` took no token.)
+pub fn check_auth(config: &ServerConfig) {
     if config.api_token.is_none() && !config.allow_unauthenticated {
-        anyhow::bail!(
-            "no API token: set WATCHDOG_API_TOKEN (or --api-token) so that ingestion and changes need it, or pass --allow-unauthenticated for a local experiment"
+        eprintln!(
+            "warning: no API token: the server is read-only (ingestion, deploys and incident changes are refused with 401); set WATCHDOG_API_TOKEN (or --api-token) to accept them, or pass --allow-unauthenticated for a local experiment"
         );
     }
-    Ok(())
 }
 
 /// The runtime every server command uses.
@@ -42,17 +41,34 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Builds the server core from the environment's alert channels and explainer settings.
+/// Builds the server core from the environment's alert channels (plus `extra`, which
+/// replaces an environment channel of the same kind) and explainer settings, on the
+/// store that the configuration and `WATCHDOG_STORAGE` name.
 ///
 /// # Errors
-/// Invalid explainer settings, or the store or engine failing to start.
-pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
-    let channels = crate::alerts::channels_from_env();
+/// Invalid explainer or storage settings, or the store or engine failing to start.
+pub async fn start(config: ServerConfig, extra: Vec<Channel>) -> anyhow::Result<Server> {
+    let store = super::compat::open_store(&config).await?;
+    start_on(config, store, extra).await
+}
+
+/// [`start`] on a store already opened (with [`super::compat::open_store`]).
+///
+/// # Errors
+/// Invalid explainer settings, or the engine failing to start.
+pub async fn start_on(
+    config: ServerConfig,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    extra: Vec<Channel>,
+) -> anyhow::Result<Server> {
+    let mut channels = crate::alerts::channels_from_env();
+    channels.retain(|c| !extra.iter().any(|e| e.name() == c.name()));
+    channels.extend(extra);
     for c in &channels {
         tracing::info!(channel = c.name(), target = %c.target(), "alert channel");
     }
     let explainer = crate::explainer::Explainer::from_env().map_err(anyhow::Error::msg)?;
-    Server::start(config, channels, explainer).await
+    Server::start_with_store(config, store, channels, explainer).await
 }
 
 /// Serves until SIGTERM or ctrl-c, then finishes accepted work.
@@ -61,10 +77,31 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
 /// Configuration, store or socket failures.
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
-    let config = ServerConfig::load(&args.server)?;
-    check_auth(&config)?;
+    let (mut config, legacy) = super::compat::load_config(&args.server)?;
+    // The original's `webhook_url` alerts from the server too; its `log_file` is only
+    // followed by `watchdog run`, which is said rather than silently ignored.
+    let mut extra = Vec::new();
+    if let Some(legacy) = &legacy {
+        if let Some(url) = &legacy.webhook_url {
+            extra.push(super::compat::webhook_channel(url)?);
+        }
+        if let Some(log) = &legacy.log_file {
+            eprintln!(
+                "note: the config's log_file ({}) is followed by `watchdog run --state-dir`, not by `serve`",
+                log.display()
+            );
+        }
+    }
+    if let Some(port) = args.port {
+        let default_url = format!("http://{}", config.listen);
+        config.listen.set_port(port);
+        if args.server.public_url.is_none() && config.public_url == default_url {
+            config.public_url = format!("http://{}", config.listen);
+        }
+    }
+    check_auth(&config);
     runtime()?.block_on(async move {
-        let server = start(config.clone()).await?;
+        let server = start(config.clone(), extra).await?;
         serve_http(&server, &config).await?;
         server.shutdown().await;
         tracing::info!("stopped");
@@ -98,7 +135,8 @@ pub async fn serve_http(server: &Server, config: &ServerConfig) -> anyhow::Resul
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on ctrl-c or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -31,14 +31,20 @@ use super::{
     AuditEntry, DeployQuery, DeployRow, IncidentQuery, IncidentRecord, IncidentSort,
     IncidentStatus, IncidentSummary, NewDeploy, NewIncident, NewRecord, Note, OutboxCounts,
     OutboxItem, Pruned, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy,
-    StoredExplanation, StoredRecord,
+    StoredExplanation, StoredRecord, StoredTemplate,
 };
 
 /// Migrations, applied in order at start (the same files `supabase db push` applies).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    20260401000000,
-    include_str!("../../../supabase/migrations/20260401000000_watchdog_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        20260401000000,
+        include_str!("../../../supabase/migrations/20260401000000_watchdog_init.sql"),
+    ),
+    (
+        20261201000010,
+        include_str!("../../../supabase/migrations/20261201000010_log_templates.sql"),
+    ),
+];
 
 /// How long a claimed batch of `limit` alerts stays invisible to other servers while one
 /// delivers it: longer than delivering every row of it can take (each is bounded by
@@ -230,7 +236,7 @@ impl PostgresStore {
     /// Database failures.
     pub async fn truncate_all_for_tests(&self) -> StoreResult<()> {
         sqlx::raw_sql(
-            "TRUNCATE samples, sample_batches, logs, deploys, verdicts, incidents, notes, audit, explanations, alert_outbox RESTART IDENTITY",
+            "TRUNCATE samples, sample_batches, logs, deploys, verdicts, incidents, notes, audit, explanations, alert_outbox, log_templates RESTART IDENTITY",
         )
         .execute(&self.pool)
         .await?;
@@ -1222,6 +1228,57 @@ impl Store for PostgresStore {
             }
         }
         Ok(c)
+    }
+    async fn upsert_templates(&self, rows: &[StoredTemplate], now_ms: i64) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            query(
+                self.p,
+                "INSERT INTO log_templates (service, environment, signature, level, template, first_seen_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (service, environment, signature) DO UPDATE SET template = excluded.template, level = excluded.level, \
+                 first_seen_ms = LEAST(log_templates.first_seen_ms, excluded.first_seen_ms), updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(r.service.as_str())
+            .bind(r.environment.as_str())
+            .bind(r.record.signature.to_string())
+            .bind(r.record.level.map(|l| l.as_str()))
+            .bind(r.record.template.as_str())
+            .bind(r.record.first_seen.map(|t| t.millis()))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn templates(&self) -> StoreResult<Vec<StoredTemplate>> {
+        let rows = query(
+                self.p,
+            "SELECT service, environment, signature, level, template, first_seen_ms FROM log_templates ORDER BY service, environment, signature",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let signature: String = r.try_get(2)?;
+                let level: Option<String> = r.try_get(3)?;
+                let first_seen: Option<i64> = r.try_get(5)?;
+                Ok(StoredTemplate {
+                    service: r.try_get(0)?,
+                    environment: r.try_get(1)?,
+                    record: watchdog_core::signatures::TemplateRecord {
+                        signature: signature.parse().map_err(StoreError::Corrupt)?,
+                        level: super::parse_template_level(level.as_deref())?,
+                        template: r.try_get(4)?,
+                        first_seen: first_seen.map(ts),
+                    },
+                })
+            })
+            .collect()
     }
 }
 

@@ -26,11 +26,17 @@ use super::{
     AuditEntry, DeployQuery, DeployRow, IncidentQuery, IncidentRecord, IncidentSort,
     IncidentStatus, IncidentSummary, NewDeploy, NewIncident, NewRecord, Note, OutboxCounts,
     OutboxItem, Pruned, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy,
-    StoredExplanation, StoredRecord,
+    StoredExplanation, StoredRecord, StoredTemplate,
 };
 
 /// Embedded migrations, applied in order at start.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_log_templates.sql"),
+    ),
+];
 
 /// Rows per multi-row INSERT: 4 parameters each stays far below SQLite's 32766 limit, and
 /// the statement for a full chunk is prepared once per connection and reused.
@@ -81,12 +87,24 @@ impl SqliteStore {
     /// # Errors
     /// When the directory cannot be created or the database cannot be opened or migrated.
     pub async fn open(state_dir: &Path, durability: Durability) -> StoreResult<Self> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::StateDir {
-            path: state_dir.display().to_string(),
-            source,
-        })?;
+        Self::open_file(&state_dir.join("watchdog.db"), durability).await
+    }
+
+    /// Opens (creating when missing) the database file `path`, creating its directory,
+    /// and applies migrations.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`].
+    pub async fn open_file(path: &Path, durability: Durability) -> StoreResult<Self> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::StateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
         let opts = SqliteConnectOptions::new()
-            .filename(state_dir.join("watchdog.db"))
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(match durability {
@@ -1125,5 +1143,54 @@ impl Store for SqliteStore {
             }
         }
         Ok(c)
+    }
+    async fn upsert_templates(&self, rows: &[StoredTemplate], now_ms: i64) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO log_templates (service, environment, signature, level, template, first_seen_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (service, environment, signature) DO UPDATE SET template = excluded.template, level = excluded.level, \
+                 first_seen_ms = MIN(COALESCE(log_templates.first_seen_ms, excluded.first_seen_ms), COALESCE(excluded.first_seen_ms, log_templates.first_seen_ms)), updated_at_ms = excluded.updated_at_ms",
+            )
+            .bind(r.service.as_str())
+            .bind(r.environment.as_str())
+            .bind(r.record.signature.to_string())
+            .bind(r.record.level.map(|l| l.as_str()))
+            .bind(r.record.template.as_str())
+            .bind(r.record.first_seen.map(|t| t.millis()))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn templates(&self) -> StoreResult<Vec<StoredTemplate>> {
+        let rows = sqlx::query(
+            "SELECT service, environment, signature, level, template, first_seen_ms FROM log_templates ORDER BY service, environment, signature",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let signature: String = r.try_get(2)?;
+                let level: Option<String> = r.try_get(3)?;
+                let first_seen: Option<i64> = r.try_get(5)?;
+                Ok(StoredTemplate {
+                    service: r.try_get(0)?,
+                    environment: r.try_get(1)?,
+                    record: watchdog_core::signatures::TemplateRecord {
+                        signature: signature.parse().map_err(StoreError::Corrupt)?,
+                        level: super::parse_template_level(level.as_deref())?,
+                        template: r.try_get(4)?,
+                        first_seen: first_seen.map(ts),
+                    },
+                })
+            })
+            .collect()
     }
 }

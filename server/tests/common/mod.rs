@@ -1,6 +1,8 @@
 //! Helpers shared by the server tests: data generators and a loopback alert receiver.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -114,5 +116,70 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("expected {n} alerts, got {:?}", self.ids());
+    }
+}
+
+/// One request a [`BodyReceiver`] got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub content_type: String,
+    pub body: String,
+}
+
+/// A receiver on loopback that keeps every POST it gets, on any path (Slack-shaped
+/// `/services/…` paths included), and answers 200.
+#[derive(Clone)]
+pub struct BodyReceiver {
+    pub addr: std::net::SocketAddr,
+    pub got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl BodyReceiver {
+    pub async fn start() -> BodyReceiver {
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let app = Router::new()
+            .fallback(
+                |State(got): State<Arc<Mutex<Vec<Received>>>>,
+                 uri: axum::http::Uri,
+                 headers: HeaderMap,
+                 body: String| async move {
+                    got.lock().unwrap().push(Received {
+                        path: uri.path().to_string(),
+                        content_type: headers
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string(),
+                        body,
+                    });
+                    "ok"
+                },
+            )
+            .with_state(got.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        BodyReceiver { addr, got }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `secs`) for a request, and returns the first.
+    pub async fn first(&self, secs: u64) -> Received {
+        for _ in 0..secs * 10 {
+            if let Some(r) = self.received().into_iter().next() {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no request reached the receiver in {secs} s");
     }
 }

@@ -1,0 +1,265 @@
+//! What the baseline's own values say about a new sample, without assuming a
+//! distribution: its rank among them (for the sequential test of sustained shifts) and how
+//! far it lies in their extrapolated tail (for the test of a few extreme samples).
+//!
+//! # Why ranks for the sustained test
+//! Real metrics are skewed (latency), heavy-tailed (bursty counts) and often sit on a floor
+//! (zeros, a constant p90 on an idle pod). A CUSUM of `(x − median) / σ` drifts upwards on
+//! a right-skewed series with no change at all, because the mean of such a series lies
+//! above its median, and it explodes on a constant baseline whose σ is zero. Replacing each
+//! value by the normal score of its rank among the baseline values,
+//! `z = Φ⁻¹((rank + ½) / (n + 1))`, gives increments that are close to standard normal
+//! whatever the distribution of the service's values, as long as the values after the deploy
+//! are exchangeable with the ones before it (no change). A sample beyond every baseline
+//! value scores `Φ⁻¹((n + ½)/(n + 1))` (2.4 for 60 samples), so one sample cannot fire the
+//! sustained test; that is the extreme test's job.
+//!
+//! # Why an extrapolated tail for the extreme test
+//! A fault often shows as two or three samples far outside anything the baseline did, and
+//! then the service recovers (a crash loop, a burst of timeouts). Ranks cannot see *how
+//! far* outside, and a Gaussian tail is far too thin for real series (it would page on every
+//! burst of a bursty service). The baseline's own upper tail is modelled instead: above its
+//! upper quartile the excesses of the standardized residuals are fitted by an exponential
+//! distribution (the peaks-over-threshold view of extreme-value theory; exponential is the
+//! shape-zero generalized Pareto, which covers the normal, log-normal, gamma and Weibull
+//! families in the limit). The scale estimate is raised to its one-sided 90 % upper
+//! confidence bound (the MLE of an exponential scale from `m` excesses is
+//! `β·χ²(2m)/(2m)`), so a tail that happened to look thin on a short baseline does not turn
+//! an ordinary burst into evidence. The chance that a healthy sample exceeds
+//! `u + β·ln(p_u / p)` is then `p`.
+//!
+//! One sample beyond the tail is not enough: real services have rare huge spikes (a GC
+//! pause, a cold cache) that a baseline of an hour may not have seen, and a lone spike is
+//! not a regression. Two samples beyond it within [`PAIR_SPAN`] consecutive samples are.
+//! If a healthy sample exceeds the threshold with probability `q`, such a pair starts at a
+//! given sample with probability about `(PAIR_SPAN − 1)·q²`; the threshold is set so that
+//! this equals the budget of that sample.
+//!
+//! The threshold is never below the largest residual of the baseline itself: what the
+//! service already did before the deploy is not extreme, whatever a fitted tail says (a
+//! mixture of ordinary noise and rare spikes has a heavier far tail than one exponential
+//! fitted to its upper quartile).
+//!
+//! In an autocorrelated series the second exceedance is likely once the first happened, so
+//! the pair is priced between `q²` (independent) and `q` (fully dependent) by the lag-1
+//! autocorrelation.
+//!
+//! One sample alone decides only when it lies far beyond the largest baseline value: the
+//! excess of an exponential tail over any level is again exponential with the same scale
+//! (memorylessness), and a new value exceeds the largest of `n` exchangeable ones with
+//! probability `1/(n+1)`, so a value more than `β·ln(1/((n+1)·p))` above the baseline's
+//! maximum has probability `p`. Anchoring on the observed maximum keeps rare spikes that the
+//! baseline did contain (a mixture tail) from being extrapolated away. The two rules share
+//! the test's budget equally.
+//!
+//! # Spending the extreme test's budget
+//! A deploy's effect shows when traffic reaches the new code, so most of it shows in the
+//! first samples. The extreme test's share of the false-alarm budget is spent
+//! harmonically: the `i`-th sample after the deploy gets `(1/i) / H_N` of it (`H_N` the
+//! harmonic number of the expected samples `N`), which sums to the whole share over the
+//! watch, lets the first sample decide on a smaller excess than a uniform split would, and
+//! asks more of a lone excursion late in the watch, which is less likely to be the deploy's.
+
+use crate::stats::{normal_quantile, robust_location_scale};
+
+/// Two samples beyond the tail threshold within this many consecutive samples decide.
+pub(crate) const PAIR_SPAN: usize = 3;
+
+/// The baseline residuals, sorted, against which a new residual is ranked.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RankReference {
+    sorted: Vec<f64>,
+}
+
+impl RankReference {
+    /// From the baseline residuals (any order). `None` when there are none.
+    pub fn new(residuals: &[f64]) -> Option<RankReference> {
+        if residuals.is_empty() {
+            return None;
+        }
+        let mut sorted = residuals.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        Some(RankReference { sorted })
+    }
+
+    /// Normal score of `r` among the reference values: ties count half, and the
+    /// `+½ / (n+1)` continuity keeps the score finite beyond the extremes.
+    pub fn score(&self, r: f64) -> f64 {
+        let n = self.sorted.len() as f64;
+        let below = self.sorted.partition_point(|&v| v < r) as f64;
+        let not_above = self.sorted.partition_point(|&v| v <= r) as f64;
+        let rank = below + 0.5 * (not_above - below);
+        normal_quantile((rank + 0.5) / (n + 1.0))
+    }
+
+    /// Largest score a single value can reach.
+    pub fn max_score(&self) -> f64 {
+        let n = self.sorted.len() as f64;
+        normal_quantile((n + 0.5) / (n + 1.0))
+    }
+}
+
+/// Exponential model of the upper tail of the baseline's standardized residuals (in the
+/// harmful direction).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct TailModel {
+    /// Scale the residuals are standardized by (the baseline's robust spread).
+    pub scale: f64,
+    /// Tail threshold: the upper quartile of the standardized residuals.
+    u: f64,
+    /// Upper confidence bound of the exponential scale of the excesses over `u`.
+    beta: f64,
+    /// Share of baseline residuals above `u`.
+    p_u: f64,
+    /// The extreme test's share of the false-alarm budget.
+    alpha: f64,
+    /// Harmonic number of the expected samples in the watch.
+    harmonic: f64,
+    /// Lag-1 autocorrelation of the baseline, for the chance of a pair.
+    rho: f64,
+    /// Largest standardized baseline residual.
+    max_z: f64,
+    /// Number of baseline residuals.
+    n: usize,
+}
+
+impl TailModel {
+    /// Fits the tail of `residuals` (signed so that harmful is positive). `None` when the
+    /// baseline has no spread (a constant series: the rank test alone speaks) or fewer
+    /// than three values above its upper quartile.
+    pub fn fit(
+        residuals: &[f64],
+        rho: f64,
+        alpha: f64,
+        expected_samples: f64,
+    ) -> Option<TailModel> {
+        let (_, scale) = robust_location_scale(residuals);
+        if !(scale.is_finite() && scale > 0.0) {
+            return None;
+        }
+        let mut z: Vec<f64> = residuals.iter().map(|r| r / scale).collect();
+        z.sort_by(f64::total_cmp);
+        let n = z.len();
+        let u = z[(3 * n) / 4];
+        let excess: Vec<f64> = z.iter().filter(|&&v| v > u).map(|v| v - u).collect();
+        let m = excess.len();
+        if m < 3 {
+            return None;
+        }
+        let mean_excess = excess.iter().sum::<f64>() / m as f64;
+        let dof = 2.0 * m as f64;
+        let beta = mean_excess * dof / chi_square_quantile(0.10, dof);
+        let steps = expected_samples.max(1.0).ceil() as usize;
+        let harmonic = (1..=steps).map(|i| 1.0 / i as f64).sum();
+        Some(TailModel {
+            scale,
+            u,
+            beta,
+            p_u: m as f64 / n as f64,
+            alpha,
+            harmonic,
+            rho: rho.clamp(0.0, 0.95),
+            max_z: z[n - 1],
+            n,
+        })
+    }
+
+    /// The budget of the `i`-th sample (1-based) of each of the two rules.
+    fn budget(&self, i: usize) -> f64 {
+        self.alpha / 2.0 / (i.max(1) as f64 * self.harmonic)
+    }
+
+    /// The standardized residual that one sample alone, the `i`-th of the watch, must
+    /// exceed (see the module docs: the excess over the baseline's largest value).
+    pub fn single_threshold(&self, i: usize) -> f64 {
+        let p = self.budget(i);
+        self.max_z + self.beta * (1.0 / ((self.n + 1) as f64 * p)).ln().max(0.0)
+    }
+
+    /// Whether residual `r` of the `i`-th sample decides on its own.
+    pub fn exceeds_alone(&self, r: f64, i: usize) -> bool {
+        r / self.scale > self.single_threshold(i)
+    }
+
+    /// The standardized residual each of two samples close together must exceed, the
+    /// second being the `i`-th of the watch (1-based).
+    pub fn threshold(&self, i: usize) -> f64 {
+        let budget = self.budget(i);
+        // Independent samples: a pair has probability (span−1)·q², so q is the square
+        // root of the budget; in a sticky series a second exceedance follows the first
+        // almost surely and a pair is nearly as likely as one exceedance. The exponent
+        // moves from ½ to 1 with the lag-1 autocorrelation between those two cases.
+        let p = (budget / (PAIR_SPAN - 1) as f64).powf(1.0 / (2.0 - self.rho));
+        (self.u + self.beta * (self.p_u / p).ln().max(0.0)).max(self.max_z)
+    }
+
+    /// Whether residual `r` of the `i`-th sample is beyond the tail threshold.
+    pub fn exceeds(&self, r: f64, i: usize) -> bool {
+        r / self.scale > self.threshold(i)
+    }
+}
+
+/// Quantile `p` of the chi-square distribution with `dof` degrees of freedom
+/// (Wilson–Hilferty cube-root approximation, within 1 % for `dof` ≥ 6).
+fn chi_square_quantile(p: f64, dof: f64) -> f64 {
+    let a = 2.0 / (9.0 * dof);
+    let c = 1.0 - a + normal_quantile(p) * a.sqrt();
+    (dof * c * c * c).max(1e-9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_are_ranks_not_distances() {
+        let base: Vec<f64> = (0..59).map(|i| i as f64).collect();
+        let r = RankReference::new(&base).unwrap();
+        // beyond every value: the largest score, however far
+        assert_eq!(r.score(100.0), r.score(1e9));
+        assert!((r.score(100.0) - r.max_score()).abs() < 1e-12);
+        // the middle value scores zero
+        assert!(r.score(29.0).abs() < 1e-9);
+        assert!(r.score(-5.0) < -2.0);
+    }
+
+    #[test]
+    fn skewed_baseline_scores_average_near_zero() {
+        // exponential-like values: the mean residual against the median is positive, the
+        // mean score of values drawn the same way is not
+        let vals: Vec<f64> = (1..=200)
+            .map(|i| -((i as f64 - 0.5) / 200.0).ln())
+            .collect();
+        let even: Vec<f64> = vals.iter().step_by(2).copied().collect();
+        let r = RankReference::new(&even).unwrap();
+        let mean: f64 = vals.iter().map(|&v| r.score(v)).sum::<f64>() / vals.len() as f64;
+        assert!(mean.abs() < 0.05, "{mean}");
+        // while the residuals against the median of the same values average well above 0
+        let med = crate::stats::median(&even);
+        let raw: f64 = vals.iter().map(|v| v - med).sum::<f64>() / vals.len() as f64;
+        assert!(raw > 0.25, "{raw}");
+    }
+
+    #[test]
+    fn tail_threshold_follows_the_tail_and_the_sample_index() {
+        let thin: Vec<f64> = (0..60).map(|i| ((i * 37) % 11) as f64 - 5.0).collect();
+        let mut heavy = thin.clone();
+        for v in heavy.iter_mut().step_by(6) {
+            *v *= 4.0;
+        }
+        let t_thin = TailModel::fit(&thin, 0.0, 0.005, 30.0).unwrap();
+        let t_heavy = TailModel::fit(&heavy, 0.0, 0.005, 30.0).unwrap();
+        assert!(t_heavy.threshold(1) > t_thin.threshold(1));
+        // later samples need more
+        assert!(t_thin.threshold(20) > t_thin.threshold(1));
+        // a constant baseline has no tail to extrapolate
+        assert!(TailModel::fit(&[3.0; 40], 0.0, 0.005, 30.0).is_none());
+    }
+
+    #[test]
+    fn chi_square_quantile_matches_tables() {
+        // chi2(0.10, 20) = 12.443, chi2(0.10, 60) = 46.459
+        assert!((chi_square_quantile(0.10, 20.0) - 12.443).abs() < 0.1);
+        assert!((chi_square_quantile(0.10, 60.0) - 46.459).abs() < 0.2);
+    }
+}

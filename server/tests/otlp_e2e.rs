@@ -1,0 +1,299 @@
+//! End to end with real clients, run by scripts/tests.d/45-otlp.sh:
+//! - the OpenTelemetry Python SDK with its OTLP/HTTP exporters (protobuf with gzip for
+//!   one service, JSON for another; scripts/otlp_service.py) exporting a simulated
+//!   service whose `service.version` changes halfway to a bad version: the change is
+//!   recorded as a deploy and becomes a regression with its new error signature.
+//!   Needs `WATCHDOG_TEST_OTEL_PYTHON` (a python with the SDK);
+//! - a real Prometheus scraping `simulate --serve-metrics` (the `error_spike` scenario at
+//!   20x) and forwarding with `remote_write` to `watchdog serve`, which catches the bad
+//!   deploy. Needs `WATCHDOG_TEST_PROMETHEUS`.
+//!
+//! Each test is skipped with a note when its variable is not set. Time runs at seconds
+//! rather than minutes here, so the detector trusts the deploy times exactly
+//! (`deploy_tolerance_secs = 0`): the version deploy's time is the first sample of the new
+//! version, and the announced one is posted when it happens.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use watchdog::commands::simulate_serve::{router, Replay};
+use watchdog_core::scenarios::{generate, ScenarioParams};
+use watchdog_core::Timestamp;
+
+const TOKEN: &str = "otlp-e2e-token";
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Starts `watchdog serve` on a free loopback port; returns it and its base URL.
+fn serve(dir: &Path, config: &str) -> (Killed, String) {
+    let path = dir.join("watchdog.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_watchdog"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&path)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .env("WATCHDOG_API_TOKEN", TOKEN)
+        .env_remove("WATCHDOG_DATABASE_URL")
+        .env_remove("WATCHDOG_WEBHOOK_URL")
+        .env_remove("WATCHDOG_SLACK_WEBHOOK_URL")
+        .env_remove("WATCHDOG_PAGERDUTY_ROUTING_KEY")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting watchdog serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().expect("address line").unwrap();
+    let base = line
+        .strip_prefix("watchdog listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (Killed(child), base)
+}
+
+/// Polls the deploy list until every given service has a decided deploy.
+async fn decided(base: &str, services: &[&str], tries: usize) -> Value {
+    let client = reqwest::Client::new();
+    let mut last = Value::Null;
+    for _ in 0..tries {
+        last = client
+            .get(format!("{base}/api/v1/deploys"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = last["items"].as_array().cloned().unwrap_or_default();
+        if services.iter().all(|s| {
+            items
+                .iter()
+                .any(|d| d["service"] == *s && d["status"] == "decided")
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    last
+}
+
+fn deploy<'a>(list: &'a Value, service: &str) -> &'a Value {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["service"] == service)
+        .unwrap_or_else(|| panic!("no deploy of {service}: {list}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_version_bump_is_a_deploy_and_a_bad_one_a_regression() {
+    let Ok(python) = std::env::var("WATCHDOG_TEST_OTEL_PYTHON") else {
+        eprintln!(
+            "skipping: WATCHDOG_TEST_OTEL_PYTHON is not set (scripts/tests.d/45-otlp.sh sets it)"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (_watchdog, base) = serve(
+        tmp.path(),
+        "[detector]\nbaseline_window_secs = 60\nmonitoring_window_secs = 25\nallowed_lateness_secs = 8\nevidence_grace_secs = 10\ndeploy_tolerance_secs = 0\n",
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/otlp_service.py");
+    let run = |encoding: &str, service: &str| {
+        Killed(
+            Command::new(&python)
+                .arg(&script)
+                .args([
+                    "--endpoint",
+                    &base,
+                    "--token",
+                    TOKEN,
+                    "--encoding",
+                    encoding,
+                ])
+                .args([
+                    "--service",
+                    service,
+                    "--bad",
+                    "--before-secs",
+                    "45",
+                    "--after-secs",
+                    "35",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("starting scripts/otlp_service.py"),
+        )
+    };
+    let mut proto = run("protobuf", "checkout");
+    let mut json_run = run("json", "cart");
+    for p in [&mut proto, &mut json_run] {
+        let status = tokio::task::block_in_place(|| p.0.wait()).unwrap();
+        assert!(status.success(), "otlp_service.py failed: {status}");
+    }
+    let list = decided(&base, &["checkout", "cart"], 80).await;
+    for service in ["checkout", "cart"] {
+        let d = deploy(&list, service);
+        assert_eq!(d["deploy_id"], "1.4.2", "{d}");
+        assert_eq!(d["source"], "otlp", "{d}");
+        let v = &d["verdict"];
+        assert_eq!(v["verdict"], "regression", "{service}: {v}");
+        let error_rate = v["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["metric"] == "error_rate")
+            .unwrap_or_else(|| panic!("{service}: no error_rate evidence: {v}"));
+        assert_eq!(error_rate["status"], "regressed", "{service}: {error_rate}");
+        let signatures = v["signatures"].as_array().unwrap();
+        assert!(
+            signatures.iter().any(|s| s["template"]
+                .as_str()
+                .unwrap()
+                .contains("payment gateway timeout")),
+            "{service}: {v}"
+        );
+        // Baseline from the SDK's one-second exports.
+        assert!(
+            v["window"]["baseline_samples"].as_u64().unwrap() >= 20,
+            "{v}"
+        );
+        // The SDK logged inside spans: the signature leads to their trace ids.
+        let t: Value = reqwest::get(format!("{base}/api/v1/deploys/{}/traces", d["id"]))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let payment = t["signatures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| {
+                s["template"]
+                    .as_str()
+                    .unwrap()
+                    .contains("payment gateway timeout")
+            })
+            .unwrap_or_else(|| panic!("{t}"));
+        let first = &payment["traces"][0];
+        let trace_id = first["trace_id"].as_str().unwrap_or_else(|| panic!("{t}"));
+        assert_eq!(trace_id.len(), 32, "{first}");
+        assert_eq!(first["span_id"].as_str().unwrap().len(), 16, "{first}");
+    }
+    // v1 was the running version, not a deploy.
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_deploy_is_caught_through_prometheus_remote_write() {
+    let Ok(prometheus_bin) = std::env::var("WATCHDOG_TEST_PROMETHEUS") else {
+        eprintln!(
+            "skipping: WATCHDOG_TEST_PROMETHEUS is not set (scripts/tests.d/45-otlp.sh sets it)"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (_watchdog, base) = serve(
+        tmp.path(),
+        "[detector]\nbaseline_window_secs = 50\nmonitoring_window_secs = 25\nallowed_lateness_secs = 8\ndeploy_tolerance_secs = 0\n",
+    );
+
+    // The scenario target: 20 minutes of baseline and 10 after the deploy, at 20x.
+    let params = ScenarioParams {
+        baseline_mins: 20,
+        after_mins: 10,
+        ..ScenarioParams::default()
+    };
+    let data = generate("error_spike", &params).unwrap();
+    let replay = Arc::new(Replay::new(&data, 20.0, now_ms()).unwrap());
+    let deploy_wall_ms = replay.wall_ms(data.deploys[0].timestamp);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(replay)).await.unwrap() });
+
+    // A real Prometheus scraping it every second and forwarding with remote_write.
+    let prom_port = free_port();
+    let prom_config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['{target}']\nremote_write:\n  - url: {base}/api/v1/write\n    authorization:\n      credentials: {TOKEN}\n    queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n"
+        ),
+    )
+    .unwrap();
+    let _prometheus = Killed(
+        Command::new(&prometheus_bin)
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting prometheus"),
+    );
+
+    // The deploy is announced when it happens on the wall clock.
+    let client = reqwest::Client::new();
+    let wait = (deploy_wall_ms - now_ms()).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let d = json!([{"timestamp": Timestamp(deploy_wall_ms), "deploy_id": "v1.4.2", "service": "checkout", "environment": "production"}]);
+    let r = client
+        .post(format!("{base}/api/v1/deploys"))
+        .bearer_auth(TOKEN)
+        .body(d.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let list = decided(&base, &["checkout"], 120).await;
+    let v = &deploy(&list, "checkout")["verdict"];
+    assert_eq!(v["verdict"], "regression", "{list}");
+    let error_rate = v["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["metric"] == "error_rate")
+        .expect("error_rate evidence from remote write");
+    assert_eq!(error_rate["status"], "regressed", "{error_rate}");
+    // The baseline came through remote write too, one sample per scrape.
+    assert!(
+        v["window"]["baseline_samples"].as_u64().unwrap() >= 20,
+        "{v}"
+    );
+}
