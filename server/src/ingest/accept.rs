@@ -88,6 +88,31 @@ fn engine_gone(e: crate::runner::EngineGone) -> AppError {
     AppError::Internal(e.to_string())
 }
 
+/// Items for samples made here rather than read from a body (Prometheus pull, the OTLP
+/// and remote-write receivers): each one's stored JSON record is written from it, in the
+/// shape `POST /api/v1/metrics` takes, so that a restart re-reads it the same way.
+pub fn sample_items(samples: Vec<Sample>) -> Vec<Item<Sample>> {
+    samples
+        .into_iter()
+        .enumerate()
+        .map(|(index, s)| {
+            let mut m = serde_json::Map::new();
+            m.insert("timestamp".into(), s.timestamp.to_rfc3339().into());
+            m.insert("service".into(), s.service.clone().into());
+            m.insert("environment".into(), s.environment.clone().into());
+            for (k, v) in &s.metrics {
+                m.insert(k.clone(), (*v).into());
+            }
+            Item {
+                raw: serde_json::Value::Object(m).to_string(),
+                record: s,
+                index,
+                line: 0,
+            }
+        })
+        .collect()
+}
+
 /// Checks, stores and feeds metric samples.
 ///
 /// # Errors

@@ -22,7 +22,6 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use watchdog_core::{Sample, Timestamp};
 
-use crate::ingest::body::Item;
 use crate::state::AppState;
 use crate::store::LeaseRole;
 
@@ -346,25 +345,7 @@ pub async fn ingest(state: &AppState, samples: Vec<Sample>) -> anyhow::Result<()
     if samples.is_empty() {
         return Ok(());
     }
-    let items = samples
-        .into_iter()
-        .enumerate()
-        .map(|(index, s)| {
-            let mut m = serde_json::Map::new();
-            m.insert("timestamp".into(), s.timestamp.to_rfc3339().into());
-            m.insert("service".into(), s.service.clone().into());
-            m.insert("environment".into(), s.environment.clone().into());
-            for (k, v) in &s.metrics {
-                m.insert(k.clone(), (*v).into());
-            }
-            Item {
-                raw: serde_json::Value::Object(m).to_string(),
-                record: s,
-                index,
-                line: 0,
-            }
-        })
-        .collect();
+    let items = crate::ingest::accept::sample_items(samples);
     let done = crate::ingest::accept::samples(state, items)
         .await
         .map_err(|e| anyhow::anyhow!("storing pulled samples: {e}"))?;
