@@ -1186,9 +1186,11 @@ mod tests {
         for s in &data {
             replayed.ingest_sample(s).unwrap();
         }
-        // A sample of the judged window arriving now is too late for that verdict.
+        // A sample of the judged stretch arriving now is too late for that verdict. (Of
+        // its baseline: the regression is now decided at the deploy itself, so the
+        // stretch ends there and a sample after it is outside.)
         let before_count = live.stats().late_after_verdict;
-        live.ingest_sample(&sample(deployed + 5_000, "checkout", 0.5))
+        live.ingest_sample(&sample(deployed - 60_000, "checkout", 0.5))
             .unwrap();
         assert_eq!(live.stats().late_after_verdict, before_count + 1);
 

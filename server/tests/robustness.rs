@@ -227,8 +227,9 @@ async fn late_data_is_reported_and_judged_as_after_a_restart() {
     assert_eq!(verdict["verdict"], "regression", "{live}");
     let warnings = verdict["warnings"].to_string();
     assert!(warnings.contains("allowed_lateness_secs"), "{warnings}");
-    // One more sample of the judged window: too late for its verdict, and counted so.
-    let straggler = metrics_ndjson("checkout", "production", deployed + 5, 1, 10, 0.5);
+    // One more sample of the judged stretch (its baseline: the regression is decided at
+    // the deploy itself, so the stretch ends there): too late for its verdict, counted so.
+    let straggler = metrics_ndjson("checkout", "production", deployed - 60, 1, 10, 0.5);
     let (_, v) = call(&server, "POST", "/api/v1/metrics", straggler).await;
     assert_eq!(v["late"], 1, "{v}");
     let (_, _, metrics) = call_text(&server, "GET", "/metrics", Body::empty()).await;
