@@ -229,6 +229,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if (args.once || files.state_dir_mode) && args.server.clock.is_none() {
         config.clock = crate::config::Clock::Data;
     }
+    // With the data clock, event time is the data's own, and the original's `simulate`
+    // writes the minutes after its deploy ahead of the wall clock: the check against a
+    // sender whose clock is wrong (max_future_skew_secs) would refuse them. A century
+    // still keeps the wall-clock arithmetic in range.
+    if config.clock == crate::config::Clock::Data {
+        config.max_future_skew_secs = config.max_future_skew_secs.max(100 * 365 * 86_400);
+    }
     // The original's verdict carried the dominant error signature: as in `replay`, a
     // regression waits five minutes of event time after its detection to gather log
     // evidence (`detected_at` unchanged) unless the config says otherwise.
