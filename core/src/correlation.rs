@@ -4,9 +4,16 @@
 //! Correlation rules:
 //! - **Event time.** Everything is ordered by the timestamps in the data, never by arrival.
 //!   The watermark is the latest event time seen minus `allowed_lateness_secs`; a deploy
-//!   is acted on once the watermark passes it, and samples older than the watermark are
-//!   counted as late and dropped. Samples out of order within the lateness are inserted in
-//!   place, and a watch they land in is recomputed.
+//!   is acted on once the watermark passes it. Samples out of order within the lateness
+//!   are inserted in place, and a watch they land in is recomputed.
+//! - **Late samples** (older than the watermark) are counted, and still put in place in
+//!   the history as long as it reaches back that far: a deploy that arrives late, or a
+//!   watch still running, is judged with them, the same as after a restart that re-feeds
+//!   the store in event-time order. Only verdicts already given are not revised; a watch
+//!   that took late samples says so in a warning.
+//! - **Bounded event time.** A live server sets a ceiling ([`Engine::set_event_time_ceiling`],
+//!   the wall clock): a sample stamped ahead of it (a client with a wrong clock) is kept
+//!   but does not move event time, so it cannot make every other series late.
 //! - **Series.** Each (service, environment) is its own series; overlapping deploys of
 //!   different services never share evidence. Samples without a service or environment
 //!   label match any deploy (the single-service format); a deploy resolves to the most
@@ -45,8 +52,19 @@ pub struct MetricKey(usize);
 pub struct EngineStats {
     /// Metric samples accepted.
     pub samples: u64,
-    /// Samples older than the watermark, dropped.
+    /// Samples older than the watermark (still used where the history reaches back to
+    /// them; see the module docs).
     pub late_samples: u64,
+    /// Late samples older than any history kept, dropped.
+    #[serde(default)]
+    pub dropped_samples: u64,
+    /// Idle series forgotten by [`Engine::evict_idle_series`].
+    #[serde(default)]
+    pub evicted_series: u64,
+    /// Late samples that fell in the baseline or window of a deploy already judged: too
+    /// late to count for that verdict (kept for later deploys' baselines).
+    #[serde(default)]
+    pub late_after_verdict: u64,
     /// Deploy events accepted.
     pub deploys: u64,
     /// Log events accepted.
@@ -55,6 +73,9 @@ pub struct EngineStats {
     pub verdicts: u64,
     /// Watches running now.
     pub active_watches: u64,
+    /// Series held now.
+    #[serde(default)]
+    pub series: u64,
 }
 
 /// A deploy being watched now.
@@ -122,6 +143,12 @@ struct SeriesState {
     histories: Vec<History>,
     watch: Option<Watch>,
     logs: Option<LogHistory>,
+    /// Late samples that landed in the running watch's baseline or window.
+    late_in_watch: u64,
+    /// Latest event time of a sample or log event of this series.
+    last_seen_ms: i64,
+    /// The stretch (baseline start to end) of the last watch closed on this series.
+    judged: Option<(i64, i64)>,
     /// This series' own template miner: one chatty service cannot evict another's
     /// templates, so a template keeps its id (and "new" keeps meaning never seen for
     /// this service) whatever other services log. Ids still agree across services, as
@@ -149,6 +176,8 @@ pub struct Engine {
     /// Whether new series' miners record their template changes.
     track_templates: bool,
     max_ts: Option<i64>,
+    /// Samples move event time at most this far (the wall clock of a live server).
+    ceiling_ms: Option<i64>,
     verdicts: Vec<DeployVerdict>,
     traces: Vec<MetricTrace>,
     tracing: bool,
@@ -177,6 +206,7 @@ impl Engine {
             pending: Vec::new(),
             track_templates: false,
             max_ts: None,
+            ceiling_ms: None,
             verdicts: Vec::new(),
             traces: Vec::new(),
             tracing: false,
@@ -200,8 +230,30 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         EngineStats {
             active_watches: self.series.iter().filter(|s| s.watch.is_some()).count() as u64,
+            series: self.series.len() as u64,
             ..self.stats
         }
+    }
+
+    /// Bounds how far samples move event time: a sample stamped after `ceiling` is kept,
+    /// but event time stops at `ceiling`. A live server passes its wall clock (and moves
+    /// it with [`Engine::advance_to`]), so one client with a clock an hour ahead cannot
+    /// push the watermark past everybody else's data. `None` (the default, for replays of
+    /// recorded data) leaves event time to the data alone.
+    pub fn set_event_time_ceiling(&mut self, ceiling: Option<Timestamp>) {
+        self.ceiling_ms = ceiling.map(Timestamp::millis);
+    }
+
+    /// Samples that arrived older than the watermark so far (a cheap read of
+    /// [`EngineStats::late_samples`]).
+    pub fn late_samples(&self) -> u64 {
+        self.stats.late_samples
+    }
+
+    /// The latest event time seen (bounded by the ceiling, see
+    /// [`Engine::set_event_time_ceiling`]).
+    pub fn event_time(&self) -> Option<Timestamp> {
+        self.max_ts.map(Timestamp)
     }
 
     /// The current watermark: latest event time minus the allowed lateness.
@@ -241,6 +293,7 @@ impl Engine {
         self.series.push(SeriesState {
             service: service.to_string(),
             environment: environment.to_string(),
+            last_seen_ms: i64::MIN,
             ..SeriesState::default()
         });
         if self.track_templates {
@@ -309,11 +362,10 @@ impl Engine {
         }
         let sid = series.0;
         let t = timestamp.millis();
-        if t < self.watermark_ms() {
+        let late = t < self.watermark_ms();
+        if late {
             self.stats.late_samples += 1;
-            return Ok(());
         }
-        self.stats.samples += 1;
         let requests_value = self
             .requests_id
             .and_then(|r| values.iter().find(|(m, _)| m.0 == r).map(|(_, v)| *v));
@@ -339,9 +391,41 @@ impl Engine {
             .map_or(anchor, |w| w.deploy_ms.min(anchor));
         let keep_from = anchor.saturating_sub(lookback);
         let max_history = self.config.max_history.max(16) * 2;
+        // The horizon the next on-time sample will trim this series' history to.
+        let newest = self.max_ts.unwrap_or(t).max(t);
+        let horizon = self
+            .pending
+            .first()
+            .map_or(newest, |p| p.deploy.timestamp.millis().min(newest));
+        let horizon = self.series[sid]
+            .watch
+            .as_ref()
+            .map_or(horizon, |w| w.deploy_ms.min(horizon))
+            .saturating_sub(lookback);
+        if late && t < horizon {
+            // Older than any baseline still to be fitted: no history keeps it.
+            self.stats.dropped_samples += 1;
+            return Ok(());
+        }
+        self.stats.samples += 1;
         let config = &self.config;
         let metric_names = &self.metric_names;
         let series = &mut self.series[sid];
+        series.last_seen_ms = series.last_seen_ms.max(t);
+        if late {
+            let in_watch = series
+                .watch
+                .as_ref()
+                .is_some_and(|w| t >= w.baseline_from.unwrap_or(w.deploy_ms) && t < w.end_ms);
+            if in_watch {
+                series.late_in_watch += 1;
+            } else if series
+                .judged
+                .is_some_and(|(from, until)| t >= from && t <= until)
+            {
+                self.stats.late_after_verdict += 1;
+            }
+        }
         if series.histories.len() < metric_names.len() {
             series
                 .histories
@@ -401,7 +485,8 @@ impl Engine {
                 // A detection is final at once when the data up to it has no holes; when
                 // it has, a late sample may still fill one and change the picture, so the
                 // decision waits until the watermark passes the detection time.
-                let wm = self.max_ts.unwrap_or(i64::MIN).max(t)
+                let now = self.ceiling_ms.map_or(t, |c| t.min(c));
+                let wm = self.max_ts.unwrap_or(i64::MIN).max(now)
                     - self.config.allowed_lateness_secs as i64 * 1000;
                 if let Some(at) = w.fired_at() {
                     if w.grace_ms == 0 && (at <= wm || !w.has_gaps(&series.histories, at)) {
@@ -413,6 +498,7 @@ impl Engine {
                 }
             }
         }
+        let t = self.ceiling_ms.map_or(t, |c| t.min(c));
         self.advance_event_time(t);
         Ok(())
     }
@@ -500,6 +586,7 @@ impl Engine {
         let sid = self.series_id(&event.service, &event.environment);
         let max = self.config.max_log_history;
         let series = &mut self.series[sid];
+        series.last_seen_ms = series.last_seen_ms.max(event.timestamp.millis());
         series
             .logs
             .get_or_insert_with(|| LogHistory::new(max))
@@ -532,6 +619,9 @@ impl Engine {
     /// Moves event time forward to `now` (live mode: call it with the wall clock so that
     /// watches end even when no data arrives).
     pub fn advance_to(&mut self, now: Timestamp) {
+        if let Some(c) = self.ceiling_ms.as_mut() {
+            *c = (*c).max(now.millis());
+        }
         self.advance_event_time(now.millis());
     }
 
@@ -544,6 +634,53 @@ impl Engine {
         {
             self.process_watermark();
         }
+    }
+
+    /// Forgets every series that has seen no sample or log event at or after `before`,
+    /// has no watch running and no pending deploy of its service, and returns how many.
+    /// A long-running server calls it with `now` minus the longest history it keeps, so
+    /// that series which came and went (pod names used as services, a client's burst of
+    /// new names) do not hold memory for ever.
+    ///
+    /// Keys from [`Engine::series_key`] are invalid after a call that returns more than
+    /// zero: resolve them again.
+    pub fn evict_idle_series(&mut self, before: Timestamp) -> usize {
+        let before = before.millis();
+        let pending = &self.pending;
+        let keep: Vec<bool> = self
+            .series
+            .iter()
+            .map(|s| {
+                s.watch.is_some()
+                    || s.last_seen_ms >= before
+                    || pending
+                        .iter()
+                        .any(|p| p.deploy.service == s.service || s.service.is_empty())
+            })
+            .collect();
+        let evicted = keep.iter().filter(|k| !**k).count();
+        if evicted == 0 {
+            return 0;
+        }
+        let old = std::mem::take(&mut self.series);
+        self.series_ids.clear();
+        for (state, keep) in old.into_iter().zip(keep) {
+            if keep {
+                let id = self.series.len();
+                self.series_ids
+                    .entry(state.service.clone())
+                    .or_default()
+                    .insert(state.environment.clone(), id);
+                self.series.push(state);
+            }
+        }
+        self.stats.evicted_series += evicted as u64;
+        evicted
+    }
+
+    /// Series held now.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
     }
 
     /// Ends every watch now: the data is over.
@@ -732,6 +869,7 @@ impl Engine {
             histories: &series.histories,
             tracing: self.tracing,
         };
+        series.late_in_watch = 0;
         let watch = Watch::start(p.deploy, &setup);
         if watch.fired() && watch.grace_ms == 0 {
             let until = watch.fired_at().unwrap_or(watch.last_seen_ms);
@@ -780,8 +918,15 @@ impl Engine {
     }
 
     fn close(&mut self, sid: usize, watch: Watch, until_ms: i64, why: WatchEnd) {
+        self.series[sid].judged = Some((watch.baseline_from.unwrap_or(watch.deploy_ms), until_ms));
         let series = &self.series[sid];
         let mut verdict = watch.verdict(&series.histories, &self.config, until_ms, why);
+        if series.late_in_watch > 0 {
+            verdict.warnings.push(format!(
+                "{} samples of this deploy's baseline or window arrived more than allowed_lateness_secs ({} s) late; they were put in place and the watch recomputed, so an earlier live view of it may have differed",
+                series.late_in_watch, self.config.allowed_lateness_secs
+            ));
+        }
         // The logs of the deployed labels (which may differ from the metric series'
         // labels when metrics are unlabelled).
         let logs = self
@@ -868,4 +1013,169 @@ fn traces_of(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::InconclusiveCause;
+
+    const T0: i64 = 1_790_000_000_000;
+
+    fn sample(t_ms: i64, service: &str, error_rate: f64) -> Sample {
+        Sample {
+            timestamp: Timestamp(t_ms),
+            service: service.into(),
+            environment: "production".into(),
+            metrics: vec![("error_rate".into(), error_rate)],
+        }
+    }
+
+    fn deploy(t_ms: i64, id: &str, service: &str) -> Deploy {
+        Deploy {
+            timestamp: Timestamp(t_ms),
+            deploy_id: id.into(),
+            service: service.into(),
+            environment: "production".into(),
+        }
+    }
+
+    /// Error rate around 1 % (deterministic wiggle) until `jump_ms`, 20 % after.
+    fn error_series(service: &str, from_ms: i64, to_ms: i64, jump_ms: i64) -> Vec<Sample> {
+        (0..)
+            .map(|i| from_ms + i * 10_000)
+            .take_while(|&t| t < to_ms)
+            .enumerate()
+            .map(|(i, t)| {
+                let base = if t >= jump_ms { 0.20 } else { 0.01 };
+                sample(t, service, base + 0.001 * ((i % 5) as f64 - 2.0))
+            })
+            .collect()
+    }
+
+    fn live_engine(now_ms: i64) -> Engine {
+        let mut e = Engine::new(Config::default()).unwrap();
+        e.set_event_time_ceiling(Some(Timestamp(now_ms)));
+        e.advance_to(Timestamp(now_ms));
+        e
+    }
+
+    #[test]
+    fn a_sample_from_a_fast_clock_does_not_make_other_series_late() {
+        let now = T0;
+        let mut e = live_engine(now);
+        // A client of another service an hour ahead.
+        e.ingest_sample(&sample(now + 3_600_000, "other", 0.01))
+            .unwrap();
+        assert_eq!(e.watermark(), Some(Timestamp(now - 120_000)));
+        let mut data = error_series("checkout", now - 3_600_000, now + 1_800_000, now + 600_000);
+        let (before, after): (Vec<_>, Vec<_>) = data.drain(..).partition(|s| s.timestamp.0 < now);
+        for s in &before {
+            e.ingest_sample(s).unwrap();
+        }
+        e.ingest_deploy(&deploy(now, "v2", "checkout")).unwrap();
+        // Live: the clock moves with the samples.
+        for s in &after {
+            e.advance_to(s.timestamp);
+            e.ingest_sample(s).unwrap();
+        }
+        let v = e.take_verdicts();
+        let v = v.iter().find(|v| v.deploy_id == "v2").expect("a verdict");
+        assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+        // The baseline older than the lateness (120 s, twelve samples) was late, and kept.
+        assert_eq!(e.stats().late_samples, before.len() as u64 - 12);
+    }
+
+    #[test]
+    fn idle_series_are_evicted_and_busy_ones_kept() {
+        let mut e = Engine::new(Config::default()).unwrap();
+        for i in 0..1000 {
+            e.ingest_sample(&sample(T0, &format!("pod-{i}"), 0.01))
+                .unwrap();
+        }
+        for s in error_series("checkout", T0, T0 + 600_000, i64::MAX) {
+            e.ingest_sample(&s).unwrap();
+        }
+        e.ingest_deploy(&deploy(T0 + 600_000, "v2", "checkout"))
+            .unwrap();
+        e.ingest_sample(&sample(T0 + 610_000, "checkout", 0.01))
+            .unwrap();
+        assert_eq!(e.series_count(), 1001);
+        assert_eq!(e.evict_idle_series(Timestamp(T0 + 1)), 1000);
+        assert_eq!(e.series_count(), 1);
+        assert_eq!(e.stats().evicted_series, 1000);
+        // The watch of the series kept goes on, and an evicted name comes back as new.
+        for s in error_series("checkout", T0 + 620_000, T0 + 2_400_000, T0 + 620_000) {
+            e.ingest_sample(&s).unwrap();
+        }
+        let v = e.take_verdicts();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].verdict, VerdictKind::Regression, "{}", v[0].reason);
+        e.ingest_sample(&sample(T0 + 2_400_000, "pod-7", 0.01))
+            .unwrap();
+        assert_eq!(e.series_count(), 2);
+    }
+
+    #[test]
+    fn without_a_ceiling_event_time_follows_the_data() {
+        let mut e = Engine::new(Config::default()).unwrap();
+        e.ingest_sample(&sample(T0 + 3_600_000, "other", 0.01))
+            .unwrap();
+        e.ingest_sample(&sample(T0, "checkout", 0.01)).unwrap();
+        assert_eq!(e.watermark(), Some(Timestamp(T0 + 3_600_000 - 120_000)));
+        assert_eq!(e.stats().late_samples, 1);
+    }
+
+    #[test]
+    fn a_late_deploy_is_judged_from_its_late_baseline_with_a_warning() {
+        // Everything arrives after the lateness: the baseline, then a deploy stamped
+        // five minutes ago, then what followed it, up to now.
+        let now = T0;
+        let deployed = now - 300_000;
+        let data = error_series("checkout", deployed - 3_600_000, now, deployed);
+        let mut live = live_engine(now);
+        let (before, after): (Vec<_>, Vec<_>) =
+            data.iter().cloned().partition(|s| s.timestamp.0 < deployed);
+        for s in &before {
+            live.ingest_sample(s).unwrap();
+        }
+        live.ingest_deploy(&deploy(deployed, "v2", "checkout"))
+            .unwrap();
+        for s in &after {
+            live.ingest_sample(s).unwrap();
+        }
+        let live_verdicts = live.take_verdicts();
+        assert_eq!(live_verdicts.len(), 1, "{live_verdicts:?}");
+        let v = &live_verdicts[0];
+        assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+        assert_ne!(v.inconclusive_cause, Some(InconclusiveCause::NoData));
+        assert!(
+            v.warnings
+                .iter()
+                .any(|w| w.contains("allowed_lateness_secs")),
+            "{:?}",
+            v.warnings
+        );
+
+        // The same data in event-time order, as a restart re-feeds it, decides the same.
+        let mut replayed = Engine::new(Config::default()).unwrap();
+        replayed
+            .ingest_deploy(&deploy(deployed, "v2", "checkout"))
+            .unwrap();
+        for s in &data {
+            replayed.ingest_sample(s).unwrap();
+        }
+        // A sample of the judged stretch arriving now is too late for that verdict. (Of
+        // its baseline: the regression is now decided at the deploy itself, so the
+        // stretch ends there and a sample after it is outside.)
+        let before_count = live.stats().late_after_verdict;
+        live.ingest_sample(&sample(deployed - 60_000, "checkout", 0.5))
+            .unwrap();
+        assert_eq!(live.stats().late_after_verdict, before_count + 1);
+
+        let r = replayed.take_verdicts();
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].verdict, v.verdict);
+        assert_eq!(r[0].detected_at, v.detected_at);
+    }
 }

@@ -40,7 +40,7 @@ fn out_of_order_samples_within_lateness_give_the_same_verdicts() {
 }
 
 #[test]
-fn samples_later_than_the_lateness_are_counted_and_dropped() {
+fn samples_later_than_the_lateness_are_counted_and_kept_for_baselines() {
     let mut engine = Engine::new(Config::default()).unwrap();
     engine
         .ingest_sample(&sample(T0, "svc", &[("p95_latency_ms", 100.0)]))
@@ -53,7 +53,18 @@ fn samples_later_than_the_lateness_are_counted_and_dropped() {
         ))
         .unwrap();
     assert_eq!(engine.stats().late_samples, 1);
-    assert_eq!(engine.stats().samples, 1);
+    assert_eq!(engine.stats().samples, 2);
+    assert_eq!(engine.stats().dropped_samples, 0);
+    // Older than any history reaches back: dropped.
+    engine
+        .ingest_sample(&sample(
+            T0.add_secs(-30.0 * 86_400.0),
+            "svc",
+            &[("p95_latency_ms", 100.0)],
+        ))
+        .unwrap();
+    assert_eq!(engine.stats().late_samples, 2);
+    assert_eq!(engine.stats().dropped_samples, 1);
 }
 
 #[test]

@@ -9,4 +9,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 bin=$(command -v prometheus || true)
 [ -n "$bin" ] || { echo "40-prometheus: prometheus missing; run scripts/setup.sh --test" >&2; exit 1; }
 export WATCHDOG_TEST_PROMETHEUS="$bin"
-cargo test -p watchdog --locked --test prometheus_e2e -- --nocapture
+tests=()
+for f in server/tests/prometheus_*.rs; do
+  tests+=(--test "$(basename "$f" .rs)")
+done
+cargo test -p watchdog --locked "${tests[@]}" -- --nocapture

@@ -231,6 +231,20 @@ pub struct AlertEvent {
     /// [`DELIVERY_HEADER`] and in the body, so that a retry can be told from a new alert.
     #[serde(default)]
     pub delivery_id: Option<String>,
+    /// PagerDuty's `dedup_key`: the incident id made unique per installation
+    /// (`watchdog-<installation>-<incident>`); the bare incident id when unset.
+    #[serde(default)]
+    pub dedup_key: Option<String>,
+}
+
+/// The HTTP client alert deliveries use: redirects are not followed (a 301 would turn the
+/// POST into a GET that "succeeds" without the alert being delivered); a redirect is a
+/// failed delivery naming its status instead.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a TLS backend is compiled in")
 }
 
 /// The JSON body `channel` receives for `ev`.

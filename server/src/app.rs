@@ -26,7 +26,10 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::traces::router())
         .merge(routes::incidents::router())
         .merge(routes::events::router())
-        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+        // Unknown API paths are a JSON 404, not the dashboard's index.html.
+        .fallback(api_not_found)
+        .layer(middleware::map_response(json_errors));
     // OTLP lives at the root, where exporters append /v1/metrics and /v1/logs.
     let otlp = routes::otlp::router(&state, receivers)
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
@@ -57,11 +60,72 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     resp
 }
 
+async fn api_not_found(
+    method: Method,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+) -> AppError {
+    AppError::NotFound(format!(
+        "no API route {method} {}; see docs/api.md",
+        uri.path()
+    ))
+}
+
+/// Error answers that axum makes itself (405 with an empty body, a path parameter that
+/// does not parse, a JSON body that does not deserialize) become the API's JSON error
+/// shape, with the text they had as the message.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut out = axum::response::IntoResponse::into_response((
+        status,
+        axum::Json(serde_json::json!({ "error": message, "code": crate::error::code(status) })),
+    ));
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is matched without
+/// regard to case (RFC 7235), and so is surrounding whitespace.
 fn bearer(req: &Request) -> Option<&[u8]> {
-    req.headers()
-        .get(header::AUTHORIZATION)?
-        .as_bytes()
-        .strip_prefix(b"Bearer ")
+    let value = req.headers().get(header::AUTHORIZATION)?.as_bytes();
+    let value = value.trim_ascii();
+    let (scheme, token) = value.split_at(value.iter().position(|&b| b == b' ')?);
+    scheme
+        .eq_ignore_ascii_case(b"bearer")
+        .then(|| token.trim_ascii())
+        .filter(|t| !t.is_empty())
+}
+
+/// The `token` query parameter, accepted for the event stream only: a browser's
+/// `EventSource` cannot send an `Authorization` header, so with a read token the
+/// dashboard's live updates would otherwise be refused.
+fn query_token(req: &Request) -> Option<&[u8]> {
+    if !req.uri().path().ends_with("/events") {
+        return None;
+    }
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(str::as_bytes)
 }
 
 /// Writes need the API token; reads need the read token (or the API token) when one is
@@ -76,9 +140,9 @@ async fn authorize(
         return Ok(next.run(req).await);
     }
     let cfg = &state.config;
-    let token = bearer(&req);
-    let api_ok = |t: &[u8]| cfg.api_token.as_ref().is_some_and(|s| s.matches(t));
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
+    let token = bearer(&req).or_else(|| if read { query_token(&req) } else { None });
+    let api_ok = |t: &[u8]| cfg.api_token.as_ref().is_some_and(|s| s.matches(t));
     let allowed = if read {
         match &cfg.read_token {
             None => true,

@@ -40,6 +40,40 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Default of `max_future_skew_secs`: five minutes covers clocks that NTP keeps in step
+/// and batching senders, and is far below the hour of a wrong time zone.
+pub const DEFAULT_MAX_FUTURE_SKEW_SECS: u64 = 300;
+
+/// Default of `retention_secs`: two weeks of samples and logs (at the ≈ 215 bytes a
+/// stored sample takes, 100 series at one sample per 10 s hold ≈ 2.6 GB).
+pub const DEFAULT_RETENTION_SECS: u64 = 14 * 86_400;
+
+/// The history a restart and the detector reach back for: the longest baseline (or the
+/// daily-pattern check a period earlier), the watch, and the lateness.
+pub fn history_needed_secs(d: &watchdog_core::Config) -> u64 {
+    d.max_baseline_window_secs
+        .max(d.seasonal_period_secs)
+        .max(d.baseline_window_secs)
+        + d.baseline_window_secs
+        + d.monitoring_window_secs
+        + d.allowed_lateness_secs
+}
+
+/// A retention shorter than the history the detector needs would delete baselines before
+/// they are used.
+///
+/// # Errors
+/// Naming both values.
+pub fn check_retention(retention_secs: u64, d: &watchdog_core::Config) -> anyhow::Result<()> {
+    let needed = history_needed_secs(d);
+    if retention_secs != 0 && retention_secs < needed {
+        anyhow::bail!(
+            "retention_secs ({retention_secs}) is shorter than the history the detector reaches back for ({needed} s: the longest baseline or daily-pattern check, the baseline, the watch and the lateness); raise it or set 0 to keep everything"
+        );
+    }
+    Ok(())
+}
+
 /// How the engine's watermark moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -59,12 +93,15 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     web_dir: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    max_future_skew_secs: Option<u64>,
+    retention_secs: Option<u64>,
     clock: Option<Clock>,
     public_url: Option<String>,
     sqlite_synchronous: Option<String>,
     allow_unauthenticated: Option<bool>,
     detector: Option<watchdog_core::Config>,
     prometheus: Option<crate::ingest::prometheus::PrometheusConfig>,
+    limits: Option<crate::ingest::limits::Limits>,
     otlp: Option<crate::ingest::otlp::OtlpConfig>,
     remote_write: Option<crate::ingest::remote_write::RemoteWriteConfig>,
 }
@@ -80,6 +117,14 @@ pub struct ServerConfig {
     pub web_dir: PathBuf,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Records stamped further than this after the server's clock are refused, each
+    /// with its own message (a sender with a wrong clock must not move event time).
+    pub max_future_skew_secs: u64,
+    /// Samples and log events older than this are deleted (0 keeps them for ever);
+    /// deploys, verdicts, incidents and audit are kept.
+    pub retention_secs: u64,
+    /// Name lengths, metrics per record, series and metric names held (`[limits]`).
+    pub limits: crate::ingest::limits::Limits,
     /// Watermark source.
     pub clock: Clock,
     /// Base URL of the dashboard, for links in alerts.
@@ -116,6 +161,9 @@ impl ServerConfig {
             state_dir: state_dir.to_path_buf(),
             web_dir: PathBuf::from("dist"),
             max_body_bytes: 32 * 1024 * 1024,
+            max_future_skew_secs: DEFAULT_MAX_FUTURE_SKEW_SECS,
+            limits: Default::default(),
+            retention_secs: DEFAULT_RETENTION_SECS,
             clock: Clock::Wall,
             public_url: "http://127.0.0.1:8080".into(),
             durability: Durability::Normal,
@@ -163,6 +211,8 @@ impl ServerConfig {
             detector.baseline_window_secs = secs;
         }
         detector.validate()?;
+        let retention_secs = file.retention_secs.unwrap_or(DEFAULT_RETENTION_SECS);
+        check_retention(retention_secs, &detector)?;
         let sync_text = args
             .sqlite_synchronous
             .clone()
@@ -190,6 +240,11 @@ impl ServerConfig {
                 .max_body_bytes
                 .or(file.max_body_bytes)
                 .unwrap_or(32 * 1024 * 1024),
+            max_future_skew_secs: file
+                .max_future_skew_secs
+                .unwrap_or(DEFAULT_MAX_FUTURE_SKEW_SECS),
+            limits: file.limits.unwrap_or_default(),
+            retention_secs,
             clock: args.clock.or(file.clock).unwrap_or_default(),
             public_url,
             durability,
@@ -219,6 +274,28 @@ mod tests {
         assert!(s.matches(b"hunter2"));
         assert!(!s.matches(b"hunter"));
         assert!(Secret::new("").is_none());
+    }
+
+    #[test]
+    fn limits_come_from_their_table_and_unknown_ones_are_named() {
+        let f =
+            toml::from_str::<FileConfig>("max_future_skew_secs = 60\n[limits]\nmax_series = 5\n")
+                .unwrap();
+        let limits = f.limits.unwrap();
+        assert_eq!(limits.max_series, 5);
+        assert_eq!(limits.max_label_bytes, 256, "the rest keep their defaults");
+        assert_eq!(f.max_future_skew_secs, Some(60));
+        let err = toml::from_str::<FileConfig>("[limits]\nmax_serie = 5\n").unwrap_err();
+        assert!(err.to_string().contains("max_serie"), "{err}");
+    }
+
+    #[test]
+    fn a_retention_shorter_than_the_baseline_is_refused() {
+        let d = watchdog_core::Config::default();
+        let err = check_retention(3600, &d).unwrap_err().to_string();
+        assert!(err.contains("retention_secs (3600)"), "{err}");
+        check_retention(0, &d).unwrap();
+        check_retention(DEFAULT_RETENTION_SECS, &d).unwrap();
     }
 
     #[test]

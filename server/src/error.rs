@@ -71,7 +71,29 @@ impl IntoResponse for AppError {
                 )
             }
         };
+        let mut body = body;
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("code".into(), code(status).into());
+        }
         (status, Json(body)).into_response()
+    }
+}
+
+/// The machine-readable `code` of an error answer, from its status.
+pub fn code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        429 => "too_many_requests",
+        503 => "unavailable",
+        s if s >= 500 => "internal",
+        _ => "error",
     }
 }
 

@@ -14,8 +14,12 @@ const BUCKETS: &[f64] = &[
 pub struct Metrics {
     /// Samples accepted.
     pub samples: AtomicU64,
+    /// Samples accepted later than the engine's watermark.
+    pub late_samples: AtomicU64,
     /// Log events accepted.
     pub logs: AtomicU64,
+    /// Samples and log events deleted by retention.
+    pub pruned: [AtomicU64; 2],
     /// Deploys accepted (new ones).
     pub deploys: AtomicU64,
     /// Items rejected by validation.
@@ -56,7 +60,8 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with the engine's gauges.
-    pub fn render(&self, active_watches: Option<u64>) -> String {
+    pub fn render(&self, engine: Option<watchdog_core::EngineStats>) -> String {
+        let active_watches = engine.map(|e| e.active_watches);
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, rows: &[(&str, u64)]| {
@@ -71,6 +76,11 @@ impl Metrics {
             &[("", g(&self.samples))],
         );
         counter(
+            "watchdog_samples_late_total",
+            "Samples accepted after the watermark had passed them (allowed_lateness_secs): stored and used for baselines and running watches, too late for verdicts already given.",
+            &[("", g(&self.late_samples))],
+        );
+        counter(
             "watchdog_logs_ingested_total",
             "Log events accepted and stored.",
             &[("", g(&self.logs))],
@@ -79,6 +89,14 @@ impl Metrics {
             "watchdog_deploys_ingested_total",
             "New deploys accepted and stored.",
             &[("", g(&self.deploys))],
+        );
+        counter(
+            "watchdog_records_pruned_total",
+            "Records deleted by retention (retention_secs), by kind.",
+            &[
+                ("{kind=\"sample\"}", g(&self.pruned[0])),
+                ("{kind=\"log\"}", g(&self.pruned[1])),
+            ],
         );
         counter(
             "watchdog_items_rejected_total",
@@ -108,6 +126,18 @@ impl Metrics {
                 ("{outcome=\"failed\"}", g(&self.alerts[2])),
             ],
         );
+        if let Some(e) = engine {
+            counter(
+                "watchdog_samples_late_after_verdict_total",
+                "Late samples that fell in the baseline or window of a deploy already judged (too late for that verdict).",
+                &[("", e.late_after_verdict)],
+            );
+            counter(
+                "watchdog_series_evicted_total",
+                "Idle series forgotten by the engine (limits.series_idle_secs).",
+                &[("", e.evicted_series)],
+            );
+        }
         if let Some(n) = active_watches {
             let _ = writeln!(
                 out,

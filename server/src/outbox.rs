@@ -2,7 +2,8 @@
 //! [`crate::alerts::deliver`], retrying with exponential backoff, and marks it delivered
 //! once. Rows are written in the same transaction as the incident change that causes
 //! them, so an alert is never lost; delivery is at-least-once, and every delivery
-//! carries its outbox id (`X-WatchDog-Delivery`, PagerDuty's dedup key is the incident)
+//! carries its outbox id (`X-WatchDog-Delivery`; PagerDuty's dedup key is the incident,
+//! prefixed with the installation's id so two installations never share one)
 //! so that a receiver can drop the rare repeat after a crash between sending and marking.
 
 use std::time::Duration;
@@ -117,23 +118,25 @@ async fn event_for(state: &AppState, item: &OutboxItem) -> Result<Option<AlertEv
     else {
         return Ok(None);
     };
-    let kind = if item.kind == "resolved" {
-        AlertKind::Resolved
-    } else {
-        AlertKind::Opened
-    };
+    // The row says what changed; the incident may have changed again since (a later row
+    // announces that), so the status sent is the row's, not the incident's current one.
     let s = &inc.summary;
+    let (kind, status) = match item.kind.as_str() {
+        "opened" => (AlertKind::Opened, IncidentStatus::Open.as_str()),
+        "resolved" => (AlertKind::Resolved, "resolved"),
+        other => (AlertKind::Updated, other),
+    };
     Ok(Some(AlertEvent {
         kind,
         incident_id: s.id.to_string(),
         title: s.title.clone(),
         severity: watchdog_core::explain::severity(&inc.verdict),
-        status: s.status.as_str().to_string(),
+        status: status.to_string(),
         service: s.service.clone(),
         environment: s.environment.clone(),
         deploy_id: s.deploy_id.clone(),
         opened_at: s.opened_at,
-        resolved_at: (s.status == IncidentStatus::Resolved).then_some(s.updated_at),
+        resolved_at: (kind == AlertKind::Resolved).then_some(s.updated_at),
         explanation: watchdog_core::explain::explain(&inc.verdict),
         verdict: inc.verdict,
         link: format!(
@@ -142,6 +145,7 @@ async fn event_for(state: &AppState, item: &OutboxItem) -> Result<Option<AlertEv
             s.id
         ),
         delivery_id: Some(item.id.to_string()),
+        dedup_key: Some(format!("watchdog-{}-{}", state.installation, s.id)),
     }))
 }
 

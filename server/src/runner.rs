@@ -18,12 +18,16 @@ use crate::store::{Store, StoredTemplate};
 /// Messages to the engine thread.
 #[derive(Debug)]
 enum Input {
-    Samples(Vec<Sample>),
+    /// Samples, and where to say how many of them were late.
+    Samples(Vec<Sample>, Option<oneshot::Sender<u64>>),
     Deploys(Vec<Deploy>),
     Logs(Vec<LogEvent>),
     /// Persisted templates to put back before any log is fed.
     Templates(Vec<StoredTemplate>),
     Advance(Timestamp),
+    Ceiling(Option<Timestamp>),
+    /// Forget series idle for this many seconds of event time.
+    EvictIdle(u64),
     Finish,
     Status(oneshot::Sender<(EngineStats, Vec<WatchStatus>)>),
     /// Answered once everything sent before it is processed and its verdicts recorded.
@@ -74,13 +78,17 @@ impl EngineHandle {
             .spawn(move || {
                 while let Some(input) = rx.blocking_recv() {
                     match input {
-                        Input::Samples(samples) => {
+                        Input::Samples(samples, reply) => {
+                            let late_before = engine.late_samples();
                             for s in &samples {
                                 // Values were validated at ingestion; a failure here is a
                                 // record the core refuses, which it reports itself.
                                 if let Err(e) = engine.ingest_sample(s) {
                                     tracing::warn!(error = %e, "engine refused a sample");
                                 }
+                            }
+                            if let Some(reply) = reply {
+                                let _ = reply.send(engine.late_samples() - late_before);
                             }
                         }
                         Input::Deploys(deploys) => {
@@ -107,6 +115,18 @@ impl EngineHandle {
                             }
                         }
                         Input::Advance(now) => engine.advance_to(now),
+                        Input::Ceiling(c) => engine.set_event_time_ceiling(c),
+                        Input::EvictIdle(idle_secs) => {
+                            let n = match engine.event_time() {
+                                Some(wm) => {
+                                    engine.evict_idle_series(wm.add_secs(-(idle_secs as f64)))
+                                }
+                                None => 0,
+                            };
+                            if n > 0 {
+                                tracing::info!(series = n, "idle series forgotten");
+                            }
+                        }
                         Input::Finish => engine.finish(),
                         Input::Status(reply) => {
                             let _ = reply.send((engine.stats(), engine.active_watches()));
@@ -146,9 +166,32 @@ impl EngineHandle {
         }
     }
 
-    /// Feeds samples (already stored).
-    pub async fn samples(&self, s: Vec<Sample>) -> Result<(), EngineGone> {
-        self.feed(Input::Samples(s)).await
+    /// Feeds samples (already stored) and waits until the engine has them; returns how
+    /// many were late (older than the watermark). Zero on a handle that does not feed.
+    pub async fn samples(&self, s: Vec<Sample>) -> Result<u64, EngineGone> {
+        if !self.feeds {
+            return Ok(0);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(Input::Samples(s, Some(tx))).await?;
+        rx.await.map_err(|_| EngineGone)
+    }
+
+    /// Feeds samples (already stored) without waiting for the engine (recovery, the
+    /// store follower: nobody asks how many were late).
+    pub async fn samples_nowait(&self, s: Vec<Sample>) -> Result<(), EngineGone> {
+        self.feed(Input::Samples(s, None)).await
+    }
+
+    /// Forgets the series with nothing in the last `idle_secs` of event time (see
+    /// `Engine::evict_idle_series`).
+    pub async fn evict_idle(&self, idle_secs: u64) -> Result<(), EngineGone> {
+        self.send(Input::EvictIdle(idle_secs)).await
+    }
+
+    /// Bounds event time by the wall clock (see `Engine::set_event_time_ceiling`).
+    pub async fn bound_event_time(&self, ceiling: Option<Timestamp>) -> Result<(), EngineGone> {
+        self.send(Input::Ceiling(ceiling)).await
     }
 
     /// Feeds deploys (already stored).
@@ -257,7 +300,8 @@ pub async fn verdict_task(state: AppState, mut rx: mpsc::UnboundedReceiver<Outpu
 
 /// Rebuilds the engine after a start: re-feeds every stored record from
 /// `reference - (baseline + monitoring + lateness)` in the order it was stored, where
-/// `reference` is the wall clock (or the latest stored event time with `--clock data`).
+/// `reference` is the wall clock (or the latest stored event time with `--clock data`),
+/// or from the baseline of the oldest deploy that has no verdict yet when that is older.
 /// Verdicts already stored are skipped when recorded again.
 ///
 /// # Errors
@@ -272,7 +316,14 @@ pub async fn recover(
         + detector.monitoring_window_secs
         + detector.allowed_lateness_secs) as i64
         * 1000;
-    let from_ms = reference_ms - span_ms;
+    let mut from_ms = reference_ms - span_ms;
+    // A deploy older than that without a verdict (the server was down for longer than
+    // its watch) is judged too, from its own baseline on.
+    if let Some(oldest) = store.oldest_unjudged_deploy_ms(from_ms).await? {
+        let baseline_ms =
+            (detector.baseline_window_secs + detector.allowed_lateness_secs) as i64 * 1000;
+        from_ms = from_ms.min(oldest - baseline_ms);
+    }
     let mut stats = RecoveryStats::default();
     let mut deploys = store.deploys_since(from_ms).await?;
     deploys.sort_by_key(|d| (d.deploy.timestamp, d.id));
@@ -341,7 +392,7 @@ pub async fn recover(
         }
         stats.samples += samples.len();
         if !samples.is_empty() {
-            engine.samples(samples).await?;
+            engine.samples_nowait(samples).await?;
         }
         if last_page {
             break;

@@ -57,13 +57,17 @@ impl Server {
         let engine = if shared { engine.detached() } else { engine };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (events, _) = broadcast::channel(1024);
+        let installation: Arc<str> = store.installation_id().await?.into();
+        let admission = Arc::new(crate::ingest::limits::Admission::new(config.limits.clone()));
         let state = AppState {
+            admission,
+            installation,
             store,
             engine,
             events,
             metrics: Arc::new(Metrics::default()),
             alerts: Arc::new(channels),
-            http: reqwest::Client::new(),
+            http: crate::alerts::client(),
             outbox_wake: Arc::new(Notify::new()),
             explainer,
             shutdown: shutdown_rx.clone(),
@@ -80,10 +84,24 @@ impl Server {
         let restored = templates.len();
         state.engine.restore_templates(templates).await?;
 
+        let now_ms = AppState::now_ms();
         let reference_ms = match state.config.clock {
-            Clock::Wall => AppState::now_ms(),
-            Clock::Data => state.store.latest_event_ms().await?.unwrap_or(0),
+            Clock::Wall => now_ms,
+            // A record stored before future event times were refused must not place the
+            // reference in the future.
+            Clock::Data => state
+                .store
+                .latest_event_ms()
+                .await?
+                .unwrap_or(0)
+                .min(now_ms + state.config.max_future_skew_secs as i64 * 1000),
         };
+        if state.config.clock == Clock::Wall {
+            // Event time never runs ahead of the wall clock: a sample from a sender whose
+            // clock is ahead is kept but cannot make everybody else's data late.
+            let engine = follower.as_ref().unwrap_or(&state.engine);
+            engine.bound_event_time(Some(Timestamp(now_ms))).await?;
+        }
         let started = std::time::Instant::now();
         let stats = match &follower {
             None => {
@@ -122,7 +140,7 @@ impl Server {
             None => None,
         };
         if let Some(p) = puller.as_mut() {
-            p.poll_once(&state).await;
+            p.poll_if_leader(&state).await;
         }
         if state.config.clock == Clock::Wall {
             state.engine.advance(Timestamp(AppState::now_ms())).await?;
@@ -154,8 +172,34 @@ impl Server {
                 }
             }));
         }
+        {
+            // Idle series are forgotten every minute (or every idle period if shorter):
+            // in the admission registry by arrival, in the engine by event time (so a
+            // replay of old data with `--clock data` is not forgotten for being old).
+            let engine = follower.clone().unwrap_or_else(|| state.engine.clone());
+            let admission = state.admission.clone();
+            let mut stop = shutdown_rx.clone();
+            let idle_secs = admission.limits().series_idle_secs;
+            let every = Duration::from_secs(idle_secs.clamp(1, 60));
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {
+                            admission.sweep(AppState::now_ms());
+                            if engine.evict_idle(idle_secs).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
         if let Some(p) = puller {
             tasks.push(tokio::spawn(p.run(state.clone(), shutdown_rx.clone())));
+        }
+        if state.config.retention_secs > 0 {
+            tasks.push(tokio::spawn(retention(state.clone(), shutdown_rx.clone())));
         }
         tasks.push(tokio::spawn(crate::outbox::run(state.clone(), shutdown_rx)));
         Ok(Server {
@@ -184,6 +228,43 @@ impl Server {
         }
         for t in self.tasks.into_iter().skip(1) {
             let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+    }
+}
+
+/// How often retention runs (and once at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes samples and logs older than `retention_secs` before now (before the latest
+/// stored event time with `--clock data`, so replayed history is not deleted for being
+/// old), at start and then every hour.
+async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        let reference = match state.config.clock {
+            Clock::Wall => Ok(Some(AppState::now_ms())),
+            Clock::Data => state.store.latest_event_ms().await,
+        };
+        match reference {
+            Ok(Some(reference)) => {
+                let before = reference - state.config.retention_secs as i64 * 1000;
+                match state.store.prune(before).await {
+                    Ok(p) => {
+                        use std::sync::atomic::Ordering::Relaxed;
+                        state.metrics.pruned[0].fetch_add(p.samples, Relaxed);
+                        state.metrics.pruned[1].fetch_add(p.logs, Relaxed);
+                        if p.samples + p.logs > 0 {
+                            tracing::info!(samples = p.samples, logs = p.logs, before = %Timestamp(before), "retention deleted old records");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "retention failed; will try again"),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "retention failed; will try again"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
+            _ = stop.changed() => return,
         }
     }
 }

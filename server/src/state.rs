@@ -34,6 +34,10 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Configuration.
     pub config: Arc<ServerConfig>,
+    /// Series and metric names admitted under the limits.
+    pub admission: Arc<crate::ingest::limits::Admission>,
+    /// This installation's id ([`Store::installation_id`]), in alert keys.
+    pub installation: Arc<str>,
     /// State of the OTLP and remote-write receivers (series references, versions).
     pub receivers: Arc<crate::ingest::receivers::Receivers>,
 }

@@ -95,6 +95,52 @@ pub struct StoredDeploy {
     pub deploy: watchdog_core::Deploy,
 }
 
+/// Held by the one process of a group of replicas that does a job which must run only
+/// once (pulling Prometheus): see [`Store::try_lead`]. Dropping it gives the job up.
+#[derive(Debug)]
+pub struct Lease(pub Box<dyn LeaseGuard>);
+
+/// What keeps a [`Lease`]: for PostgreSQL, the connection holding an advisory lock.
+#[async_trait]
+pub trait LeaseGuard: Send + Sync + std::fmt::Debug {
+    /// Whether the lease still holds (the connection that holds it is alive).
+    async fn alive(&mut self) -> bool;
+}
+
+/// The lease of a store only one process uses (SQLite): always held.
+#[derive(Debug)]
+pub struct SoleLease;
+
+#[async_trait]
+impl LeaseGuard for SoleLease {
+    async fn alive(&mut self) -> bool {
+        true
+    }
+}
+
+impl Lease {
+    /// Whether the lease still holds.
+    pub async fn alive(&mut self) -> bool {
+        self.0.alive().await
+    }
+}
+
+/// Jobs that run once across replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseRole {
+    /// Pulling metrics from Prometheus.
+    PrometheusPuller,
+}
+
+/// What [`Store::prune`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Metric samples.
+    pub samples: u64,
+    /// Log events.
+    pub logs: u64,
+}
+
 /// Status of an incident.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -396,6 +442,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The database answers.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Takes the lease of the job `role` if no other process holds it: `None` when one
+    /// does. Servers sharing a store (replicas on one PostgreSQL) each call this and only
+    /// the holder does the job; when it dies its lease ends with its connection and
+    /// another takes over. A store only one process uses always grants it.
+    async fn try_lead(&self, role: LeaseRole) -> StoreResult<Option<Lease>> {
+        let _ = role;
+        Ok(Some(Lease(Box::new(SoleLease))))
+    }
+
     /// Stores metric samples in one transaction; returns when they are durable.
     async fn insert_samples(&self, rows: &[NewRecord], now_ms: i64) -> StoreResult<()>;
     /// Stores log events in one transaction.
@@ -424,6 +479,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Vec<StoredRecord>>;
     /// Deploys at or after `from_ms`, in insertion order.
     async fn deploys_since(&self, from_ms: i64) -> StoreResult<Vec<StoredDeploy>>;
+    /// Deletes the samples and log events with event time before `before_ms` (retention),
+    /// in chunks so that writers are not held up; deploys, verdicts, incidents, notes,
+    /// audit and alerts are kept. A sample is deleted once every sample stored in the same
+    /// batch is old enough, so a few may outlive the cutoff by a batch.
+    async fn prune(&self, before_ms: i64) -> StoreResult<Pruned>;
+    /// Event time of the oldest deploy before `before_ms` that has no verdict (a server
+    /// down for longer than a watch left it undecided).
+    async fn oldest_unjudged_deploy_ms(&self, before_ms: i64) -> StoreResult<Option<i64>>;
     /// Samples of one series in a time range, in event-time order.
     async fn series(
         &self,
@@ -455,14 +518,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_incidents(&self, q: &IncidentQuery) -> StoreResult<(Vec<IncidentSummary>, i64)>;
     /// One incident with notes and audit trail.
     async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRecord>>;
-    /// Changes an incident's status, with an audit entry, and an outbox row per channel
-    /// when it becomes resolved. `None` when there is no such incident.
+    /// Changes an incident's status, with an audit entry and an outbox row per channel
+    /// (kind: the new status), so that every status change is announced. `None` when
+    /// there is no such incident.
     async fn set_status(
         &self,
         id: i64,
         status: IncidentStatus,
         actor: &str,
-        resolved_channels: &[String],
+        channels: &[String],
         now_ms: i64,
     ) -> StoreResult<Option<IncidentSummary>>;
     /// Adds a note, with an audit entry.
@@ -483,7 +547,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         actor: &str,
     ) -> StoreResult<()>;
 
-    /// Outbox rows due for delivery.
+    /// A stable id of this installation (of its database, so replicas sharing one agree):
+    /// it keeps alert keys such as PagerDuty's `dedup_key` from colliding with another
+    /// installation's incident of the same number.
+    async fn installation_id(&self) -> StoreResult<String>;
+
+    /// Outbox rows due for delivery: per incident and channel only the oldest pending row,
+    /// so that alerts of one incident arrive in the order its changes happened.
     async fn due_alerts(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>>;
     /// Earliest next attempt among pending rows.
     async fn next_alert_due_ms(&self) -> StoreResult<Option<i64>>;

@@ -153,6 +153,7 @@ fn event(kind: AlertKind) -> AlertEvent {
         verdict: v,
         link: "http://dash.example/incidents/42".into(),
         delivery_id: Some("outbox-7".into()),
+        dedup_key: None,
     }
 }
 

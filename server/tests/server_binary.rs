@@ -32,6 +32,10 @@ impl Drop for Running {
 }
 
 fn spawn(state_dir: &std::path::Path, receiver: &Receiver) -> Running {
+    spawn_with_hook(state_dir, &receiver.url())
+}
+
+fn spawn_with_hook(state_dir: &std::path::Path, hook_url: &str) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_watchdog"))
         // Event time drives the engine, so the test controls when windows pass.
         .args(["serve", "--listen", "127.0.0.1:0", "--clock", "data"])
@@ -39,7 +43,7 @@ fn spawn(state_dir: &std::path::Path, receiver: &Receiver) -> Running {
         .arg("--state-dir")
         .arg(state_dir)
         .env("WATCHDOG_API_TOKEN", TOKEN)
-        .env("WATCHDOG_WEBHOOK_URL", receiver.url())
+        .env("WATCHDOG_WEBHOOK_URL", hook_url)
         .env_remove("WATCHDOG_EXPLAINER")
         .env_remove("WATCHDOG_SLACK_WEBHOOK_URL")
         .env_remove("WATCHDOG_PAGERDUTY_ROUTING_KEY")
@@ -235,6 +239,84 @@ async fn kill_9_loses_nothing_acknowledged_and_sends_each_alert_once() {
     receiver.wait_for(1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.ids().len(), 1, "{:?}", receiver.ids());
+    let delivered: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM alert_outbox WHERE status = 'delivered'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(delivered, 1);
+    pool.close().await;
+    terminate(server);
+}
+
+/// A webhook receiver that records each delivery id as the request arrives and then never
+/// answers: the sender has sent the alert but cannot know it arrived.
+async fn holding_receiver() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::HeaderMap;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .route(
+            "/hold",
+            axum::routing::post(
+                |axum::extract::State(seen): axum::extract::State<
+                    Arc<std::sync::Mutex<Vec<String>>>,
+                >,
+                 headers: HeaderMap| async move {
+                    let id = headers
+                        .get("x-watchdog-delivery")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    seen.lock().unwrap().push(id);
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    axum::http::StatusCode::OK
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hold"), seen)
+}
+
+/// A crash after an alert was sent and before it was marked delivered: the restarted
+/// server sends it again with the same delivery id (at-least-once, with the key a
+/// receiver needs to drop the repeat), and marks it delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_sending_an_alert_and_marking_it_resends_it_with_the_same_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hold_url, held) = holding_receiver().await;
+    let client = reqwest::Client::new();
+    let mut server = spawn_with_hook(dir.path(), &hold_url);
+    baseline_and_deploy(&client, &server.base, DEPLOY_AT).await;
+    let after = metrics_ndjson("checkout", "production", DEPLOY_AT + 10, 40, 10, 0.10);
+    let r = post(&client, format!("{}/api/v1/metrics", server.base), after).await;
+    assert_eq!(r.status(), 200);
+    for _ in 0..300 {
+        if !held.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = held.lock().unwrap().clone();
+    assert_eq!(first.len(), 1, "the alert was sent: {first:?}");
+    server.child.kill().unwrap(); // SIGKILL while the delivery is in flight
+    server.child.wait().unwrap();
+
+    let receiver = Receiver::start(200).await;
+    let server = spawn(dir.path(), &receiver);
+    receiver.wait_for(1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.ids(),
+        first,
+        "resent once, with the same delivery id"
+    );
+    let db = dir.path().join("watchdog.db");
+    let pool = sqlx::sqlite::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
     let delivered: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM alert_outbox WHERE status = 'delivered'")
             .fetch_one(&pool)

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use watchdog::store::postgres::PostgresStore;
 use watchdog::store::sqlite::{Durability, SqliteStore};
 use watchdog::store::{
-    DeployQuery, IncidentQuery, IncidentSort, IncidentStatus, NewDeploy, NewIncident, NewRecord,
-    Store, StoredExplanation,
+    DeployQuery, IncidentQuery, IncidentSort, IncidentStatus, LeaseRole, NewDeploy, NewIncident,
+    NewRecord, Store, StoredExplanation,
 };
 use watchdog_core::scenarios::{self, ScenarioParams};
 use watchdog_core::{Deploy, DeployVerdict, Timestamp, VerdictKind};
@@ -310,7 +310,8 @@ async fn incident_lists(store: &dyn Store) {
         )
         .await
         .unwrap();
-    assert_eq!(store.alert_counts().await.unwrap().pending, before + 1);
+    // Both changes are announced: acknowledged and resolved.
+    assert_eq!(store.alert_counts().await.unwrap().pending, before + 2);
     assert!(store
         .set_status(999_999, IncidentStatus::Resolved, "bob", &[], T0_MS)
         .await
@@ -387,6 +388,123 @@ async fn outbox(store: &dyn Store) {
     let retried = later.iter().find(|i| i.id == due[1].id).expect("retry due");
     assert_eq!(retried.attempts, 1);
     assert!(store.next_alert_due_ms().await.unwrap().is_some());
+}
+
+/// Every status change queues an alert per channel, and of one incident's alerts only the
+/// oldest pending one is due, so they are delivered in the order the changes happened.
+async fn outbox_order(store: &dyn Store) {
+    let ids = three_incidents(store).await;
+    let channels = ["webhook".to_string(), "slack".to_string()];
+    let now = T0_MS + 1_000;
+    for status in [IncidentStatus::Acknowledged, IncidentStatus::FalsePositive] {
+        store
+            .set_status(ids[0], status, "alice", &channels, now)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(store.alert_counts().await.unwrap().pending, 10);
+    let due = store.due_alerts(now, 100).await.unwrap();
+    assert_eq!(due.len(), 6, "only the opened rows: {due:?}");
+    assert!(due.iter().all(|i| i.kind == "opened"), "{due:?}");
+    for item in due.iter().filter(|i| i.incident_id == ids[0]) {
+        store.mark_alert_delivered(item.id, now).await.unwrap();
+    }
+    // A lease (PostgreSQL) hides the other claimed rows until it runs out.
+    let later = now + 3_600_000;
+    let due = store.due_alerts(later, 100).await.unwrap();
+    let first: Vec<&str> = due
+        .iter()
+        .filter(|i| i.incident_id == ids[0])
+        .map(|i| i.kind.as_str())
+        .collect();
+    assert_eq!(first, ["acknowledged", "acknowledged"], "{due:?}");
+    for item in due.iter().filter(|i| i.incident_id == ids[0]) {
+        store.mark_alert_delivered(item.id, later).await.unwrap();
+    }
+    let due = store.due_alerts(later + 3_600_000, 100).await.unwrap();
+    let next: Vec<&str> = due
+        .iter()
+        .filter(|i| i.incident_id == ids[0])
+        .map(|i| i.kind.as_str())
+        .collect();
+    assert_eq!(next, ["false_positive", "false_positive"], "{due:?}");
+
+    // The installation id is stable and not empty.
+    let a = store.installation_id().await.unwrap();
+    assert!(!a.is_empty() && a != "0", "{a}");
+    assert_eq!(store.installation_id().await.unwrap(), a);
+}
+
+/// The oldest deploy without a verdict, for recovery after a long outage.
+async fn unjudged_deploys(store: &dyn Store) {
+    let mut v = verdict("error_spike");
+    let judged = v.clone();
+    store
+        .insert_deploys(&[new_deploy(&judged)], T0_MS)
+        .await
+        .unwrap();
+    store.record_verdict(&judged, None, T0_MS).await.unwrap();
+    v.deploy_id = "later".into();
+    v.deployed_at = Timestamp(judged.deployed_at.millis() + 60_000);
+    store
+        .insert_deploys(&[new_deploy(&v)], T0_MS)
+        .await
+        .unwrap();
+    let far = judged.deployed_at.millis() + 86_400_000;
+    assert_eq!(
+        store.oldest_unjudged_deploy_ms(far).await.unwrap(),
+        Some(v.deployed_at.millis())
+    );
+    assert_eq!(
+        store
+            .oldest_unjudged_deploy_ms(v.deployed_at.millis())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Retention deletes old samples and logs, keeps the rest, and keeps verdicts.
+async fn retention(store: &dyn Store) {
+    let old: Vec<NewRecord> = (0..500)
+        .map(|i| record(T0_MS + i, "checkout", 1.0))
+        .collect();
+    let new: Vec<NewRecord> = (0..300)
+        .map(|i| record(T0_MS + 86_400_000 + i, "checkout", 2.0))
+        .collect();
+    // A batch mixing both ages: its old row stays until the whole batch is old.
+    let mixed = vec![
+        record(T0_MS + 10, "checkout", 3.0),
+        record(T0_MS + 86_400_000, "checkout", 3.0),
+    ];
+    for rows in [&old, &new, &mixed] {
+        store.insert_samples(rows, T0_MS).await.unwrap();
+    }
+    store.insert_logs(&old).await.unwrap();
+    store.insert_logs(&new).await.unwrap();
+    let v = verdict("error_spike");
+    store
+        .insert_deploys(&[new_deploy(&v)], T0_MS)
+        .await
+        .unwrap();
+    store.record_verdict(&v, None, T0_MS).await.unwrap();
+
+    let pruned = store.prune(T0_MS + 3_600_000).await.unwrap();
+    assert_eq!((pruned.samples, pruned.logs), (500, 500));
+    let left = store.samples_since(0, 0, 10_000).await.unwrap();
+    assert_eq!(left.len(), 302);
+    assert_eq!(store.logs_since(0, 0, 10_000).await.unwrap().len(), 300);
+    assert_eq!(store.prune(T0_MS + 3_600_000).await.unwrap().samples, 0);
+    let (deploys, total) = store
+        .list_deploys(&DeployQuery {
+            limit: 10,
+            ..DeployQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(total, 1);
+    assert!(deploys[0].verdict.is_some(), "verdicts are kept");
 }
 
 /// Many tasks recording the same verdict at once store it once.
@@ -501,7 +619,19 @@ async fn sqlite_store_suite() {
     let (_d, s) = fresh().await;
     concurrent_verdicts(s).await;
     let (_d, s) = fresh().await;
+    outbox_order(s.as_ref()).await;
+    let (_d, s) = fresh().await;
+    unjudged_deploys(s.as_ref()).await;
+    let (_d, s) = fresh().await;
+    retention(s.as_ref()).await;
+    let (_d, s) = fresh().await;
     log_templates(s.as_ref()).await;
+    // One process per SQLite file: the lease is always granted.
+    assert!(s
+        .try_lead(LeaseRole::PrometheusPuller)
+        .await
+        .unwrap()
+        .is_some());
 }
 
 /// The PostgreSQL URL of the test server, or `None` (with a note) to skip.
@@ -534,6 +664,39 @@ async fn postgres_store_suite() {
         incident_lists(fresh().await.as_ref()).await;
         outbox(fresh().await.as_ref()).await;
         concurrent_verdicts(fresh().await).await;
+        // One puller lease across servers: the second waits until the first lets go.
+        let a = PostgresStore::connect_url(&url).await.unwrap();
+        let b = PostgresStore::connect_url(&url).await.unwrap();
+        let mut lease = a
+            .try_lead(LeaseRole::PrometheusPuller)
+            .await
+            .unwrap()
+            .expect("free");
+        assert!(lease.alive().await);
+        assert!(b
+            .try_lead(LeaseRole::PrometheusPuller)
+            .await
+            .unwrap()
+            .is_none());
+        drop(lease);
+        let mut taken = None;
+        for _ in 0..50 {
+            taken = b.try_lead(LeaseRole::PrometheusPuller).await.unwrap();
+            if taken.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(taken.is_some(), "the lease is free once its holder lets go");
+        assert!(a
+            .try_lead(LeaseRole::PrometheusPuller)
+            .await
+            .unwrap()
+            .is_none());
+        drop(taken);
+        outbox_order(fresh().await.as_ref()).await;
+        unjudged_deploys(fresh().await.as_ref()).await;
+        retention(fresh().await.as_ref()).await;
         log_templates(fresh().await.as_ref()).await;
         // Two servers' pools claiming alerts at once never get the same row.
         let other = Arc::new(PostgresStore::connect_url(&url).await.unwrap());

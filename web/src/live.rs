@@ -32,7 +32,17 @@ pub fn subscribe() -> Live {
         changes: RwSignal::new(0),
         state: RwSignal::new(LiveState::Connecting),
     };
-    let Ok(es) = web_sys::EventSource::new(&format!("{}/events", crate::api::BASE)) else {
+    // EventSource cannot send an Authorization header: a read token goes in the query,
+    // which the server accepts for this stream only.
+    let url = match crate::state::load_token().filter(|t| !t.trim().is_empty()) {
+        Some(t) => format!(
+            "{}/events?token={}",
+            crate::api::BASE,
+            crate::state::encode(t.trim())
+        ),
+        None => format!("{}/events", crate::api::BASE),
+    };
+    let Ok(es) = web_sys::EventSource::new(&url) else {
         live.state.set(LiveState::Closed);
         return live;
     };

@@ -37,7 +37,7 @@ pub(super) fn payload(routing_key: &str, ev: &AlertEvent) -> Value {
     let mut body = json!({
         "routing_key": routing_key,
         "event_action": action,
-        "dedup_key": ev.incident_id,
+        "dedup_key": ev.dedup_key.as_deref().unwrap_or(&ev.incident_id),
     });
     if action != "trigger" {
         // Acknowledge and resolve events only need the key.

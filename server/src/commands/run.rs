@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -21,9 +20,10 @@ use watchdog_core::{Deploy, LogEvent, LogLevel, Sample, Timestamp};
 use crate::cli::RunArgs;
 use crate::commands::serve;
 use crate::config::ServerConfig;
+use crate::ingest::accept;
+use crate::ingest::body::Item;
 use crate::ingest::files::Follower;
 use crate::state::AppState;
-use crate::store::NewRecord;
 
 /// Most bytes read from one file per round.
 const ROUND_BYTES: usize = 8 * 1024 * 1024;
@@ -139,28 +139,23 @@ async fn apply(state: &AppState, mut recs: Vec<Rec>, announce: bool) -> anyhow::
         let group: Vec<Rec> = recs.drain(..j).collect();
         match &group[0] {
             Rec::Sample(..) => {
-                let mut rows = Vec::with_capacity(group.len());
-                let mut samples = Vec::with_capacity(group.len());
-                for r in group {
-                    if let Rec::Sample(s, raw) = r {
-                        rows.push(NewRecord {
-                            ts_ms: s.timestamp.millis(),
-                            service: s.service.clone(),
-                            environment: s.environment.clone(),
-                            body: raw,
-                        });
-                        samples.push(s);
-                    }
-                }
-                state
-                    .store
-                    .insert_samples(&rows, AppState::now_ms())
-                    .await?;
-                state
-                    .metrics
-                    .samples
-                    .fetch_add(samples.len() as u64, Ordering::Relaxed);
-                state.engine.samples(samples).await?;
+                let items = group
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(index, r)| match r {
+                        Rec::Sample(record, raw) => Some(Item {
+                            record,
+                            raw,
+                            index,
+                            line: 0,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                let done = accept::samples(state, items)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("storing samples: {e}"))?;
+                warn_refused(&done.rejected);
             }
             Rec::Deploy(..) => {
                 let deploys: Vec<Deploy> = group
@@ -186,30 +181,38 @@ async fn apply(state: &AppState, mut recs: Vec<Rec>, announce: bool) -> anyhow::
                         );
                     }
                 }
-                crate::routes::ingest::accept_deploys(state, deploys, "file")
+                accept::deploys(state, deploys, "file")
                     .await
                     .map_err(|e| anyhow::anyhow!("storing deploys: {e}"))?;
             }
             Rec::Log(..) => {
-                let mut rows = Vec::with_capacity(group.len());
-                let mut events = Vec::with_capacity(group.len());
-                for r in group {
-                    if let Rec::Log(l, raw) = r {
-                        rows.push(NewRecord {
-                            ts_ms: l.timestamp.millis(),
-                            service: l.service.clone(),
-                            environment: l.environment.clone(),
-                            body: raw,
-                        });
-                        events.push(l);
-                    }
-                }
-                state.store.insert_logs(&rows).await?;
-                state.engine.logs(events).await?;
+                let items = group
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(index, r)| match r {
+                        Rec::Log(record, raw) => Some(Item {
+                            record,
+                            raw,
+                            index,
+                            line: 0,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                let done = accept::logs(state, items)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("storing log events: {e}"))?;
+                warn_refused(&done.rejected);
             }
         }
     }
     Ok(())
+}
+
+fn warn_refused(rejected: &[crate::ingest::body::Rejection]) {
+    for r in rejected {
+        tracing::warn!(field = %r.field, error = %r.error, "record refused");
+    }
 }
 
 /// Follows the files until ctrl-c/SIGTERM (or their end with `--once`).
@@ -225,6 +228,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // data, or every sample would be older than the wall clock's watermark.
     if (args.once || files.state_dir_mode) && args.server.clock.is_none() {
         config.clock = crate::config::Clock::Data;
+    }
+    // With the data clock, event time is the data's own, and the original's `simulate`
+    // writes the minutes after its deploy ahead of the wall clock: the check against a
+    // sender whose clock is wrong (max_future_skew_secs) would refuse them. A century
+    // still keeps the wall-clock arithmetic in range.
+    if config.clock == crate::config::Clock::Data {
+        config.max_future_skew_secs = config.max_future_skew_secs.max(100 * 365 * 86_400);
     }
     // The original's verdict carried the dominant error signature: as in `replay`, a
     // regression waits five minutes of event time after its detection to gather log

@@ -25,6 +25,10 @@ pub struct Item<T> {
     pub record: T,
     /// The JSON text (stored, re-parsed on restart).
     pub raw: String,
+    /// Position among the items of its body (0-based), for rejections made later.
+    pub index: usize,
+    /// Line in the body (1-based; 0 when the record did not come from a body).
+    pub line: usize,
 }
 
 /// The outcome of parsing a body.
@@ -70,8 +74,22 @@ pub fn parse_body<T>(
     body: &[u8],
     parse: impl Fn(&str) -> Result<T, watchdog_core::Error>,
 ) -> Result<Parsed<T>, NotJson> {
-    let text =
-        std::str::from_utf8(body).map_err(|e| NotJson(format!("body is not UTF-8 text: {e}")))?;
+    // A byte-order mark (some Windows tools write one) is not part of the first record.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) => {
+            let start = String::from_utf8_lossy(&body[..body.len().min(64)]);
+            if start.trim_start().starts_with('[') {
+                return Err(NotJson(format!(
+                    "body is not UTF-8 text (byte {}): a JSON array must be valid UTF-8 throughout",
+                    e.valid_up_to()
+                )));
+            }
+            // NDJSON: only the lines with bad bytes are rejected.
+            return parse_lines(body, parse);
+        }
+    };
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
         return Err(NotJson(
@@ -96,15 +114,45 @@ pub fn parse_body<T>(
                 Ok(record) => items.push(Item {
                     record,
                     raw: raw.get().to_string(),
+                    index,
+                    line,
                 }),
                 Err(e) => rejected.push(reject(index, line, e)),
             }
         }
         return Ok(Parsed { items, rejected });
     }
+    parse_lines(text.as_bytes(), parse)
+}
+
+/// The NDJSON half of [`parse_body`], on bytes: a line that is not UTF-8 is rejected on its
+/// own (field `(encoding)`), the others are parsed.
+fn parse_lines<T>(
+    body: &[u8],
+    parse: impl Fn(&str) -> Result<T, watchdog_core::Error>,
+) -> Result<Parsed<T>, NotJson> {
+    let mut items = Vec::new();
+    let mut rejected = Vec::new();
     let mut json_lines = 0usize;
     let mut index = 0usize;
-    for (i, line) in text.lines().enumerate() {
+    for (i, bytes) in body.split(|&b| b == b'\n').enumerate() {
+        let line = match std::str::from_utf8(bytes) {
+            Ok(line) => line,
+            Err(e) => {
+                json_lines += 1;
+                rejected.push(Rejection {
+                    index,
+                    line: i + 1,
+                    field: "(encoding)".into(),
+                    error: format!(
+                        "line is not UTF-8 text (invalid byte at column {})",
+                        e.valid_up_to() + 1
+                    ),
+                });
+                index += 1;
+                continue;
+            }
+        };
         let l = line.trim();
         if l.is_empty() {
             continue;
@@ -117,6 +165,8 @@ pub fn parse_body<T>(
             Ok(record) => items.push(Item {
                 record,
                 raw: l.to_string(),
+                index,
+                line: i + 1,
             }),
             Err(e) => rejected.push(reject(index, i + 1, e)),
         }
@@ -164,6 +214,18 @@ mod tests {
         assert_eq!(p.rejected[0].index, 1);
         assert_eq!(p.rejected[0].line, 3);
         assert_eq!(p.rejected[0].field, "timestamp");
+    }
+
+    #[test]
+    fn a_bad_byte_rejects_its_line_only_and_a_bom_is_ignored() {
+        let body = b"\xEF\xBB\xBF{\"timestamp\":\"2026-03-30T19:30:00Z\",\"error_rate\":0.1}\n{\"timestamp\":\"2026-03-30T19:31:00Z\",\"service\":\"caf\xE9\",\"error_rate\":0.1}\r\n{\"timestamp\":\"2026-03-30T19:32:00Z\",\"error_rate\":0.2}\n";
+        let p = parse_body(body, parse_sample).unwrap();
+        assert_eq!(p.items.len(), 2, "{:?}", p.rejected);
+        assert_eq!(p.rejected.len(), 1);
+        assert_eq!((p.rejected[0].index, p.rejected[0].line), (1, 2));
+        assert_eq!(p.rejected[0].field, "(encoding)");
+        assert_eq!(p.items[1].line, 3);
+        assert!(parse_body(b"[\"\xE9\"]", parse_sample).is_err());
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //! and its watch window is fed as it happens.
 //!
 //! A failing, slow or empty query is logged with the service and the query and retried
-//! at the next poll, from where the last good pull ended; the missing points then show up
-//! in the verdict as gaps (an inconclusive verdict naming them), never as a pass.
+//! at the next poll, from where its own last good pull ended (each query keeps its own
+//! position, so one failing query neither loses its gap nor makes the others pull twice);
+//! points that never come show up in the verdict as gaps, never as a pass. At start each
+//! query resumes after the latest point the store holds for it, so a restart does not
+//! store the same points twice.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -21,7 +23,7 @@ use tokio::sync::watch;
 use watchdog_core::{Sample, Timestamp};
 
 use crate::state::AppState;
-use crate::store::NewRecord;
+use crate::store::LeaseRole;
 
 /// `[prometheus]` in the config file.
 #[derive(Clone, Debug, Deserialize)]
@@ -265,21 +267,27 @@ impl Client {
     }
 }
 
-/// Pulls one service's queries over `[start_ms, end_ms]` and joins them into samples by
-/// timestamp. Returns the samples and one message per query that failed or was empty.
+/// Pulls one service's queries, each from its own start in `starts` (a metric missing
+/// there starts at `end_ms`, i.e. is not pulled) to `end_ms`, and joins them into samples
+/// by timestamp. Returns the samples and, per query, `Ok(())` or the problem (an error or
+/// an empty answer), so that each query's position moves on its own.
 pub async fn pull(
     client: &Client,
     svc: &ServiceQueries,
     queries: &BTreeMap<String, String>,
-    start_ms: i64,
+    starts: &BTreeMap<String, i64>,
     end_ms: i64,
     step_secs: u64,
-) -> (Vec<Sample>, Vec<String>) {
+) -> (Vec<Sample>, BTreeMap<String, Result<(), String>>) {
     let mut points: BTreeMap<i64, Vec<(String, f64)>> = BTreeMap::new();
-    let mut problems = Vec::new();
+    let mut outcome = BTreeMap::new();
     for (metric, q) in queries {
-        match client.query_range(q, start_ms, end_ms, step_secs).await {
-            Ok(values) if values.is_empty() => problems.push(format!(
+        let start_ms = starts.get(metric).copied().unwrap_or(end_ms + 1);
+        if start_ms > end_ms {
+            continue;
+        }
+        let result = match client.query_range(q, start_ms, end_ms, step_secs).await {
+            Ok(values) if values.is_empty() => Err(format!(
                 "{metric}: no data from Prometheus between {} and {} for {q}",
                 Timestamp(start_ms),
                 Timestamp(end_ms)
@@ -288,9 +296,11 @@ pub async fn pull(
                 for (t, v) in values {
                     points.entry(t).or_default().push((metric.clone(), v));
                 }
+                Ok(())
             }
-            Err(e) => problems.push(format!("{metric}: {e} (query {q})")),
-        }
+            Err(e) => Err(format!("{metric}: {e} (query {q})")),
+        };
+        outcome.insert(metric.clone(), result);
     }
     let samples = points
         .into_iter()
@@ -301,7 +311,30 @@ pub async fn pull(
             metrics,
         })
         .collect();
-    (samples, problems)
+    (samples, outcome)
+}
+
+/// Where each query's next pull starts, resumed from what the store already holds of the
+/// service (a restart does not pull and store the same points again): the point after
+/// each metric's latest stored sample, or `oldest` for a metric with none.
+pub fn resume_positions(
+    stored: &[Sample],
+    queries: &BTreeMap<String, String>,
+    oldest: i64,
+    step_ms: i64,
+) -> BTreeMap<String, i64> {
+    queries
+        .keys()
+        .map(|metric| {
+            let latest = stored
+                .iter()
+                .filter(|s| s.metrics.iter().any(|(m, _)| m == metric))
+                .map(|s| s.timestamp.millis())
+                .max();
+            let next = latest.map_or(oldest, |t| (t + step_ms).max(oldest));
+            (metric.clone(), next)
+        })
+        .collect()
 }
 
 /// Stores samples and feeds them to the engine: the path of `POST /api/v1/metrics`.
@@ -312,31 +345,13 @@ pub async fn ingest(state: &AppState, samples: Vec<Sample>) -> anyhow::Result<()
     if samples.is_empty() {
         return Ok(());
     }
-    let rows: Vec<NewRecord> = samples
-        .iter()
-        .map(|s| {
-            let mut m = serde_json::Map::new();
-            m.insert("timestamp".into(), s.timestamp.to_rfc3339().into());
-            m.insert("service".into(), s.service.clone().into());
-            m.insert("environment".into(), s.environment.clone().into());
-            for (k, v) in &s.metrics {
-                m.insert(k.clone(), (*v).into());
-            }
-            NewRecord {
-                ts_ms: s.timestamp.millis(),
-                service: s.service.clone(),
-                environment: s.environment.clone(),
-                body: serde_json::Value::Object(m).to_string(),
-            }
-        })
-        .collect();
-    let n = rows.len();
-    state
-        .store
-        .insert_samples(&rows, AppState::now_ms())
-        .await?;
-    state.engine.samples(samples).await?;
-    state.metrics.samples.fetch_add(n as u64, Ordering::Relaxed);
+    let items = crate::ingest::accept::sample_items(samples);
+    let done = crate::ingest::accept::samples(state, items)
+        .await
+        .map_err(|e| anyhow::anyhow!("storing pulled samples: {e}"))?;
+    for r in &done.rejected {
+        tracing::warn!(error = %r.error, "pulled sample refused");
+    }
     Ok(())
 }
 
@@ -360,8 +375,12 @@ pub struct Puller {
     config: PrometheusConfig,
     client: Client,
     services: Vec<(ServiceQueries, BTreeMap<String, String>)>,
-    next_ms: Vec<i64>,
+    /// Per service, per metric: where the next pull starts (empty until the first poll,
+    /// which resumes from the store).
+    next_ms: Vec<BTreeMap<String, i64>>,
     backfill_ms: i64,
+    /// Held while this process is the one that pulls.
+    lease: Option<crate::store::Lease>,
 }
 
 impl Puller {
@@ -383,14 +402,16 @@ impl Puller {
             (detector.baseline_window_secs + detector.allowed_lateness_secs) as i64 * 1000;
         Ok(Puller {
             client: Client::new(&config.url, Duration::from_secs(config.timeout_secs)),
-            next_ms: vec![i64::MIN; services.len()],
+            next_ms: vec![BTreeMap::new(); services.len()],
+            lease: None,
             services,
             backfill_ms,
             config,
         })
     }
 
-    /// Pulls every service from where it stopped (at first: the baseline window) to now.
+    /// Pulls every service's queries, each from where it stopped (at first: after what
+    /// the store holds, at most the baseline window back) to now.
     pub async fn poll_once(&mut self, state: &AppState) {
         let step_ms = self.config.step_secs as i64 * 1000;
         let now = AppState::now_ms();
@@ -399,30 +420,49 @@ impl Puller {
         let end = now.div_euclid(step_ms) * step_ms;
         let oldest = (now - self.backfill_ms).div_euclid(step_ms) * step_ms;
         for (i, (svc, queries)) in self.services.iter().enumerate() {
-            let start = self.next_ms[i].max(oldest);
-            if end < start {
-                continue;
+            if self.next_ms[i].is_empty() {
+                let stored = state
+                    .store
+                    .series(&svc.service, &svc.environment, oldest, end, 1_000_000)
+                    .await;
+                match stored {
+                    Ok(rows) => {
+                        let samples: Vec<Sample> = rows
+                            .iter()
+                            .filter_map(|r| Sample::from_json_line(&r.body).ok())
+                            .collect();
+                        self.next_ms[i] = resume_positions(&samples, queries, oldest, step_ms);
+                    }
+                    Err(e) => {
+                        tracing::error!(service = %svc.service, error = %e, "reading stored samples to resume the pull failed; retrying");
+                        continue;
+                    }
+                }
             }
-            let (samples, problems) = pull(
+            let starts: BTreeMap<String, i64> = self.next_ms[i]
+                .iter()
+                .map(|(m, &t)| (m.clone(), t.max(oldest)))
+                .collect();
+            let (samples, outcome) = pull(
                 &self.client,
                 svc,
                 queries,
-                start,
+                &starts,
                 end,
                 self.config.step_secs,
             )
             .await;
-            for p in &problems {
+            for p in outcome.values().filter_map(|r| r.as_ref().err()) {
                 tracing::warn!(service = %svc.service, environment = %svc.environment, problem = %p, "prometheus pull");
             }
-            let last = samples.last().map(|s| s.timestamp.millis());
             match ingest(state, samples).await {
-                // Move on only past what arrived: a failed query is asked again next time.
+                // Each query moves on only when it answered: a failed one is asked again
+                // for its whole range next time, the others are not pulled twice.
                 Ok(()) => {
-                    if problems.is_empty() {
-                        self.next_ms[i] = end + step_ms;
-                    } else if let Some(last) = last {
-                        self.next_ms[i] = last + step_ms;
+                    for (metric, result) in &outcome {
+                        if result.is_ok() {
+                            self.next_ms[i].insert(metric.clone(), end + step_ms);
+                        }
                     }
                 }
                 Err(e) => {
@@ -432,7 +472,39 @@ impl Puller {
         }
     }
 
-    /// Polls every `poll_secs` until `shutdown`.
+    /// Polls once if this process holds (or can take) the puller's lease: of servers
+    /// sharing a store only one pulls, so points are not stored once per replica. A new
+    /// holder resumes after what the store holds. Returns whether it polled.
+    pub async fn poll_if_leader(&mut self, state: &AppState) -> bool {
+        if let Some(lease) = self.lease.as_mut() {
+            if !lease.alive().await {
+                tracing::warn!("lost the Prometheus puller lease; another replica may take over");
+                self.lease = None;
+            }
+        }
+        if self.lease.is_none() {
+            match state.store.try_lead(LeaseRole::PrometheusPuller).await {
+                Ok(Some(lease)) => {
+                    tracing::info!("this server pulls Prometheus");
+                    self.lease = Some(lease);
+                    // Positions are resumed from the store: another replica may have
+                    // pulled since.
+                    for next in &mut self.next_ms {
+                        next.clear();
+                    }
+                }
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::error!(error = %e, "taking the Prometheus puller lease failed");
+                    return false;
+                }
+            }
+        }
+        self.poll_once(state).await;
+        true
+    }
+
+    /// Polls every `poll_secs` until `shutdown` (when this process holds the lease).
     pub async fn run(mut self, state: AppState, mut shutdown: watch::Receiver<bool>) {
         loop {
             tokio::select! {
@@ -442,7 +514,7 @@ impl Puller {
             if *shutdown.borrow() {
                 return;
             }
-            self.poll_once(&state).await;
+            self.poll_if_leader(&state).await;
         }
     }
 }
@@ -471,6 +543,33 @@ mod tests {
             q["request_rate"],
             "sum(rate(http_requests_total{job=\"api\"}[30s]))"
         );
+    }
+
+    #[test]
+    fn positions_resume_after_what_is_stored_per_metric() {
+        let queries: BTreeMap<String, String> = [("error_rate", "q1"), ("p95_latency_ms", "q2")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let s = |t: i64, metrics: &[&str]| Sample {
+            timestamp: Timestamp(t),
+            service: "checkout".into(),
+            environment: String::new(),
+            metrics: metrics.iter().map(|m| (m.to_string(), 1.0)).collect(),
+        };
+        // error_rate was stored up to 40 s; p95 failed after 20 s.
+        let stored = vec![
+            s(10_000, &["error_rate", "p95_latency_ms"]),
+            s(20_000, &["error_rate", "p95_latency_ms"]),
+            s(30_000, &["error_rate"]),
+            s(40_000, &["error_rate"]),
+        ];
+        let next = resume_positions(&stored, &queries, 0, 10_000);
+        assert_eq!(next["error_rate"], 50_000);
+        assert_eq!(next["p95_latency_ms"], 30_000);
+        // Nothing stored: the whole backfill window.
+        let next = resume_positions(&[], &queries, 5_000, 10_000);
+        assert_eq!(next["error_rate"], 5_000);
     }
 
     #[test]

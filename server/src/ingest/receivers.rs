@@ -1,20 +1,23 @@
 //! What the OTLP and remote-write receivers share: their conversion state, the version
 //! tracker, an overload guard, and the last step of both: deploys first, then samples
-//! and logs, stored and fed to the engine the way `POST /api/v1/*` does.
+//! and logs, through the one ingest path of `POST /api/v1/*` ([`accept`]: event times
+//! checked against the clock, limits and admission, stored then fed in a task that a
+//! dropped request cannot split).
 
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use tokio::sync::Semaphore;
-use watchdog_core::{LogEvent, Sample};
+use watchdog_core::{Deploy, LogEvent, Sample};
 
 use crate::error::AppError;
+use crate::ingest::accept;
+use crate::ingest::body::{Item, Rejection};
 use crate::ingest::otlp::metrics::MetricState;
 use crate::ingest::otlp::OtlpConfig;
 use crate::ingest::remote_write::{RemoteWriteConfig, RemoteWriteState};
 use crate::ingest::versions::{Sighting, VersionTracker};
 use crate::state::AppState;
-use crate::store::NewRecord;
 
 /// Requests converted and stored at once; more get 503 with `Retry-After`.
 pub const MAX_IN_FLIGHT: usize = 32;
@@ -54,7 +57,8 @@ impl Receivers {
     }
 
     /// Announces the deploys the sightings imply (when turned on), through the same path
-    /// as `POST /api/v1/deploys`.
+    /// as `POST /api/v1/deploys`: a deploy stamped too far ahead of the clock or over a
+    /// limit is refused (and counted in what is returned), the rest stored and fed.
     ///
     /// # Errors
     /// Store failures or the engine gone.
@@ -63,58 +67,123 @@ impl Receivers {
         state: &AppState,
         sightings: Vec<Sighting>,
         source: &str,
-    ) -> Result<usize, AppError> {
+    ) -> Result<Refused, AppError> {
+        let mut refused = Refused::default();
         if sightings.is_empty() {
-            return Ok(0);
+            return Ok(refused);
         }
         let mut tracker = self.versions.lock().await;
         let deploys = tracker.deploys(state.store.as_ref(), sightings).await?;
-        let n = deploys.len();
-        if n > 0 {
-            crate::routes::ingest::accept_deploys(state, deploys, source).await?;
+        if deploys.is_empty() {
+            return Ok(refused);
         }
-        Ok(n)
+        let (items, late) = accept::check_event_times(
+            unstored_items(deploys),
+            |d| d.timestamp,
+            AppState::now_ms(),
+            state.config.max_future_skew_secs,
+        );
+        let (items, over) = state.admission.deploys(items);
+        refused.add(state, &late);
+        refused.add(state, &over);
+        let deploys: Vec<Deploy> = items.into_iter().map(|i| i.record).collect();
+        if !deploys.is_empty() {
+            accept::deploys(state, deploys, source).await?;
+        }
+        Ok(refused)
     }
 }
 
-/// Stores samples and feeds them to the engine: the path of `POST /api/v1/metrics`.
-///
-/// # Errors
-/// Store failures or the engine gone.
-pub async fn store_samples(state: &AppState, samples: Vec<Sample>) -> Result<(), AppError> {
-    crate::ingest::prometheus::ingest(state, samples)
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))
+/// What the ingest path refused of a receiver's converted records (an event time too far
+/// ahead of the clock, a limit, a series past the cap), each counted in
+/// `watchdog_rejected_total`. The rest were stored.
+#[derive(Debug, Default)]
+pub struct Refused {
+    /// How many records.
+    pub count: usize,
+    /// What was wrong with the first.
+    pub first: Option<String>,
 }
 
-/// Stores log events (with the JSON record kept for each) and feeds them to the engine:
-/// the path of `POST /api/v1/logs`.
-///
-/// # Errors
-/// Store failures or the engine gone.
-pub async fn store_logs(state: &AppState, events: Vec<(LogEvent, String)>) -> Result<(), AppError> {
-    if events.is_empty() {
-        return Ok(());
+impl Refused {
+    fn add(&mut self, state: &AppState, rejected: &[Rejection]) {
+        if rejected.is_empty() {
+            return;
+        }
+        state
+            .metrics
+            .rejected
+            .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+        self.count += rejected.len();
+        if self.first.is_none() {
+            self.first = rejected
+                .first()
+                .map(|r| format!("field `{}`: {}", r.field, r.error));
+        }
     }
-    let (rows, events): (Vec<NewRecord>, Vec<LogEvent>) = events
+
+    /// Adds another step's refusals.
+    pub fn merge(&mut self, other: Refused) {
+        self.count += other.count;
+        if self.first.is_none() {
+            self.first = other.first;
+        }
+    }
+}
+
+/// Items for records whose JSON text is not stored with them (deploys).
+fn unstored_items<T>(records: Vec<T>) -> Vec<Item<T>> {
+    records
         .into_iter()
-        .map(|(e, raw)| {
-            let row = NewRecord {
-                ts_ms: e.timestamp.millis(),
-                service: e.service.clone(),
-                environment: e.environment.clone(),
-                body: raw,
-            };
-            (row, e)
+        .enumerate()
+        .map(|(index, record)| Item {
+            raw: String::new(),
+            record,
+            index,
+            line: 0,
+        })
+        .collect()
+}
+
+/// Checks, stores and feeds samples: the path of `POST /api/v1/metrics`. Returns what
+/// was refused; when storing fails nothing is fed.
+///
+/// # Errors
+/// Store failures or the engine gone.
+pub async fn store_samples(state: &AppState, samples: Vec<Sample>) -> Result<Refused, AppError> {
+    let mut refused = Refused::default();
+    if samples.is_empty() {
+        return Ok(refused);
+    }
+    let done = accept::samples(state, accept::sample_items(samples)).await?;
+    refused.add(state, &done.rejected);
+    Ok(refused)
+}
+
+/// Checks, stores (with the JSON record kept for each) and feeds log events: the path
+/// of `POST /api/v1/logs`. Returns what was refused.
+///
+/// # Errors
+/// Store failures or the engine gone.
+pub async fn store_logs(
+    state: &AppState,
+    events: Vec<(LogEvent, String)>,
+) -> Result<Refused, AppError> {
+    let mut refused = Refused::default();
+    if events.is_empty() {
+        return Ok(refused);
+    }
+    let items = events
+        .into_iter()
+        .enumerate()
+        .map(|(index, (record, raw))| Item {
+            record,
+            raw,
+            index,
+            line: 0,
         })
         .collect();
-    let n = rows.len();
-    state.store.insert_logs(&rows).await?;
-    state
-        .engine
-        .logs(events)
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    state.metrics.logs.fetch_add(n as u64, Ordering::Relaxed);
-    Ok(())
+    let done = accept::logs(state, items).await?;
+    refused.add(state, &done.rejected);
+    Ok(refused)
 }

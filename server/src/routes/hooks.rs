@@ -14,7 +14,6 @@ use crate::error::AppError;
 use crate::ingest::hooks::{
     argocd_deploy, github_deploy, gitlab_deploy, verify_github_signature, HookOutcome,
 };
-use crate::routes::ingest::accept_deploys;
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -43,7 +42,7 @@ async fn finish(
         HookOutcome::Ignored(why) => Ok(Json(json!({ "accepted": 0, "ignored": why }))),
         HookOutcome::Deploy(d) => {
             let record = deploy_json(&d);
-            let ids = accept_deploys(state, vec![d], source).await?;
+            let ids = crate::ingest::accept::deploys(state, vec![d], source).await?;
             Ok(Json(json!({
                 "accepted": 1,
                 "id": ids[0],

@@ -127,6 +127,18 @@ struct StatusChange {
     actor: Option<String>,
 }
 
+/// The actor an audit entry records for a change made with the API token. The token is
+/// the only credential, shared by whoever holds it, so a name the client sends is kept
+/// but marked as its claim: `alice (as claimed, API token)`; without one, `API token`.
+fn audit_actor(actor: Option<String>) -> String {
+    let name = actor_name(actor);
+    if name == "api" {
+        "API token".into()
+    } else {
+        format!("{name} (as claimed, API token)")
+    }
+}
+
 fn actor_name(actor: Option<String>) -> String {
     actor
         .map(|a| a.trim().chars().take(100).collect::<String>())
@@ -146,7 +158,7 @@ async fn update(
             change.status
         ))
     })?;
-    let actor = actor_name(change.actor);
+    let actor = audit_actor(change.actor);
     let channels = crate::outbox::channel_names(&state.alerts);
     let summary = state
         .store
@@ -154,9 +166,7 @@ async fn update(
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no incident with id {id}")))?;
     state.publish("incident", json!(summary));
-    if status == IncidentStatus::Resolved {
-        state.outbox_wake.notify_one();
-    }
+    state.outbox_wake.notify_one();
     let rec = load(&state, id).await?;
     let exp = state.store.get_explanation(id).await?;
     Ok(Json(incident_json(&rec, exp.as_ref())))
@@ -224,8 +234,16 @@ async fn explanation(
     if let Some(cached) = state.store.get_explanation(id).await? {
         return Ok(Json(cached));
     }
+    // A read writes nothing and calls no model (reads may need no token): the local text,
+    // built from the evidence, until a POST to `…/explanation/refresh` stores one.
     let rec = load(&state, id).await?;
-    Ok(Json(generate(&state, &rec, "watchdog").await?))
+    Ok(Json(StoredExplanation {
+        text: explain(&rec.verdict).to_text(),
+        source: "local".into(),
+        model: None,
+        generated_at: Timestamp(AppState::now_ms()),
+        fallback_reason: None,
+    }))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -239,7 +257,7 @@ async fn refresh(
     body: Option<Json<RefreshBody>>,
 ) -> Result<Json<StoredExplanation>, AppError> {
     let rec = load(&state, id).await?;
-    let actor = actor_name(body.and_then(|b| b.0.actor));
+    let actor = audit_actor(body.and_then(|b| b.0.actor));
     Ok(Json(generate(&state, &rec, &actor).await?))
 }
 

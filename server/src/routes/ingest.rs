@@ -1,5 +1,6 @@
-//! `POST /api/v1/metrics`, `/deploys`, `/logs`: validate every item, store the valid ones
-//! durably, then feed them to the engine and answer with what was accepted and rejected.
+//! `POST /api/v1/metrics`, `/deploys`, `/logs`: validate every item, hand the valid ones
+//! to the ingest path ([`accept`]: stored durably, then fed to the engine) and answer
+//! with what was accepted, rejected, and (for samples) late.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -10,13 +11,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::atomic::Ordering;
-use watchdog_core::{Deploy, LogEvent, Sample};
+use watchdog_core::{Deploy, LogEvent};
 
 use crate::error::AppError;
+use crate::ingest::accept;
 use crate::ingest::body::{parse_body, Parsed, Rejection};
 use crate::ingest::metric_record::parse_sample;
 use crate::state::AppState;
-use crate::store::{NewDeploy, NewRecord};
 
 /// Most rejections listed in one response (the count is always complete).
 const MAX_LISTED_REJECTIONS: usize = 1000;
@@ -79,34 +80,22 @@ async fn metrics(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let parsed = parse_blocking(body?, parse_sample).await?;
-    let (rows, samples): (Vec<NewRecord>, Vec<Sample>) = parsed
-        .items
-        .into_iter()
-        .map(|i| {
-            let row = NewRecord {
-                ts_ms: i.record.timestamp.millis(),
-                service: i.record.service.clone(),
-                environment: i.record.environment.clone(),
-                body: i.raw,
-            };
-            (row, i.record)
-        })
-        .unzip();
-    let n = rows.len();
-    state
-        .store
-        .insert_samples(&rows, AppState::now_ms())
-        .await?;
-    drop(rows);
-    if n > 0 {
-        state
-            .engine
-            .samples(samples)
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?;
+    let done = accept::samples(&state, parsed.items).await?;
+    outcome(
+        &state,
+        done.accepted,
+        merged(parsed.rejected, done.rejected),
+        json!({ "late": done.late }),
+    )
+}
+
+/// Rejections of parsing and of later checks, in the body's order.
+fn merged(mut a: Vec<Rejection>, b: Vec<Rejection>) -> Vec<Rejection> {
+    if !b.is_empty() {
+        a.extend(b);
+        a.sort_by_key(|r| r.index);
     }
-    state.metrics.samples.fetch_add(n as u64, Ordering::Relaxed);
-    outcome(&state, n, parsed.rejected, json!({}))
+    a
 }
 
 async fn logs(
@@ -114,73 +103,13 @@ async fn logs(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let parsed = parse_blocking(body?, LogEvent::from_json_line).await?;
-    let (rows, events): (Vec<NewRecord>, Vec<LogEvent>) = parsed
-        .items
-        .into_iter()
-        .map(|i| {
-            let row = NewRecord {
-                ts_ms: i.record.timestamp.millis(),
-                service: i.record.service.clone(),
-                environment: i.record.environment.clone(),
-                body: i.raw,
-            };
-            (row, i.record)
-        })
-        .unzip();
-    let n = rows.len();
-    state.store.insert_logs(&rows).await?;
-    if n > 0 {
-        state
-            .engine
-            .logs(events)
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-    }
-    state.metrics.logs.fetch_add(n as u64, Ordering::Relaxed);
-    outcome(&state, n, parsed.rejected, json!({}))
-}
-
-/// Stores deploys and feeds the new ones to the engine. Returns each one's row id, `None`
-/// for a deploy that was already stored (a retried notification).
-///
-/// # Errors
-/// Store failures or the engine gone.
-pub async fn accept_deploys(
-    state: &AppState,
-    deploys: Vec<Deploy>,
-    source: &str,
-) -> Result<Vec<Option<i64>>, AppError> {
-    let rows: Vec<NewDeploy> = deploys
-        .iter()
-        .map(|d| NewDeploy {
-            deploy: d.clone(),
-            source: source.to_string(),
-        })
-        .collect();
-    let ids = state
-        .store
-        .insert_deploys(&rows, AppState::now_ms())
-        .await?;
-    let fresh: Vec<Deploy> = deploys
-        .into_iter()
-        .zip(&ids)
-        .filter_map(|(d, id)| id.map(|_| d))
-        .collect();
-    if !fresh.is_empty() {
-        state
-            .metrics
-            .deploys
-            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
-        for d in &fresh {
-            tracing::info!(deploy_id = %d.deploy_id, service = %d.service, environment = %d.environment, source, "deploy");
-        }
-        state
-            .engine
-            .deploys(fresh)
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-    }
-    Ok(ids)
+    let done = accept::logs(&state, parsed.items).await?;
+    outcome(
+        &state,
+        done.accepted,
+        merged(parsed.rejected, done.rejected),
+        json!({}),
+    )
 }
 
 /// `POST /api/v1/deploys`.
@@ -189,14 +118,25 @@ pub async fn deploys(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let parsed = parse_blocking(body?, Deploy::from_json_line).await?;
-    let deploys: Vec<Deploy> = parsed.items.into_iter().map(|i| i.record).collect();
+    let (items, refused) = accept::check_event_times(
+        parsed.items,
+        |d| d.timestamp,
+        AppState::now_ms(),
+        state.config.max_future_skew_secs,
+    );
+    let (items, over) = state.admission.deploys(items);
+    let deploys: Vec<Deploy> = items.into_iter().map(|i| i.record).collect();
     let n = deploys.len();
-    let ids = accept_deploys(&state, deploys, "api").await?;
+    let ids = if n > 0 {
+        accept::deploys(&state, deploys, "api").await?
+    } else {
+        Vec::new()
+    };
     let duplicates = ids.iter().filter(|i| i.is_none()).count();
     outcome(
         &state,
         n,
-        parsed.rejected,
+        merged(parsed.rejected, refused.into_iter().chain(over).collect()),
         json!({ "ids": ids, "duplicates": duplicates }),
     )
 }

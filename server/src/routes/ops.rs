@@ -31,12 +31,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let watches = state
-        .engine
-        .status()
-        .await
-        .ok()
-        .map(|(s, _)| s.active_watches);
+    let watches = state.engine.status().await.ok().map(|(s, _)| s);
     (
         [(
             header::CONTENT_TYPE,

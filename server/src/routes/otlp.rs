@@ -30,7 +30,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::AppError;
 use crate::ingest::otlp::{decode, decompress, logs, metrics, BodyError, Encoding};
-use crate::ingest::receivers::{store_logs, store_samples, Receivers, RETRY_AFTER_SECS};
+use crate::ingest::receivers::{store_logs, store_samples, Receivers, Refused, RETRY_AFTER_SECS};
 use crate::state::AppState;
 
 /// `google.rpc.Status`, the body of OTLP error responses (declared after
@@ -108,6 +108,20 @@ pub fn stored_failure(encoding: Encoding, e: AppError) -> Response {
         encoding,
         StatusCode::SERVICE_UNAVAILABLE,
         "the data could not be stored; retry later".into(),
+    )
+}
+
+/// "3 of 10 samples ... refused (the others were stored); first: ...", or without the
+/// total when it is 0.
+pub fn refused_text(refused: &Refused, of: usize, what: &str) -> String {
+    let count = if of > 0 {
+        format!("{} of {of}", refused.count)
+    } else {
+        refused.count.to_string()
+    };
+    format!(
+        "{count} {what} refused (the others were stored); first: {}",
+        refused.first.as_deref().unwrap_or_default()
     )
 }
 
@@ -220,29 +234,61 @@ async fn export_metrics(
         );
     }
     let undo = batch.undo;
+    let samples = batch.samples.len();
     let stored = async {
-        if rx.otlp.version_deploys {
-            rx.deploys(&state, batch.sightings, "otlp").await?;
-        }
-        store_samples(&state, batch.samples).await
+        let deploys = if rx.otlp.version_deploys {
+            rx.deploys(&state, batch.sightings, "otlp").await?
+        } else {
+            Refused::default()
+        };
+        Ok::<_, AppError>((deploys, store_samples(&state, batch.samples).await?))
     }
     .await;
-    if let Err(e) = stored {
-        // The exporter retries: difference its retry against the same references.
-        rx.otlp_metrics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .rollback(undo);
-        return stored_failure(encoding, e);
+    let (deploys_refused, refused) = match stored {
+        Ok(r) => r,
+        Err(e) => {
+            // The exporter retries: difference its retry against the same references.
+            rx.otlp_metrics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .rollback(undo);
+            return stored_failure(encoding, e);
+        }
+    };
+    if samples > 0 && refused.count == samples {
+        // Not retryable: the same data would be refused again.
+        return failure(
+            encoding,
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no sample stored: all {samples} made from the data points were refused; first: {}",
+                refused.first.unwrap_or_default()
+            ),
+        );
     }
-    let partial_success = (batch.rejected > 0).then(|| ExportMetricsPartialSuccess {
-        rejected_data_points: batch.rejected as i64,
-        error_message: format!(
+    let mut problems = Vec::new();
+    if batch.rejected > 0 {
+        problems.push(format!(
             "{} of {} data points rejected; first: {}",
             batch.rejected,
             batch.points,
             batch.first_error.unwrap_or_default()
-        ),
+        ));
+    }
+    if refused.count > 0 {
+        problems.push(refused_text(
+            &refused,
+            samples,
+            "samples made from the data points",
+        ));
+    }
+    if deploys_refused.count > 0 {
+        problems.push(refused_text(&deploys_refused, 0, "version deploys"));
+    }
+    let partial_success = (!problems.is_empty()).then(|| ExportMetricsPartialSuccess {
+        // A refused sample stands for at least one data point.
+        rejected_data_points: (batch.rejected + refused.count) as i64,
+        error_message: problems.join("; "),
     });
     encoded(
         encoding,
@@ -292,22 +338,47 @@ async fn export_logs(
             ),
         );
     }
-    if rx.otlp.version_deploys {
-        if let Err(e) = rx.deploys(&state, batch.sightings, "otlp").await {
-            return stored_failure(encoding, e);
+    let deploys_refused = if rx.otlp.version_deploys {
+        match rx.deploys(&state, batch.sightings, "otlp").await {
+            Ok(r) => r,
+            Err(e) => return stored_failure(encoding, e),
         }
+    } else {
+        Refused::default()
+    };
+    let events = batch.events.len();
+    let refused = match store_logs(&state, batch.events).await {
+        Ok(r) => r,
+        Err(e) => return stored_failure(encoding, e),
+    };
+    if events > 0 && refused.count == events {
+        return failure(
+            encoding,
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no log record stored: all {events} valid ones were refused; first: {}",
+                refused.first.unwrap_or_default()
+            ),
+        );
     }
-    if let Err(e) = store_logs(&state, batch.events).await {
-        return stored_failure(encoding, e);
-    }
-    let partial_success = (batch.rejected > 0).then(|| ExportLogsPartialSuccess {
-        rejected_log_records: batch.rejected as i64,
-        error_message: format!(
+    let mut problems = Vec::new();
+    if batch.rejected > 0 {
+        problems.push(format!(
             "{} of {} log records rejected; first: {}",
             batch.rejected,
             batch.records,
             batch.first_error.unwrap_or_default()
-        ),
+        ));
+    }
+    if refused.count > 0 {
+        problems.push(refused_text(&refused, events, "valid log records"));
+    }
+    if deploys_refused.count > 0 {
+        problems.push(refused_text(&deploys_refused, 0, "version deploys"));
+    }
+    let partial_success = (!problems.is_empty()).then(|| ExportLogsPartialSuccess {
+        rejected_log_records: (batch.rejected + refused.count) as i64,
+        error_message: problems.join("; "),
     });
     encoded(
         encoding,

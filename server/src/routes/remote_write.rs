@@ -21,8 +21,9 @@ use prost::Message;
 use serde_json::json;
 
 use crate::error::AppError;
-use crate::ingest::receivers::{store_samples, Receivers, RETRY_AFTER_SECS};
+use crate::ingest::receivers::{store_samples, Receivers, Refused, RETRY_AFTER_SECS};
 use crate::ingest::remote_write::{convert, decompress, proto::WriteRequest};
+use crate::routes::otlp::refused_text;
 use crate::state::AppState;
 
 /// The route, sharing `receivers`.
@@ -34,7 +35,11 @@ pub fn router(state: &AppState, receivers: Arc<Receivers>) -> Router<AppState> {
 }
 
 fn failure(status: StatusCode, message: String) -> Response {
-    let mut resp = (status, Json(json!({ "error": message }))).into_response();
+    let mut resp = (
+        status,
+        Json(json!({ "error": message, "code": crate::error::code(status) })),
+    )
+        .into_response();
     if status == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
@@ -137,31 +142,49 @@ async fn write(
         .rejected
         .fetch_add(batch.rejected as u64, Ordering::Relaxed);
     let undo = batch.undo;
+    let samples = batch.samples.len();
     let stored = async {
-        if rx.remote_write.version_deploys {
-            rx.deploys(&state, batch.sightings, "remote_write").await?;
-        }
-        store_samples(&state, batch.samples).await
+        let deploys = if rx.remote_write.version_deploys {
+            rx.deploys(&state, batch.sightings, "remote_write").await?
+        } else {
+            Refused::default()
+        };
+        Ok::<_, AppError>((deploys, store_samples(&state, batch.samples).await?))
     }
     .await;
-    if let Err(e) = stored {
-        // Prometheus retries: difference its retry against the same references.
-        rx.remote_write_state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .rollback(undo);
-        return unavailable(e);
-    }
+    let (deploys_refused, refused) = match stored {
+        Ok(r) => r,
+        Err(e) => {
+            // Prometheus retries: difference its retry against the same references.
+            rx.remote_write_state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .rollback(undo);
+            return unavailable(e);
+        }
+    };
+    // Refusals are 400s: Prometheus does not retry what would be refused again.
+    let mut problems = Vec::new();
     if batch.rejected > 0 {
-        return failure(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{} of {} samples rejected (the others were stored); first: {}",
-                batch.rejected,
-                batch.received,
-                batch.first_error.unwrap_or_default()
-            ),
-        );
+        problems.push(format!(
+            "{} of {} samples rejected (the others were stored); first: {}",
+            batch.rejected,
+            batch.received,
+            batch.first_error.unwrap_or_default()
+        ));
+    }
+    if refused.count > 0 {
+        problems.push(refused_text(
+            &refused,
+            samples,
+            "records made from the samples",
+        ));
+    }
+    if deploys_refused.count > 0 {
+        problems.push(refused_text(&deploys_refused, 0, "version deploys"));
+    }
+    if !problems.is_empty() {
+        return failure(StatusCode::BAD_REQUEST, problems.join("; "));
     }
     StatusCode::NO_CONTENT.into_response()
 }

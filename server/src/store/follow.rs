@@ -88,7 +88,7 @@ pub async fn catch_up(
             .filter_map(|r| Sample::from_json_line(&r.body).ok())
             .collect();
         fed += page.len();
-        engine.samples(samples).await?;
+        engine.samples_nowait(samples).await?;
         if (page.len() as i64) < PAGE {
             break;
         }

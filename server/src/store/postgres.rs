@@ -11,7 +11,7 @@
 //! - a verdict is stored once per deploy (unique key, `ON CONFLICT DO NOTHING`), and its
 //!   incident and alerts only by the transaction that stored it;
 //! - due alerts are claimed with `FOR UPDATE SKIP LOCKED` and leased for
-//!   [`ALERT_LEASE_MS`], so one server delivers each one.
+//!   [`alert_lease_ms`], longer than the batch can take, so one server delivers each one.
 //!
 //! Transaction poolers (Supabase's on port 6543, PgBouncer in transaction mode) hand each
 //! transaction a different server connection, where a statement prepared earlier does not
@@ -30,8 +30,8 @@ use watchdog_core::{Deploy, DeployVerdict, Timestamp};
 use super::{
     AuditEntry, DeployQuery, DeployRow, IncidentQuery, IncidentRecord, IncidentSort,
     IncidentStatus, IncidentSummary, NewDeploy, NewIncident, NewRecord, Note, OutboxCounts,
-    OutboxItem, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy, StoredExplanation,
-    StoredRecord, StoredTemplate,
+    OutboxItem, Pruned, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy,
+    StoredExplanation, StoredRecord, StoredTemplate,
 };
 
 /// Migrations, applied in order at start (the same files `supabase db push` applies).
@@ -46,14 +46,54 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
-/// How long a claimed alert stays invisible to other servers while one delivers it.
-pub const ALERT_LEASE_MS: i64 = 60_000;
+/// How long a claimed batch of `limit` alerts stays invisible to other servers while one
+/// delivers it: longer than delivering every row of it can take (each is bounded by
+/// [`crate::alerts::DELIVERY_TIMEOUT`]), plus a minute for the store round trips, so a
+/// slow receiver does not get the same alert from a second server.
+pub fn alert_lease_ms(limit: i64) -> i64 {
+    limit.max(1) * crate::alerts::DELIVERY_TIMEOUT.as_millis() as i64 + 60_000
+}
 
 /// Advisory lock keys (one 64-bit key space per database; "WDOG" in the high bits).
 const LOCK_MIGRATE: i64 = 0x5744_4f47_0000_0001;
 const LOCK_SAMPLES: i64 = 0x5744_4f47_0000_0002;
 const LOCK_LOGS: i64 = 0x5744_4f47_0000_0003;
 const LOCK_DEPLOYS: i64 = 0x5744_4f47_0000_0004;
+/// Session-level lock of the replica that pulls Prometheus.
+const LOCK_PROMETHEUS_PULLER: i64 = 0x5744_4f47_0000_0010;
+
+/// A connection holding a session-level advisory lock: the lease lasts as long as it.
+#[derive(Debug)]
+struct AdvisoryLease {
+    conn: Option<sqlx::pool::PoolConnection<Postgres>>,
+}
+
+impl Drop for AdvisoryLease {
+    /// The connection is closed, not returned to the pool: a pooled connection would keep
+    /// the session lock for whoever used it next.
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            drop(c.detach());
+        }
+    }
+}
+
+#[async_trait]
+impl super::LeaseGuard for AdvisoryLease {
+    async fn alive(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let ok = sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok();
+        if !ok {
+            // A broken connection: the server has released the lock already.
+            if let Some(c) = self.conn.take() {
+                c.detach();
+            }
+        }
+        ok
+    }
+}
 
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -559,6 +599,87 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn try_lead(&self, role: super::LeaseRole) -> StoreResult<Option<super::Lease>> {
+        let key = match role {
+            super::LeaseRole::PrometheusPuller => LOCK_PROMETHEUS_PULLER,
+        };
+        let mut conn = self.pool.acquire().await?;
+        // Session level, on a connection kept out of the pool's reuse while held: the
+        // lock ends when the lease is dropped (the connection is closed) or the process
+        // dies (the server sees the connection go).
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !got {
+            return Ok(None);
+        }
+        Ok(Some(super::Lease(Box::new(AdvisoryLease {
+            conn: Some(conn),
+        }))))
+    }
+
+    async fn prune(&self, before_ms: i64) -> StoreResult<Pruned> {
+        const CHUNK: i64 = 200;
+        let mut pruned = Pruned::default();
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let batches = query(self.p,
+                "SELECT id, first_sample_id, last_sample_id FROM sample_batches WHERE max_ts_ms < $1 ORDER BY id LIMIT $2",
+            )
+            .bind(before_ms)
+            .bind(CHUNK)
+            .fetch_all(&mut *tx)
+            .await?;
+            for b in &batches {
+                let (id, first, last): (i64, i64, i64) =
+                    (b.try_get(0)?, b.try_get(1)?, b.try_get(2)?);
+                // The time test keeps another batch's newer rows that share the id range
+                // (concurrent writers may interleave ids).
+                let done = query(
+                    self.p,
+                    "DELETE FROM samples WHERE id >= $1 AND id <= $2 AND ts_ms < $3",
+                )
+                .bind(first)
+                .bind(last)
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await?;
+                pruned.samples += done.rows_affected();
+                query(self.p, "DELETE FROM sample_batches WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            if (batches.len() as i64) < CHUNK {
+                break;
+            }
+        }
+        loop {
+            let done = query(self.p,
+                "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE ts_ms < $1 ORDER BY id LIMIT $2)",
+            )
+            .bind(before_ms)
+            .bind(CHUNK * 50)
+            .execute(&self.pool)
+            .await?;
+            pruned.logs += done.rows_affected();
+            if done.rows_affected() < (CHUNK * 50) as u64 {
+                break;
+            }
+        }
+        Ok(pruned)
+    }
+
+    async fn oldest_unjudged_deploy_ms(&self, before_ms: i64) -> StoreResult<Option<i64>> {
+        let sql = "SELECT MIN(d.deployed_at_ms) FROM deploys d WHERE d.deployed_at_ms < $1 AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.deploy_row_id = d.id)";
+        Ok(scalar(self.p, sql)
+            .bind(before_ms)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn series(
         &self,
         service: &str,
@@ -871,7 +992,7 @@ impl Store for PostgresStore {
         id: i64,
         status: IncidentStatus,
         actor: &str,
-        resolved_channels: &[String],
+        channels: &[String],
         now_ms: i64,
     ) -> StoreResult<Option<IncidentSummary>> {
         let mut tx = self.pool.begin().await?;
@@ -901,9 +1022,7 @@ impl Store for PostgresStore {
             &format!("status {} -> {}", current.status.as_str(), status.as_str()),
         )
         .await?;
-        if status == IncidentStatus::Resolved {
-            enqueue_alerts(self.p, &mut tx, id, resolved_channels, "resolved", now_ms).await?;
-        }
+        enqueue_alerts(self.p, &mut tx, id, channels, status.as_str(), now_ms).await?;
         let updated = get_incident_summary(self.p, &mut tx, id).await?;
         tx.commit().await?;
         Ok(updated)
@@ -1008,15 +1127,24 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn installation_id(&self) -> StoreResult<String> {
+        // When the schema was first created, in milliseconds: set once per database.
+        let created: Option<i64> =
+            scalar(self.p, "SELECT MIN(applied_at_ms) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(format!("{:x}", created.unwrap_or(0)))
+    }
+
     async fn due_alerts(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>> {
         // Claim: rows another server is claiming right now are skipped, and the claimed
         // ones become due again only when the lease runs out (the claimer crashed).
         let rows = query(self.p,
-            "UPDATE alert_outbox SET next_attempt_ms = $3 WHERE id IN (SELECT id FROM alert_outbox WHERE status = 'pending' AND next_attempt_ms <= $1 ORDER BY next_attempt_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, incident_id, channel, kind, attempts",
+            "UPDATE alert_outbox SET next_attempt_ms = $3 WHERE id IN (SELECT id FROM alert_outbox o WHERE status = 'pending' AND next_attempt_ms <= $1 AND NOT EXISTS (SELECT 1 FROM alert_outbox e WHERE e.incident_id = o.incident_id AND e.channel = o.channel AND e.status = 'pending' AND e.id < o.id) ORDER BY next_attempt_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, incident_id, channel, kind, attempts",
         )
         .bind(now_ms)
         .bind(limit)
-        .bind(now_ms + ALERT_LEASE_MS)
+        .bind(now_ms + alert_lease_ms(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -1151,5 +1279,18 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alert_lease_outlasts_a_claim_delivered_at_the_timeout() {
+        for limit in [1, 32, 100] {
+            let worst_ms = limit * crate::alerts::DELIVERY_TIMEOUT.as_millis() as i64;
+            assert!(alert_lease_ms(limit) > worst_ms, "{limit}");
+        }
     }
 }

@@ -25,8 +25,8 @@ use watchdog_core::{Deploy, DeployVerdict, Timestamp};
 use super::{
     AuditEntry, DeployQuery, DeployRow, IncidentQuery, IncidentRecord, IncidentSort,
     IncidentStatus, IncidentSummary, NewDeploy, NewIncident, NewRecord, Note, OutboxCounts,
-    OutboxItem, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy, StoredExplanation,
-    StoredRecord, StoredTemplate,
+    OutboxItem, Pruned, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy,
+    StoredExplanation, StoredRecord, StoredTemplate,
 };
 
 /// Embedded migrations, applied in order at start.
@@ -558,6 +558,65 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn prune(&self, before_ms: i64) -> StoreResult<Pruned> {
+        const CHUNK: i64 = 200;
+        let mut pruned = Pruned::default();
+        loop {
+            let mut tx = self.writer.begin().await?;
+            let batches = sqlx::query(
+                "SELECT id, first_sample_id, last_sample_id FROM sample_batches WHERE max_ts_ms < $1 ORDER BY id LIMIT $2",
+            )
+            .bind(before_ms)
+            .bind(CHUNK)
+            .fetch_all(&mut *tx)
+            .await?;
+            for b in &batches {
+                let (id, first, last): (i64, i64, i64) =
+                    (b.try_get(0)?, b.try_get(1)?, b.try_get(2)?);
+                // The time test keeps another batch's newer rows that share the id range
+                // (concurrent writers may interleave ids).
+                let done =
+                    sqlx::query("DELETE FROM samples WHERE id >= $1 AND id <= $2 AND ts_ms < $3")
+                        .bind(first)
+                        .bind(last)
+                        .bind(before_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                pruned.samples += done.rows_affected();
+                sqlx::query("DELETE FROM sample_batches WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            if (batches.len() as i64) < CHUNK {
+                break;
+            }
+        }
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE ts_ms < $1 ORDER BY id LIMIT $2)",
+            )
+            .bind(before_ms)
+            .bind(CHUNK * 50)
+            .execute(&self.writer)
+            .await?;
+            pruned.logs += done.rows_affected();
+            if done.rows_affected() < (CHUNK * 50) as u64 {
+                break;
+            }
+        }
+        Ok(pruned)
+    }
+
+    async fn oldest_unjudged_deploy_ms(&self, before_ms: i64) -> StoreResult<Option<i64>> {
+        let sql = "SELECT MIN(d.deployed_at_ms) FROM deploys d WHERE d.deployed_at_ms < $1 AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.deploy_row_id = d.id)";
+        Ok(sqlx::query_scalar(sql)
+            .bind(before_ms)
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
     async fn series(
         &self,
         service: &str,
@@ -868,7 +927,7 @@ impl Store for SqliteStore {
         id: i64,
         status: IncidentStatus,
         actor: &str,
-        resolved_channels: &[String],
+        channels: &[String],
         now_ms: i64,
     ) -> StoreResult<Option<IncidentSummary>> {
         let mut tx = self.writer.begin().await?;
@@ -894,9 +953,7 @@ impl Store for SqliteStore {
             &format!("status {} -> {}", current.status.as_str(), status.as_str()),
         )
         .await?;
-        if status == IncidentStatus::Resolved {
-            enqueue_alerts(&mut tx, id, resolved_channels, "resolved", now_ms).await?;
-        }
+        enqueue_alerts(&mut tx, id, channels, status.as_str(), now_ms).await?;
         let updated = get_incident_summary(&mut tx, id).await?;
         tx.commit().await?;
         Ok(updated)
@@ -996,9 +1053,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn installation_id(&self) -> StoreResult<String> {
+        // When the schema was first created, in milliseconds: set once per database.
+        let created: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(applied_at_ms) FROM schema_migrations")
+                .fetch_one(&self.writer)
+                .await?;
+        Ok(format!("{:x}", created.unwrap_or(0)))
+    }
+
     async fn due_alerts(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>> {
         let rows = sqlx::query(
-            "SELECT id, incident_id, channel, kind, attempts FROM alert_outbox WHERE status = 'pending' AND next_attempt_ms <= $1 ORDER BY next_attempt_ms, id LIMIT $2",
+            "SELECT id, incident_id, channel, kind, attempts FROM alert_outbox o WHERE status = 'pending' AND next_attempt_ms <= $1 AND NOT EXISTS (SELECT 1 FROM alert_outbox e WHERE e.incident_id = o.incident_id AND e.channel = o.channel AND e.status = 'pending' AND e.id < o.id) ORDER BY next_attempt_ms, id LIMIT $2",
         )
         .bind(now_ms)
         .bind(limit)

@@ -1,0 +1,128 @@
+//! A restart of a server that pulls from a real Prometheus does not store the same points
+//! twice (issue 12, finding 8): each query resumes after the latest point the store holds
+//! for it. The Prometheus server scrapes itself on loopback. Needs
+//! `WATCHDOG_TEST_PROMETHEUS` (the prometheus binary; scripts/tests.d/40-prometheus.sh
+//! sets it); skipped with a note without it.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use watchdog::config::{Clock, Secret, ServerConfig};
+use watchdog::explainer::{Explainer, ExplainerConfig};
+use watchdog::ingest::prometheus::PrometheusConfig;
+use watchdog::server::Server;
+use watchdog_core::Sample;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(dir: &std::path::Path, prom: &str) -> Server {
+    let mut c = ServerConfig::for_state_dir(dir);
+    c.clock = Clock::Wall;
+    c.api_token = Secret::new("t");
+    c.detector.baseline_window_secs = 60;
+    let toml_text = format!(
+        "url = \"{prom}\"\npoll_secs = 1\nstep_secs = 1\ntimeout_secs = 5\n[[services]]\nservice = \"prometheus\"\n[services.queries]\nup = 'up{{job=\"self\"}}'\nscrape_duration_secs = 'scrape_duration_seconds{{job=\"self\"}}'\n"
+    );
+    c.prometheus = Some(toml::from_str::<PrometheusConfig>(&toml_text).unwrap());
+    let explainer = Explainer::new(ExplainerConfig::from_vars(|_| None).unwrap());
+    Server::start(c, Vec::new(), explainer).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_pull_the_same_points_again() {
+    let Ok(prometheus_bin) = std::env::var("WATCHDOG_TEST_PROMETHEUS") else {
+        eprintln!("skipping: WATCHDOG_TEST_PROMETHEUS is not set (scripts/tests.d/40-prometheus.sh sets it)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = tmp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"),
+    )
+    .unwrap();
+    let _prometheus = Killed(
+        Command::new(&prometheus_bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting prometheus"),
+    );
+    let prom = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for i in 0..100 {
+        if let Ok(r) = client.get(format!("{prom}/-/ready")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(i < 99, "prometheus did not become ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Scrapes have begun, and a few seconds of them are there to pull.
+    for i in 0..150 {
+        let v: serde_json::Value = client
+            .get(format!("{prom}/api/v1/query"))
+            .query(&[("query", "up{job=\"self\"}")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            break;
+        }
+        assert!(i < 149, "prometheus never scraped itself: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let state = tmp.path().join("state");
+    for _ in 0..2 {
+        let server = start(&state, &prom).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        server.shutdown().await;
+    }
+
+    let c = ServerConfig::for_state_dir(&state);
+    let store = watchdog::store::open(&c).await.unwrap();
+    let rows = store.samples_since(0, 0, 1_000_000).await.unwrap();
+    let mut seen: HashMap<(i64, String), usize> = HashMap::new();
+    for r in &rows {
+        let s = Sample::from_json_line(&r.body).unwrap();
+        for (m, _) in &s.metrics {
+            *seen.entry((s.timestamp.millis(), m.clone())).or_default() += 1;
+        }
+    }
+    let ups = seen.keys().filter(|(_, m)| m == "up").count();
+    assert!(ups >= 5, "points were pulled: {ups}");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "stored twice: {twice:?}");
+}
