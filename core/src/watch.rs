@@ -546,16 +546,27 @@ impl Watch {
         for f in self.fed_ms.iter_mut() {
             *f = i64::MIN;
         }
-        // Tests start on the second half of their baseline (see the module docs).
+        // Tests start on the second half of their baseline (see the module docs). They
+        // are fed in event-time order, sample by sample and metric by metric as the live
+        // path feeds them, and all stop at the first detection as the live path does, so
+        // that a watch rebuilt from stored data (a restart, a late sample) ends with the
+        // very statistics of one fed as the data arrived.
+        let mut feed: Vec<(i64, usize, usize, f64, f64)> = Vec::new();
         for i in 0..self.tests.len() {
             let from = self.tail_start(i, histories);
-            let points = self.points_for(i, histories, from, self.end_ms);
-            for (t, x, r) in points {
-                self.feed_test(i, t, x, r, histories, cfg);
-                if self.tests[i].fired().is_some() {
-                    break;
-                }
+            let metric = self.tests[i].metric;
+            feed.extend(
+                self.points_for(i, histories, from, self.end_ms)
+                    .into_iter()
+                    .map(|(t, x, r)| (t, metric, i, x, r)),
+            );
+        }
+        feed.sort_by_key(|p| (p.0, p.1, p.2));
+        for (t, _, i, x, r) in feed {
+            if self.fired() {
+                break;
             }
+            self.feed_test(i, t, x, r, histories, cfg);
         }
         for (m, h) in histories.iter().enumerate() {
             let hi = lower_bound(h, self.end_ms);
