@@ -177,6 +177,25 @@ impl Config {
         )?;
         in_open("design_shift_sigmas", self.design_shift_sigmas, 0.0, 20.0)?;
         in_open("max_gap_intervals", self.max_gap_intervals, 1.0, 1e6)?;
+        // Durations become milliseconds in an i64 and are added to timestamps; ten years
+        // is far beyond any watch or baseline and keeps that arithmetic exact.
+        const MAX_SECS: u64 = 10 * 365 * 86_400;
+        for (field, v) in [
+            ("monitoring_window_secs", self.monitoring_window_secs),
+            ("baseline_window_secs", self.baseline_window_secs),
+            ("max_baseline_window_secs", self.max_baseline_window_secs),
+            ("allowed_lateness_secs", self.allowed_lateness_secs),
+            ("deploy_tolerance_secs", self.deploy_tolerance_secs),
+            ("seasonal_period_secs", self.seasonal_period_secs),
+            ("evidence_grace_secs", self.evidence_grace_secs.unwrap_or(0)),
+        ] {
+            if v > MAX_SECS {
+                return Err(Error::config(
+                    field,
+                    format!("must be at most {MAX_SECS} (ten years), got {v}"),
+                ));
+            }
+        }
         if self.monitoring_window_secs == 0 {
             return Err(Error::config(
                 "monitoring_window_secs",
@@ -270,6 +289,19 @@ mod tests {
         let msg = c.validate().unwrap_err().to_string();
         assert!(
             msg.contains("false_alarm_rate") && msg.contains("1.7"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn durations_beyond_ten_years_are_refused_by_name() {
+        let c = Config {
+            monitoring_window_secs: 9_223_372_036_854_775,
+            ..Config::default()
+        };
+        let msg = c.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("monitoring_window_secs") && msg.contains("9223372036854775"),
             "{msg}"
         );
     }

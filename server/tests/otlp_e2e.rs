@@ -13,9 +13,11 @@
 //! (`deploy_tolerance_secs = 0`): the version deploy's time is the first sample of the new
 //! version, and the announced one is posted when it happens.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,16 +26,9 @@ use watchdog::commands::simulate_serve::{router, Replay};
 use watchdog_core::scenarios::{generate, ScenarioParams};
 use watchdog_core::Timestamp;
 
+use common::prometheus::{self, Killed};
+
 const TOKEN: &str = "otlp-e2e-token";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -208,14 +203,6 @@ async fn the_python_sdk_version_bump_is_a_deploy_and_a_bad_one_a_regression() {
     assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_deploy_is_caught_through_prometheus_remote_write() {
     let Ok(prometheus_bin) = std::env::var("WATCHDOG_TEST_PROMETHEUS") else {
@@ -244,28 +231,12 @@ async fn a_bad_deploy_is_caught_through_prometheus_remote_write() {
     tokio::spawn(async move { axum::serve(listener, router(replay)).await.unwrap() });
 
     // A real Prometheus scraping it every second and forwarding with remote_write.
-    let prom_port = free_port();
-    let prom_config = tmp.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
+    let _prometheus = prometheus::start(&prometheus_bin, tmp.path(), |_| {
         format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['{target}']\nremote_write:\n  - url: {base}/api/v1/write\n    authorization:\n      credentials: {TOKEN}\n    queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n"
-        ),
-    )
-    .unwrap();
-    let _prometheus = Killed(
-        Command::new(&prometheus_bin)
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                tmp.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting prometheus"),
-    );
+        )
+    })
+    .await;
 
     // The deploy is announced when it happens on the wall clock.
     let client = reqwest::Client::new();

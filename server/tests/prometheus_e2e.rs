@@ -4,8 +4,10 @@
 //! catches the bad deploy. Needs `WATCHDOG_TEST_PROMETHEUS` (the prometheus binary;
 //! scripts/tests.d/40-prometheus.sh sets it); skipped with a note without it.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,25 +16,10 @@ use watchdog::commands::simulate_serve::{router, Replay};
 use watchdog_core::scenarios::{generate, ScenarioParams};
 use watchdog_core::Timestamp;
 
+use common::prometheus::{self, Killed};
+
 const TOKEN: &str = "prometheus-e2e-token";
 const SPEED: f64 = 20.0;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -63,37 +50,12 @@ async fn a_bad_deploy_is_caught_through_prometheus() {
     tokio::spawn(async move { axum::serve(listener, router(replay)).await.unwrap() });
 
     // A real Prometheus scraping it every second.
-    let prom_port = free_port();
-    let prom_config = tmp.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: checkout\n    static_configs:\n      - targets: ['{target}']\n"),
-    )
-    .unwrap();
-    let _prometheus = Killed(
-        Command::new(&prometheus_bin)
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                tmp.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting prometheus"),
-    );
+    let prometheus = prometheus::start(&prometheus_bin, tmp.path(), |_| {
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: checkout\n    static_configs:\n      - targets: ['{target}']\n")
+    })
+    .await;
+    let prom = prometheus.url.clone();
     let client = reqwest::Client::new();
-    let prom = format!("http://127.0.0.1:{prom_port}");
-    for i in 0..100 {
-        if let Ok(r) = client.get(format!("{prom}/-/ready")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(i < 99, "prometheus did not become ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 
     // watchdog serve pulling the service with the ready-made http template.
     let config = tmp.path().join("watchdog.toml");

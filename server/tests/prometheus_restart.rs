@@ -4,8 +4,10 @@
 //! `WATCHDOG_TEST_PROMETHEUS` (the prometheus binary; scripts/tests.d/40-prometheus.sh
 //! sets it); skipped with a note without it.
 
+mod common;
+
+use common::prometheus;
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use watchdog::config::{Clock, Secret, ServerConfig};
@@ -13,23 +15,6 @@ use watchdog::explainer::{Explainer, ExplainerConfig};
 use watchdog::ingest::prometheus::PrometheusConfig;
 use watchdog::server::Server;
 use watchdog_core::Sample;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn start(dir: &std::path::Path, prom: &str) -> Server {
     let mut c = ServerConfig::for_state_dir(dir);
@@ -51,37 +36,12 @@ async fn a_restart_does_not_pull_the_same_points_again() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = tmp.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"),
-    )
-    .unwrap();
-    let _prometheus = Killed(
-        Command::new(&prometheus_bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                tmp.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting prometheus"),
-    );
-    let prom = format!("http://127.0.0.1:{port}");
+    let prometheus = prometheus::start(&prometheus_bin, tmp.path(), |me| {
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['{me}']\n")
+    })
+    .await;
+    let prom = prometheus.url.clone();
     let client = reqwest::Client::new();
-    for i in 0..100 {
-        if let Ok(r) = client.get(format!("{prom}/-/ready")).send().await {
-            if r.status().is_success() {
-                break;
-            }
-        }
-        assert!(i < 99, "prometheus did not become ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     // Scrapes have begun, and a few seconds of them are there to pull.
     for i in 0..150 {
         let v: serde_json::Value = client

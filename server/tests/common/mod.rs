@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod prometheus;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU16, Ordering};

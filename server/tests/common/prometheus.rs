@@ -1,0 +1,60 @@
+//! A real Prometheus for the tests that need one: started on a free loopback port with the
+//! configuration a test gives, ready before it is returned, killed when dropped.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves nothing
+/// running.
+#[derive(Debug)]
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running Prometheus.
+#[derive(Debug)]
+pub struct Prometheus {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    _child: Killed,
+}
+
+/// Starts `bin` with the `prometheus.yml` that `config` writes for its own address
+/// (`127.0.0.1:PORT`, for a self-scrape) and its TSDB under `dir`, and waits until it
+/// answers `/-/ready` (20 s at most, then the test fails).
+pub async fn start(bin: &str, dir: &Path, config: impl FnOnce(&str) -> String) -> Prometheus {
+    let port = super::cli::free_port();
+    let file = dir.join("prometheus.yml");
+    std::fs::write(&file, config(&format!("127.0.0.1:{port}"))).unwrap();
+    let child = Killed(
+        Command::new(bin)
+            .arg(format!("--config.file={}", file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting prometheus"),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for i in 0..100 {
+        if let Ok(r) = client.get(format!("{url}/-/ready")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(i < 99, "prometheus did not become ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Prometheus { url, _child: child }
+}
