@@ -149,6 +149,8 @@ struct SeriesState {
     last_seen_ms: i64,
     /// The stretch (baseline start to end) of the last watch closed on this series.
     judged: Option<(i64, i64)>,
+    /// Last raw reading of each counter metric (see [`is_counter`]), per metric id.
+    counter_last: Vec<Option<(i64, f64)>>,
     /// This series' own template miner: one chatty service cannot evict another's
     /// templates, so a template keeps its id (and "new" keeps meaning never seen for
     /// this service) whatever other services log. Ids still agree across services, as
@@ -166,6 +168,8 @@ struct PendingDeploy {
 pub struct Engine {
     config: Config,
     metric_names: Vec<String>,
+    /// Per metric id: whether it is a counter ([`is_counter`]), tested as a rate.
+    counters: Vec<bool>,
     metric_ids: FastMap<String, usize>,
     requests_id: Option<usize>,
     scratch: Vec<(MetricKey, f64)>,
@@ -198,6 +202,7 @@ impl Engine {
         Ok(Engine {
             config,
             metric_names: Vec::new(),
+            counters: Vec::new(),
             metric_ids: FastMap::default(),
             requests_id: None,
             scratch: Vec::new(),
@@ -274,6 +279,7 @@ impl Engine {
         }
         let id = self.metric_names.len();
         self.metric_names.push(name.to_string());
+        self.counters.push(is_counter(name));
         self.metric_ids.insert(name.to_string(), id);
         if name == "requests" {
             self.requests_id = Some(id);
@@ -410,8 +416,16 @@ impl Engine {
         self.stats.samples += 1;
         let config = &self.config;
         let metric_names = &self.metric_names;
+        let counters = &self.counters;
         let series = &mut self.series[sid];
         series.last_seen_ms = series.last_seen_ms.max(t);
+        let as_rates;
+        let values = if values.iter().any(|(k, _)| counters.get(k.0) == Some(&true)) {
+            as_rates = counter_rates(series, counters, t, values);
+            as_rates.as_slice()
+        } else {
+            values
+        };
         if late {
             let in_watch = series
                 .watch
@@ -1011,6 +1025,48 @@ fn traces_of(
             change_started_at: ev.change_started_at,
             points,
         });
+    }
+    out
+}
+
+/// Whether `metric` is a monotonic counter: the OpenMetrics/Prometheus naming convention
+/// gives every counter the `_total` suffix. A counter's level only ever grows (until the
+/// process restarts and it begins again at zero), so it says nothing about a deploy; its
+/// rate does, and that is what the engine keeps and tests for it.
+pub fn is_counter(metric: &str) -> bool {
+    metric.ends_with("_total")
+}
+
+/// The sample's values with every counter replaced by its rate per second since the
+/// series' previous reading of it. A reading below the previous one is a reset (the
+/// process restarted): the counter began again at zero, so the reading itself is the
+/// increase. A counter's first reading, or one not newer than the last, has no rate and
+/// is left out.
+fn counter_rates(
+    series: &mut SeriesState,
+    counters: &[bool],
+    t: i64,
+    values: &[(MetricKey, f64)],
+) -> Vec<(MetricKey, f64)> {
+    if series.counter_last.len() < counters.len() {
+        series.counter_last.resize(counters.len(), None);
+    }
+    let mut out = Vec::with_capacity(values.len());
+    for &(key, v) in values {
+        if !counters.get(key.0).copied().unwrap_or(false) {
+            out.push((key, v));
+            continue;
+        }
+        let last = series.counter_last[key.0];
+        match last {
+            Some((lt, lv)) if t > lt => {
+                series.counter_last[key.0] = Some((t, v));
+                let increase = if v >= lv { v - lv } else { v };
+                out.push((key, increase / ((t - lt) as f64 / 1000.0)));
+            }
+            Some(_) => {}
+            None => series.counter_last[key.0] = Some((t, v)),
+        }
     }
     out
 }

@@ -534,3 +534,56 @@ fn a_flooding_service_cannot_make_another_services_signature_new() {
     });
     assert_eq!(login.signature, format!("{id:016x}"));
 }
+
+/// A monotonic counter (`*_total`) is tested as its rate: its ever-growing level is not a
+/// regression, a process restart (the counter begins again at zero) is not one either, and
+/// a drop in the rate after the deploy is.
+#[test]
+fn counters_are_judged_by_their_rate() {
+    let build = |rate_after: f64, reset_at: Option<usize>| {
+        let mut rng = watchdog_core::scenarios::Rng::new(3);
+        let mut total = 5_000_000.0;
+        let mut samples = Vec::new();
+        for i in 0..540 {
+            let t = T0.add_secs(10.0 * (i as f64 - 360.0));
+            let rate = if i >= 360 { rate_after } else { 100.0 };
+            total += (rate + 5.0 * rng.normal()).max(0.0) * 10.0;
+            if reset_at == Some(i) {
+                total = 40.0;
+            }
+            samples.push(sample(t, "svc", &[("http_requests_total", total)]));
+        }
+        samples
+    };
+    let d = deploy(T0, "v2", "svc");
+    let steady = run(
+        Config::default(),
+        &build(100.0, Some(420)),
+        std::slice::from_ref(&d),
+    );
+    assert_eq!(
+        steady[0].verdict,
+        VerdictKind::Healthy,
+        "{}",
+        steady[0].reason
+    );
+    let e = &steady[0].evidence[0];
+    assert_eq!(e.metric, "http_requests_total");
+    assert!(
+        (e.baseline.median - 100.0).abs() < 5.0,
+        "{}",
+        e.baseline.median
+    );
+    let dropped = run(Config::default(), &build(40.0, None), &[d]);
+    assert_eq!(
+        dropped[0].verdict,
+        VerdictKind::Regression,
+        "{}",
+        dropped[0].reason
+    );
+    assert!(
+        dropped[0].reason.contains("http_requests_total"),
+        "{}",
+        dropped[0].reason
+    );
+}
