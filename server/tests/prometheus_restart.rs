@@ -36,33 +36,8 @@ async fn a_restart_does_not_pull_the_same_points_again() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let prometheus = prometheus::start(&prometheus_bin, tmp.path(), |me| {
-        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['{me}']\n")
-    })
-    .await;
+    let prometheus = prometheus::start_self_scraping(&prometheus_bin, tmp.path()).await;
     let prom = prometheus.url.clone();
-    let client = reqwest::Client::new();
-    // Scrapes have begun, and a few seconds of them are there to pull.
-    for i in 0..150 {
-        let v: serde_json::Value = client
-            .get(format!("{prom}/api/v1/query"))
-            .query(&[("query", "up{job=\"self\"}")])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v["data"]["result"]
-            .as_array()
-            .is_some_and(|r| !r.is_empty())
-        {
-            break;
-        }
-        assert!(i < 149, "prometheus never scraped itself: {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(4)).await;
 
     let state = tmp.path().join("state");
     for _ in 0..2 {

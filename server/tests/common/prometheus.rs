@@ -58,3 +58,34 @@ pub async fn start(bin: &str, dir: &Path, config: impl FnOnce(&str) -> String) -
     }
     Prometheus { url, _child: child }
 }
+
+/// A Prometheus that scrapes itself every second, returned once its first scrape is
+/// queryable and a few seconds of samples are there to pull.
+pub async fn start_self_scraping(bin: &str, dir: &Path) -> Prometheus {
+    let prometheus = start(bin, dir, |me| {
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['{me}']\n")
+    })
+    .await;
+    let client = reqwest::Client::new();
+    for i in 0..150 {
+        let v: serde_json::Value = client
+            .get(format!("{}/api/v1/query", prometheus.url))
+            .query(&[("query", "up{job=\"self\"}")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            break;
+        }
+        assert!(i < 149, "prometheus never scraped itself: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    prometheus
+}
