@@ -21,6 +21,7 @@ fn samples() -> Vec<Sample> {
     for step in 0..STEPS {
         for s in 0..SERVICES {
             out.push(Sample {
+                version: None,
                 timestamp: T0.add_secs(10.0 * step as f64),
                 service: format!("svc-{s}"),
                 environment: "production".into(),

@@ -115,6 +115,8 @@ pub struct Config {
     pub new_error_signature: SignaturePolicy,
     /// Per-metric overrides, by metric name.
     pub metrics: BTreeMap<String, MetricConfig>,
+    /// How samples of two versions are compared (see [`crate::canary`]).
+    pub canary: crate::canary::CanaryConfig,
 }
 
 impl Default for Config {
@@ -138,6 +140,7 @@ impl Default for Config {
             evidence_grace_secs: None,
             new_error_signature: SignaturePolicy::Regression,
             metrics: BTreeMap::new(),
+            canary: crate::canary::CanaryConfig::default(),
         }
     }
 }
@@ -218,6 +221,12 @@ impl Config {
             return Err(Error::config(
                 "max_history",
                 format!("must be at least 16, got {}", self.max_history),
+            ));
+        }
+        if self.canary.min_pairs < 3 {
+            return Err(Error::config(
+                "canary.min_pairs",
+                format!("must be at least 3, got {}", self.canary.min_pairs),
             ));
         }
         for (name, m) in &self.metrics {

@@ -156,6 +156,8 @@ struct SeriesState {
     /// this service) whatever other services log. Ids still agree across services, as
     /// an id is the hash of the template's first masked line.
     miner: TemplateMiner,
+    /// Samples that carried a version, per version group (see [`crate::canary`]).
+    canary: crate::canary::Track,
 }
 
 #[derive(Clone, Debug)]
@@ -327,6 +329,11 @@ impl Engine {
             }
         }
         let series = self.series_key(&sample.service, &sample.environment);
+        if let (Some(version), true) = (sample.version.as_deref(), self.config.canary.enabled) {
+            if !self.ingest_versioned(series.0, sample, version)? {
+                return Ok(());
+            }
+        }
         let mut values = std::mem::take(&mut self.scratch);
         values.clear();
         for (name, v) in &sample.metrics {
@@ -335,6 +342,78 @@ impl Engine {
         let result = self.ingest_values(series, sample.timestamp, &values);
         self.scratch = values;
         result
+    }
+
+    /// Files a versioned sample with its version group and looks at the canary
+    /// comparison of the running watch; returns whether the before/after tests see it too
+    /// (see [`crate::canary`]).
+    fn ingest_versioned(
+        &mut self,
+        sid: usize,
+        sample: &Sample,
+        version: &str,
+    ) -> Result<bool, Error> {
+        let t = sample.timestamp.millis();
+        let tolerance = self.config.deploy_tolerance_secs as i64 * 1000;
+        let (service, environment) = (&self.series[sid].service, &self.series[sid].environment);
+        let started = self.series[sid]
+            .watch
+            .as_ref()
+            .map_or(i64::MIN, |w| w.deploy_ms);
+        let pending = self
+            .pending
+            .iter()
+            .rev()
+            .find(|p| {
+                let ts = p.deploy.timestamp.millis();
+                ts <= t + tolerance
+                    && ts > started
+                    && p.deploy.service == *service
+                    && (p.deploy.environment.is_empty() || p.deploy.environment == *environment)
+            })
+            .map(|p| p.deploy.deploy_id.clone());
+        let values: Vec<(usize, f64)> = sample
+            .metrics
+            .iter()
+            .map(|(name, v)| (self.metric_id(name), *v))
+            .collect();
+        let max_history = self.config.max_history.max(16) * 2;
+        let series = &mut self.series[sid];
+        let (role, deploy) = series
+            .canary
+            .role(&self.config, version, pending.as_deref());
+        let to_tests = series
+            .canary
+            .record(role, &deploy, version, t, &values, max_history);
+        if let Some(w) = series.watch.as_mut() {
+            let from_ms = w.test_from_ms;
+            if t >= from_ms && t < w.end_ms && series.canary.concurrent(from_ms) {
+                if !series.canary.active {
+                    // Both versions run: a before/after detection waits for the window's
+                    // end (or the canary's own detection), so the control can speak.
+                    series.canary.active = true;
+                    w.grace_ms = w.grace_ms.max(w.end_ms - w.deploy_ms);
+                }
+                let ctx = crate::canary::Context {
+                    cfg: &self.config,
+                    metric_names: &self.metric_names,
+                    from_ms,
+                    until_ms: t,
+                    end_ms: w.end_ms,
+                    cadence_ms: w.cadence_ms,
+                };
+                if let Some(at) = series.canary.look(&ctx) {
+                    let w = series.watch.take().expect("watch present");
+                    self.close(sid, w, at.max(t), WatchEnd::Detection);
+                }
+            }
+        }
+        if !to_tests {
+            self.stats.samples += 1;
+            let t = self.ceiling_ms.map_or(t, |c| t.min(c));
+            self.advance_event_time(t);
+        }
+        Ok(to_tests)
     }
 
     /// The key of a series, for [`Engine::ingest_values`].
@@ -884,6 +963,7 @@ impl Engine {
             tracing: self.tracing,
         };
         series.late_in_watch = 0;
+        series.canary.started(&p.deploy);
         let watch = Watch::start(p.deploy, &setup);
         if watch.fired() && watch.grace_ms == 0 {
             let until = watch.fired_at().unwrap_or(watch.last_seen_ms);
@@ -953,6 +1033,15 @@ impl Engine {
         if let Some((logs, miner)) = logs {
             signatures_link::attach(&mut verdict, logs, miner, &watch, until_ms, &self.config);
         }
+        let ctx = crate::canary::Context {
+            cfg: &self.config,
+            metric_names: &self.metric_names,
+            from_ms: watch.test_from_ms,
+            until_ms,
+            end_ms: watch.end_ms,
+            cadence_ms: watch.cadence_ms,
+        };
+        series.canary.attach(&mut verdict, &ctx);
         if self.tracing {
             self.traces
                 .extend(traces_of(&watch, series, &self.metric_names, &verdict));
@@ -1080,6 +1169,7 @@ mod tests {
 
     fn sample(t_ms: i64, service: &str, error_rate: f64) -> Sample {
         Sample {
+            version: None,
             timestamp: Timestamp(t_ms),
             service: service.into(),
             environment: "production".into(),

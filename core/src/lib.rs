@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod baseline;
+pub mod canary;
 pub mod config;
 pub mod correlation;
 pub mod detector;
@@ -17,6 +18,9 @@ pub mod time;
 pub mod verdict;
 mod watch;
 
+pub use canary::{
+    CanaryConfig, CanaryEvidence, CanaryMetric, CanaryOutcome, CanaryPoint, CanaryTest,
+};
 pub use config::{Config, Direction, MetricConfig, SignaturePolicy};
 pub use correlation::{
     Engine, EngineStats, MetricKey, MetricTrace, SeriesKey, TracePoint, WatchStatus,

@@ -21,6 +21,12 @@ pub struct Sample {
     pub environment: String,
     /// Metric name and value pairs, all finite.
     pub metrics: Vec<(String, f64)>,
+    /// The version that produced it (an image tag, a rollout's pod-template hash), or a
+    /// group name such as `canary` or `stable`; `None` when the record had none. With
+    /// samples of two versions over the same time the deploy is also judged canary
+    /// against stable (see [`crate::canary`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// A deploy of a service to an environment.
@@ -230,7 +236,13 @@ impl Sample {
                 "no numeric metric field; expected e.g. \"error_rate\": 0.02",
             ));
         }
+        // A numeric version (`"version": 3`) is a version too, not a metric.
+        let version = match obj.get("version") {
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => Some(optional_string(obj, "version")?).filter(|v| !v.is_empty()),
+        };
         Ok(Sample {
+            version,
             timestamp,
             service,
             environment,

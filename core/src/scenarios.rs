@@ -7,6 +7,8 @@
 //! is low. Randomness comes from a SplitMix64 generator seeded by the caller, never from
 //! the OS, so a seed reproduces a scenario on every platform.
 
+mod canary;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -100,6 +102,9 @@ const CATALOGUE: &[ScenarioInfo] = &[
     ScenarioInfo { name: "daily_trend", title: "Daily trend", description: "Traffic and latency follow the daily cycle (rising morning load); the deploy is healthy.", bad: false },
     ScenarioInfo { name: "overlapping_deploys", title: "Overlapping deploys", description: "checkout and search deploy two minutes apart; only checkout's release raises its error rate.", bad: true },
     ScenarioInfo { name: "healthy_outliers", title: "Healthy with outliers", description: "A healthy deploy on a service with rare, huge latency spikes before and after it.", bad: false },
+    ScenarioInfo { name: "canary_bad", title: "Bad canary", description: "The new version takes a fifth of the traffic next to the old one; its error rate goes from 1% to 4% and its p95 latency up 25%. Stable is unchanged.", bad: true },
+    ScenarioInfo { name: "canary_daily_peak", title: "Healthy canary at the daily peak", description: "The daily peak arrives with the canary: latency +60% and traffic +40% in both versions alike. Before/after alone would blame the release.", bad: false },
+    ScenarioInfo { name: "canary_shared_outage", title: "Shared dependency outage", description: "A dependency fails 5 to 15 minutes into the canary: both versions' error rates reach 20% and latency 2.5x. Not the release's fault.", bad: false },
 ];
 
 /// The catalogue.
@@ -286,7 +291,11 @@ pub fn generate(name: &str, params: &ScenarioParams) -> Result<ScenarioData, Err
             bad: bad_here,
             effect_starts_at: bad_here.then(|| deploy_at.add_secs(effect_delay)),
         });
-        series(name, svc, deploy_at, params, &mut rng, &mut data, si);
+        if name.starts_with("canary_") {
+            canary::series(name, params, &mut rng, &mut data);
+        } else {
+            series(name, svc, deploy_at, params, &mut rng, &mut data, si);
+        }
     }
     data.samples.sort_by_key(|s| s.timestamp);
     data.logs.sort_by_key(|l| l.timestamp);
@@ -418,6 +427,7 @@ fn series(
             metrics.push(("error_rate".to_string(), (rate * 1e6).round() / 1e6));
         }
         data.samples.push(Sample {
+            version: None,
             timestamp: t,
             service: svc.name.to_string(),
             environment: "production".to_string(),

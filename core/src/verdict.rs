@@ -242,6 +242,9 @@ pub struct DeployVerdict {
     pub warnings: Vec<String>,
     /// The per-deploy false-alarm target the thresholds were derived from.
     pub false_alarm_rate: f64,
+    /// The canary-versus-stable comparison, when both versions ran at the same time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::canary::CanaryEvidence>,
 }
 
 impl DeployVerdict {

@@ -112,6 +112,7 @@ fn verdict(
         signatures,
         warnings: vec![],
         false_alarm_rate: 0.01,
+        canary: None,
     }
 }
 

@@ -13,6 +13,7 @@ fn scaled(samples: &[Sample], factor: f64) -> Vec<Sample> {
     samples
         .iter()
         .map(|s| Sample {
+            version: None,
             metrics: s
                 .metrics
                 .iter()

@@ -104,6 +104,7 @@ struct FileConfig {
     limits: Option<crate::ingest::limits::Limits>,
     otlp: Option<crate::ingest::otlp::OtlpConfig>,
     remote_write: Option<crate::ingest::remote_write::RemoteWriteConfig>,
+    github_status: Option<crate::feedback::github::GithubStatusConfig>,
 }
 
 /// Everything `watchdog serve` and `watchdog run` need.
@@ -151,6 +152,8 @@ pub struct ServerConfig {
     pub gitlab_token: Option<Secret>,
     /// Serve writes without a token (local experiments only).
     pub allow_unauthenticated: bool,
+    /// Deployment statuses posted back to GitHub (`[github_status]`); off when unset.
+    pub github_status: Option<crate::feedback::github::GithubStatusConfig>,
 }
 
 impl ServerConfig {
@@ -177,6 +180,7 @@ impl ServerConfig {
             github_secret: None,
             gitlab_token: None,
             allow_unauthenticated: false,
+            github_status: None,
         }
     }
 
@@ -259,6 +263,7 @@ impl ServerConfig {
             gitlab_token: args.gitlab_token.clone().and_then(Secret::new),
             allow_unauthenticated: args.allow_unauthenticated
                 || file.allow_unauthenticated.unwrap_or(false),
+            github_status: file.github_status,
         })
     }
 }

@@ -8,4 +8,5 @@ pub mod ingest;
 pub mod ops;
 pub mod otlp;
 pub mod remote_write;
+pub mod rollouts;
 pub mod traces;

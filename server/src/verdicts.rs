@@ -47,6 +47,7 @@ pub async fn record(state: &AppState, v: &DeployVerdict) -> Result<(), StoreErro
         return Ok(());
     };
     state.metrics.verdict(v.verdict);
+    crate::feedback::github::on_verdict(state, &rec);
     tracing::info!(deploy_id = %v.deploy_id, service = %v.service, environment = %v.environment, verdict = v.verdict.as_str(), "verdict");
     state.publish(
         "verdict",

@@ -306,6 +306,7 @@ async fn a_dropped_request_still_feeds_what_it_stored() {
         let engine = server.state.engine.clone();
         let batch: Vec<Sample> = (0..per_batch)
             .map(|i| Sample {
+                version: None,
                 timestamp: Timestamp::from_secs(T0 + 2000 + i as i64),
                 service: format!("pressure-{b}"),
                 environment: "production".into(),

@@ -129,6 +129,7 @@ impl Watch {
             signatures: Vec::new(),
             warnings,
             false_alarm_rate: cfg.false_alarm_rate,
+            canary: None,
         };
 
         if let Some((at, _)) = first_fire {

@@ -8,6 +8,7 @@ pub const T0: Timestamp = Timestamp(1_774_872_000_000);
 
 pub fn sample(t: Timestamp, service: &str, metrics: &[(&str, f64)]) -> Sample {
     Sample {
+        version: None,
         timestamp: t,
         service: service.to_string(),
         environment: "production".to_string(),

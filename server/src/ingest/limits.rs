@@ -331,6 +331,7 @@ mod tests {
     fn item(service: &str, metrics: &[&str], index: usize) -> Item<Sample> {
         Item {
             record: Sample {
+                version: None,
                 timestamp: Timestamp(0),
                 service: service.into(),
                 environment: "production".into(),

@@ -73,6 +73,7 @@ struct Fields<'a> {
     service: Option<Scalar<'a>>,
     environment: Option<Scalar<'a>>,
     env: Option<Scalar<'a>>,
+    version: Option<Scalar<'a>>,
     /// Every non-label field, in the order received.
     others: Vec<(Cow<'a, str>, Scalar<'a>)>,
 }
@@ -120,6 +121,14 @@ impl Fields<'_> {
             Some(v) => label(Some(v), "environment")?,
             None => label(self.env.as_ref(), "env")?,
         };
+        // A numeric version (`"version": 3`) is a version too, not a metric.
+        let version = match &self.version {
+            Some(Scalar::Num(x)) if x.fract() == 0.0 && x.abs() < 1e15 => {
+                Some(format!("{}", *x as i64))
+            }
+            Some(Scalar::Num(x)) => Some(x.to_string()),
+            v => Some(label(v.as_ref(), "version")?).filter(|v| !v.is_empty()),
+        };
         // serde_json's map order: sorted by key, the last duplicate winning.
         self.others.sort_by(|a, b| a.0.cmp(&b.0));
         let mut metrics = Vec::with_capacity(self.others.len());
@@ -154,6 +163,7 @@ impl Fields<'_> {
             ));
         }
         Ok(Sample {
+            version,
             timestamp,
             service,
             environment,
@@ -182,7 +192,8 @@ impl<'de> Visitor<'de> for TopVisitor {
                 "environment" => &mut fields.environment,
                 "env" => &mut fields.env,
                 // Labels the engine does not use.
-                "deploy_id" | "version" | "host" | "instance" => {
+                "version" => &mut fields.version,
+                "deploy_id" | "host" | "instance" => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }

@@ -305,6 +305,7 @@ pub async fn pull(
     let samples = points
         .into_iter()
         .map(|(t, metrics)| Sample {
+            version: None,
             timestamp: Timestamp(t),
             service: svc.service.clone(),
             environment: svc.environment.clone(),

@@ -448,6 +448,7 @@ pub fn convert(
             metrics.extend(g.rates);
             metrics.retain(|(_, v)| v.is_finite());
             (!metrics.is_empty()).then_some(Sample {
+                version: None,
                 timestamp: Timestamp(ts),
                 service,
                 environment,

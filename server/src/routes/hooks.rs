@@ -79,14 +79,24 @@ async fn github(
         ));
     }
     let event = header(&headers, "x-github-event").unwrap_or("");
+    let mut source = "github".to_string();
     let outcome = match event {
         "ping" => HookOutcome::Ignored("ping".into()),
         "deployment_status" => {
-            github_deploy(&json_body(&body)?, AppState::now_ms()).map_err(AppError::BadRequest)?
+            let v = json_body(&body)?;
+            // Remembered with the deploy, so its verdict can be posted back as a
+            // deployment status (see `feedback::github`).
+            if let (Some(repo), Some(id)) = (
+                v.pointer("/repository/full_name").and_then(Value::as_str),
+                v.pointer("/deployment/id").and_then(Value::as_u64),
+            ) {
+                source = crate::feedback::github::source_for(repo, id);
+            }
+            github_deploy(&v, AppState::now_ms()).map_err(AppError::BadRequest)?
         }
         other => HookOutcome::Ignored(format!("event {other:?} is not deployment_status")),
     };
-    finish(&state, outcome, "github").await
+    finish(&state, outcome, &source).await
 }
 
 async fn gitlab(

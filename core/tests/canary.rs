@@ -1,0 +1,104 @@
+//! The canary-versus-stable comparison on the canary scenarios: its false-alarm rate on
+//! healthy canaries (a plain one, one during the daily peak, one through a shared
+//! dependency outage, where before/after alone fires) and its power on bad ones.
+//!
+//! The figures in docs/canary.md come from
+//! `cargo test -p watchdog-core --release --test canary -- --nocapture`.
+
+use watchdog_core::scenarios::{self, ScenarioParams};
+use watchdog_core::{CanaryOutcome, Config, VerdictKind};
+
+const SEEDS: u64 = 200;
+
+struct Tally {
+    regression: usize,
+    healthy: usize,
+    inconclusive: usize,
+    compared: usize,
+}
+
+fn tally(name: &str, shift: f64, canary: bool) -> Tally {
+    let mut config = Config::default();
+    config.canary.enabled = canary;
+    let mut t = Tally {
+        regression: 0,
+        healthy: 0,
+        inconclusive: 0,
+        compared: 0,
+    };
+    for seed in 1..=SEEDS {
+        let p = ScenarioParams {
+            seed,
+            shift,
+            ..ScenarioParams::default()
+        };
+        let data = scenarios::generate(name, &p).unwrap();
+        let run = scenarios::run(&data, &config).unwrap();
+        assert_eq!(run.len(), 1, "{name} seed {seed}");
+        let v = &run[0].1;
+        match v.verdict {
+            VerdictKind::Regression => t.regression += 1,
+            VerdictKind::Healthy => t.healthy += 1,
+            VerdictKind::Inconclusive => t.inconclusive += 1,
+        }
+        if let Some(c) = &v.canary {
+            if c.outcome != CanaryOutcome::Insufficient {
+                t.compared += 1;
+            }
+        }
+    }
+    println!(
+        "{name:<22} shift {shift:<4} canary {:<5}: {:>3} regression, {:>3} healthy, {:>3} inconclusive of {SEEDS} ({} compared)",
+        canary, t.regression, t.healthy, t.inconclusive, t.compared
+    );
+    t
+}
+
+/// A false-alarm rate of at most 2 % over 200 seeds (a 1 % target; the binomial 95 %
+/// upper end of 1 % over 200 runs is about 2.5 %).
+fn assert_quiet(t: &Tally, what: &str) {
+    assert!(
+        t.regression * 50 <= SEEDS as usize,
+        "{what}: {} false alarms of {SEEDS}",
+        t.regression
+    );
+    assert_eq!(
+        t.compared, SEEDS as usize,
+        "{what}: every run compared the versions"
+    );
+}
+
+#[test]
+fn healthy_canaries_stay_quiet_where_before_after_alone_fires() {
+    // A plain healthy canary: the bad scenario with no effect.
+    let plain = tally("canary_bad", 0.0, true);
+    assert_quiet(&plain, "plain healthy canary");
+    for name in ["canary_daily_peak", "canary_shared_outage"] {
+        let with = tally(name, 1.0, true);
+        assert_quiet(&with, name);
+        // Before/after alone blames the release for what hit both versions.
+        let alone = tally(name, 1.0, false);
+        assert!(
+            alone.regression * 2 > SEEDS as usize,
+            "{name}: before/after alone fired only {} of {SEEDS} times",
+            alone.regression
+        );
+    }
+}
+
+#[test]
+fn bad_canaries_are_caught() {
+    let bad = tally("canary_bad", 1.0, true);
+    assert!(
+        bad.regression * 100 >= 98 * SEEDS as usize,
+        "power: {} of {SEEDS}",
+        bad.regression
+    );
+    // A smaller effect (error rate +1.5 points, latency +12.5 %), still above the floors.
+    let half = tally("canary_bad", 0.5, true);
+    assert!(
+        half.regression * 10 >= 9 * SEEDS as usize,
+        "power at half the effect: {} of {SEEDS}",
+        half.regression
+    );
+}
