@@ -100,6 +100,9 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
             m.insert("timestamp".into(), s.timestamp.to_rfc3339().into());
             m.insert("service".into(), s.service.clone().into());
             m.insert("environment".into(), s.environment.clone().into());
+            if let Some(v) = &s.version {
+                m.insert("version".into(), v.clone().into());
+            }
             for (k, v) in &s.metrics {
                 m.insert(k.clone(), (*v).into());
             }
