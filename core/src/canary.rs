@@ -310,6 +310,13 @@ impl Track {
         }
     }
 
+    /// The stable version's value of metric `id` nearest to `t` (within half a sampling
+    /// interval).
+    pub fn old_at(&self, id: usize, t: i64) -> Option<f64> {
+        let h = self.old.get(id)?;
+        nearest(h, t, half_gap(h)).map(|j| h[j].1)
+    }
+
     /// Whether both versions have samples at or after `from_ms`.
     pub fn concurrent(&self, from_ms: i64) -> bool {
         let any = |hs: &[History]| hs.iter().any(|h| h.back().is_some_and(|p| p.0 >= from_ms));

@@ -329,14 +329,17 @@ impl Engine {
             }
         }
         let series = self.series_key(&sample.service, &sample.environment);
+        let mut own = None;
         if let (Some(version), true) = (sample.version.as_deref(), self.config.canary.enabled) {
-            if !self.ingest_versioned(series.0, sample, version)? {
-                return Ok(());
+            match self.ingest_versioned(series.0, sample, version)? {
+                Some(for_tests) => own = Some(for_tests),
+                None => return Ok(()),
             }
         }
+        let metrics = own.as_ref().unwrap_or(&sample.metrics);
         let mut values = std::mem::take(&mut self.scratch);
         values.clear();
-        for (name, v) in &sample.metrics {
+        for (name, v) in metrics {
             values.push((self.metric_key(name), *v));
         }
         let result = self.ingest_values(series, sample.timestamp, &values);
@@ -345,14 +348,14 @@ impl Engine {
     }
 
     /// Files a versioned sample with its version group and looks at the canary
-    /// comparison of the running watch; returns whether the before/after tests see it too
-    /// (see [`crate::canary`]).
+    /// comparison of the running watch; returns the metrics the before/after tests see
+    /// of it, if any (see [`crate::canary`]).
     fn ingest_versioned(
         &mut self,
         sid: usize,
         sample: &Sample,
         version: &str,
-    ) -> Result<bool, Error> {
+    ) -> Result<Option<Vec<(String, f64)>>, Error> {
         let t = sample.timestamp.millis();
         let tolerance = self.config.deploy_tolerance_secs as i64 * 1000;
         let (service, environment) = (&self.series[sid].service, &self.series[sid].environment);
@@ -412,8 +415,26 @@ impl Engine {
             self.stats.samples += 1;
             let t = self.ceiling_ms.map_or(t, |c| t.min(c));
             self.advance_event_time(t);
+            return Ok(None);
         }
-        Ok(to_tests)
+        if role == crate::canary::Role::Old {
+            return Ok(Some(sample.metrics.clone()));
+        }
+        // The canary serves a share of the traffic: its throughput and error counts are
+        // the before/after tests' as the two versions' total (the service's), so that the
+        // traffic split is not a drop; rates and latencies are the canary's own.
+        let series = &self.series[sid];
+        let mut metrics = Vec::with_capacity(sample.metrics.len());
+        for (&(id, v), (name, _)) in values.iter().zip(&sample.metrics) {
+            if name == "errors" || self.config.direction(name) == crate::config::Direction::Down {
+                if let Some(old) = series.canary.old_at(id, t) {
+                    metrics.push((name.clone(), v + old));
+                }
+            } else {
+                metrics.push((name.clone(), v));
+            }
+        }
+        Ok((!metrics.is_empty()).then_some(metrics))
     }
 
     /// The key of a series, for [`Engine::ingest_values`].

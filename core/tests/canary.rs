@@ -15,6 +15,8 @@ struct Tally {
     healthy: usize,
     inconclusive: usize,
     compared: usize,
+    /// Runs in which before/after alone (the evidence's `before_after`) said regression.
+    before_after_regression: usize,
 }
 
 fn tally(name: &str, shift: f64, canary: bool) -> Tally {
@@ -25,6 +27,7 @@ fn tally(name: &str, shift: f64, canary: bool) -> Tally {
         healthy: 0,
         inconclusive: 0,
         compared: 0,
+        before_after_regression: 0,
     };
     for seed in 1..=SEEDS {
         let p = ScenarioParams {
@@ -45,11 +48,14 @@ fn tally(name: &str, shift: f64, canary: bool) -> Tally {
             if c.outcome != CanaryOutcome::Insufficient {
                 t.compared += 1;
             }
+            if c.before_after == VerdictKind::Regression {
+                t.before_after_regression += 1;
+            }
         }
     }
     println!(
-        "{name:<22} shift {shift:<4} canary {:<5}: {:>3} regression, {:>3} healthy, {:>3} inconclusive of {SEEDS} ({} compared)",
-        canary, t.regression, t.healthy, t.inconclusive, t.compared
+        "{name:<22} shift {shift:<4} canary {:<5}: {:>3} regression, {:>3} healthy, {:>3} inconclusive of {SEEDS} ({} compared; before/after alone: {} regression)",
+        canary, t.regression, t.healthy, t.inconclusive, t.compared, t.before_after_regression
     );
     t
 }
@@ -77,11 +83,10 @@ fn healthy_canaries_stay_quiet_where_before_after_alone_fires() {
         let with = tally(name, 1.0, true);
         assert_quiet(&with, name);
         // Before/after alone blames the release for what hit both versions.
-        let alone = tally(name, 1.0, false);
         assert!(
-            alone.regression * 2 > SEEDS as usize,
+            with.before_after_regression * 10 >= 9 * SEEDS as usize,
             "{name}: before/after alone fired only {} of {SEEDS} times",
-            alone.regression
+            with.before_after_regression
         );
     }
 }
@@ -100,5 +105,12 @@ fn bad_canaries_are_caught() {
         half.regression * 10 >= 9 * SEEDS as usize,
         "power at half the effect: {} of {SEEDS}",
         half.regression
+    );
+    // A quarter (error rate +0.75 points, latency +6 %, below the latency floor): the
+    // power curve's shoulder, reported, not asserted beyond "more than nothing".
+    let quarter = tally("canary_bad", 0.25, true);
+    assert!(
+        quarter.regression > 0,
+        "power at a quarter of the effect: 0"
     );
 }
