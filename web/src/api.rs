@@ -329,6 +329,11 @@ pub async fn export(id: i64, format: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::Decode(e.to_string()))
 }
 
+/// `GET /deploys/{id}`.
+pub async fn deploy(id: i64) -> Result<DeployRow, ApiError> {
+    send_json(Request::get(&format!("{BASE}/deploys/{id}"))).await
+}
+
 /// `GET /deploys`.
 pub async fn list_deploys(verdict: &str, service: &str) -> Result<Page<DeployRow>, ApiError> {
     let mut req = Request::get(&format!("{BASE}/deploys")).query([("limit", "200")]);

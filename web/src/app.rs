@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::path;
 
+use crate::pages::deploy::DeployPage;
 use crate::pages::deploys::Deploys;
 use crate::pages::incident::IncidentPage;
 use crate::pages::incidents::Incidents;
@@ -56,6 +57,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/incidents") view=Incidents />
                     <Route path=path!("/incidents/:id") view=IncidentPage />
                     <Route path=path!("/deploys") view=Deploys />
+                    <Route path=path!("/deploys/:id") view=DeployPage />
                 </Routes>
             </main>
         </Router>

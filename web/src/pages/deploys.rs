@@ -40,7 +40,7 @@ pub fn Deploys() -> impl IntoView {
                         };
                         view! {
                             <tr>
-                                <th scope="row">{d.deploy_id.clone()}</th>
+                                <th scope="row"><A href=format!("/deploys/{}", d.id)>{d.deploy_id.clone()}</A></th>
                                 <td>{format!("{} ({})", d.service, d.environment)}</td>
                                 <td><time datetime=d.deployed_at.clone()>{when(&d.deployed_at)}</time></td>
                                 <td>{badge}</td>

@@ -8,6 +8,7 @@ use watchdog_core::explain::triage;
 use watchdog_core::Timestamp;
 
 use crate::api::{self, ApiError, Incident, SeriesMetric};
+use crate::components::canary::CanaryView;
 use crate::components::chart::{ChartData, MetricChart};
 use crate::components::download::download;
 use crate::components::error::ErrorBox;
@@ -218,6 +219,7 @@ pub fn IncidentPage() -> impl IntoView {
                 <h2 id="verdict-h">"Verdict"</h2>
                 <VerdictSummary verdict=inc.verdict.clone() />
             </section>
+            <CanaryView verdict=inc.verdict.clone() />
             <section class="card charts" aria-labelledby="charts-h">
                 <h2 id="charts-h">"Evidence charts"</h2>
                 <div class="chart-grid">

@@ -8,6 +8,7 @@ use watchdog_core::explain::{explain, severity, triage};
 use watchdog_core::export::verdict_markdown;
 use watchdog_core::scenarios::{self, ScenarioParams};
 
+use crate::components::canary::CanaryView;
 use crate::components::chart::{ChartData, MetricChart};
 use crate::components::download::download;
 use crate::components::error::ErrorBox;
@@ -380,6 +381,7 @@ pub fn Playground() -> impl IntoView {
                         <span class="key key-threshold"></span>"threshold"</p>
                     <div class="chart-grid">{charts}</div>
                 </section>
+                <CanaryView verdict=v.clone() />
                 <section class="card" aria-labelledby="evidence-h">
                     <h2 id="evidence-h">"Evidence"</h2>
                     <EvidenceTable verdict=v.clone() />
