@@ -81,6 +81,26 @@ try {
     await page.close();
   });
 
+  await test('playground: canary against stable, side by side', async () => {
+    const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+    const errors = [];
+    watchPage(page, errors);
+    await page.goto(`${statik.url}/?scenario=canary_bad`);
+    await page.waitForSelector('.verdict-summary [data-verdict]', { timeout: 30_000 });
+    assert.equal(await page.getAttribute('.verdict-summary [data-verdict]', 'data-verdict'), 'regression');
+    await page.waitForSelector('section.canary[data-canary-outcome="worse"]');
+    assert.ok((await page.locator('svg.pair-chart polyline.canary').count()) >= 1, 'both versions drawn');
+    assert.match(await page.textContent('section.canary'), /v1\.4\.2.*v1\.4\.1/s);
+    // A shared dependency outage hits both versions: healthy against the concurrent stable.
+    await page.selectOption('#scenario', 'canary_shared_outage');
+    await page.waitForSelector('section.canary[data-canary-outcome="sharedshift"]', { timeout: 30_000 });
+    assert.equal(await page.getAttribute('.verdict-summary [data-verdict]', 'data-verdict'), 'healthy');
+    assert.match(await page.textContent('section.canary'), /before\/after alone: regression/);
+    if (shots) await page.screenshot({ path: path.join(shots, 'playground-canary.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   await test('playground: usable by keyboard alone', async () => {
     const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
     await page.goto(`${statik.url}/?scenario=overlapping_deploys`);
@@ -247,6 +267,32 @@ try {
       await page.waitForSelector('table.deploys');
       const row = page.locator('table.deploys tr', { hasText: deployId });
       assert.match(await row.textContent(), /regression/);
+      await page.close();
+    });
+
+    await test('dashboard: a canary deploy shows both versions on its deploy and incident pages', async () => {
+      // Six hours after everything sent so far (event time is the data's).
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'watchdog-canary-'));
+      const sim = spawnSync(bin, ['simulate', '--scenario', 'canary_bad', '--prefix', 'canary-', '--shift-secs', '21600', '--out', dir], { encoding: 'utf8' });
+      assert.equal(sim.status, 0, `watchdog simulate failed: ${sim.stderr}`);
+      await post('deploys', fs.readFileSync(path.join(dir, 'deploys.jsonl'), 'utf8'));
+      await post('metrics', fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8'));
+      fs.rmSync(dir, { recursive: true, force: true });
+      let row = null;
+      for (let i = 0; i < 100 && !(row && row.incident_id); i++) {
+        const list = await (await fetch(`${server.url}/api/v1/deploys?service=canary-checkout`)).json();
+        row = list.items?.[0] ?? null;
+        if (!(row && row.incident_id)) await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.ok(row && row.incident_id, 'the bad canary opened an incident');
+      const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+      await page.goto(`${server.url}/deploys`);
+      await page.click(`table.deploys a[href="/deploys/${row.id}"]`);
+      await page.waitForSelector('section.canary[data-canary-outcome="worse"]');
+      assert.ok((await page.locator('table.canary-table tbody tr').count()) >= 1);
+      await page.goto(`${server.url}/incidents/${row.incident_id}`);
+      await page.waitForSelector('section.canary svg.pair-chart');
+      if (shots) await page.screenshot({ path: path.join(shots, 'incident-canary.png'), fullPage: true });
       await page.close();
     });
   } else {
