@@ -317,10 +317,13 @@ impl Track {
         nearest(h, t, half_gap(h)).map(|j| h[j].1)
     }
 
-    /// Whether both versions have samples at or after `from_ms`.
+    /// Whether the latest canary sample at or after `from_ms` has a stable sample at the
+    /// same time: the two versions run side by side (not one after the other).
     pub fn concurrent(&self, from_ms: i64) -> bool {
-        let any = |hs: &[History]| hs.iter().any(|h| h.back().is_some_and(|p| p.0 >= from_ms));
-        any(&self.new) && any(&self.old)
+        self.new.iter().zip(&self.old).any(|(n, o)| {
+            n.back()
+                .is_some_and(|&(t, _)| t >= from_ms && nearest(o, t, half_gap(o)).is_some())
+        })
     }
 
     /// A look during the watch: due when the pairs reached the next scheduled count.
@@ -420,7 +423,7 @@ impl Track {
 
     /// The canary comparison of a watch that is being closed, folded into its verdict.
     pub fn attach(&self, verdict: &mut DeployVerdict, ctx: &Context<'_>) {
-        if !self.concurrent(ctx.from_ms) {
+        if self.paired_range(ctx).is_none() {
             return;
         }
         let metrics = self.compare(ctx, ctx.until_ms);

@@ -422,19 +422,23 @@ impl Engine {
         }
         // The canary serves a share of the traffic: its throughput and error counts are
         // the before/after tests' as the two versions' total (the service's), so that the
-        // traffic split is not a drop; rates and latencies are the canary's own.
+        // traffic split is not a drop; rates and latencies are the canary's own. Without
+        // a stable sample at that time (a version that replaced the old one at once), the
+        // new version's own values are the service's.
         let series = &self.series[sid];
-        let mut metrics = Vec::with_capacity(sample.metrics.len());
-        for (&(id, v), (name, _)) in values.iter().zip(&sample.metrics) {
-            if name == "errors" || self.config.direction(name) == crate::config::Direction::Down {
-                if let Some(old) = series.canary.old_at(id, t) {
-                    metrics.push((name.clone(), v + old));
+        let metrics = values
+            .iter()
+            .zip(&sample.metrics)
+            .map(|(&(id, v), (name, _))| {
+                let summed = name == "errors"
+                    || self.config.direction(name) == crate::config::Direction::Down;
+                match series.canary.old_at(id, t) {
+                    Some(old) if summed => (name.clone(), v + old),
+                    _ => (name.clone(), v),
                 }
-            } else {
-                metrics.push((name.clone(), v));
-            }
-        }
-        Ok((!metrics.is_empty()).then_some(metrics))
+            })
+            .collect();
+        Ok(Some(metrics))
     }
 
     /// The key of a series, for [`Engine::ingest_values`].

@@ -114,3 +114,37 @@ fn bad_canaries_are_caught() {
         "power at a quarter of the effect: 0"
     );
 }
+
+#[test]
+fn one_version_at_a_time_is_judged_as_without_versions() {
+    // A release that replaces the old version at once: samples labelled with the old
+    // version before the deploy and the new one after it give the very verdict of the
+    // unlabelled data, and no canary comparison.
+    for name in ["healthy", "latency_step", "error_spike", "throughput_drop"] {
+        for seed in 1..=5 {
+            let p = ScenarioParams {
+                seed,
+                ..ScenarioParams::default()
+            };
+            let plain = scenarios::generate(name, &p).unwrap();
+            let mut labelled = plain.clone();
+            let deploy = plain.deploys[0].clone();
+            for s in &mut labelled.samples {
+                s.version = Some(if s.timestamp < deploy.timestamp {
+                    "v1.4.1".into()
+                } else {
+                    deploy.deploy_id.clone()
+                });
+            }
+            let a = &scenarios::run(&plain, &Config::default()).unwrap()[0].1;
+            let b = &scenarios::run(&labelled, &Config::default()).unwrap()[0].1;
+            assert_eq!(
+                a.verdict, b.verdict,
+                "{name} seed {seed}: {} / {}",
+                a.reason, b.reason
+            );
+            assert_eq!(a.detected_at, b.detected_at, "{name} seed {seed}");
+            assert!(b.canary.is_none(), "{name} seed {seed}");
+        }
+    }
+}
