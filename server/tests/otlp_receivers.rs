@@ -639,7 +639,6 @@ fn rw_series(labels: &[(&str, &str)], t_ms: i64, v: f64) -> TimeSeries {
             })
             .collect(),
         samples: vec![Sample {
-            version: None,
             value: v,
             timestamp: t_ms,
         }],

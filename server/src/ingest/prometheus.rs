@@ -553,6 +553,7 @@ mod tests {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
         let s = |t: i64, metrics: &[&str]| Sample {
+            version: None,
             timestamp: Timestamp(t),
             service: "checkout".into(),
             environment: String::new(),
