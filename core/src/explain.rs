@@ -264,6 +264,14 @@ fn join_and(items: &[String]) -> String {
     }
 }
 
+/// The canary comparison, when it found the new version worse than the old one running
+/// at the same time.
+fn canary_worse(v: &DeployVerdict) -> Option<&crate::canary::CanaryEvidence> {
+    v.canary
+        .as_ref()
+        .filter(|c| c.outcome == crate::canary::CanaryOutcome::Worse)
+}
+
 fn explain_regression(v: &DeployVerdict) -> Explanation {
     let regressed: Vec<&MetricEvidence> = v.regressed().collect();
     let dominant = dominant_signature(v);
@@ -279,13 +287,19 @@ fn explain_regression(v: &DeployVerdict) -> Explanation {
             s.template,
             s.count_after
         ),
-        (None, None) => format!("{}: regression", deploy_label(v)),
+        (None, None) => match canary_worse(v) {
+            Some(c) => format!("{}: regression, {}", deploy_label(v), c.summary),
+            None => format!("{}: regression", deploy_label(v)),
+        },
     };
 
     let mut summary = format!(
         "Deploy {} of {} to {} at {} was followed by a regression",
         v.deploy_id, v.service, v.environment, v.deployed_at
     );
+    if let Some(c) = canary_worse(v) {
+        summary.push_str(&format!(" ({})", c.summary));
+    }
     if regressed.is_empty() {
         summary.push('.');
     } else {
