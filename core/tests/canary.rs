@@ -148,3 +148,23 @@ fn one_version_at_a_time_is_judged_as_without_versions() {
         }
     }
 }
+
+#[test]
+fn a_regression_seen_only_against_stable_is_explained_by_that_comparison() {
+    let mut seen = 0;
+    for seed in 1..=40 {
+        let p = ScenarioParams {
+            seed,
+            shift: 0.25,
+            ..ScenarioParams::default()
+        };
+        let data = scenarios::generate("canary_bad", &p).unwrap();
+        let v = &scenarios::run(&data, &Config::default()).unwrap()[0].1;
+        if v.verdict == VerdictKind::Regression && v.regressed().next().is_none() {
+            seen += 1;
+            let e = watchdog_core::explain::explain(v);
+            assert!(e.headline.contains("worse than stable"), "{}", e.headline);
+        }
+    }
+    assert!(seen > 0, "no canary-only regression among 40 seeds");
+}
