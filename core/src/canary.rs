@@ -317,6 +317,17 @@ impl Track {
         nearest(h, t, half_gap(h)).map(|j| h[j].1)
     }
 
+    /// The canary's value of metric `id` nearest to `t` (within half a sampling interval).
+    pub fn new_at(&self, id: usize, t: i64) -> Option<f64> {
+        let h = self.new.get(id)?;
+        nearest(h, t, half_gap(h)).map(|j| h[j].1)
+    }
+
+    /// Whether the series has had samples with a version.
+    pub fn versioned(&self) -> bool {
+        self.new.iter().chain(&self.old).any(|h| !h.is_empty())
+    }
+
     /// Whether the latest canary sample at or after `from_ms` has a stable sample at the
     /// same time: the two versions run side by side (not one after the other).
     pub fn concurrent(&self, from_ms: i64) -> bool {
@@ -562,6 +573,16 @@ impl Track {
             }
         }
         (lo <= hi).then_some((lo, hi))
+    }
+}
+
+/// How long a before/after detection of a versioned series waits for the other version's
+/// sample of the same instant: two sampling intervals (30 s when unknown).
+pub(crate) fn hold_ms(cadence_ms: f64) -> i64 {
+    if cadence_ms.is_finite() && cadence_ms > 0.0 {
+        (2.0 * cadence_ms) as i64
+    } else {
+        30_000
     }
 }
 

@@ -411,33 +411,56 @@ impl Engine {
                 }
             }
         }
-        if !to_tests {
+        // The canary serves a share of the traffic: its throughput and error counts are
+        // the before/after tests' as the two versions' total (the service's), so that the
+        // traffic split is not a drop; rates and latencies are the canary's own. Whichever
+        // of the two versions' samples of an instant comes second completes the total;
+        // without a stable sample at that time (a version that replaced the old one at
+        // once), the new version's own values are the service's.
+        let config = &self.config;
+        let summed = |name: &str| {
+            name == "errors" || config.direction(name) == crate::config::Direction::Down
+        };
+        let series = &mut self.series[sid];
+        let metrics: Vec<(String, f64)> = match (role, to_tests) {
+            (crate::canary::Role::Old, true) => sample.metrics.clone(),
+            (crate::canary::Role::Old, false) => values
+                .iter()
+                .zip(&sample.metrics)
+                .filter(|(_, (name, _))| summed(name))
+                .filter_map(|(&(id, v), (name, _))| {
+                    series.canary.new_at(id, t).map(|n| (name.clone(), n + v))
+                })
+                .collect(),
+            (crate::canary::Role::New, _) => values
+                .iter()
+                .zip(&sample.metrics)
+                .map(|(&(id, v), (name, _))| match series.canary.old_at(id, t) {
+                    Some(old) if summed(name) => (name.clone(), v + old),
+                    _ => (name.clone(), v),
+                })
+                .collect(),
+        };
+        // A value the before/after tests already saw at this instant is replaced: the
+        // watch is recomputed with it (a test that fired on the stable version's share
+        // alone, at the instant the canary started, must not stay fired).
+        let replaces = values.iter().any(|&(id, _)| {
+            series
+                .histories
+                .get(id)
+                .is_some_and(|h| h.back().is_some_and(|p| p.0 == t))
+        });
+        if let Some(w) = series.watch.as_mut() {
+            if replaces && !metrics.is_empty() && t < w.end_ms && t >= w.deploy_ms {
+                w.dirty = true;
+            }
+        }
+        if metrics.is_empty() {
             self.stats.samples += 1;
             let t = self.ceiling_ms.map_or(t, |c| t.min(c));
             self.advance_event_time(t);
             return Ok(None);
         }
-        if role == crate::canary::Role::Old {
-            return Ok(Some(sample.metrics.clone()));
-        }
-        // The canary serves a share of the traffic: its throughput and error counts are
-        // the before/after tests' as the two versions' total (the service's), so that the
-        // traffic split is not a drop; rates and latencies are the canary's own. Without
-        // a stable sample at that time (a version that replaced the old one at once), the
-        // new version's own values are the service's.
-        let series = &self.series[sid];
-        let metrics = values
-            .iter()
-            .zip(&sample.metrics)
-            .map(|(&(id, v), (name, _))| {
-                let summed = name == "errors"
-                    || self.config.direction(name) == crate::config::Direction::Down;
-                match series.canary.old_at(id, t) {
-                    Some(old) if summed => (name.clone(), v + old),
-                    _ => (name.clone(), v),
-                }
-            })
-            .collect();
         Ok(Some(metrics))
     }
 
@@ -989,7 +1012,13 @@ impl Engine {
         };
         series.late_in_watch = 0;
         series.canary.started(&p.deploy);
-        let watch = Watch::start(p.deploy, &setup);
+        let versioned = series.canary.versioned();
+        let mut watch = Watch::start(p.deploy, &setup);
+        if versioned {
+            // The instant a canary starts, the stable version's sample may come before
+            // the canary's; a detection waits a little for the other half of the instant.
+            watch.grace_ms = watch.grace_ms.max(crate::canary::hold_ms(watch.cadence_ms));
+        }
         if watch.fired() && watch.grace_ms == 0 {
             let until = watch.fired_at().unwrap_or(watch.last_seen_ms);
             self.close(sid, watch, until, WatchEnd::Detection);
