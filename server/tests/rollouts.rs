@@ -258,6 +258,39 @@ async fn argo_rollouts_fails_a_bad_canary_and_passes_one_hit_by_a_shared_outage(
             .contains("/incidents/"),
         "{body}"
     );
+    // The incident's charts follow one version at a time: stable before the deploy, the
+    // canary after it (both are side by side in the canary comparison), never both
+    // interleaved at the same instants.
+    let incident = body["incident_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let series: Value = http
+        .get(format!("{base}/api/v1/incidents/{incident}/series"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let metrics = series["metrics"].as_array().unwrap();
+    assert!(!metrics.is_empty(), "{series}");
+    for m in metrics {
+        let ts: Vec<&str> = m["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[0].as_str().unwrap())
+            .collect();
+        assert!(
+            ts.windows(2).all(|w| w[0] < w[1]),
+            "{} has two points at one instant",
+            m["metric"]
+        );
+    }
 
     // A healthy canary through a shared dependency outage: before/after alone would
     // fail it; against the concurrent stable version it passes. (A server of its own:

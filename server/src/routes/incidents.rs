@@ -372,8 +372,18 @@ async fn series(
         )
         .await?;
     let mut points: BTreeMap<String, Vec<(Timestamp, f64)>> = BTreeMap::new();
+    // With two versions side by side, the charts follow the new version after the deploy;
+    // the stable one is beside it in the verdict's canary comparison.
+    let stable_after = |s: &Sample| {
+        v.canary.as_ref().is_some_and(|c| {
+            s.timestamp >= v.deployed_at && s.version.as_deref() == Some(c.stable_version.as_str())
+        })
+    };
     for r in &rows {
         if let Ok(s) = Sample::from_json_line(&r.body) {
+            if stable_after(&s) {
+                continue;
+            }
             for (name, value) in s.metrics {
                 points.entry(name).or_default().push((s.timestamp, value));
             }
