@@ -142,20 +142,11 @@ impl TailModel {
         if !(scale.is_finite() && scale > 0.0) {
             return None;
         }
-        let mut z: Vec<f64> = residuals.iter().map(|r| r / scale).collect();
+        let in_time: Vec<f64> = residuals.iter().map(|r| r / scale).collect();
+        let mut z = without_incidents(&in_time);
         z.sort_by(f64::total_cmp);
         let n = z.len();
-        // The tail threshold is the upper quartile; on a coarse series (a p90 that takes a
-        // handful of values) many residuals tie there and few lie strictly above it, so it
-        // moves down to the next distinct value until three do, but not below the median.
-        let mut u = z[(3 * n) / 4];
-        let median = z[n / 2];
-        while z.iter().filter(|&&v| v > u).count() < 3 {
-            match z.iter().rev().find(|&&v| v < u) {
-                Some(&lower) if lower >= median => u = lower,
-                _ => break,
-            }
-        }
+        let u = tail_threshold(&z);
         let excess: Vec<f64> = z.iter().filter(|&&v| v > u).map(|v| v - u).collect();
         let m = excess.len();
         if m < 3 {
@@ -221,6 +212,80 @@ impl TailModel {
     }
 }
 
+/// The tail threshold of sorted values: the upper quartile. On a coarse series (a p90
+/// that takes a handful of values) many values tie there and few lie strictly above it,
+/// so it moves down to the next distinct value until three do, but not below the median.
+fn tail_threshold(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    let mut u = sorted[(3 * n) / 4];
+    let median = sorted[n / 2];
+    while sorted.iter().filter(|&&v| v > u).count() < 3 {
+        match sorted.iter().rev().find(|&&v| v < u) {
+            Some(&lower) if lower >= median => u = lower,
+            _ => break,
+        }
+    }
+    u
+}
+
+/// The baseline without its incidents: runs of two or more samples (within
+/// [`PAIR_SPAN`]) so far beyond the rest of the tail that the rest cannot account for
+/// them. A baseline often holds the last incident (a fault an hour ago, the previous
+/// bad release), and anchoring the extreme test on that incident's peak would pass any
+/// new fault smaller than it. The rule mirrors the extreme test itself: two close
+/// exceedances are a regression after a deploy, so before it they are an incident, not
+/// normal behaviour, while a lone spike stays part of what the service does.
+///
+/// "Beyond the rest" is judged by an exponential tail over the median whose scale comes
+/// from the median excess (`median / ln 2`): half the baseline lies above its median, so
+/// an incident would have to fill a quarter of the baseline to inflate it. The cut is the
+/// level that one of the `m` excesses would pass by chance with probability 1 %. This is
+/// a coarse screen for gross incidents, not the tail model itself. `values` are in time
+/// order.
+fn without_incidents(values: &[f64]) -> Vec<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.len() < 12 {
+        return values.to_vec();
+    }
+    let u = sorted[sorted.len() / 2];
+    let excess: Vec<f64> = sorted.iter().filter(|&&v| v > u).map(|v| v - u).collect();
+    if excess.len() < 6 {
+        return values.to_vec();
+    }
+    let beta = crate::stats::median(&excess) / std::f64::consts::LN_2;
+    if !(beta.is_finite() && beta > 0.0) {
+        return values.to_vec();
+    }
+    let cut = u + beta * (excess.len() as f64 / 0.01).ln();
+    // Far samples grouped into runs (neighbours less than PAIR_SPAN apart). A run that
+    // reaches the last samples of the baseline is not over: it may be the level the
+    // service now sits at (a step up just before the deploy), which is the level-shift
+    // search's business, not an incident to forget.
+    let n = values.len();
+    let mut drop = vec![false; n];
+    let far: Vec<usize> = (0..n).filter(|&i| values[i] > cut).collect();
+    let mut start = 0;
+    while start < far.len() {
+        let mut end = start;
+        while end + 1 < far.len() && far[end + 1] - far[end] < PAIR_SPAN {
+            end += 1;
+        }
+        if end > start && far[end] + PAIR_SPAN < n {
+            for &i in &far[start..=end] {
+                drop[i] = true;
+            }
+        }
+        start = end + 1;
+    }
+    let kept: Vec<f64> = (0..n).filter(|&i| !drop[i]).map(|i| values[i]).collect();
+    if kept.len() < 12 {
+        values.to_vec()
+    } else {
+        kept
+    }
+}
+
 /// Quantile `p` of the chi-square distribution with `dof` degrees of freedom
 /// (Wilson–Hilferty cube-root approximation, within 1 % for `dof` ≥ 6).
 fn chi_square_quantile(p: f64, dof: f64) -> f64 {
@@ -276,6 +341,31 @@ mod tests {
         assert!(t_thin.threshold(20) > t_thin.threshold(1));
         // a constant baseline has no tail to extrapolate
         assert!(TailModel::fit(&[3.0; 40], 0.0, 0.005, 30.0, 0.0).is_none());
+    }
+
+    #[test]
+    fn a_past_incident_is_not_normal_but_a_lone_spike_is() {
+        let calm: Vec<f64> = (0..50).map(|i| ((i * 37) % 11) as f64 * 0.3).collect();
+        // four samples of a past fault, well before the end of the baseline
+        let mut past = calm.clone();
+        for v in past.iter_mut().skip(20).take(4) {
+            *v = 300.0;
+        }
+        assert_eq!(without_incidents(&past).len(), 46);
+        // one lone spike stays: the service does spike
+        let mut lone = calm.clone();
+        lone[20] = 300.0;
+        assert_eq!(without_incidents(&lone).len(), 50);
+        // a run that reaches the end of the baseline is the current level, not an incident
+        let mut step = calm.clone();
+        for v in step.iter_mut().skip(46) {
+            *v = 300.0;
+        }
+        assert_eq!(without_incidents(&step).len(), 50);
+        // and the extreme test anchored on the baseline without the incident sees a new
+        // fault that is smaller than the old one
+        let with = TailModel::fit(&past, 0.0, 0.005, 30.0, 0.0).unwrap();
+        assert!(with.exceeds(100.0, 1), "{}", with.threshold(1));
     }
 
     #[test]

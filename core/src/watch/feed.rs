@@ -1,0 +1,275 @@
+//! The state machine of a watch's tests: one sample at a time, the sustained test, the
+//! extreme test, the attribution window, and re-basing after a shift that began before the
+//! deploy.
+
+use super::count::{count_design, joined, rate_summary};
+use super::reference;
+use super::seasonal::daily_pattern_explains;
+use super::test::{floor_noise, run_effect, test_alpha, Phase, ScoredDesign};
+use super::{lower_bound, History, Watch};
+use crate::baseline::Baseline;
+use crate::config::Config;
+use crate::detector::{Cusum, CusumDesign};
+
+impl Watch {
+    pub(super) fn feed_test(
+        &mut self,
+        i: usize,
+        t: i64,
+        x: f64,
+        requests: f64,
+        histories: &[History],
+        cfg: &Config,
+    ) {
+        let deploy_ms = self.test_from_ms;
+        let actual_deploy = self.deploy_ms;
+        let attributable_until = self.attributable_until_ms(i, cfg);
+        let test = &mut self.tests[i];
+        // A shift that began before the deploy, with too little of it known to re-base on,
+        // stops the sustained test; the extreme test goes on against the whole baseline,
+        // shifted stretch included: samples far beyond everything the service did before,
+        // the pre-existing shift too, are still the deploy's.
+        let tail_only = matches!(test.phase, Phase::PreExistingShort { .. });
+        if test.phase.done() || (tail_only && test.count.is_some()) {
+            return;
+        }
+        let inc = match test.count {
+            Some(d) => {
+                if !(requests > 0.0 && x >= 0.0 && x <= requests) {
+                    return;
+                }
+                d.increment(x, requests)
+            }
+            None => {
+                // The rank score of the residual among the baseline's residuals (see
+                // `reference`), shrunk by √((1+ρ)/(1−ρ)): for AR(1) noise with lag-1
+                // correlation ρ the variance of a long sum of n values is n·(1+ρ)/(1−ρ)
+                // times that of one, so the shrunk scores sum like independent ones and
+                // the threshold's false-alarm guarantee holds.
+                let r = test.sign * (x - test.base.expected(t));
+                let z = test.rank.as_ref().map_or(0.0, |rk| rk.score(r)) / test.widen;
+                z.clamp(-test.design.clip, test.design.clip) - test.design.k
+            }
+        };
+        let post = t >= deploy_ms;
+        if post && test.n_post == 0 && !tail_only {
+            test.s_at_deploy = test.cusum.s;
+            test.run_start_at_deploy = test.cusum.run_start_ms;
+            // The statistic carried over from the baseline tail only matters when it
+            // already points to a shift (half-way to the threshold); otherwise the test
+            // starts afresh at the deploy, which is what its threshold was derived for.
+            // It also has to be a shift the samples still show: when the median of the
+            // excursion's samples is not materially off the baseline, the excursion was a
+            // burst that is over, not a level the deploy inherited.
+            let carried = test.s_at_deploy >= test.design.h / 2.0
+                && test.run_start_at_deploy.is_some_and(|from| {
+                    test.requests_metric.is_some()
+                        || run_effect(test, histories, from, deploy_ms) >= test.min_effect
+                });
+            if !carried {
+                test.cusum = Cusum::default();
+                test.s_at_deploy = 0.0;
+            }
+        }
+        let s = if tail_only {
+            test.cusum.s
+        } else {
+            let s = test.cusum.push(t, inc);
+            if let Some(tr) = test.trace.as_mut() {
+                tr.push((t, s));
+            }
+            s
+        };
+        if !post {
+            return;
+        }
+        test.n_post += 1;
+        if t < actual_deploy {
+            test.n_tolerance += 1;
+        }
+        test.requests_post += requests;
+        // The extreme test counts its samples from the recorded deploy, both ways: the
+        // `i`-th sample after it, or the one `i − 1` intervals before it inside the
+        // tolerance, gets the budget of index `i` (see `reference`).
+        let tail_i = if t >= actual_deploy {
+            (test.n_post - test.n_tolerance).max(1)
+        } else {
+            1 + ((actual_deploy - t) as f64 / test.base.cadence_ms)
+                .round()
+                .max(0.0) as usize
+        };
+        // A few extreme samples: one beyond the baseline's extrapolated tail decides at
+        // once when the excess itself is material (see `reference`).
+        if let Some(tail) = test.tail {
+            let r = test.sign * (x - test.base.expected(t));
+            // One sample alone decides only right after the recorded deploy, among its
+            // first few samples; before it (inside the tolerance) or later, a lone spike
+            // is just that.
+            let since = (t - actual_deploy) as f64;
+            let at_deploy =
+                since >= 0.0 && since <= reference::PAIR_SPAN as f64 * test.base.cadence_ms;
+            if at_deploy
+                && r >= test.min_effect
+                && r > 0.0
+                && tail.exceeds_alone(r, tail_i)
+                && !daily_pattern_explains(test, histories, deploy_ms, (t, t + 1), r, cfg, 1)
+            {
+                test.tail_hit = Some((r / tail.scale, tail.single_threshold(tail_i)));
+                test.phase = Phase::Fired {
+                    at_ms: t.max(actual_deploy),
+                    start_ms: t,
+                };
+                return;
+            }
+            if r >= test.min_effect && r > 0.0 && tail.exceeds(r, tail_i) {
+                match test.last_extreme {
+                    Some((first_ms, n)) if test.n_post - n < reference::PAIR_SPAN => {
+                        // The same check as for sustained shifts: did the same clock
+                        // time the day before move as much?
+                        if daily_pattern_explains(
+                            test,
+                            histories,
+                            deploy_ms,
+                            (first_ms, t + 1),
+                            r,
+                            cfg,
+                            1,
+                        ) {
+                            test.seasonal_note = Some(first_ms);
+                            test.last_extreme = None;
+                        } else {
+                            test.tail_hit = Some((r / tail.scale, tail.threshold(tail_i)));
+                            test.phase =
+                                Phase::decided(t, first_ms, actual_deploy, attributable_until);
+                            return;
+                        }
+                    }
+                    _ => test.last_extreme = Some((t, test.n_post)),
+                }
+            }
+        }
+        if tail_only || s <= test.design.threshold_at(test.n_post) {
+            return;
+        }
+        // Crossed the threshold: is it the deploy's doing, and is it material?
+        let start = test.cusum.run_start_ms.unwrap_or(t);
+        let began_before = start < deploy_ms && test.s_at_deploy >= test.design.h / 2.0;
+        if began_before && test.pre_existing_from.is_none() {
+            self.rebase_after_shift(i, start, histories, cfg);
+            return;
+        }
+        let test = &mut self.tests[i];
+        if let Some((s_prev, n_prev)) = test.last_effect_check {
+            if s < s_prev * 1.25 && test.n_post < n_prev + 8 {
+                return;
+            }
+        }
+        let start = start.max(deploy_ms);
+        let effect = run_effect(test, histories, start, t + 1);
+        let seasonal = effect >= test.min_effect
+            && effect > 0.0
+            && daily_pattern_explains(test, histories, deploy_ms, (start, t + 1), effect, cfg, 3);
+        if seasonal {
+            test.seasonal_note = Some(start);
+        }
+        if effect >= test.min_effect && effect > 0.0 && !seasonal {
+            test.phase = Phase::decided(t, start, actual_deploy, attributable_until);
+        } else {
+            test.last_effect_check = Some((s, test.n_post));
+        }
+    }
+
+    /// The latest instant a change in test `i` may begin and still be the deploy's: the
+    /// attribution window after the recorded deploy, at least three sample intervals.
+    fn attributable_until_ms(&self, i: usize, cfg: &Config) -> i64 {
+        let cadence = self.tests[i].base.cadence_ms;
+        let window = (cfg.attribution_window_secs as f64 * 1000.0).max(if cadence.is_finite() {
+            3.0 * cadence
+        } else {
+            0.0
+        });
+        self.deploy_ms.saturating_add(window as i64)
+    }
+
+    /// A shift began before the deploy. Re-base the test on the samples since it began, or
+    /// give up on it when there are too few of them.
+    pub(super) fn rebase_after_shift(
+        &mut self,
+        i: usize,
+        start: i64,
+        histories: &[History],
+        cfg: &Config,
+    ) {
+        let deploy_ms = self.test_from_ms;
+        let (metric, requests_metric) = (self.tests[i].metric, self.tests[i].requests_metric);
+        self.tests[i].pre_existing_from = Some(start);
+        let n_clean = match requests_metric {
+            Some(r) => joined(&histories[metric], &histories[r], start, deploy_ms).len(),
+            None => {
+                let h = &histories[metric];
+                lower_bound(h, deploy_ms) - lower_bound(h, start)
+            }
+        };
+        if n_clean < cfg.min_baseline_samples {
+            self.tests[i].phase = Phase::PreExistingShort { start_ms: start };
+            return;
+        }
+        let window_ms = (self.end_ms - deploy_ms) as f64;
+        let alpha_test = test_alpha(self.alpha, self.tests.len());
+        let test = &mut self.tests[i];
+        match requests_metric {
+            Some(r) => {
+                let pairs = joined(&histories[metric], &histories[r], start, deploy_ms);
+                let (design, base) = count_design(cfg, &pairs, alpha_test, window_ms);
+                test.count = Some(design);
+                test.count_base = Some(base);
+                test.base.level = base.0 / base.1.max(1.0);
+                test.base.summary = rate_summary(&pairs);
+                test.base.n = pairs.len();
+                test.design = CusumDesign::spending(
+                    0.0,
+                    design.h,
+                    design.clip,
+                    1.0,
+                    window_ms / test.base.cadence_ms,
+                );
+            }
+            None => {
+                let h = &histories[metric];
+                let pts: Vec<(i64, f64)> = h
+                    .range(lower_bound(h, start)..lower_bound(h, deploy_ms))
+                    .copied()
+                    .collect();
+                if let Some(base) = Baseline::fit(&pts) {
+                    let level = base.expected(deploy_ms);
+                    let min_effect = cfg
+                        .min_absolute_effect(&test.name)
+                        .max(cfg.min_relative_effect(&test.name) * level.abs());
+                    let noise = floor_noise(base.sum_noise(), level, min_effect);
+                    let steps = (window_ms / base.cadence_ms).max(1.0);
+                    let scored = ScoredDesign::new(&base, &pts, test.sign, alpha_test, steps, cfg);
+                    test.design = scored.design;
+                    test.rank = scored.rank;
+                    test.widen = scored.widen;
+                    test.tail = scored.tail;
+                    test.noise = noise;
+                    test.min_effect = min_effect;
+                    test.guard = scored.guard;
+                    test.base = base;
+                }
+            }
+        }
+        test.restart();
+        if let Some(tr) = test.trace.as_mut() {
+            tr.retain(|p| p.0 < deploy_ms);
+        }
+        let last = self.last_seen_ms.max(deploy_ms);
+        let points = self.points_for(i, histories, deploy_ms, (last + 1).min(self.end_ms));
+        for (t, x, r) in points {
+            self.feed_test(i, t, x, r, histories, cfg);
+            if self.tests[i].fired().is_some() {
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! One sequential test of one metric in one direction (or of the error counts): its
+//! design from the baseline, what it concluded so far, and the power it had.
+
+use super::count::joined;
+use super::reference::{self, RankReference, TailModel};
+use super::{lower_bound, History};
+use crate::baseline::Baseline;
+use crate::config::{Config, Direction};
+use crate::detector::{CountDesign, Cusum, CusumDesign};
+use crate::stats::median_in_place;
+
+/// What a test concluded so far.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Phase {
+    /// Feeding samples.
+    Running,
+    /// Fired: a material harmful shift that started at or after the deploy.
+    Fired { at_ms: i64, start_ms: i64 },
+    /// A pre-existing shift with too little clean baseline after it.
+    PreExistingShort { start_ms: i64 },
+    /// A material harmful shift that began after the attribution window: seen, reported,
+    /// but not taken as the deploy's doing.
+    Late { at_ms: i64, start_ms: i64 },
+}
+
+impl Phase {
+    /// A material harmful change detected at `at_ms` that began at `start_ms`: fired
+    /// when it began within the attribution window, late otherwise.
+    pub(super) fn decided(
+        at_ms: i64,
+        start_ms: i64,
+        deploy_ms: i64,
+        attributable_until: i64,
+    ) -> Phase {
+        if start_ms > attributable_until {
+            Phase::Late { at_ms, start_ms }
+        } else {
+            Phase::Fired {
+                at_ms: at_ms.max(deploy_ms),
+                start_ms,
+            }
+        }
+    }
+
+    /// Whether the test takes no more samples. A test stopped by a pre-existing shift
+    /// still takes them for its extreme test (see `feed_test`).
+    pub(super) fn done(&self) -> bool {
+        !matches!(self, Phase::Running | Phase::PreExistingShort { .. })
+    }
+}
+
+/// One sequential test of one metric in one direction (or of the error counts).
+#[derive(Clone, Debug)]
+pub(crate) struct Test {
+    pub metric: usize,
+    /// Index of the `requests` metric, for the count test.
+    pub requests_metric: Option<usize>,
+    pub name: String,
+    pub direction: Direction,
+    /// +1 when up is harmful, −1 when down is.
+    pub(super) sign: f64,
+    pub(super) base: Baseline,
+    /// Noise of a running sum (σ widened for autocorrelation), floored.
+    pub(super) noise: f64,
+    pub(super) design: CusumDesign,
+    pub(super) count: Option<CountDesign>,
+    pub(super) count_base: Option<(f64, f64)>,
+    pub(super) min_effect: f64,
+    /// The shift, in baseline deviations, the sustained test is tuned for.
+    pub(super) design_shift: f64,
+    /// Relative effect floor (count test).
+    pub(super) min_rel: f64,
+    pub(super) guard: f64,
+    pub(super) cusum: Cusum,
+    /// Baseline residuals the sustained test ranks new residuals against (continuous
+    /// tests; `None` for the count test).
+    pub(super) rank: Option<RankReference>,
+    /// Widening of the rank scores for autocorrelation: √((1+ρ)/(1−ρ)).
+    pub(super) widen: f64,
+    /// The baseline's tail, for the test of a few extreme samples (continuous tests with a
+    /// spread).
+    pub(super) tail: Option<TailModel>,
+    pub(super) phase: Phase,
+    /// Samples fed after the deploy, and their requests for the count test.
+    pub(super) n_post: usize,
+    /// Of those, the samples inside the deploy tolerance (before the recorded deploy).
+    pub(super) n_tolerance: usize,
+    pub(super) requests_post: f64,
+    /// Statistic when the first post-deploy sample arrived.
+    pub(super) s_at_deploy: f64,
+    pub(super) run_start_at_deploy: Option<i64>,
+    /// Start of a pre-existing shift that the test was re-based after.
+    pub(super) pre_existing_from: Option<i64>,
+    /// The latest sample beyond the tail threshold: (time, its index after the deploy).
+    pub(super) last_extreme: Option<(i64, usize)>,
+    /// When the tail test fired: (standardized residual, threshold it exceeded).
+    pub(super) tail_hit: Option<(f64, f64)>,
+    /// Last time the effect floor was checked and failed: (statistic, samples).
+    pub(super) last_effect_check: Option<(f64, usize)>,
+    /// Start of a shift that the same clock time the day before also showed (a daily
+    /// pattern, not the deploy).
+    pub seasonal_note: Option<i64>,
+    /// Statistic after each fed sample, when tracing.
+    pub trace: Option<Vec<(i64, f64)>>,
+}
+
+impl Test {
+    /// Clears what the test gathered from its samples (to feed it again from the start
+    /// of its stretch, after a re-base or a late sample).
+    pub(super) fn restart(&mut self) {
+        self.cusum = Cusum::default();
+        self.n_post = 0;
+        self.n_tolerance = 0;
+        self.requests_post = 0.0;
+        self.s_at_deploy = 0.0;
+        self.run_start_at_deploy = None;
+        self.last_effect_check = None;
+        self.last_extreme = None;
+        self.tail_hit = None;
+    }
+
+    /// The smallest shift the watch must be able to see to call a deploy healthy, in the
+    /// metric's unit, and how many samples after the deploy the tests need to see it. The
+    /// shift is the design shift in long-run deviations (the spread widened for
+    /// autocorrelation, as the sustained test measures it) or the material floor when
+    /// larger. Two samples suffice when such a shift puts a pair beyond the tail threshold;
+    /// otherwise it is what the sustained test needs on average. `None` when neither test
+    /// can see it at all.
+    pub(super) fn samples_needed(&self) -> (f64, Option<f64>) {
+        let spread = self.base.spread;
+        let cap = self.rank.as_ref().map_or(0.0, |r| r.max_score()) / self.widen;
+        if spread.is_nan() || spread <= 0.0 {
+            // A constant baseline: any material shift ranks above every baseline value.
+            let drift = cap - self.design.k;
+            return (
+                self.min_effect,
+                (drift > 0.0).then(|| (self.design.h / drift).ceil()),
+            );
+        }
+        let long_run = spread * self.widen;
+        let sigmas = self.design_shift.max(self.min_effect / long_run);
+        let shift = sigmas * long_run;
+        if let Some(tail) = self.tail {
+            if tail.exceeds(shift, self.n_post.max(2)) {
+                return (shift, Some(2.0));
+            }
+        }
+        let drift = sigmas.min(cap) - self.design.k;
+        (shift, (drift > 0.0).then(|| (self.design.h / drift).ceil()))
+    }
+
+    pub(super) fn fired(&self) -> Option<(i64, i64)> {
+        match self.phase {
+            Phase::Fired { at_ms, start_ms } => Some((at_ms, start_ms)),
+            _ => None,
+        }
+    }
+}
+
+/// The design of a continuous test: the rank-score CUSUM for sustained shifts and the tail
+/// model for a few extreme samples, each with half of the test's false-alarm budget.
+pub(super) struct ScoredDesign {
+    pub(super) design: CusumDesign,
+    pub(super) guard: f64,
+    pub(super) rank: Option<RankReference>,
+    pub(super) widen: f64,
+    pub(super) tail: Option<TailModel>,
+}
+
+impl ScoredDesign {
+    pub(super) fn new(
+        base: &Baseline,
+        points: &[(i64, f64)],
+        sign: f64,
+        alpha_test: f64,
+        steps: f64,
+        cfg: &Config,
+    ) -> ScoredDesign {
+        let residuals: Vec<f64> = points
+            .iter()
+            .map(|&(t, x)| sign * (x - base.expected(t)))
+            .collect();
+        let rho = base.rho;
+        let widen = ((1.0 + rho) / (1.0 - rho)).sqrt();
+        // The baseline is itself a sample: its median is off by about 1.2533/√n_eff
+        // standard deviations (n_eff = n(1−ρ)/(1+ρ) independent values), and that error
+        // is shared by every later score. Raising k by it keeps a baseline that happened
+        // to come out low from turning into a slow false drift.
+        let n_eff = (base.n as f64 * (1.0 - rho) / (1.0 + rho)).max(2.0);
+        let guard = 1.2533 / n_eff.sqrt();
+        // Rank scores are bounded (a value beyond every baseline value scores
+        // Φ⁻¹((n+½)/(n+1))), so after the autocorrelation shrinkage no sample can add more
+        // than `cap`. The test is tuned for the design shift, or for 80 % of that cap when
+        // the cap is lower (sticky series), so that a large shift still drifts upwards.
+        let rank = RankReference::new(&residuals);
+        let cap = rank.as_ref().map_or(0.0, |r| r.max_score()) / widen;
+        let shift = cfg.design_shift_sigmas.min(0.8 * cap);
+        let design = CusumDesign::new(shift, guard, alpha_test / 2.0, steps);
+        // The extreme test can only decide on a change that begins inside the attribution
+        // window (a pair that starts later is a late change, not a regression), so its
+        // budget is spent over the samples of that window, not over the whole watch.
+        let attribution = (cfg.attribution_window_secs as f64 * 1000.0 / base.cadence_ms).max(3.0);
+        let tail_steps = if attribution.is_finite() {
+            steps.min(attribution + reference::PAIR_SPAN as f64)
+        } else {
+            steps
+        };
+        let tolerance = (cfg.deploy_tolerance_secs as f64 * 1000.0 / base.cadence_ms)
+            .floor()
+            .max(0.0);
+        let tolerance = if tolerance.is_finite() {
+            tolerance
+        } else {
+            0.0
+        };
+        ScoredDesign {
+            design,
+            guard,
+            rank,
+            widen,
+            tail: TailModel::fit(&residuals, rho, alpha_test / 2.0, tail_steps, tolerance),
+        }
+    }
+}
+
+pub(super) fn test_alpha(alpha: f64, tests: usize) -> f64 {
+    alpha / tests.max(1) as f64
+}
+
+/// Noise floor: a baseline with (nearly) no variation would make any wiggle infinitely
+/// significant. The floor is a quarter of the smallest material effect, so that effect is
+/// still four noise units away; when no effect floor applies, a relative 1e-9 of the level.
+pub(super) fn floor_noise(noise: f64, level: f64, min_effect: f64) -> f64 {
+    let floor = (min_effect / 4.0).max(level.abs() * 1e-9).max(1e-12);
+    if noise.is_finite() {
+        noise.max(floor)
+    } else {
+        floor
+    }
+}
+
+/// Size of the harmful shift over `[from, until)`, in the metric's unit: the median
+/// residual against the baseline (pooled rate minus baseline rate for counts).
+pub(super) fn run_effect(t: &Test, histories: &[History], from: i64, until: i64) -> f64 {
+    match (t.requests_metric, t.count_base) {
+        (Some(r), Some((be, br))) => {
+            let pairs = joined(&histories[t.metric], &histories[r], from, until);
+            let (e, n): (f64, f64) = pairs.iter().fold((0.0, 0.0), |a, p| (a.0 + p.1, a.1 + p.2));
+            if n <= 0.0 {
+                return 0.0;
+            }
+            let p0 = be / br.max(1.0);
+            let rise = e / n - p0;
+            // Both floors must hold: the absolute one is `min_effect`, the relative one
+            // is checked here so that a rise that is big in points but small against a
+            // high baseline rate (40% -> 41%) does not count.
+            if rise >= t.min_rel * p0 {
+                rise
+            } else {
+                0.0
+            }
+        }
+        _ => {
+            let h = &histories[t.metric];
+            let mut res: Vec<f64> = h
+                .range(lower_bound(h, from)..lower_bound(h, until))
+                .map(|&(ts, x)| t.sign * (x - t.base.expected(ts)))
+                .collect();
+            if res.is_empty() {
+                0.0
+            } else {
+                median_in_place(&mut res)
+            }
+        }
+    }
+}
