@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 pub(crate) use count::joined;
 use count::{count_design, rate_summary};
 pub(crate) use report::human_secs;
-use test::{floor_noise, Phase, ScoredDesign, Test};
+use test::{floor_noise, CountModel, Model, Phase, ScoredDesign, Test, ValueModel};
 
 use crate::baseline::Baseline;
 use crate::config::{Config, Direction};
@@ -283,18 +283,17 @@ impl Watch {
                 direction: p.direction,
                 sign: p.sign,
                 base: p.base,
-                noise,
                 design: scored.design,
-                count: None,
-                count_base: None,
+                model: Model::Values(ValueModel {
+                    noise,
+                    rank: scored.rank,
+                    widen: scored.widen,
+                    tail: scored.tail,
+                }),
                 min_effect,
                 design_shift: cfg.design_shift_sigmas,
                 min_rel: cfg.min_relative_effect(name),
-                guard: scored.guard,
                 cusum: Cusum::default(),
-                rank: scored.rank,
-                widen: scored.widen,
-                tail: scored.tail,
                 phase: match (p.short, p.pre_from) {
                     (true, Some(start_ms)) => Phase::PreExistingShort { start_ms },
                     _ => Phase::Running,
@@ -339,18 +338,12 @@ impl Watch {
                     cadence_ms: cadence,
                     summary,
                 },
-                noise: 1.0,
                 design: CusumDesign::spending(0.0, design.h, design.clip, 1.0, window_ms / cadence),
-                count: Some(design),
-                count_base: Some(base),
+                model: Model::Counts(CountModel { design, base }),
                 min_effect: cfg.min_absolute_effect("error_rate"),
                 design_shift: cfg.design_shift_sigmas,
                 min_rel: cfg.min_relative_effect("error_rate"),
-                guard: 0.0,
                 cusum: Cusum::default(),
-                rank: None,
-                widen: 1.0,
-                tail: None,
                 phase: Phase::Running,
                 n_post: 0,
                 n_tolerance: 0,
