@@ -498,12 +498,17 @@ impl Engine {
                 }
                 // A detection is final at once when the data up to it has no holes; when
                 // it has, a late sample may still fill one and change the picture, so the
-                // decision waits until the watermark passes the detection time.
+                // decision waits until the watermark passes the end of the latest hole
+                // (not the detection time: a few seconds missing just after the deploy
+                // must not hold the alert back by the whole allowed lateness).
                 let now = self.ceiling_ms.map_or(t, |c| t.min(c));
                 let wm = self.max_ts.unwrap_or(i64::MIN).max(now)
                     - self.config.allowed_lateness_secs as i64 * 1000;
                 if let Some(at) = w.fired_at() {
-                    if w.grace_ms == 0 && (at <= wm || !w.has_gaps(&series.histories, at)) {
+                    if w.grace_ms == 0
+                        && w.last_gap_end(&series.histories, at)
+                            .is_none_or(|g| g <= wm)
+                    {
                         let w = series.watch.take().expect("watch present");
                         self.close(sid, w, at, WatchEnd::Detection);
                     } else {
