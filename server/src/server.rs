@@ -74,6 +74,7 @@ impl Server {
             receivers: Arc::new(crate::ingest::receivers::Receivers::new(
                 config.otlp.clone(),
                 config.remote_write.clone(),
+                &config.limits,
             )),
             config: Arc::new(config),
         };
