@@ -293,4 +293,22 @@ pub struct LoadgenArgs {
     /// What to send: NDJSON, OTLP (protobuf or JSON) or Prometheus remote write.
     #[arg(long, value_enum, default_value = "ndjson")]
     pub protocol: crate::commands::loadgen::push::Protocol,
+    /// Series churn (NDJSON): every this many seconds, `--churn-step` services are
+    /// replaced by new names (0 = the same services throughout).
+    #[arg(long, default_value_t = 0)]
+    pub churn_every_secs: u64,
+    /// Services replaced at each churn step.
+    #[arg(long, default_value_t = 1000)]
+    pub churn_step: usize,
+    /// Connection 0 stamps its samples this many seconds off the wall clock (a client
+    /// with a wrong clock; negative = behind). NDJSON only.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub skewed_clock_secs: i64,
+    /// Post a deploy of a live service every this many seconds (0 = none); at the end,
+    /// wait until every posted deploy has a verdict and report it.
+    #[arg(long, default_value_t = 0)]
+    pub deploys_every_secs: u64,
+    /// Longest wait at the end for the posted deploys' verdicts, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub judge_wait_secs: u64,
 }
