@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use watchdog_core::{
-    Deploy, DeployVerdict, Engine, EngineStats, LogEvent, Sample, Timestamp, WatchStatus,
+    Deploy, DeployVerdict, Engine, EngineStats, LateAfterVerdict, LogEvent, Sample, Timestamp,
+    WatchStatus,
 };
 
 use crate::state::AppState;
@@ -41,6 +42,8 @@ pub enum Output {
     Verdicts(Vec<DeployVerdict>),
     /// Log templates created or generalised, to persist.
     Templates(Vec<StoredTemplate>),
+    /// Late samples in the stretch of verdicts already given, to note on them.
+    LateAfterVerdict(Vec<LateAfterVerdict>),
     /// A barrier to answer after the verdicts before it are recorded.
     Barrier(oneshot::Sender<()>),
 }
@@ -61,14 +64,19 @@ pub struct EngineGone;
 
 impl EngineHandle {
     /// Starts the engine thread. Returns the handle and the receiver of its output.
+    /// `series_lag_secs` turns on per-series watermarks (see
+    /// `Engine::set_series_watermarks`): for the data clock, where clients send at their
+    /// own pace.
     ///
     /// # Errors
     /// An invalid detector configuration.
     pub fn start(
         config: watchdog_core::Config,
+        series_lag_secs: Option<u64>,
     ) -> Result<(EngineHandle, mpsc::UnboundedReceiver<Output>), watchdog_core::Error> {
         let mut engine = Engine::new(config)?;
         engine.track_template_changes();
+        engine.set_series_watermarks(series_lag_secs);
         // Bounded: when the engine falls behind, ingestion waits instead of buffering
         // without limit.
         let (tx, mut rx) = mpsc::channel::<Input>(64);
@@ -260,6 +268,10 @@ fn flush(engine: &mut Engine, out: &mpsc::UnboundedSender<Output>) {
     if !verdicts.is_empty() {
         let _ = out.send(Output::Verdicts(verdicts));
     }
+    let late = engine.take_late_after_verdict();
+    if !late.is_empty() {
+        let _ = out.send(Output::LateAfterVerdict(late));
+    }
 }
 
 /// Records verdicts as they come, until the engine stops.
@@ -289,6 +301,25 @@ pub async fn verdict_task(state: AppState, mut rx: mpsc::UnboundedReceiver<Outpu
                     tracing::error!(error = %e, count = templates.len(), "storing log templates failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
                     delay_ms = (delay_ms * 2).min(5000);
+                }
+            }
+            Output::LateAfterVerdict(late) => {
+                for l in late {
+                    // A warning, not a verdict: one failed write is logged, not retried
+                    // for ever (the count stays in /metrics either way).
+                    match state
+                        .store
+                        .add_late_after_verdict(&l.deploy, l.samples)
+                        .await
+                    {
+                        Ok(true) => {
+                            tracing::warn!(deploy_id = %l.deploy.deploy_id, service = %l.deploy.service, environment = %l.deploy.environment, samples = l.samples, "samples arrived after this deploy's verdict; noted on it")
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, deploy_id = %l.deploy.deploy_id, "noting late samples on a verdict failed")
+                        }
+                    }
                 }
             }
             Output::Barrier(reply) => {

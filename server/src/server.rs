@@ -49,7 +49,14 @@ impl Server {
         channels: Vec<Channel>,
         explainer: Explainer,
     ) -> anyhow::Result<Server> {
-        let (engine, verdicts) = EngineHandle::start(config.detector.clone())?;
+        // Under the data clock each series keeps its own watermark, so that one client
+        // sending far ahead of another cannot end the other's watches before its data
+        // arrives; a series behind everybody by more than the span a restart re-feeds
+        // (baseline, watch and lateness) is ended by the common event time.
+        let d = &config.detector;
+        let series_lag = (config.clock == Clock::Data)
+            .then_some(d.baseline_window_secs + d.monitoring_window_secs + d.allowed_lateness_secs);
+        let (engine, verdicts) = EngineHandle::start(config.detector.clone(), series_lag)?;
         // A shared store (several servers on one PostgreSQL) feeds the engine by being
         // followed; this server's requests only store.
         let shared = store.shared();

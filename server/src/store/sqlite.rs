@@ -655,6 +655,30 @@ impl Store for SqliteStore {
         Ok(a.max(b))
     }
 
+    async fn add_late_after_verdict(&self, deploy: &Deploy, samples: u64) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        let found: Option<(i64, String)> = sqlx::query_as(
+            "SELECT v.id, v.body FROM verdicts v JOIN deploys d ON d.id = v.deploy_row_id WHERE d.deploy_id = $1 AND d.service = $2 AND d.environment = $3 AND d.deployed_at_ms = $4",
+        )
+        .bind(deploy.deploy_id.as_str())
+        .bind(deploy.service.as_str())
+        .bind(deploy.environment.as_str())
+        .bind(deploy.timestamp.millis())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, body)) = found else {
+            return Ok(false);
+        };
+        let body = super::with_late_after_verdict(&body, samples)?;
+        sqlx::query("UPDATE verdicts SET body = $1 WHERE id = $2")
+            .bind(body)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn record_verdict(
         &self,
         verdict: &DeployVerdict,
