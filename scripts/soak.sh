@@ -2,8 +2,9 @@
 # Soak test (not part of CI): a release `watchdog serve` on a fresh SQLite state directory
 # takes RATE samples/s of NDJSON for DURATION seconds over SERVICES series that churn
 # (every CHURN_EVERY s, CHURN_STEP services are replaced by new names, as pod names come
-# and go), while one of the four connections stamps its samples SKEW seconds off the wall
-# clock and a deploy of a live service is posted every DEPLOY_EVERY s. loadgen samples the
+# and go) over four connections, while a fifth client stamps its samples SKEW seconds off
+# the wall clock (one 5,000-sample batch a second, refused per item when further ahead
+# than max_future_skew_secs) and a deploy of a live service is posted every DEPLOY_EVERY s. loadgen samples the
 # server's RSS every second; at the end it waits until every posted deploy has a verdict
 # and exits non-zero otherwise.
 #

@@ -3,7 +3,8 @@
 //! they are durable, so a restart can rebuild it from the store ([`recover`]).
 //!
 //! Verdicts go, in the order the engine reached them, to an async task that records each
-//! one (and its incident and alerts) through [`crate::verdicts::record`].
+//! one (and its incident and alerts): [`crate::verdicts::task`], which holds the
+//! application state; the engine itself knows only the store.
 
 use std::sync::Arc;
 
@@ -13,7 +14,6 @@ use watchdog_core::{
     WatchStatus,
 };
 
-use crate::state::AppState;
 use crate::store::{Store, StoredTemplate};
 
 /// Messages to the engine thread.
@@ -53,7 +53,7 @@ pub enum Output {
 pub struct EngineHandle {
     tx: mpsc::Sender<Input>,
     /// False for a handle whose records reach the engine another way (a shared store
-    /// followed by `store::follow`): feeding through it does nothing.
+    /// followed by `crate::follow`): feeding through it does nothing.
     feeds: bool,
 }
 
@@ -271,61 +271,6 @@ fn flush(engine: &mut Engine, out: &mpsc::UnboundedSender<Output>) {
     let late = engine.take_late_after_verdict();
     if !late.is_empty() {
         let _ = out.send(Output::LateAfterVerdict(late));
-    }
-}
-
-/// Records verdicts as they come, until the engine stops.
-pub async fn verdict_task(state: AppState, mut rx: mpsc::UnboundedReceiver<Output>) {
-    while let Some(out) = rx.recv().await {
-        match out {
-            Output::Verdicts(vs) => {
-                for v in vs {
-                    // A failed write is retried: a verdict must not be lost.
-                    let mut delay_ms = 100;
-                    while let Err(e) = crate::verdicts::record(&state, &v).await {
-                        tracing::error!(error = %e, deploy_id = %v.deploy_id, "recording a verdict failed; retrying");
-                        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-                        delay_ms = (delay_ms * 2).min(5000);
-                    }
-                }
-            }
-            Output::Templates(templates) => {
-                // Retried like verdicts: a lost template would get a new id after a
-                // restart.
-                let mut delay_ms = 100;
-                while let Err(e) = state
-                    .store
-                    .upsert_templates(&templates, AppState::now_ms())
-                    .await
-                {
-                    tracing::error!(error = %e, count = templates.len(), "storing log templates failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-                    delay_ms = (delay_ms * 2).min(5000);
-                }
-            }
-            Output::LateAfterVerdict(late) => {
-                for l in late {
-                    // A warning, not a verdict: one failed write is logged, not retried
-                    // for ever (the count stays in /metrics either way).
-                    match state
-                        .store
-                        .add_late_after_verdict(&l.deploy, l.samples)
-                        .await
-                    {
-                        Ok(true) => {
-                            tracing::warn!(deploy_id = %l.deploy.deploy_id, service = %l.deploy.service, environment = %l.deploy.environment, samples = l.samples, "samples arrived after this deploy's verdict; noted on it")
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            tracing::error!(error = %e, deploy_id = %l.deploy.deploy_id, "noting late samples on a verdict failed")
-                        }
-                    }
-                }
-            }
-            Output::Barrier(reply) => {
-                let _ = reply.send(());
-            }
-        }
     }
 }
 

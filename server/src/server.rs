@@ -11,10 +11,11 @@ use watchdog_core::Timestamp;
 use crate::alerts::Channel;
 use crate::config::{Clock, ServerConfig};
 use crate::explainer::Explainer;
+use crate::follow;
 use crate::metrics::Metrics;
 use crate::runner::{self, EngineHandle};
 use crate::state::AppState;
-use crate::store::{follow, Store};
+use crate::store::Store;
 
 /// A running server core (everything but the HTTP listener).
 #[derive(Debug)]
@@ -35,7 +36,7 @@ impl Server {
         channels: Vec<Channel>,
         explainer: Explainer,
     ) -> anyhow::Result<Server> {
-        let store = crate::store::open(&config).await?;
+        let store = open_store(&config).await?;
         Self::start_with_store(config, store, channels, explainer).await
     }
 
@@ -85,7 +86,7 @@ impl Server {
             )),
             config: Arc::new(config),
         };
-        let mut tasks = vec![tokio::spawn(runner::verdict_task(state.clone(), verdicts))];
+        let mut tasks = vec![tokio::spawn(crate::verdicts::task(state.clone(), verdicts))];
         // The templates seen before go back first, so that re-fed and new logs get the
         // ids they had (the recovery window is shorter than a template's life).
         let templates = state.store.templates().await?;
@@ -274,5 +275,25 @@ async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(RETENTION_EVERY) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Opens the configured store (here, not in `store`, so that the store does not depend on
+/// the server's configuration): PostgreSQL when a database URL is set
+/// (`WATCHDOG_DATABASE_URL=postgres://…`), else SQLite in the state directory.
+///
+/// # Errors
+/// When the database cannot be opened, reached or migrated.
+pub async fn open_store(config: &ServerConfig) -> crate::store::StoreResult<Arc<dyn Store>> {
+    match &config.database_url {
+        Some(url) => {
+            let url = String::from_utf8_lossy(url.expose()).into_owned();
+            Ok(Arc::new(
+                crate::store::postgres::PostgresStore::connect_url(&url).await?,
+            ))
+        }
+        None => Ok(Arc::new(
+            crate::store::sqlite::SqliteStore::open(&config.state_dir, config.durability).await?,
+        )),
     }
 }

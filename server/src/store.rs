@@ -9,28 +9,9 @@ use async_trait::async_trait;
 use serde::Serialize;
 use watchdog_core::{DeployVerdict, Timestamp};
 
-pub mod follow;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
-
-/// Opens the configured store: PostgreSQL when a database URL is set
-/// (`WATCHDOG_DATABASE_URL=postgres://…`), else SQLite in the state directory.
-///
-/// # Errors
-/// When the database cannot be opened, reached or migrated.
-pub async fn open(config: &crate::config::ServerConfig) -> StoreResult<std::sync::Arc<dyn Store>> {
-    match &config.database_url {
-        Some(url) => {
-            let url = String::from_utf8_lossy(url.expose()).into_owned();
-            Ok(std::sync::Arc::new(
-                postgres::PostgresStore::connect_url(&url).await?,
-            ))
-        }
-        None => Ok(std::sync::Arc::new(
-            sqlite::SqliteStore::open(&config.state_dir, config.durability).await?,
-        )),
-    }
-}
 
 /// A storage failure. Shown to clients only as a 500; logged once where it is handled.
 #[derive(Debug, thiserror::Error)]

@@ -184,7 +184,11 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
         let deadline = start + Duration::from_secs(args.duration_secs);
         let per_task_rate = args.rate as f64 / args.concurrency.max(1) as f64;
         let mut tasks = Vec::new();
-        for t in 0..args.concurrency.max(1) {
+        // With --skewed-clock-secs, one more connection than --concurrency: the client
+        // with the wrong clock, one batch a second, on top of the --rate of the others.
+        let skewed = args.skewed_clock_secs != 0 && protocol == push::Protocol::Ndjson;
+        let connections = args.concurrency.max(1) + usize::from(skewed);
+        for t in 0..connections {
             let (client, url, token) = (client.clone(), url.clone(), args.token.clone());
             let (accepted, errors, latencies, stop) = (
                 accepted.clone(),
@@ -195,18 +199,24 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
             let (rejected, late) = (rejected.clone(), late.clone());
             let (batch, services) = (args.batch, args.services);
             let (churn_every, churn_step) = (args.churn_every_secs, args.churn_step);
-            let skew_ms = if t == 0 {
+            let is_skewed = skewed && t == connections - 1;
+            let skew_ms = if is_skewed {
                 args.skewed_clock_secs * 1000
             } else {
                 0
+            };
+            let task_rate = if is_skewed {
+                batch as f64
+            } else {
+                per_task_rate
             };
             tasks.push(tokio::spawn(async move {
                 let mut seq = t as u64 * 1_000_000;
                 let task_start = Instant::now();
                 let mut sent = 0u64;
                 while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-                    if per_task_rate > 0.0 {
-                        let due = task_start + Duration::from_secs_f64(sent as f64 / per_task_rate);
+                    if task_rate > 0.0 {
+                        let due = task_start + Duration::from_secs_f64(sent as f64 / task_rate);
                         tokio::time::sleep_until(due.into()).await;
                     }
                     let now_ms = std::time::SystemTime::now()
