@@ -55,10 +55,14 @@
 //! # Spending the extreme test's budget
 //! A deploy's effect shows when traffic reaches the new code, so most of it shows in the
 //! first samples. The extreme test's share of the false-alarm budget is spent
-//! harmonically: the `i`-th sample after the deploy gets `(1/i) / H_N` of it (`H_N` the
-//! harmonic number of the expected samples `N`), which sums to the whole share over the
-//! watch, lets the first sample decide on a smaller excess than a uniform split would, and
-//! asks more of a lone excursion late in the watch, which is less likely to be the deploy's.
+//! harmonically, counted from the recorded deploy: the `i`-th sample after it gets
+//! `(1/i) / H` of it, and a sample inside the deploy tolerance `j` intervals before it
+//! gets `(1/(j+1)) / H`, where `H` sums those weights over every sample the test can
+//! decide on. Only a change that begins inside the attribution window after the deploy
+//! can be the deploy's (a later one is reported as a late change), so those are the
+//! samples of the window and the tolerance, not of the whole watch. The first sample
+//! after the deploy decides on a smaller excess than a uniform split would allow, and a
+//! lone excursion towards the end of the window has to be larger.
 
 use crate::stats::{normal_quantile, robust_location_scale};
 
@@ -113,7 +117,7 @@ pub(crate) struct TailModel {
     p_u: f64,
     /// The extreme test's share of the false-alarm budget.
     alpha: f64,
-    /// Harmonic number of the expected samples in the watch.
+    /// Sum of the harmonic weights of the samples the test can decide on.
     harmonic: f64,
     /// Lag-1 autocorrelation of the baseline, for the chance of a pair.
     rho: f64,
@@ -132,6 +136,7 @@ impl TailModel {
         rho: f64,
         alpha: f64,
         expected_samples: f64,
+        tolerance_samples: f64,
     ) -> Option<TailModel> {
         let (_, scale) = robust_location_scale(residuals);
         if !(scale.is_finite() && scale > 0.0) {
@@ -140,7 +145,17 @@ impl TailModel {
         let mut z: Vec<f64> = residuals.iter().map(|r| r / scale).collect();
         z.sort_by(f64::total_cmp);
         let n = z.len();
-        let u = z[(3 * n) / 4];
+        // The tail threshold is the upper quartile; on a coarse series (a p90 that takes a
+        // handful of values) many residuals tie there and few lie strictly above it, so it
+        // moves down to the next distinct value until three do, but not below the median.
+        let mut u = z[(3 * n) / 4];
+        let median = z[n / 2];
+        while z.iter().filter(|&&v| v > u).count() < 3 {
+            match z.iter().rev().find(|&&v| v < u) {
+                Some(&lower) if lower >= median => u = lower,
+                _ => break,
+            }
+        }
         let excess: Vec<f64> = z.iter().filter(|&&v| v > u).map(|v| v - u).collect();
         let m = excess.len();
         if m < 3 {
@@ -149,8 +164,15 @@ impl TailModel {
         let mean_excess = excess.iter().sum::<f64>() / m as f64;
         let dof = 2.0 * m as f64;
         let beta = mean_excess * dof / chi_square_quantile(0.10, dof);
-        let steps = expected_samples.max(1.0).ceil() as usize;
-        let harmonic = (1..=steps).map(|i| 1.0 / i as f64).sum();
+        let harmonic_number = |n: f64| -> f64 {
+            (1..=n.max(0.0).ceil() as usize)
+                .map(|i| 1.0 / i as f64)
+                .sum()
+        };
+        // Samples after the recorded deploy get weights 1, 1/2, 1/3, …; the ones inside
+        // the deploy tolerance before it 1/2, 1/3, … by their distance from it.
+        let harmonic = harmonic_number(expected_samples.max(1.0))
+            + (harmonic_number(tolerance_samples + 1.0) - 1.0);
         Some(TailModel {
             scale,
             u,
@@ -247,13 +269,13 @@ mod tests {
         for v in heavy.iter_mut().step_by(6) {
             *v *= 4.0;
         }
-        let t_thin = TailModel::fit(&thin, 0.0, 0.005, 30.0).unwrap();
-        let t_heavy = TailModel::fit(&heavy, 0.0, 0.005, 30.0).unwrap();
+        let t_thin = TailModel::fit(&thin, 0.0, 0.005, 30.0, 0.0).unwrap();
+        let t_heavy = TailModel::fit(&heavy, 0.0, 0.005, 30.0, 0.0).unwrap();
         assert!(t_heavy.threshold(1) > t_thin.threshold(1));
         // later samples need more
         assert!(t_thin.threshold(20) > t_thin.threshold(1));
         // a constant baseline has no tail to extrapolate
-        assert!(TailModel::fit(&[3.0; 40], 0.0, 0.005, 30.0).is_none());
+        assert!(TailModel::fit(&[3.0; 40], 0.0, 0.005, 30.0, 0.0).is_none());
     }
 
     #[test]
