@@ -79,5 +79,9 @@ echo "--- server"
 curl -fsS "http://127.0.0.1:$port/metrics" \
   | grep -E '^watchdog_(samples_|items_rejected|series_|verdicts_|active_watches|deploys_ingested)' || true
 echo "state_dir: $(du -sh "$dir/state" | cut -f1)"
+echo "--- inconclusive verdicts (cause: reason)"
+curl -fsS -H "authorization: Bearer $WATCHDOG_API_TOKEN" \
+  "http://127.0.0.1:$port/api/v1/deploys?verdict=inconclusive&limit=500" \
+  | python3 -c 'import json,sys; [print(r["deploy_id"], r["service"], "-", r["verdict"]["inconclusive_cause"], ":", r["verdict"]["reason"][:160]) for r in json.load(sys.stdin)["items"]]' || true
 grep -E 'ERROR|panicked' "$dir/serve.log" | head -5 || true
 exit $status
