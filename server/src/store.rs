@@ -10,6 +10,7 @@ use serde::Serialize;
 use watchdog_core::{DeployVerdict, Timestamp};
 
 pub mod postgres;
+mod rows;
 mod sql;
 pub mod sqlite;
 

@@ -16,12 +16,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 use watchdog_core::{Deploy, DeployVerdict, Timestamp};
 
+use super::rows::{
+    deploy_row, incident_summary, like_pattern, parse_verdict, ts, Bind, DEPLOY_COLUMNS,
+    DEPLOY_FROM, INCIDENT_COLUMNS,
+};
 use super::sql;
 use super::{
     AuditEntry, DeployQuery, DeployRow, IncidentQuery, IncidentRecord, IncidentSort,
@@ -274,64 +277,6 @@ async fn insert_records(
     Ok((first_id.unwrap_or(last), last))
 }
 
-fn ts(ms: i64) -> Timestamp {
-    Timestamp(ms)
-}
-
-fn parse_verdict(body: &str) -> StoreResult<DeployVerdict> {
-    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("stored verdict: {e}")))
-}
-
-const DEPLOY_COLUMNS: &str =
-    "d.id, d.deploy_id, d.service, d.environment, d.deployed_at_ms, d.source, v.body, i.id";
-const DEPLOY_FROM: &str = "FROM deploys d LEFT JOIN verdicts v ON v.deploy_row_id = d.id LEFT JOIN incidents i ON i.deploy_row_id = d.id";
-
-fn deploy_row(row: &SqliteRow) -> StoreResult<DeployRow> {
-    let verdict: Option<String> = row.try_get(6)?;
-    let verdict = verdict.as_deref().map(parse_verdict).transpose()?;
-    Ok(DeployRow {
-        id: row.try_get(0)?,
-        deploy_id: row.try_get(1)?,
-        service: row.try_get(2)?,
-        environment: row.try_get(3)?,
-        deployed_at: ts(row.try_get(4)?),
-        source: row.try_get(5)?,
-        status: if verdict.is_some() {
-            "decided"
-        } else {
-            "watching"
-        },
-        verdict,
-        incident_id: row.try_get(7)?,
-    })
-}
-
-const INCIDENT_COLUMNS: &str = "id, title, status, severity, service, environment, deploy_id, deploy_row_id, opened_at_ms, updated_at_ms, headline";
-
-fn incident_summary(row: &SqliteRow) -> StoreResult<IncidentSummary> {
-    let status: String = row.try_get(2)?;
-    Ok(IncidentSummary {
-        id: row.try_get(0)?,
-        title: row.try_get(1)?,
-        status: IncidentStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("incident status {status:?}")))?,
-        severity: row.try_get(3)?,
-        service: row.try_get(4)?,
-        environment: row.try_get(5)?,
-        deploy_id: row.try_get(6)?,
-        deploy_row_id: row.try_get(7)?,
-        opened_at: ts(row.try_get(8)?),
-        updated_at: ts(row.try_get(9)?),
-        headline: row.try_get(10)?,
-    })
-}
-
-/// A bind value of a dynamically built query.
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
 fn bind_all<'q>(
     mut q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
     binds: &[Bind],
@@ -343,19 +288,6 @@ fn bind_all<'q>(
         };
     }
     q
-}
-
-/// Escapes `%`, `_` and `\` for `LIKE … ESCAPE '\'`.
-fn like_pattern(text: &str) -> String {
-    let mut p = String::from("%");
-    for c in text.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
 }
 
 async fn get_incident_summary(
