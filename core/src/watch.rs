@@ -58,9 +58,10 @@ enum Phase {
 }
 
 impl Phase {
-    /// Whether the test takes no more samples.
+    /// Whether the test takes no more samples. A test stopped by a pre-existing shift
+    /// still takes them for its extreme test (see `feed_test`).
     fn done(&self) -> bool {
-        !matches!(self, Phase::Running)
+        !matches!(self, Phase::Running | Phase::PreExistingShort { .. })
     }
 }
 
@@ -444,6 +445,7 @@ impl Watch {
                     level: base.0 / base.1.max(1.0),
                     slope_per_sec: 0.0,
                     anchor_ms: pairs[n - 1].0,
+                    damping_ms: 1.0,
                     spread: summary.spread,
                     rho: 0.0,
                     cadence_ms: cadence,
@@ -689,7 +691,12 @@ impl Watch {
         let actual_deploy = self.deploy_ms;
         let attributable_until = self.attributable_until_ms(i, cfg);
         let test = &mut self.tests[i];
-        if test.phase.done() {
+        // A shift that began before the deploy, with too little of it known to re-base on,
+        // stops the sustained test; the extreme test goes on against the whole baseline,
+        // shifted stretch included: samples far beyond everything the service did before,
+        // the pre-existing shift too, are still the deploy's.
+        let tail_only = matches!(test.phase, Phase::PreExistingShort { .. });
+        if test.phase.done() || (tail_only && test.count.is_some()) {
             return;
         }
         let inc = match test.count {
@@ -711,7 +718,7 @@ impl Watch {
             }
         };
         let post = t >= deploy_ms;
-        if post && test.n_post == 0 {
+        if post && test.n_post == 0 && !tail_only {
             test.s_at_deploy = test.cusum.s;
             test.run_start_at_deploy = test.cusum.run_start_ms;
             // The statistic carried over from the baseline tail only matters when it
@@ -730,10 +737,15 @@ impl Watch {
                 test.s_at_deploy = 0.0;
             }
         }
-        let s = test.cusum.push(t, inc);
-        if let Some(tr) = test.trace.as_mut() {
-            tr.push((t, s));
-        }
+        let s = if tail_only {
+            test.cusum.s
+        } else {
+            let s = test.cusum.push(t, inc);
+            if let Some(tr) = test.trace.as_mut() {
+                tr.push((t, s));
+            }
+            s
+        };
         if !post {
             return;
         }
@@ -811,7 +823,7 @@ impl Watch {
                 }
             }
         }
-        if s <= test.design.threshold_at(test.n_post) {
+        if tail_only || s <= test.design.threshold_at(test.n_post) {
             return;
         }
         // Crossed the threshold: is it the deploy's doing, and is it material?

@@ -655,3 +655,32 @@ fn extreme_samples_on_a_coarse_metric_are_a_regression() {
     assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
     assert_eq!(v.evidence[0].test, watchdog_core::TestKind::TailExceedance);
 }
+
+/// A shift that began a few samples before the deploy leaves too little of it to re-base
+/// on; samples far beyond everything before, the shift included, are still the deploy's.
+#[test]
+fn extreme_samples_after_a_short_pre_existing_shift_are_a_regression() {
+    for seed in 0..5 {
+        let (mut s, dep) = step_series(seed, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
+        // from 11 min before the deploy (one minute before the 10 min tolerance) the
+        // latency sits 40 ms higher …
+        for x in s.iter_mut().take(360).skip(294) {
+            x.metrics[0].1 += 40.0;
+        }
+        // … and right after it two samples are far beyond anything before
+        for k in [360, 361] {
+            s[k].metrics[0].1 = 2000.0;
+        }
+        for x in s.iter_mut().skip(362) {
+            x.metrics[0].1 += 40.0;
+        }
+        let v = &run(Config::default(), &s, std::slice::from_ref(&dep))[0];
+        assert_eq!(
+            v.verdict,
+            VerdictKind::Regression,
+            "seed {seed}: {}",
+            v.reason
+        );
+        assert_eq!(v.evidence[0].test, watchdog_core::TestKind::TailExceedance);
+    }
+}
