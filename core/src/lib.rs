@@ -19,7 +19,8 @@ mod watch;
 
 pub use config::{Config, Direction, MetricConfig, SignaturePolicy};
 pub use correlation::{
-    Engine, EngineStats, MetricKey, MetricTrace, SeriesKey, TracePoint, WatchStatus,
+    Engine, EngineStats, LateAfterVerdict, MetricKey, MetricTrace, SeriesKey, TracePoint,
+    WatchStatus,
 };
 pub use error::Error;
 pub use samples::{Deploy, LogEvent, LogLevel, Sample};

@@ -395,16 +395,24 @@ impl Watch {
             })
     }
 
-    /// Whether a tested metric misses samples (a gap over 1.5 typical intervals) between
-    /// the deploy and `until_ms`: samples that may still arrive late.
-    pub fn has_gaps(&self, histories: &[History], until_ms: i64) -> bool {
-        self.tests.iter().any(|t| {
-            let h = &histories[t.metric];
-            let lo = lower_bound(h, self.deploy_ms).saturating_sub(1);
-            let hi = lower_bound(h, until_ms + 1);
-            let limit = 1.5 * t.base.cadence_ms;
-            (lo + 1..hi).any(|i| (h[i].0 - h[i - 1].0) as f64 > limit)
-        })
+    /// The end of the latest hole in a tested metric (a gap over 1.5 typical intervals)
+    /// between the deploy and `until_ms`: the timestamp of the sample after it. Samples
+    /// missing from the hole may still arrive late until the watermark passes this time;
+    /// after that they are late whatever happens. `None` when there is no hole.
+    pub fn last_gap_end(&self, histories: &[History], until_ms: i64) -> Option<i64> {
+        self.tests
+            .iter()
+            .filter_map(|t| {
+                let h = &histories[t.metric];
+                let lo = lower_bound(h, self.deploy_ms).saturating_sub(1);
+                let hi = lower_bound(h, until_ms + 1);
+                let limit = 1.5 * t.base.cadence_ms;
+                (lo + 1..hi)
+                    .rev()
+                    .find(|&i| (h[i].0 - h[i - 1].0) as f64 > limit)
+                    .map(|i| h[i].0)
+            })
+            .max()
     }
 
     /// When the first test fired.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod explainer;
+pub mod follow;
 pub mod ingest;
 pub mod metrics;
 pub mod outbox;
