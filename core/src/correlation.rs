@@ -11,6 +11,13 @@
 //!   watch still running, is judged with them, the same as after a restart that re-feeds
 //!   the store in event-time order. Only verdicts already given are not revised; a watch
 //!   that took late samples says so in a warning.
+//! - **Per-series watermarks** ([`Engine::set_series_watermarks`], for a server whose
+//!   clock is the data): a watch ends when its own series' event time, minus the
+//!   lateness, passes its end, and a sample is late only against its own series, so that
+//!   one client sending far ahead of another cannot end the other's watches before its
+//!   data arrives. Verdicts then do not depend on how the series interleave on arrival.
+//!   A series that lags everybody else by more than the bound set there has its watch
+//!   ended by the common event time all the same, so a series that went silent is judged.
 //! - **Bounded event time.** A live server sets a ceiling ([`Engine::set_event_time_ceiling`],
 //!   the wall clock): a sample stamped ahead of it (a client with a wrong clock) is kept
 //!   but does not move event time, so it cannot make every other series late.
@@ -38,6 +45,16 @@ use crate::watch::{lower_bound, History, Watch, WatchSetup};
 /// up on every sample, where SipHash's protection against adversarial keys costs more than
 /// it buys.
 type FastMap<K, V> = HashMap<K, V, crate::hash::FnvBuild>;
+
+/// Late samples that fell in the baseline or window of a deploy already judged (see
+/// [`Engine::take_late_after_verdict`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LateAfterVerdict {
+    /// The judged deploy.
+    pub deploy: Deploy,
+    /// How many samples.
+    pub samples: u64,
+}
 
 /// A series (service and environment) resolved by [`Engine::series_key`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -149,6 +166,8 @@ struct SeriesState {
     last_seen_ms: i64,
     /// The stretch (baseline start to end) of the last watch closed on this series.
     judged: Option<(i64, i64)>,
+    /// That watch's deploy.
+    judged_deploy: Option<Deploy>,
     /// Last raw reading of each counter metric (see [`is_counter`]), per metric id.
     counter_last: Vec<Option<(i64, f64)>>,
     /// This series' own template miner: one chatty service cannot evict another's
@@ -184,6 +203,12 @@ pub struct Engine {
     max_ts: Option<i64>,
     /// Samples move event time at most this far (the wall clock of a live server).
     ceiling_ms: Option<i64>,
+    /// Per-series watermarks, with the most a series may lag the common event time
+    /// (see [`Engine::set_series_watermarks`]).
+    series_lag_ms: Option<i64>,
+    /// Late samples that fell in the stretch of a verdict already given, per verdict,
+    /// until [`Engine::take_late_after_verdict`].
+    late_after: Vec<LateAfterVerdict>,
     verdicts: Vec<DeployVerdict>,
     traces: Vec<MetricTrace>,
     tracing: bool,
@@ -214,6 +239,8 @@ impl Engine {
             track_templates: false,
             max_ts: None,
             ceiling_ms: None,
+            series_lag_ms: None,
+            late_after: Vec::new(),
             verdicts: Vec::new(),
             traces: Vec::new(),
             tracing: false,
@@ -249,6 +276,44 @@ impl Engine {
     /// recorded data) leaves event time to the data alone.
     pub fn set_event_time_ceiling(&mut self, ceiling: Option<Timestamp>) {
         self.ceiling_ms = ceiling.map(Timestamp::millis);
+    }
+
+    /// Turns per-series watermarks on (`Some(max_lag_secs)`) or off (`None`, the default):
+    /// see the module docs. With them, a watch ends when its series' own latest event time
+    /// minus `allowed_lateness_secs` passes its end, or when the common watermark passes
+    /// it by `max_lag_secs` (a series silent or that far behind); a sample is late when it
+    /// is older than its own series' watermark. For a server whose clock is the data,
+    /// where clients send at their own pace; a replay of sorted files needs none.
+    pub fn set_series_watermarks(&mut self, max_lag_secs: Option<u64>) {
+        self.series_lag_ms = max_lag_secs.map(|s| s.min(i64::MAX as u64 / 1000) as i64 * 1000);
+    }
+
+    /// Late samples that fell in the baseline or window of a verdict already given, per
+    /// verdict, since the last call: what a store appends to the stored verdict as a
+    /// warning. Counted in [`EngineStats::late_after_verdict`] too.
+    pub fn take_late_after_verdict(&mut self) -> Vec<LateAfterVerdict> {
+        std::mem::take(&mut self.late_after)
+    }
+
+    /// The watermark a watch of series `sid` ends by, and its samples are late against.
+    fn series_watermark_ms(&self, sid: usize) -> i64 {
+        match self.series_lag_ms {
+            None => self.watermark_ms(),
+            Some(_) => self.series[sid]
+                .last_seen_ms
+                .saturating_sub(self.config.allowed_lateness_secs as i64 * 1000),
+        }
+    }
+
+    /// Whether a watch of series `sid` due at `due_ms` is due under the common watermark
+    /// `wm`.
+    fn end_is_due(&self, sid: usize, due_ms: i64, wm: i64) -> bool {
+        match self.series_lag_ms {
+            None => due_ms <= wm,
+            Some(lag) => {
+                due_ms <= self.series_watermark_ms(sid) || due_ms.saturating_add(lag) <= wm
+            }
+        }
     }
 
     /// Samples that arrived older than the watermark so far (a cheap read of
@@ -495,7 +560,7 @@ impl Engine {
         }
         let sid = series.0;
         let t = timestamp.millis();
-        let late = t < self.watermark_ms();
+        let late = t < self.series_watermark_ms(sid);
         if late {
             self.stats.late_samples += 1;
         }
@@ -525,7 +590,11 @@ impl Engine {
         let keep_from = anchor.saturating_sub(lookback);
         let max_history = self.config.max_history.max(16) * 2;
         // The horizon the next on-time sample will trim this series' history to.
-        let newest = self.max_ts.unwrap_or(t).max(t);
+        let newest = match self.series_lag_ms {
+            None => self.max_ts.unwrap_or(t),
+            Some(_) => self.series[sid].last_seen_ms,
+        }
+        .max(t);
         let horizon = self
             .pending
             .first()
@@ -565,6 +634,15 @@ impl Engine {
                 .is_some_and(|(from, until)| t >= from && t <= until)
             {
                 self.stats.late_after_verdict += 1;
+                if let Some(d) = &series.judged_deploy {
+                    match self.late_after.iter_mut().find(|l| &l.deploy == d) {
+                        Some(l) => l.samples += 1,
+                        None => self.late_after.push(LateAfterVerdict {
+                            deploy: d.clone(),
+                            samples: 1,
+                        }),
+                    }
+                }
             }
         }
         if series.histories.len() < metric_names.len() {
@@ -625,12 +703,20 @@ impl Engine {
                 }
                 // A detection is final at once when the data up to it has no holes; when
                 // it has, a late sample may still fill one and change the picture, so the
-                // decision waits until the watermark passes the detection time.
+                // decision waits until the watermark passes the end of the latest hole
+                // (not the detection time: a few seconds missing just after the deploy
+                // must not hold the alert back by the whole allowed lateness).
                 let now = self.ceiling_ms.map_or(t, |c| t.min(c));
-                let wm = self.max_ts.unwrap_or(i64::MIN).max(now)
-                    - self.config.allowed_lateness_secs as i64 * 1000;
+                let newest = match self.series_lag_ms {
+                    None => self.max_ts.unwrap_or(i64::MIN),
+                    Some(_) => series.last_seen_ms,
+                };
+                let wm = newest.max(now) - self.config.allowed_lateness_secs as i64 * 1000;
                 if let Some(at) = w.fired_at() {
-                    if w.grace_ms == 0 && (at <= wm || !w.has_gaps(&series.histories, at)) {
+                    if w.grace_ms == 0
+                        && w.last_gap_end(&series.histories, at)
+                            .is_none_or(|g| g <= wm)
+                    {
                         let w = series.watch.take().expect("watch present");
                         self.close(sid, w, at, WatchEnd::Detection);
                     } else {
@@ -641,6 +727,16 @@ impl Engine {
         }
         let t = self.ceiling_ms.map_or(t, |c| t.min(c));
         self.advance_event_time(t);
+        // With per-series watermarks this series' own time may have made its watch due
+        // while the common watermark says nothing new.
+        if self.series_lag_ms.is_some()
+            && self.series[sid]
+                .watch
+                .as_ref()
+                .is_some_and(|w| w.due_ms() <= self.series_watermark_ms(sid))
+        {
+            self.process_watermark();
+        }
         Ok(())
     }
 
@@ -770,8 +866,9 @@ impl Engine {
         if self.max_ts.is_none_or(|m| t > m) {
             self.max_ts = Some(t);
         }
+        let lag = self.series_lag_ms.unwrap_or(0);
         if self.max_ts.unwrap_or(i64::MIN) >= self.next_deploy_ms
-            || self.watermark_ms() >= self.next_end_ms
+            || self.watermark_ms() >= self.next_end_ms.saturating_add(lag)
         {
             self.process_watermark();
         }
@@ -873,15 +970,15 @@ impl Engine {
         loop {
             // The next thing due: a pending deploy, or a watch's window end.
             let next_deploy = self.pending.first().map(|p| p.deploy.timestamp.millis());
-            let next_end = self
+            let end_due = self
                 .series
                 .iter()
                 .enumerate()
                 .filter_map(|(i, s)| s.watch.as_ref().map(|w| (w.due_ms(), i)))
+                .filter(|&(e, i)| self.end_is_due(i, e, wm))
                 .min();
             // At the end of the data every deploy is started, even one after the last sample.
             let deploy_due = next_deploy.filter(|&d| d <= event_time || end_of_data);
-            let end_due = next_end.filter(|&(e, _)| e <= wm);
             match (deploy_due, end_due) {
                 (Some(d), Some((e, sid))) if e <= d => self.end_watch(sid, e),
                 (Some(_), _) => {
@@ -1067,6 +1164,7 @@ impl Engine {
 
     fn close(&mut self, sid: usize, watch: Watch, until_ms: i64, why: WatchEnd) {
         self.series[sid].judged = Some((watch.baseline_from.unwrap_or(watch.deploy_ms), until_ms));
+        self.series[sid].judged_deploy = Some(watch.deploy.clone());
         let series = &self.series[sid];
         let mut verdict = watch.verdict(&series.histories, &self.config, until_ms, why);
         if series.late_in_watch > 0 {

@@ -23,7 +23,8 @@ pub use canary::{
 };
 pub use config::{Config, Direction, MetricConfig, SignaturePolicy};
 pub use correlation::{
-    Engine, EngineStats, MetricKey, MetricTrace, SeriesKey, TracePoint, WatchStatus,
+    Engine, EngineStats, LateAfterVerdict, MetricKey, MetricTrace, SeriesKey, TracePoint,
+    WatchStatus,
 };
 pub use error::Error;
 pub use samples::{Deploy, LogEvent, LogLevel, Sample};

@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 pub(crate) use count::joined;
 use count::{count_design, rate_summary};
 pub(crate) use report::human_secs;
-use test::{floor_noise, Phase, ScoredDesign, Test};
+use test::{floor_noise, CountModel, Model, Phase, ScoredDesign, Test, ValueModel};
 
 use crate::baseline::Baseline;
 use crate::config::{Config, Direction};
@@ -283,18 +283,17 @@ impl Watch {
                 direction: p.direction,
                 sign: p.sign,
                 base: p.base,
-                noise,
                 design: scored.design,
-                count: None,
-                count_base: None,
+                model: Model::Values(ValueModel {
+                    noise,
+                    rank: scored.rank,
+                    widen: scored.widen,
+                    tail: scored.tail,
+                }),
                 min_effect,
                 design_shift: cfg.design_shift_sigmas,
                 min_rel: cfg.min_relative_effect(name),
-                guard: scored.guard,
                 cusum: Cusum::default(),
-                rank: scored.rank,
-                widen: scored.widen,
-                tail: scored.tail,
                 phase: match (p.short, p.pre_from) {
                     (true, Some(start_ms)) => Phase::PreExistingShort { start_ms },
                     _ => Phase::Running,
@@ -339,18 +338,12 @@ impl Watch {
                     cadence_ms: cadence,
                     summary,
                 },
-                noise: 1.0,
                 design: CusumDesign::spending(0.0, design.h, design.clip, 1.0, window_ms / cadence),
-                count: Some(design),
-                count_base: Some(base),
+                model: Model::Counts(CountModel { design, base }),
                 min_effect: cfg.min_absolute_effect("error_rate"),
                 design_shift: cfg.design_shift_sigmas,
                 min_rel: cfg.min_relative_effect("error_rate"),
-                guard: 0.0,
                 cusum: Cusum::default(),
-                rank: None,
-                widen: 1.0,
-                tail: None,
                 phase: Phase::Running,
                 n_post: 0,
                 n_tolerance: 0,
@@ -402,16 +395,24 @@ impl Watch {
             })
     }
 
-    /// Whether a tested metric misses samples (a gap over 1.5 typical intervals) between
-    /// the deploy and `until_ms`: samples that may still arrive late.
-    pub fn has_gaps(&self, histories: &[History], until_ms: i64) -> bool {
-        self.tests.iter().any(|t| {
-            let h = &histories[t.metric];
-            let lo = lower_bound(h, self.deploy_ms).saturating_sub(1);
-            let hi = lower_bound(h, until_ms + 1);
-            let limit = 1.5 * t.base.cadence_ms;
-            (lo + 1..hi).any(|i| (h[i].0 - h[i - 1].0) as f64 > limit)
-        })
+    /// The end of the latest hole in a tested metric (a gap over 1.5 typical intervals)
+    /// between the deploy and `until_ms`: the timestamp of the sample after it. Samples
+    /// missing from the hole may still arrive late until the watermark passes this time;
+    /// after that they are late whatever happens. `None` when there is no hole.
+    pub fn last_gap_end(&self, histories: &[History], until_ms: i64) -> Option<i64> {
+        self.tests
+            .iter()
+            .filter_map(|t| {
+                let h = &histories[t.metric];
+                let lo = lower_bound(h, self.deploy_ms).saturating_sub(1);
+                let hi = lower_bound(h, until_ms + 1);
+                let limit = 1.5 * t.base.cadence_ms;
+                (lo + 1..hi)
+                    .rev()
+                    .find(|&i| (h[i].0 - h[i - 1].0) as f64 > limit)
+                    .map(|i| h[i].0)
+            })
+            .max()
     }
 
     /// When the first test fired.

@@ -27,10 +27,10 @@ pub fn app(state: AppState) -> Router {
         .merge(routes::traces::router())
         .merge(routes::incidents::router())
         .merge(routes::events::router())
+        .merge(routes::openapi::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         // Unknown API paths are a JSON 404, not the dashboard's index.html.
-        .fallback(api_not_found)
-        .layer(middleware::map_response(json_errors));
+        .fallback(api_not_found);
     // OTLP lives at the root, where exporters append /v1/metrics and /v1/logs.
     let otlp = routes::otlp::router(&state, receivers)
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
@@ -43,8 +43,12 @@ pub fn app(state: AppState) -> Router {
     if index.is_file() {
         // Unknown paths get the app's index.html with status 200 (client-side routing).
         router = router.fallback_service(ServeDir::new(web_dir).fallback(ServeFile::new(index)));
+    } else {
+        router = router.fallback(not_found);
     }
     router
+        // Every error answer is JSON with a code, the API's and the root's alike.
+        .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -71,16 +75,28 @@ async fn api_not_found(
     ))
 }
 
+/// Unknown paths outside the API when no web app is served.
+async fn not_found(
+    method: Method,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+) -> AppError {
+    AppError::NotFound(format!(
+        "no route {method} {}; the API is under /api/v1 (see /api/v1/openapi.json)",
+        uri.path()
+    ))
+}
+
 /// Error answers that axum makes itself (405 with an empty body, a path parameter that
 /// does not parse, a JSON body that does not deserialize) become the API's JSON error
-/// shape, with the text they had as the message.
+/// shape, with the text they had as the message. Answers that already have a body of
+/// their own type (JSON, or the OTLP receivers' protobuf `Status`) are left alone.
 async fn json_errors(resp: Response) -> Response {
     let status = resp.status();
-    let is_json = resp
+    let plain = resp
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
         return resp;
     }
     let (parts, body) = resp.into_parts();

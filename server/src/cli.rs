@@ -4,6 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+// The settings `serve` and `run` share are the configuration's own flag and environment
+// layer, so they live with it: the configuration does not depend on the command line.
+pub use crate::config::ServerArgs;
+
 /// WatchDog: did this release break something?
 #[derive(Debug, Parser)]
 #[command(name = "watchdog", version, about, long_about = None)]
@@ -146,60 +150,6 @@ pub struct ReplayArgs {
     pub skip_invalid: bool,
 }
 
-/// Settings shared by `serve` and `run` (docs/config.md).
-#[derive(Debug, Args, Clone, Default)]
-pub struct ServerArgs {
-    /// Config file (TOML): server keys plus a `[detector]` table.
-    #[arg(long, env = "WATCHDOG_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Directory of the SQLite database (default ./state).
-    #[arg(long, env = "WATCHDOG_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Address to listen on (default 127.0.0.1:8080).
-    #[arg(long, env = "WATCHDOG_LISTEN")]
-    pub listen: Option<String>,
-    /// Built web app to serve, with SPA fallback (default ./dist).
-    #[arg(long, env = "WATCHDOG_WEB_DIR")]
-    pub web_dir: Option<PathBuf>,
-    /// Largest request body in bytes (default 33554432).
-    #[arg(long, env = "WATCHDOG_MAX_BODY_BYTES")]
-    pub max_body_bytes: Option<usize>,
-    /// What moves the engine's watermark: wall (default) or data.
-    #[arg(long, env = "WATCHDOG_CLOCK", value_enum)]
-    pub clock: Option<crate::config::Clock>,
-    /// Dashboard base URL used in alert links.
-    #[arg(long, env = "WATCHDOG_PUBLIC_URL")]
-    pub public_url: Option<String>,
-    /// PostgreSQL URL (postgres://…, add ?pgbouncer=true behind a transaction pooler);
-    /// SQLite in the state directory when unset. See docs/postgres.md.
-    #[arg(long, env = "WATCHDOG_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// SQLite durability: normal (default, survives process crashes) or full.
-    #[arg(long, env = "WATCHDOG_SQLITE_SYNCHRONOUS")]
-    pub sqlite_synchronous: Option<String>,
-    /// How long each deploy is watched, in seconds.
-    #[arg(long, env = "WATCHDOG_MONITORING_WINDOW_SECS")]
-    pub monitoring_window_secs: Option<u64>,
-    /// How far before a deploy the baseline reaches, in seconds.
-    #[arg(long, env = "WATCHDOG_BASELINE_WINDOW_SECS")]
-    pub baseline_window_secs: Option<u64>,
-    /// Bearer token required for ingestion and every change.
-    #[arg(long, env = "WATCHDOG_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
-    /// Bearer token required for reads (reads are open when unset).
-    #[arg(long, env = "WATCHDOG_READ_TOKEN", hide_env_values = true)]
-    pub read_token: Option<String>,
-    /// Secret of the GitHub webhook (X-Hub-Signature-256).
-    #[arg(long, env = "WATCHDOG_GITHUB_SECRET", hide_env_values = true)]
-    pub github_secret: Option<String>,
-    /// Token of the GitLab webhook (X-Gitlab-Token).
-    #[arg(long, env = "WATCHDOG_GITLAB_TOKEN", hide_env_values = true)]
-    pub gitlab_token: Option<String>,
-    /// Accept writes without a token (local experiments only).
-    #[arg(long, env = "WATCHDOG_ALLOW_UNAUTHENTICATED")]
-    pub allow_unauthenticated: bool,
-}
-
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Port to listen on, on the host of --listen (default 127.0.0.1); the original
@@ -293,4 +243,23 @@ pub struct LoadgenArgs {
     /// What to send: NDJSON, OTLP (protobuf or JSON) or Prometheus remote write.
     #[arg(long, value_enum, default_value = "ndjson")]
     pub protocol: crate::commands::loadgen::push::Protocol,
+    /// Series churn (NDJSON): every this many seconds, `--churn-step` services are
+    /// replaced by new names (0 = the same services throughout).
+    #[arg(long, default_value_t = 0)]
+    pub churn_every_secs: u64,
+    /// Services replaced at each churn step.
+    #[arg(long, default_value_t = 1000)]
+    pub churn_step: usize,
+    /// One more connection, sending one batch a second, stamps its samples this many
+    /// seconds off the wall clock (a client with a wrong clock; negative = behind).
+    /// NDJSON only.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub skewed_clock_secs: i64,
+    /// Post a deploy of a live service every this many seconds (0 = none); at the end,
+    /// wait until every posted deploy has a verdict and report it.
+    #[arg(long, default_value_t = 0)]
+    pub deploys_every_secs: u64,
+    /// Longest wait at the end for the posted deploys' verdicts, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub judge_wait_secs: u64,
 }

@@ -6,11 +6,65 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::Args;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::cli::ServerArgs;
 use crate::store::sqlite::Durability;
+
+/// Settings shared by `serve` and `run` (docs/config.md).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerArgs {
+    /// Config file (TOML): server keys plus a `[detector]` table.
+    #[arg(long, env = "WATCHDOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of the SQLite database (default ./state).
+    #[arg(long, env = "WATCHDOG_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "WATCHDOG_LISTEN")]
+    pub listen: Option<String>,
+    /// Built web app to serve, with SPA fallback (default ./dist).
+    #[arg(long, env = "WATCHDOG_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// Largest request body in bytes (default 33554432).
+    #[arg(long, env = "WATCHDOG_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// What moves the engine's watermark: wall (default) or data.
+    #[arg(long, env = "WATCHDOG_CLOCK", value_enum)]
+    pub clock: Option<Clock>,
+    /// Dashboard base URL used in alert links.
+    #[arg(long, env = "WATCHDOG_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// PostgreSQL URL (postgres://…, add ?pgbouncer=true behind a transaction pooler);
+    /// SQLite in the state directory when unset. See docs/postgres.md.
+    #[arg(long, env = "WATCHDOG_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// SQLite durability: normal (default, survives process crashes) or full.
+    #[arg(long, env = "WATCHDOG_SQLITE_SYNCHRONOUS")]
+    pub sqlite_synchronous: Option<String>,
+    /// How long each deploy is watched, in seconds.
+    #[arg(long, env = "WATCHDOG_MONITORING_WINDOW_SECS")]
+    pub monitoring_window_secs: Option<u64>,
+    /// How far before a deploy the baseline reaches, in seconds.
+    #[arg(long, env = "WATCHDOG_BASELINE_WINDOW_SECS")]
+    pub baseline_window_secs: Option<u64>,
+    /// Bearer token required for ingestion and every change.
+    #[arg(long, env = "WATCHDOG_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Bearer token required for reads (reads are open when unset).
+    #[arg(long, env = "WATCHDOG_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+    /// Secret of the GitHub webhook (X-Hub-Signature-256).
+    #[arg(long, env = "WATCHDOG_GITHUB_SECRET", hide_env_values = true)]
+    pub github_secret: Option<String>,
+    /// Token of the GitLab webhook (X-Gitlab-Token).
+    #[arg(long, env = "WATCHDOG_GITLAB_TOKEN", hide_env_values = true)]
+    pub gitlab_token: Option<String>,
+    /// Accept writes without a token (local experiments only).
+    #[arg(long, env = "WATCHDOG_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+}
 
 /// A secret value: never printed, compared in constant time.
 #[derive(Clone, Default)]

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod explainer;
 pub mod feedback;
+pub mod follow;
 pub mod ingest;
 pub mod metrics;
 pub mod outbox;

@@ -5,6 +5,7 @@ pub mod events;
 pub mod hooks;
 pub mod incidents;
 pub mod ingest;
+pub mod openapi;
 pub mod ops;
 pub mod otlp;
 pub mod remote_write;

@@ -3,16 +3,17 @@
 //! they are durable, so a restart can rebuild it from the store ([`recover`]).
 //!
 //! Verdicts go, in the order the engine reached them, to an async task that records each
-//! one (and its incident and alerts) through [`crate::verdicts::record`].
+//! one (and its incident and alerts): [`crate::verdicts::task`], which holds the
+//! application state; the engine itself knows only the store.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use watchdog_core::{
-    Deploy, DeployVerdict, Engine, EngineStats, LogEvent, Sample, Timestamp, WatchStatus,
+    Deploy, DeployVerdict, Engine, EngineStats, LateAfterVerdict, LogEvent, Sample, Timestamp,
+    WatchStatus,
 };
 
-use crate::state::AppState;
 use crate::store::{Store, StoredTemplate};
 
 /// Messages to the engine thread.
@@ -41,6 +42,8 @@ pub enum Output {
     Verdicts(Vec<DeployVerdict>),
     /// Log templates created or generalised, to persist.
     Templates(Vec<StoredTemplate>),
+    /// Late samples in the stretch of verdicts already given, to note on them.
+    LateAfterVerdict(Vec<LateAfterVerdict>),
     /// A barrier to answer after the verdicts before it are recorded.
     Barrier(oneshot::Sender<()>),
 }
@@ -50,7 +53,7 @@ pub enum Output {
 pub struct EngineHandle {
     tx: mpsc::Sender<Input>,
     /// False for a handle whose records reach the engine another way (a shared store
-    /// followed by `store::follow`): feeding through it does nothing.
+    /// followed by `crate::follow`): feeding through it does nothing.
     feeds: bool,
 }
 
@@ -61,14 +64,19 @@ pub struct EngineGone;
 
 impl EngineHandle {
     /// Starts the engine thread. Returns the handle and the receiver of its output.
+    /// `series_lag_secs` turns on per-series watermarks (see
+    /// `Engine::set_series_watermarks`): for the data clock, where clients send at their
+    /// own pace.
     ///
     /// # Errors
     /// An invalid detector configuration.
     pub fn start(
         config: watchdog_core::Config,
+        series_lag_secs: Option<u64>,
     ) -> Result<(EngineHandle, mpsc::UnboundedReceiver<Output>), watchdog_core::Error> {
         let mut engine = Engine::new(config)?;
         engine.track_template_changes();
+        engine.set_series_watermarks(series_lag_secs);
         // Bounded: when the engine falls behind, ingestion waits instead of buffering
         // without limit.
         let (tx, mut rx) = mpsc::channel::<Input>(64);
@@ -260,41 +268,9 @@ fn flush(engine: &mut Engine, out: &mpsc::UnboundedSender<Output>) {
     if !verdicts.is_empty() {
         let _ = out.send(Output::Verdicts(verdicts));
     }
-}
-
-/// Records verdicts as they come, until the engine stops.
-pub async fn verdict_task(state: AppState, mut rx: mpsc::UnboundedReceiver<Output>) {
-    while let Some(out) = rx.recv().await {
-        match out {
-            Output::Verdicts(vs) => {
-                for v in vs {
-                    // A failed write is retried: a verdict must not be lost.
-                    let mut delay_ms = 100;
-                    while let Err(e) = crate::verdicts::record(&state, &v).await {
-                        tracing::error!(error = %e, deploy_id = %v.deploy_id, "recording a verdict failed; retrying");
-                        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-                        delay_ms = (delay_ms * 2).min(5000);
-                    }
-                }
-            }
-            Output::Templates(templates) => {
-                // Retried like verdicts: a lost template would get a new id after a
-                // restart.
-                let mut delay_ms = 100;
-                while let Err(e) = state
-                    .store
-                    .upsert_templates(&templates, AppState::now_ms())
-                    .await
-                {
-                    tracing::error!(error = %e, count = templates.len(), "storing log templates failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-                    delay_ms = (delay_ms * 2).min(5000);
-                }
-            }
-            Output::Barrier(reply) => {
-                let _ = reply.send(());
-            }
-        }
+    let late = engine.take_late_after_verdict();
+    if !late.is_empty() {
+        let _ = out.send(Output::LateAfterVerdict(late));
     }
 }
 

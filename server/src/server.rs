@@ -11,10 +11,11 @@ use watchdog_core::Timestamp;
 use crate::alerts::Channel;
 use crate::config::{Clock, ServerConfig};
 use crate::explainer::Explainer;
+use crate::follow;
 use crate::metrics::Metrics;
 use crate::runner::{self, EngineHandle};
 use crate::state::AppState;
-use crate::store::{follow, Store};
+use crate::store::Store;
 
 /// A running server core (everything but the HTTP listener).
 #[derive(Debug)]
@@ -35,7 +36,7 @@ impl Server {
         channels: Vec<Channel>,
         explainer: Explainer,
     ) -> anyhow::Result<Server> {
-        let store = crate::store::open(&config).await?;
+        let store = open_store(&config).await?;
         Self::start_with_store(config, store, channels, explainer).await
     }
 
@@ -49,7 +50,14 @@ impl Server {
         channels: Vec<Channel>,
         explainer: Explainer,
     ) -> anyhow::Result<Server> {
-        let (engine, verdicts) = EngineHandle::start(config.detector.clone())?;
+        // Under the data clock each series keeps its own watermark, so that one client
+        // sending far ahead of another cannot end the other's watches before its data
+        // arrives; a series behind everybody by more than the span a restart re-feeds
+        // (baseline, watch and lateness) is ended by the common event time.
+        let d = &config.detector;
+        let series_lag = (config.clock == Clock::Data)
+            .then_some(d.baseline_window_secs + d.monitoring_window_secs + d.allowed_lateness_secs);
+        let (engine, verdicts) = EngineHandle::start(config.detector.clone(), series_lag)?;
         // A shared store (several servers on one PostgreSQL) feeds the engine by being
         // followed; this server's requests only store.
         let shared = store.shared();
@@ -74,10 +82,11 @@ impl Server {
             receivers: Arc::new(crate::ingest::receivers::Receivers::new(
                 config.otlp.clone(),
                 config.remote_write.clone(),
+                &config.limits,
             )),
             config: Arc::new(config),
         };
-        let mut tasks = vec![tokio::spawn(runner::verdict_task(state.clone(), verdicts))];
+        let mut tasks = vec![tokio::spawn(crate::verdicts::task(state.clone(), verdicts))];
         // The templates seen before go back first, so that re-fed and new logs get the
         // ids they had (the recovery window is shorter than a template's life).
         let templates = state.store.templates().await?;
@@ -266,5 +275,25 @@ async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(RETENTION_EVERY) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Opens the configured store (here, not in `store`, so that the store does not depend on
+/// the server's configuration): PostgreSQL when a database URL is set
+/// (`WATCHDOG_DATABASE_URL=postgres://…`), else SQLite in the state directory.
+///
+/// # Errors
+/// When the database cannot be opened, reached or migrated.
+pub async fn open_store(config: &ServerConfig) -> crate::store::StoreResult<Arc<dyn Store>> {
+    match &config.database_url {
+        Some(url) => {
+            let url = String::from_utf8_lossy(url.expose()).into_owned();
+            Ok(Arc::new(
+                crate::store::postgres::PostgresStore::connect_url(&url).await?,
+            ))
+        }
+        None => Ok(Arc::new(
+            crate::store::sqlite::SqliteStore::open(&config.state_dir, config.durability).await?,
+        )),
     }
 }

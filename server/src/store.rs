@@ -9,28 +9,10 @@ use async_trait::async_trait;
 use serde::Serialize;
 use watchdog_core::{DeployVerdict, Timestamp};
 
-pub mod follow;
 pub mod postgres;
+mod rows;
+mod sql;
 pub mod sqlite;
-
-/// Opens the configured store: PostgreSQL when a database URL is set
-/// (`WATCHDOG_DATABASE_URL=postgres://…`), else SQLite in the state directory.
-///
-/// # Errors
-/// When the database cannot be opened, reached or migrated.
-pub async fn open(config: &crate::config::ServerConfig) -> StoreResult<std::sync::Arc<dyn Store>> {
-    match &config.database_url {
-        Some(url) => {
-            let url = String::from_utf8_lossy(url.expose()).into_owned();
-            Ok(std::sync::Arc::new(
-                postgres::PostgresStore::connect_url(&url).await?,
-            ))
-        }
-        None => Ok(std::sync::Arc::new(
-            sqlite::SqliteStore::open(&config.state_dir, config.durability).await?,
-        )),
-    }
-}
 
 /// A storage failure. Shown to clients only as a 500; logged once where it is handled.
 #[derive(Debug, thiserror::Error)]
@@ -301,6 +283,48 @@ pub struct NewIncident {
     pub channels: Vec<String>,
 }
 
+/// The start of the warning [`with_late_after_verdict`] keeps on a verdict.
+pub const LATE_AFTER_VERDICT_WARNING: &str =
+    "samples of this deploy's baseline or window arrived after its verdict was given";
+
+/// A stored verdict's body with `samples` more late samples counted: one warning says how
+/// many arrived after the verdict, replaced as more come, and the count is kept in the
+/// body's `late_after_verdict` field. Both stores write what this returns.
+///
+/// # Errors
+/// A body that is not JSON.
+pub fn with_late_after_verdict(body: &str, samples: u64) -> StoreResult<String> {
+    let mut v: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| StoreError::Corrupt(format!("stored verdict is not JSON: {e}")))?;
+    let Some(obj) = v.as_object_mut() else {
+        return Err(StoreError::Corrupt(
+            "stored verdict is not an object".into(),
+        ));
+    };
+    let total = obj
+        .get("late_after_verdict")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+        + samples;
+    obj.insert("late_after_verdict".into(), total.into());
+    let warnings = obj
+        .entry("warnings")
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    if let Some(list) = warnings.as_array_mut() {
+        list.retain(|w| {
+            !w.as_str()
+                .is_some_and(|w| w.contains(LATE_AFTER_VERDICT_WARNING))
+        });
+        list.push(
+            format!(
+                "{total} {LATE_AFTER_VERDICT_WARNING}; it was not revised, and they are kept for later deploys' baselines (a replay of the stored data would judge with them)"
+            )
+            .into(),
+        );
+    }
+    serde_json::to_string(&v).map_err(|e| StoreError::Corrupt(format!("verdict to JSON: {e}")))
+}
+
 /// What recording a verdict did.
 #[derive(Clone, Debug)]
 pub struct RecordedVerdict {
@@ -508,6 +532,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         incident: Option<&NewIncident>,
         now_ms: i64,
     ) -> StoreResult<Option<RecordedVerdict>>;
+
+    /// Notes on a stored verdict that `samples` more samples of its baseline or window
+    /// arrived after it was given (see [`with_late_after_verdict`]). `false` when the
+    /// deploy has no stored verdict.
+    async fn add_late_after_verdict(
+        &self,
+        deploy: &watchdog_core::Deploy,
+        samples: u64,
+    ) -> StoreResult<bool>;
 
     /// Deploys, newest first.
     async fn list_deploys(&self, q: &DeployQuery) -> StoreResult<(Vec<DeployRow>, i64)>;

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use watchdog_core::explain::{explain, severity};
 use watchdog_core::{DeployVerdict, VerdictKind};
 
+use crate::runner::Output;
 use crate::state::AppState;
 use crate::store::{NewIncident, StoreError};
 
@@ -59,4 +60,59 @@ pub async fn record(state: &AppState, v: &DeployVerdict) -> Result<(), StoreErro
         state.outbox_wake.notify_one();
     }
     Ok(())
+}
+
+/// Records verdicts as they come, until the engine stops.
+pub async fn task(state: AppState, mut rx: tokio::sync::mpsc::UnboundedReceiver<Output>) {
+    while let Some(out) = rx.recv().await {
+        match out {
+            Output::Verdicts(vs) => {
+                for v in vs {
+                    // A failed write is retried: a verdict must not be lost.
+                    let mut delay_ms = 100;
+                    while let Err(e) = record(&state, &v).await {
+                        tracing::error!(error = %e, deploy_id = %v.deploy_id, "recording a verdict failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                        delay_ms = (delay_ms * 2).min(5000);
+                    }
+                }
+            }
+            Output::Templates(templates) => {
+                // Retried like verdicts: a lost template would get a new id after a
+                // restart.
+                let mut delay_ms = 100;
+                while let Err(e) = state
+                    .store
+                    .upsert_templates(&templates, AppState::now_ms())
+                    .await
+                {
+                    tracing::error!(error = %e, count = templates.len(), "storing log templates failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                    delay_ms = (delay_ms * 2).min(5000);
+                }
+            }
+            Output::LateAfterVerdict(late) => {
+                for l in late {
+                    // A warning, not a verdict: one failed write is logged, not retried
+                    // for ever (the count stays in /metrics either way).
+                    match state
+                        .store
+                        .add_late_after_verdict(&l.deploy, l.samples)
+                        .await
+                    {
+                        Ok(true) => {
+                            tracing::warn!(deploy_id = %l.deploy.deploy_id, service = %l.deploy.service, environment = %l.deploy.environment, samples = l.samples, "samples arrived after this deploy's verdict; noted on it")
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, deploy_id = %l.deploy.deploy_id, "noting late samples on a verdict failed")
+                        }
+                    }
+                }
+            }
+            Output::Barrier(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
 }

@@ -47,7 +47,7 @@ async fn a_restart_does_not_pull_the_same_points_again() {
     }
 
     let c = ServerConfig::for_state_dir(&state);
-    let store = watchdog::store::open(&c).await.unwrap();
+    let store = watchdog::server::open_store(&c).await.unwrap();
     let rows = store.samples_since(0, 0, 1_000_000).await.unwrap();
     let mut seen: HashMap<(i64, String), usize> = HashMap::new();
     for r in &rows {

@@ -171,7 +171,7 @@ async fn a_sender_with_a_fast_clock_does_not_switch_detection_off() {
 
     // A far-future sample stored before future times were refused, then a restart.
     {
-        let store = watchdog::store::open(&config(dir.path(), Clock::Wall))
+        let store = watchdog::server::open_store(&config(dir.path(), Clock::Wall))
             .await
             .unwrap();
         let body =
@@ -249,7 +249,7 @@ async fn late_data_is_reported_and_judged_as_after_a_restart() {
     // The same records, stored without a live engine, judged by a server's start.
     let dir_b = tempfile::tempdir().unwrap();
     let config_b = config(dir_b.path(), Clock::Wall);
-    let store = watchdog::store::open(&config_b).await.unwrap();
+    let store = watchdog::server::open_store(&config_b).await.unwrap();
     let rows: Vec<NewRecord> = before
         .lines()
         .chain(after.lines())
@@ -388,7 +388,7 @@ async fn a_deploy_left_undecided_by_a_long_outage_is_judged_at_start() {
     let now = now_secs();
     let deployed = now - 3 * 3600;
     let (before, after) = late_deploy_data("checkout", deployed, deployed + 1200);
-    let store = watchdog::store::open(&config).await.unwrap();
+    let store = watchdog::server::open_store(&config).await.unwrap();
     let rows: Vec<NewRecord> = before
         .lines()
         .chain(after.lines())
@@ -527,7 +527,7 @@ async fn retention_deletes_old_samples_and_logs_and_keeps_verdicts() {
     let dir = tempfile::tempdir().unwrap();
     let c = config(dir.path(), Clock::Wall);
     let now = now_secs();
-    let store = watchdog::store::open(&c).await.unwrap();
+    let store = watchdog::server::open_store(&c).await.unwrap();
     let rows = |from_secs: i64| -> Vec<NewRecord> {
         metrics_ndjson("checkout", "production", from_secs, 100, 10, 0.01)
             .lines()

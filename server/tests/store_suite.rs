@@ -191,6 +191,33 @@ async fn deploys_and_verdicts(store: &dyn Store) {
     assert_eq!(back.evidence.len(), bad.evidence.len());
     assert!(store.get_deploy(999_999).await.unwrap().is_none());
 
+    // Late samples for the stored verdict: one warning with the running count, the
+    // verdict itself unchanged; a deploy without a verdict is not found.
+    let bad_deploy = new_deploy(&bad).deploy;
+    assert!(store.add_late_after_verdict(&bad_deploy, 3).await.unwrap());
+    assert!(store.add_late_after_verdict(&bad_deploy, 4).await.unwrap());
+    let noted = store
+        .get_deploy(regressions[0].id)
+        .await
+        .unwrap()
+        .unwrap()
+        .verdict
+        .unwrap();
+    let late: Vec<_> = noted
+        .warnings
+        .iter()
+        .filter(|w| w.contains(watchdog::store::LATE_AFTER_VERDICT_WARNING))
+        .collect();
+    assert_eq!(late.len(), 1, "{:?}", noted.warnings);
+    assert!(late[0].starts_with("7 samples"), "{}", late[0]);
+    assert_eq!(
+        (noted.verdict, noted.detected_at),
+        (bad.verdict, bad.detected_at)
+    );
+    let mut unknown = bad_deploy.clone();
+    unknown.deploy_id = "never-deployed".into();
+    assert!(!store.add_late_after_verdict(&unknown, 1).await.unwrap());
+
     let (_, opened) = store
         .list_incidents(&IncidentQuery {
             limit: 10,

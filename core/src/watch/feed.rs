@@ -5,7 +5,9 @@
 use super::count::{count_design, joined, rate_summary};
 use super::reference;
 use super::seasonal::daily_pattern_explains;
-use super::test::{floor_noise, run_effect, test_alpha, Phase, ScoredDesign};
+use super::test::{
+    floor_noise, run_effect, test_alpha, CountModel, Model, Phase, ScoredDesign, ValueModel,
+};
 use super::{lower_bound, History, Watch};
 use crate::baseline::Baseline;
 use crate::config::Config;
@@ -30,24 +32,24 @@ impl Watch {
         // shifted stretch included: samples far beyond everything the service did before,
         // the pre-existing shift too, are still the deploy's.
         let tail_only = matches!(test.phase, Phase::PreExistingShort { .. });
-        if test.phase.done() || (tail_only && test.count.is_some()) {
+        if test.phase.done() || (tail_only && test.counts().is_some()) {
             return;
         }
-        let inc = match test.count {
-            Some(d) => {
+        let inc = match &test.model {
+            Model::Counts(c) => {
                 if !(requests > 0.0 && x >= 0.0 && x <= requests) {
                     return;
                 }
-                d.increment(x, requests)
+                c.design.increment(x, requests)
             }
-            None => {
+            Model::Values(v) => {
                 // The rank score of the residual among the baseline's residuals (see
                 // `reference`), shrunk by √((1+ρ)/(1−ρ)): for AR(1) noise with lag-1
                 // correlation ρ the variance of a long sum of n values is n·(1+ρ)/(1−ρ)
                 // times that of one, so the shrunk scores sum like independent ones and
                 // the threshold's false-alarm guarantee holds.
                 let r = test.sign * (x - test.base.expected(t));
-                let z = test.rank.as_ref().map_or(0.0, |rk| rk.score(r)) / test.widen;
+                let z = v.rank.as_ref().map_or(0.0, |rk| rk.score(r)) / v.widen;
                 z.clamp(-test.design.clip, test.design.clip) - test.design.k
             }
         };
@@ -100,7 +102,7 @@ impl Watch {
         };
         // A few extreme samples: one beyond the baseline's extrapolated tail decides at
         // once when the excess itself is material (see `reference`).
-        if let Some(tail) = test.tail {
+        if let Some(tail) = test.values().and_then(|v| v.tail) {
             let r = test.sign * (x - test.base.expected(t));
             // One sample alone decides only right after the recorded deploy, among its
             // first few samples; before it (inside the tolerance) or later, a lone spike
@@ -221,8 +223,7 @@ impl Watch {
             Some(r) => {
                 let pairs = joined(&histories[metric], &histories[r], start, deploy_ms);
                 let (design, base) = count_design(cfg, &pairs, alpha_test, window_ms);
-                test.count = Some(design);
-                test.count_base = Some(base);
+                test.model = Model::Counts(CountModel { design, base });
                 test.base.level = base.0 / base.1.max(1.0);
                 test.base.summary = rate_summary(&pairs);
                 test.base.n = pairs.len();
@@ -249,12 +250,13 @@ impl Watch {
                     let steps = (window_ms / base.cadence_ms).max(1.0);
                     let scored = ScoredDesign::new(&base, &pts, test.sign, alpha_test, steps, cfg);
                     test.design = scored.design;
-                    test.rank = scored.rank;
-                    test.widen = scored.widen;
-                    test.tail = scored.tail;
-                    test.noise = noise;
+                    test.model = Model::Values(ValueModel {
+                        noise,
+                        rank: scored.rank,
+                        widen: scored.widen,
+                        tail: scored.tail,
+                    });
                     test.min_effect = min_effect;
-                    test.guard = scored.guard;
                     test.base = base;
                 }
             }

@@ -1,6 +1,7 @@
 //! Turning a finished watch into a verdict: the evidence per metric, whether the watch
 //! had the power to see the smallest material change, and the readable reason.
 
+use super::test::CountModel;
 use super::{joined, lower_bound, rate_summary, History, Phase, Test, Watch};
 use crate::config::{Config, Direction};
 use crate::stats::robust_location_scale;
@@ -261,7 +262,7 @@ impl Watch {
         longest = longest.max(until_ms - last);
         let gappy = (t.n_post as f64) < 0.5 * expected.floor()
             || longest as f64 > cfg.max_gap_intervals * t.base.cadence_ms;
-        if let Some(d) = t.count {
+        if let Some(d) = t.counts().map(|c| c.design) {
             let need = d.requests_needed();
             if t.requests_post < need {
                 return Some((
@@ -332,8 +333,11 @@ impl Watch {
             (None, _) => (self.deploy_ms, until_ms + 1),
         };
         let level = t.base.expected(self.deploy_ms);
-        let (observed, counts) = match (t.count, t.count_base) {
-            (Some(d), Some((be, br))) => {
+        let (observed, counts) = match t.counts() {
+            Some(&CountModel {
+                design: d,
+                base: (be, br),
+            }) => {
                 let pairs = joined(
                     &histories[t.metric],
                     &histories[t.requests_metric.unwrap_or(t.metric)],
@@ -378,10 +382,9 @@ impl Watch {
             Phase::Running if observed.n == 0 => MetricStatus::Insufficient,
             Phase::Running => MetricStatus::Ok,
         };
-        let noise = if t.count.is_some() {
-            t.base.summary.spread.max(1e-12)
-        } else {
-            t.noise
+        let noise = match t.values() {
+            Some(v) => v.noise,
+            None => t.base.summary.spread.max(1e-12),
         };
         MetricEvidence {
             metric: t.name.clone(),
@@ -393,7 +396,7 @@ impl Watch {
                 Direction::Down
             },
             status,
-            test: if t.count.is_some() {
+            test: if t.counts().is_some() {
                 TestKind::BinomialCusum
             } else if t.tail_hit.is_some() {
                 TestKind::TailExceedance
@@ -401,7 +404,7 @@ impl Watch {
                 TestKind::Cusum
             },
             baseline: Summary {
-                median: if t.count.is_some() {
+                median: if t.counts().is_some() {
                     t.base.level
                 } else {
                     t.base.summary.median

@@ -49,6 +49,35 @@ impl Phase {
     }
 }
 
+/// The two kinds of test: a continuous metric judged by the ranks and the tail of its
+/// baseline values, or the error rate judged by counts of errors among requests.
+#[derive(Clone, Debug)]
+pub(crate) enum Model {
+    Values(ValueModel),
+    Counts(CountModel),
+}
+
+/// A continuous metric's reference.
+#[derive(Clone, Debug)]
+pub(crate) struct ValueModel {
+    /// Noise of a running sum (σ widened for autocorrelation), floored.
+    pub(super) noise: f64,
+    /// Baseline residuals the sustained test ranks new residuals against.
+    pub(super) rank: Option<RankReference>,
+    /// Widening of the rank scores for autocorrelation: √((1+ρ)/(1−ρ)).
+    pub(super) widen: f64,
+    /// The baseline's tail, for the test of a few extreme samples (with a spread only).
+    pub(super) tail: Option<TailModel>,
+}
+
+/// The count-aware error-rate test's design and baseline counts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CountModel {
+    pub(super) design: CountDesign,
+    /// Baseline (errors, requests).
+    pub(super) base: (f64, f64),
+}
+
 /// One sequential test of one metric in one direction (or of the error counts).
 #[derive(Clone, Debug)]
 pub(crate) struct Test {
@@ -60,26 +89,15 @@ pub(crate) struct Test {
     /// +1 when up is harmful, −1 when down is.
     pub(super) sign: f64,
     pub(super) base: Baseline,
-    /// Noise of a running sum (σ widened for autocorrelation), floored.
-    pub(super) noise: f64,
     pub(super) design: CusumDesign,
-    pub(super) count: Option<CountDesign>,
-    pub(super) count_base: Option<(f64, f64)>,
+    /// What the test ranks or counts its samples against.
+    pub(super) model: Model,
     pub(super) min_effect: f64,
     /// The shift, in baseline deviations, the sustained test is tuned for.
     pub(super) design_shift: f64,
     /// Relative effect floor (count test).
     pub(super) min_rel: f64,
-    pub(super) guard: f64,
     pub(super) cusum: Cusum,
-    /// Baseline residuals the sustained test ranks new residuals against (continuous
-    /// tests; `None` for the count test).
-    pub(super) rank: Option<RankReference>,
-    /// Widening of the rank scores for autocorrelation: √((1+ρ)/(1−ρ)).
-    pub(super) widen: f64,
-    /// The baseline's tail, for the test of a few extreme samples (continuous tests with a
-    /// spread).
-    pub(super) tail: Option<TailModel>,
     pub(super) phase: Phase,
     /// Samples fed after the deploy, and their requests for the count test.
     pub(super) n_post: usize,
@@ -105,6 +123,21 @@ pub(crate) struct Test {
 }
 
 impl Test {
+    /// The continuous reference, `None` for the count test.
+    pub(super) fn values(&self) -> Option<&ValueModel> {
+        match &self.model {
+            Model::Values(v) => Some(v),
+            Model::Counts(_) => None,
+        }
+    }
+
+    /// The count design, `None` for a continuous test.
+    pub(super) fn counts(&self) -> Option<&CountModel> {
+        match &self.model {
+            Model::Counts(c) => Some(c),
+            Model::Values(_) => None,
+        }
+    }
     /// Clears what the test gathered from its samples (to feed it again from the start
     /// of its stretch, after a re-base or a late sample).
     pub(super) fn restart(&mut self) {
@@ -128,7 +161,11 @@ impl Test {
     /// can see it at all.
     pub(super) fn samples_needed(&self) -> (f64, Option<f64>) {
         let spread = self.base.spread;
-        let cap = self.rank.as_ref().map_or(0.0, |r| r.max_score()) / self.widen;
+        let (rank, widen, tail) = match &self.model {
+            Model::Values(v) => (v.rank.as_ref(), v.widen, v.tail),
+            Model::Counts(_) => (None, 1.0, None),
+        };
+        let cap = rank.map_or(0.0, |r| r.max_score()) / widen;
         if spread.is_nan() || spread <= 0.0 {
             // A constant baseline: any material shift ranks above every baseline value.
             let drift = cap - self.design.k;
@@ -137,10 +174,10 @@ impl Test {
                 (drift > 0.0).then(|| (self.design.h / drift).ceil()),
             );
         }
-        let long_run = spread * self.widen;
+        let long_run = spread * widen;
         let sigmas = self.design_shift.max(self.min_effect / long_run);
         let shift = sigmas * long_run;
-        if let Some(tail) = self.tail {
+        if let Some(tail) = tail {
             if tail.exceeds(shift, self.n_post.max(2)) {
                 return (shift, Some(2.0));
             }
@@ -161,7 +198,6 @@ impl Test {
 /// model for a few extreme samples, each with half of the test's false-alarm budget.
 pub(super) struct ScoredDesign {
     pub(super) design: CusumDesign,
-    pub(super) guard: f64,
     pub(super) rank: Option<RankReference>,
     pub(super) widen: f64,
     pub(super) tail: Option<TailModel>,
@@ -215,7 +251,6 @@ impl ScoredDesign {
         };
         ScoredDesign {
             design,
-            guard,
             rank,
             widen,
             tail: TailModel::fit(&residuals, rho, alpha_test / 2.0, tail_steps, tolerance),
@@ -242,7 +277,7 @@ pub(super) fn floor_noise(noise: f64, level: f64, min_effect: f64) -> f64 {
 /// Size of the harmful shift over `[from, until)`, in the metric's unit: the median
 /// residual against the baseline (pooled rate minus baseline rate for counts).
 pub(super) fn run_effect(t: &Test, histories: &[History], from: i64, until: i64) -> f64 {
-    match (t.requests_metric, t.count_base) {
+    match (t.requests_metric, t.counts().map(|c| c.base)) {
         (Some(r), Some((be, br))) => {
             let pairs = joined(&histories[t.metric], &histories[r], from, until);
             let (e, n): (f64, f64) = pairs.iter().fold((0.0, 0.0), |a, p| (a.0 + p.1, a.1 + p.2));

@@ -306,9 +306,9 @@ pub async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>>
                     config.state_dir.join("watchdog.db").display()
                 );
             }
-            Ok(crate::store::open(config).await?)
+            Ok(crate::server::open_store(config).await?)
         }
-        Storage::Postgres => Ok(crate::store::open(config).await?),
+        Storage::Postgres => Ok(crate::server::open_store(config).await?),
         Storage::SqliteFile(path) => {
             refuse_foreign_sqlite(&path).await?;
             Ok(Arc::new(

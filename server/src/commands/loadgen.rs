@@ -2,6 +2,11 @@
 //! (`--protocol`) through the OTLP and remote-write receivers (bodies in [`push`]).
 //! Reports accepted samples per second, request latency percentiles and, with
 //! `--server-pid`, the server's resident memory over the run (Linux `/proc`).
+//!
+//! For a soak (`scripts/soak.sh`), NDJSON load can also churn its series
+//! (`--churn-every-secs`: names come and go as pod names do), have one connection with a
+//! wrong clock (`--skewed-clock-secs`), and post deploys of live services
+//! (`--deploys-every-secs`), waiting at the end until every one has a verdict.
 
 use std::fmt::Write;
 use std::process::ExitCode;
@@ -24,7 +29,16 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-fn body(batch: usize, services: usize, seq: u64, now_ms: i64) -> String {
+/// The name number of the first live service at `elapsed_secs` into the run: every
+/// `every_secs`, `step` names are dropped from the bottom and as many new ones come in.
+fn churn_offset(elapsed_secs: u64, every_secs: u64, step: usize) -> usize {
+    match every_secs {
+        0 => 0,
+        e => (elapsed_secs / e) as usize * step,
+    }
+}
+
+fn body(batch: usize, services: usize, seq: u64, now_ms: i64, offset: usize) -> String {
     let ts = watchdog_core::Timestamp(now_ms).to_rfc3339();
     let mut out = String::with_capacity(batch * 150);
     for i in 0..batch {
@@ -33,13 +47,103 @@ fn body(batch: usize, services: usize, seq: u64, now_ms: i64) -> String {
         let _ = writeln!(
             out,
             "{{\"timestamp\":\"{ts}\",\"service\":\"svc-{}\",\"environment\":\"load\",\"error_rate\":{:.4},\"p95_latency_ms\":{:.1},\"request_rate\":{:.0}}}",
-            n as usize % services.max(1),
+            n as usize % services.max(1) + offset,
             0.01 + 0.002 * jitter,
             180.0 + 20.0 * jitter,
             1200.0 + 50.0 * jitter
         );
     }
     out
+}
+
+/// What an NDJSON ingestion answer counted.
+#[derive(Debug, Default)]
+struct IngestCounts {
+    accepted: Option<u64>,
+    rejected: u64,
+    late: u64,
+}
+
+impl IngestCounts {
+    fn of(body: &[u8]) -> IngestCounts {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return IngestCounts::default();
+        };
+        IngestCounts {
+            accepted: v["accepted"].as_u64(),
+            rejected: v["rejected_total"]
+                .as_u64()
+                .or_else(|| v["rejected"].as_array().map(|a| a.len() as u64))
+                .unwrap_or(0),
+            late: v["late"].as_u64().unwrap_or(0),
+        }
+    }
+}
+
+/// Posts a deploy of a live service every `every_secs` until `deadline`; returns how
+/// many were stored. The service is among the newest names, which live longest under
+/// churn, so that its watch sees data after the deploy.
+#[allow(clippy::too_many_arguments)]
+async fn post_deploys(
+    client: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    every_secs: u64,
+    services: usize,
+    (churn_every, churn_step): (u64, usize),
+    start: Instant,
+    deadline: Instant,
+) -> u64 {
+    let mut posted = 0u64;
+    let mut k = 0usize;
+    loop {
+        tokio::time::sleep(Duration::from_secs(every_secs)).await;
+        if Instant::now() >= deadline {
+            return posted;
+        }
+        let offset = churn_offset(start.elapsed().as_secs(), churn_every, churn_step);
+        let spread = if churn_every > 0 {
+            churn_step.max(1)
+        } else {
+            services.max(1)
+        };
+        let service = offset + services.max(1) - 1 - k % spread.min(services.max(1));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let body = serde_json::json!({
+            "timestamp": watchdog_core::Timestamp(now_ms).to_rfc3339(),
+            "deploy_id": format!("soak-{k}"),
+            "service": format!("svc-{service}"),
+            "environment": "load",
+        });
+        k += 1;
+        let mut req = client.post(format!("{base}/api/v1/deploys")).json(&body);
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => posted += 1,
+            Ok(r) => eprintln!("deploy {k} refused: {}", r.status()),
+            Err(e) => eprintln!("deploy {k} failed: {e}"),
+        }
+    }
+}
+
+/// `total` of `GET /api/v1/deploys?limit=1{filter}`.
+async fn deploy_total(
+    client: &reqwest::Client,
+    base: &str,
+    token: &Option<String>,
+    filter: &str,
+) -> Option<u64> {
+    let mut req = client.get(format!("{base}/api/v1/deploys?limit=1{filter}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let v: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
+    v["total"].as_u64()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -71,6 +175,8 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
         let accepted = Arc::new(AtomicU64::new(0));
+        let rejected = Arc::new(AtomicU64::new(0));
+        let late = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
         let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -78,7 +184,11 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
         let deadline = start + Duration::from_secs(args.duration_secs);
         let per_task_rate = args.rate as f64 / args.concurrency.max(1) as f64;
         let mut tasks = Vec::new();
-        for t in 0..args.concurrency.max(1) {
+        // With --skewed-clock-secs, one more connection than --concurrency: the client
+        // with the wrong clock, one batch a second, on top of the --rate of the others.
+        let skewed = args.skewed_clock_secs != 0 && protocol == push::Protocol::Ndjson;
+        let connections = args.concurrency.max(1) + usize::from(skewed);
+        for t in 0..connections {
             let (client, url, token) = (client.clone(), url.clone(), args.token.clone());
             let (accepted, errors, latencies, stop) = (
                 accepted.clone(),
@@ -86,14 +196,27 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
                 latencies.clone(),
                 stop.clone(),
             );
+            let (rejected, late) = (rejected.clone(), late.clone());
             let (batch, services) = (args.batch, args.services);
+            let (churn_every, churn_step) = (args.churn_every_secs, args.churn_step);
+            let is_skewed = skewed && t == connections - 1;
+            let skew_ms = if is_skewed {
+                args.skewed_clock_secs * 1000
+            } else {
+                0
+            };
+            let task_rate = if is_skewed {
+                batch as f64
+            } else {
+                per_task_rate
+            };
             tasks.push(tokio::spawn(async move {
                 let mut seq = t as u64 * 1_000_000;
                 let task_start = Instant::now();
                 let mut sent = 0u64;
                 while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-                    if per_task_rate > 0.0 {
-                        let due = task_start + Duration::from_secs_f64(sent as f64 / per_task_rate);
+                    if task_rate > 0.0 {
+                        let due = task_start + Duration::from_secs_f64(sent as f64 / task_rate);
                         tokio::time::sleep_until(due.into()).await;
                     }
                     let now_ms = std::time::SystemTime::now()
@@ -103,7 +226,14 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
                     // Requests of this connection so far (the push bodies' timestamps).
                     let n = seq - t as u64 * 1_000_000;
                     let b = match protocol {
-                        push::Protocol::Ndjson => body(batch, services, seq, now_ms).into_bytes(),
+                        push::Protocol::Ndjson => body(
+                            batch,
+                            services,
+                            seq,
+                            now_ms + skew_ms,
+                            churn_offset(start.elapsed().as_secs(), churn_every, churn_step),
+                        )
+                        .into_bytes(),
                         push::Protocol::OtlpProtobuf | push::Protocol::OtlpJson => push::otlp(
                             batch,
                             services,
@@ -128,12 +258,27 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
                     let t0 = Instant::now();
                     match req.send().await {
                         Ok(r) if r.status().is_success() => {
-                            let _ = r.bytes().await;
+                            let body = r.bytes().await.unwrap_or_default();
                             latencies
                                 .lock()
                                 .expect("latency lock")
                                 .push(t0.elapsed().as_secs_f64());
-                            accepted.fetch_add(batch as u64, Ordering::Relaxed);
+                            // The NDJSON answer says how many were taken; the receivers'
+                            // (protobuf, 204) do not, and took the whole batch.
+                            let counts = IngestCounts::of(&body);
+                            accepted.fetch_add(
+                                counts.accepted.unwrap_or(batch as u64),
+                                Ordering::Relaxed,
+                            );
+                            rejected.fetch_add(counts.rejected, Ordering::Relaxed);
+                            late.fetch_add(counts.late, Ordering::Relaxed);
+                        }
+                        Ok(r) if r.status() == reqwest::StatusCode::UNPROCESSABLE_ENTITY => {
+                            // Every item refused (the skewed client's batches): refused
+                            // one by one, as designed, not a failed request.
+                            let body = r.bytes().await.unwrap_or_default();
+                            let counts = IngestCounts::of(&body);
+                            rejected.fetch_add(counts.rejected, Ordering::Relaxed);
                         }
                         Ok(r) => {
                             let status = r.status();
@@ -155,6 +300,18 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
                 }
             }));
         }
+        let deployer = (args.deploys_every_secs > 0).then(|| {
+            tokio::spawn(post_deploys(
+                client.clone(),
+                args.url.trim_end_matches('/').to_string(),
+                args.token.clone(),
+                args.deploys_every_secs,
+                args.services,
+                (args.churn_every_secs, args.churn_step),
+                start,
+                deadline,
+            ))
+        });
         let mut rss = Vec::new();
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -176,6 +333,10 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
         for t in tasks {
             let _ = t.await;
         }
+        let posted = match deployer {
+            Some(d) => d.await.unwrap_or(0),
+            None => 0,
+        };
         let elapsed = start.elapsed().as_secs_f64();
         let total = accepted.load(Ordering::Relaxed);
         let mut lat = latencies.lock().expect("latency lock").clone();
@@ -183,6 +344,11 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
         println!("duration_secs: {elapsed:.1}");
         println!("samples_accepted: {total}");
         println!("samples_per_sec: {:.0}", total as f64 / elapsed);
+        println!(
+            "samples_rejected: {} (late: {})",
+            rejected.load(Ordering::Relaxed),
+            late.load(Ordering::Relaxed)
+        );
         println!(
             "requests: {} (errors: {})",
             lat.len(),
@@ -207,6 +373,37 @@ pub fn run(args: &LoadgenArgs) -> anyhow::Result<ExitCode> {
         }
         if total == 0 {
             anyhow::bail!("no request succeeded against {url}");
+        }
+        if args.deploys_every_secs > 0 {
+            let base = args.url.trim_end_matches('/');
+            let waited = Instant::now();
+            let limit = Duration::from_secs(args.judge_wait_secs);
+            let (watching, all) = loop {
+                let watching = deploy_total(&client, base, &args.token, "&verdict=watching").await;
+                let all = deploy_total(&client, base, &args.token, "").await;
+                if watching == Some(0) || waited.elapsed() >= limit {
+                    break (watching, all);
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            };
+            println!(
+                "deploys: {posted} posted, {} stored, {} still watching after {:.0} s",
+                all.map_or("?".into(), |n| n.to_string()),
+                watching.map_or("?".into(), |n| n.to_string()),
+                waited.elapsed().as_secs_f64()
+            );
+            for verdict in ["regression", "healthy", "inconclusive"] {
+                let n =
+                    deploy_total(&client, base, &args.token, &format!("&verdict={verdict}")).await;
+                println!(
+                    "deploys_{verdict}: {}",
+                    n.map_or("?".into(), |n| n.to_string())
+                );
+            }
+            if watching != Some(0) || all != Some(posted) {
+                eprintln!("error: not every posted deploy was judged");
+                return Ok(ExitCode::from(1));
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

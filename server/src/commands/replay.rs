@@ -11,7 +11,15 @@
 //!   `no_data`) and a warning on stderr naming its line.
 //! - records are ordered by event time before they are replayed, so files need not be
 //!   sorted.
+//! - a line that is not UTF-8 is a bad line (skipped with `--skip-invalid`, like any
+//!   other); a UTF-8 byte order mark before line 1 is ignored.
+//! - a timestamp with a date and a time of day but no zone (`2026-03-30T19:30:00`) is a
+//!   bad line: it names a different instant in every zone. Write `Z` or an offset;
+//!   numbers (seconds or milliseconds since the epoch) are UTC already.
+//! - an exact duplicate deploy line (same id, service, environment and timestamp) is
+//!   judged once; its verdict is printed at both lines and a warning names them.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
@@ -36,34 +44,96 @@ struct BadLine {
 type Parsed<T> = (Vec<(usize, T)>, Vec<BadLine>, usize);
 
 /// Reads a JSONL file with `parse`, collecting bad lines.
+///
+/// A line is bad when it is not UTF-8 (named by the byte and its column), not JSON, has a
+/// timestamp without a time zone, or `parse` refuses it; a bad line never stops the
+/// reading, so every other line is kept. A UTF-8 byte order mark before line 1 (as some
+/// Windows editors write) is ignored.
 fn read_jsonl<T>(
     path: &Path,
-    parse: impl Fn(&str) -> Result<T, watchdog_core::Error>,
+    parse: impl Fn(&serde_json::Value) -> Result<T, watchdog_core::Error>,
 ) -> anyhow::Result<Parsed<T>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut items = Vec::new();
     let mut bad = Vec::new();
     let mut bad_total = 0;
-    for (i, line) in BufReader::with_capacity(1 << 16, file).lines().enumerate() {
-        let line =
-            line.with_context(|| format!("cannot read {} at line {}", path.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
+    let mut buf = Vec::new();
+    let mut line_no = 0usize;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("cannot read {} at line {}", path.display(), line_no + 1))?;
+        if n == 0 {
+            break;
         }
-        match parse(&line) {
-            Ok(v) => items.push((i + 1, v)),
+        line_no += 1;
+        let mut bytes = buf.as_slice();
+        if line_no == 1 {
+            bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        }
+        let result = match std::str::from_utf8(bytes) {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => parse_record(line, &parse),
             Err(e) => {
+                let at = e.valid_up_to();
+                Err(format!(
+                    "not valid UTF-8: byte 0x{:02x} at column {}; save the file as UTF-8",
+                    bytes[at],
+                    at + 1
+                ))
+            }
+        };
+        match result {
+            Ok(v) => items.push((line_no, v)),
+            Err(message) => {
                 bad_total += 1;
                 if bad.len() < MAX_LISTED {
                     bad.push(BadLine {
-                        line: i + 1,
-                        message: e.to_string(),
+                        line: line_no,
+                        message,
                     });
                 }
             }
         }
     }
     Ok((items, bad, bad_total))
+}
+
+/// One line's record: JSON, a zoned timestamp, then `parse`.
+fn parse_record<T>(
+    line: &str,
+    parse: impl Fn(&serde_json::Value) -> Result<T, watchdog_core::Error>,
+) -> Result<T, String> {
+    let value = watchdog_core::samples::parse_line(line).map_err(|e| e.to_string())?;
+    if let Some(obj) = value.as_object() {
+        // The same keys, in the same order, as the core reads the timestamp from.
+        let field = ["timestamp", "time", "ts"]
+            .into_iter()
+            .find(|k| obj.contains_key(*k));
+        if let Some((key, serde_json::Value::String(text))) = field.map(|k| (k, &obj[k])) {
+            if lacks_zone(text) {
+                return Err(format!(
+                    "field `{key}`: timestamp {text:?} has no time zone; add `Z` for UTC or an offset such as +02:00 (RFC 3339)"
+                ));
+            }
+        }
+    }
+    parse(&value).map_err(|e| e.to_string())
+}
+
+/// Whether `text` is a date and time of day with no zone (`2026-03-30T19:30:00`, or with
+/// a space for the `T`). Such a time means a different instant in every zone, so replay
+/// refuses it rather than guess UTC. Epoch numbers are UTC by definition and pass.
+fn lacks_zone(text: &str) -> bool {
+    let t = text.trim();
+    let mut fixed = t.to_string();
+    if t.len() > 10 && t.as_bytes()[10] == b' ' && t.is_char_boundary(11) {
+        fixed.replace_range(10..11, "T");
+    }
+    chrono::DateTime::parse_from_rfc3339(&fixed).is_err()
+        && chrono::NaiveDateTime::parse_from_str(&fixed, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
 }
 
 /// Loads a configuration file: TOML, or JSON when the name ends in `.json`.
@@ -102,10 +172,10 @@ pub fn config_from(config: Option<&Path>, window: Option<u64>) -> anyhow::Result
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let config = config_from(args.config.as_deref(), args.monitoring_window_secs)?;
-    let (samples, bad_m, bad_m_total) = read_jsonl(&args.metrics, Sample::from_json_line)?;
-    let (deploys, bad_d, bad_d_total) = read_jsonl(&args.deploys, Deploy::from_json_line)?;
+    let (samples, bad_m, bad_m_total) = read_jsonl(&args.metrics, Sample::from_json)?;
+    let (deploys, bad_d, bad_d_total) = read_jsonl(&args.deploys, Deploy::from_json)?;
     let (logs, bad_l, bad_l_total) = match &args.logs {
-        Some(p) => read_jsonl(p, LogEvent::from_json_line)?,
+        Some(p) => read_jsonl(p, LogEvent::from_json)?,
         None => (Vec::new(), Vec::new(), 0),
     };
 
@@ -145,8 +215,40 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
 
-    let verdicts = replay(config, &samples, &deploys, &logs)?;
-    for ((line, d), v) in deploys.iter().zip(&verdicts) {
+    // An exact duplicate line (same deploy id, service, environment and timestamp, as a
+    // retried `notify` appends) is the same deploy: it is judged once, and its verdict is
+    // printed again at the duplicate's place, so the output keeps one line per deploy line.
+    let mut first_of: HashMap<(&str, &str, &str, i64), usize> = HashMap::new();
+    let mut unique: Vec<(usize, Deploy)> = Vec::with_capacity(deploys.len());
+    let mut slot_of_line = Vec::with_capacity(deploys.len());
+    for (line, d) in &deploys {
+        let key = (
+            d.deploy_id.as_str(),
+            d.service.as_str(),
+            d.environment.as_str(),
+            d.timestamp.millis(),
+        );
+        match first_of.get(&key) {
+            Some(&slot) => {
+                eprintln!(
+                    "warning: {}:{}: deploy {:?} repeats line {} exactly; judged once, its verdict printed for both lines",
+                    args.deploys.display(),
+                    line,
+                    d.deploy_id,
+                    unique[slot].0
+                );
+                slot_of_line.push(slot);
+            }
+            None => {
+                first_of.insert(key, unique.len());
+                slot_of_line.push(unique.len());
+                unique.push((*line, d.clone()));
+            }
+        }
+    }
+
+    let judged = replay(config, &samples, &unique, &logs)?;
+    for ((line, d), v) in unique.iter().zip(&judged) {
         if v.inconclusive_cause == Some(watchdog_core::InconclusiveCause::NoData) {
             eprintln!(
                 "warning: {}:{}: deploy {:?} of service {:?} in environment {:?} has no metric samples",
@@ -158,9 +260,10 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    let verdicts = slot_of_line.iter().map(|&slot| &judged[slot]);
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    for v in &verdicts {
+    for v in verdicts {
         serde_json::to_writer(&mut out, v)?;
         out.write_all(b"\n")?;
     }

@@ -45,13 +45,20 @@ pub struct Receivers {
 
 impl Receivers {
     /// Fresh state for the given configuration.
-    pub fn new(otlp: OtlpConfig, remote_write: RemoteWriteConfig) -> Receivers {
+    pub fn new(
+        otlp: OtlpConfig,
+        remote_write: RemoteWriteConfig,
+        limits: &crate::ingest::limits::Limits,
+    ) -> Receivers {
         Receivers {
             otlp,
             remote_write,
             otlp_metrics: Mutex::default(),
             remote_write_state: Mutex::default(),
-            versions: tokio::sync::Mutex::default(),
+            versions: tokio::sync::Mutex::new(VersionTracker::new(
+                limits.max_series,
+                limits.max_label_bytes,
+            )),
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
         }
     }

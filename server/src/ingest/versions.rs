@@ -15,6 +15,14 @@
 //!
 //! After a restart the tracker starts from the deploys in the store, so a version that
 //! changed while WatchDog was down is a deploy at the first sample after the restart.
+//!
+//! Memory is bounded: at most `capacity` services and environments are held (the
+//! engine's `limits.max_series` by default), the ones sighted least recently forgotten
+//! first, and a version longer than `limits.max_label_bytes` is never held (the deploy
+//! it implies is refused by the limits, with its reason). A forgotten service is read
+//! back from the store when it is sighted again, like after a restart; only a service
+//! that never had a deploy stored loses its running version then, and the version it
+//! reports on its return is taken as running, not as a deploy.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -68,6 +76,8 @@ pub fn note(
 struct Known {
     /// Most recent first.
     versions: VecDeque<String>,
+    /// When it was last sighted, in the tracker's own count of sightings.
+    touched: u64,
 }
 
 impl Known {
@@ -79,12 +89,59 @@ impl Known {
 }
 
 /// The versions seen per service and environment.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct VersionTracker {
     known: HashMap<(String, String), Known>,
+    /// Most services and environments held.
+    capacity: usize,
+    /// Longest version held, in bytes.
+    max_version_bytes: usize,
+    /// Sightings so far (the clock of `Known::touched`).
+    ticks: u64,
+}
+
+impl Default for VersionTracker {
+    fn default() -> Self {
+        let limits = crate::ingest::limits::Limits::default();
+        VersionTracker::new(limits.max_series, limits.max_label_bytes)
+    }
 }
 
 impl VersionTracker {
+    /// A tracker holding at most `capacity` services and environments (at least one) and
+    /// versions of at most `max_version_bytes`.
+    pub fn new(capacity: usize, max_version_bytes: usize) -> VersionTracker {
+        VersionTracker {
+            known: HashMap::new(),
+            capacity: capacity.max(1),
+            max_version_bytes,
+            ticks: 0,
+        }
+    }
+
+    /// Services and environments held now.
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
+    /// Forgets the least recently sighted entries once there are more than `capacity`,
+    /// down to nine tenths of it, so that the sort is paid once per many new services.
+    fn bound(&mut self) {
+        if self.known.len() <= self.capacity {
+            return;
+        }
+        let keep = self.capacity - self.capacity / 10;
+        let mut ages: Vec<u64> = self.known.values().map(|k| k.touched).collect();
+        let cut = ages.len() - keep;
+        let (_, &mut oldest_kept, _) = ages.select_nth_unstable(cut);
+        self.known.retain(|_, k| k.touched >= oldest_kept);
+    }
+
     /// The deploys the sightings imply, in the order of the sightings (earliest first
     /// within one service). Reads the store the first time a service is seen and when a
     /// version is new, so that announced deploys are not repeated.
@@ -99,6 +156,18 @@ impl VersionTracker {
         sightings.sort_by_key(|s| s.ts_ms);
         let mut out = Vec::new();
         for s in sightings {
+            if s.version.len() > self.max_version_bytes {
+                // Refused downstream by the label limit; holding it would let one client
+                // put megabytes per service in memory.
+                out.push(Deploy {
+                    timestamp: Timestamp(s.ts_ms),
+                    deploy_id: s.version,
+                    service: s.service,
+                    environment: s.environment,
+                });
+                continue;
+            }
+            self.ticks += 1;
             let k = (s.service.clone(), s.environment.clone());
             if !self.known.contains_key(&k) {
                 let stored = stored_versions(store, &s.service, &s.environment).await?;
@@ -113,6 +182,7 @@ impl VersionTracker {
                 self.known.insert(k.clone(), known);
             }
             let known = self.known.get_mut(&k).expect("inserted above");
+            known.touched = self.ticks;
             // Current, or an old instance still reporting (left where it is, so the
             // newest version stays the current one).
             if known.versions.contains(&s.version) {
@@ -130,6 +200,7 @@ impl VersionTracker {
                 environment: s.environment,
             });
         }
+        self.bound();
         Ok(out)
     }
 }
@@ -231,5 +302,35 @@ mod tests {
         let mut other = seen("v9", 9_000);
         other[0].environment = "staging".into();
         assert!(t.deploys(&store, other).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn memory_is_bounded_by_services_and_by_version_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Normal)
+            .await
+            .unwrap();
+        let mut t = VersionTracker::new(100, 64);
+        // A client putting pod names in `service`: ten times the capacity.
+        for i in 0..1_000 {
+            let mut s = seen("v1", i);
+            s[0].service = format!("pod-{i}");
+            assert!(t.deploys(&store, s).await.unwrap().is_empty());
+            assert!(t.len() <= 100, "{} held after {i}", t.len());
+        }
+        // The service sighted most recently is still known: its new version is a deploy.
+        let mut s = seen("v2", 2_000);
+        s[0].service = "pod-999".into();
+        assert_eq!(t.deploys(&store, s).await.unwrap().len(), 1);
+        // A 1 MB version is not held (the label limit refuses the deploy it implies).
+        let huge = "x".repeat(1 << 20);
+        let mut s = seen(&huge, 3_000);
+        s[0].service = "pod-999".into();
+        let d = t.deploys(&store, s).await.unwrap();
+        assert_eq!(d.len(), 1);
+        assert!(t
+            .known
+            .values()
+            .all(|k| k.versions.iter().all(|v| v.len() <= 64)));
     }
 }

@@ -7,7 +7,7 @@
 //! Several servers may share one database (docs/postgres.md):
 //! - inserts into `samples`, `logs` and `deploys` take a transaction-level advisory lock
 //!   per table first, so row ids become visible in id order and a server following the
-//!   store by id ([`crate::store::follow`]) never skips a row committed late;
+//!   store by id ([`crate::follow`]) never skips a row committed late;
 //! - a verdict is stored once per deploy (unique key, `ON CONFLICT DO NOTHING`), and its
 //!   incident and alerts only by the transaction that stored it;
 //! - due alerts are claimed with `FOR UPDATE SKIP LOCKED` and leased for
@@ -27,6 +27,11 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPool
 use sqlx::{AssertSqlSafe, Postgres, Row, SqlSafeStr};
 use watchdog_core::{Deploy, DeployVerdict, Timestamp};
 
+use super::rows::{
+    deploy_row, incident_summary, like_pattern, parse_verdict, ts, Bind, DEPLOY_COLUMNS,
+    DEPLOY_FROM, INCIDENT_COLUMNS,
+};
+use super::sql;
 use super::{
     AuditEntry, DeployQuery, DeployRow, IncidentQuery, IncidentRecord, IncidentSort,
     IncidentStatus, IncidentSummary, NewDeploy, NewIncident, NewRecord, Note, OutboxCounts,
@@ -84,7 +89,10 @@ impl super::LeaseGuard for AdvisoryLease {
         let Some(conn) = self.conn.as_mut() else {
             return false;
         };
-        let ok = sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok();
+        let ok = sqlx::query(sql::PING_SELECT)
+            .execute(&mut **conn)
+            .await
+            .is_ok();
         if !ok {
             // A broken connection: the server has released the lock already.
             if let Some(c) = self.conn.take() {
@@ -205,13 +213,10 @@ impl PostgresStore {
         .execute(&mut *tx)
         .await?;
         for (version, sql) in MIGRATIONS {
-            let done: Option<i64> = scalar(
-                false,
-                "SELECT version FROM schema_migrations WHERE version = $1",
-            )
-            .bind(version)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let done: Option<i64> = scalar(false, sql::MIGRATE_SELECT_SCHEMA_MIGRATIONS)
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
             if done.is_some() {
                 continue;
             }
@@ -302,64 +307,6 @@ async fn insert_records(
     Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
-fn ts(ms: i64) -> Timestamp {
-    Timestamp(ms)
-}
-
-fn parse_verdict(body: &str) -> StoreResult<DeployVerdict> {
-    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("stored verdict: {e}")))
-}
-
-const DEPLOY_COLUMNS: &str =
-    "d.id, d.deploy_id, d.service, d.environment, d.deployed_at_ms, d.source, v.body, i.id";
-const DEPLOY_FROM: &str = "FROM deploys d LEFT JOIN verdicts v ON v.deploy_row_id = d.id LEFT JOIN incidents i ON i.deploy_row_id = d.id";
-
-fn deploy_row(row: &PgRow) -> StoreResult<DeployRow> {
-    let verdict: Option<String> = row.try_get(6)?;
-    let verdict = verdict.as_deref().map(parse_verdict).transpose()?;
-    Ok(DeployRow {
-        id: row.try_get(0)?,
-        deploy_id: row.try_get(1)?,
-        service: row.try_get(2)?,
-        environment: row.try_get(3)?,
-        deployed_at: ts(row.try_get(4)?),
-        source: row.try_get(5)?,
-        status: if verdict.is_some() {
-            "decided"
-        } else {
-            "watching"
-        },
-        verdict,
-        incident_id: row.try_get(7)?,
-    })
-}
-
-const INCIDENT_COLUMNS: &str = "id, title, status, severity, service, environment, deploy_id, deploy_row_id, opened_at_ms, updated_at_ms, headline";
-
-fn incident_summary(row: &PgRow) -> StoreResult<IncidentSummary> {
-    let status: String = row.try_get(2)?;
-    Ok(IncidentSummary {
-        id: row.try_get(0)?,
-        title: row.try_get(1)?,
-        status: IncidentStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("incident status {status:?}")))?,
-        severity: row.try_get(3)?,
-        service: row.try_get(4)?,
-        environment: row.try_get(5)?,
-        deploy_id: row.try_get(6)?,
-        deploy_row_id: row.try_get(7)?,
-        opened_at: ts(row.try_get(8)?),
-        updated_at: ts(row.try_get(9)?),
-        headline: row.try_get(10)?,
-    })
-}
-
-/// A bind value of a dynamically built query.
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
 fn bind_all<'q>(
     mut q: sqlx::query::Query<'q, Postgres, PgArguments>,
     binds: &[Bind],
@@ -371,19 +318,6 @@ fn bind_all<'q>(
         };
     }
     q
-}
-
-/// Escapes `%`, `_` and `\` for `LIKE … ESCAPE '\'`.
-fn like_pattern(text: &str) -> String {
-    let mut p = String::from("%");
-    for c in text.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
 }
 
 async fn get_incident_summary(
@@ -408,17 +342,14 @@ async fn audit(
     action: &str,
     detail: &str,
 ) -> StoreResult<()> {
-    query(
-        p,
-        "INSERT INTO audit (incident_id, at_ms, actor, action, detail) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(incident_id)
-    .bind(at_ms)
-    .bind(actor)
-    .bind(action)
-    .bind(detail)
-    .execute(&mut *conn)
-    .await?;
+    query(p, sql::AUDIT_INSERT_AUDIT)
+        .bind(incident_id)
+        .bind(at_ms)
+        .bind(actor)
+        .bind(action)
+        .bind(detail)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -431,15 +362,13 @@ async fn enqueue_alerts(
     now_ms: i64,
 ) -> StoreResult<()> {
     for channel in channels {
-        query(p,
-            "INSERT INTO alert_outbox (incident_id, channel, kind, status, attempts, next_attempt_ms, created_at_ms) VALUES ($1, $2, $3, 'pending', 0, $4, $4)",
-        )
-        .bind(incident_id)
-        .bind(channel.as_str())
-        .bind(kind)
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?;
+        query(p, sql::ENQUEUE_ALERTS_INSERT_ALERT_OUTBOX)
+            .bind(incident_id)
+            .bind(channel.as_str())
+            .bind(kind)
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -451,7 +380,7 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        query(self.p, "SELECT 1").execute(&self.pool).await?;
+        query(self.p, sql::PING_SELECT).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -464,16 +393,14 @@ impl Store for PostgresStore {
         let (first, last) = insert_records(self.p, &mut tx, "samples", rows).await?;
         let min_ts = rows.iter().map(|r| r.ts_ms).min().unwrap_or(0);
         let max_ts = rows.iter().map(|r| r.ts_ms).max().unwrap_or(0);
-        query(self.p,
-            "INSERT INTO sample_batches (first_sample_id, last_sample_id, min_ts_ms, max_ts_ms, received_at_ms) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(first)
-        .bind(last)
-        .bind(min_ts)
-        .bind(max_ts)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+        query(self.p, sql::INSERT_SAMPLES_INSERT_SAMPLE_BATCHES)
+            .bind(first)
+            .bind(last)
+            .bind(min_ts)
+            .bind(max_ts)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -498,17 +425,15 @@ impl Store for PostgresStore {
         lock(self.p, &mut tx, LOCK_DEPLOYS).await?;
         let mut ids = Vec::with_capacity(rows.len());
         for r in rows {
-            let id: Option<i64> = scalar(self.p,
-                "INSERT INTO deploys (deploy_id, service, environment, deployed_at_ms, source, received_at_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (deploy_id, service, environment, deployed_at_ms) DO NOTHING RETURNING id",
-            )
-            .bind(r.deploy.deploy_id.as_str())
-            .bind(r.deploy.service.as_str())
-            .bind(r.deploy.environment.as_str())
-            .bind(r.deploy.timestamp.millis())
-            .bind(r.source.as_str())
-            .bind(now_ms)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let id: Option<i64> = scalar(self.p, sql::INSERT_DEPLOYS_INSERT_DEPLOYS)
+                .bind(r.deploy.deploy_id.as_str())
+                .bind(r.deploy.service.as_str())
+                .bind(r.deploy.environment.as_str())
+                .bind(r.deploy.timestamp.millis())
+                .bind(r.source.as_str())
+                .bind(now_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
             ids.push(id);
         }
         tx.commit().await?;
@@ -523,25 +448,20 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<StoredRecord>> {
         // Start at the first batch that reaches `from_ms`: batches are small and indexed
         // by their latest event time, so this avoids a time index on every sample.
-        let start: Option<i64> = scalar(
-            self.p,
-            "SELECT MIN(first_sample_id) FROM sample_batches WHERE max_ts_ms >= $1",
-        )
-        .bind(from_ms)
-        .fetch_one(&self.pool)
-        .await?;
+        let start: Option<i64> = scalar(self.p, sql::SAMPLES_SINCE_SELECT_SAMPLE_BATCHES)
+            .bind(from_ms)
+            .fetch_one(&self.pool)
+            .await?;
         let Some(start) = start else {
             return Ok(Vec::new());
         };
-        let rows = query(self.p,
-            "SELECT id, body FROM samples WHERE id >= $1 AND id > $2 AND ts_ms >= $3 ORDER BY id LIMIT $4",
-        )
-        .bind(start)
-        .bind(after_id)
-        .bind(from_ms)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = query(self.p, sql::SAMPLES_SINCE_SELECT_SAMPLES)
+            .bind(start)
+            .bind(after_id)
+            .bind(from_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(StoredRecord {
@@ -558,15 +478,12 @@ impl Store for PostgresStore {
         after_id: i64,
         limit: i64,
     ) -> StoreResult<Vec<StoredRecord>> {
-        let rows = query(
-            self.p,
-            "SELECT id, body FROM logs WHERE ts_ms >= $1 AND id > $2 ORDER BY id LIMIT $3",
-        )
-        .bind(from_ms)
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = query(self.p, sql::LOGS_SINCE_SELECT_LOGS)
+            .bind(from_ms)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(StoredRecord {
@@ -578,12 +495,10 @@ impl Store for PostgresStore {
     }
 
     async fn deploys_since(&self, from_ms: i64) -> StoreResult<Vec<StoredDeploy>> {
-        let rows = query(self.p,
-            "SELECT id, deploy_id, service, environment, deployed_at_ms FROM deploys WHERE deployed_at_ms >= $1 ORDER BY id",
-        )
-        .bind(from_ms)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = query(self.p, sql::DEPLOYS_SINCE_SELECT_DEPLOYS)
+            .bind(from_ms)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(StoredDeploy {
@@ -624,29 +539,24 @@ impl Store for PostgresStore {
         let mut pruned = Pruned::default();
         loop {
             let mut tx = self.pool.begin().await?;
-            let batches = query(self.p,
-                "SELECT id, first_sample_id, last_sample_id FROM sample_batches WHERE max_ts_ms < $1 ORDER BY id LIMIT $2",
-            )
-            .bind(before_ms)
-            .bind(CHUNK)
-            .fetch_all(&mut *tx)
-            .await?;
+            let batches = query(self.p, sql::PRUNE_SELECT_SAMPLE_BATCHES)
+                .bind(before_ms)
+                .bind(CHUNK)
+                .fetch_all(&mut *tx)
+                .await?;
             for b in &batches {
                 let (id, first, last): (i64, i64, i64) =
                     (b.try_get(0)?, b.try_get(1)?, b.try_get(2)?);
                 // The time test keeps another batch's newer rows that share the id range
                 // (concurrent writers may interleave ids).
-                let done = query(
-                    self.p,
-                    "DELETE FROM samples WHERE id >= $1 AND id <= $2 AND ts_ms < $3",
-                )
-                .bind(first)
-                .bind(last)
-                .bind(before_ms)
-                .execute(&mut *tx)
-                .await?;
+                let done = query(self.p, sql::PRUNE_DELETE_SAMPLES)
+                    .bind(first)
+                    .bind(last)
+                    .bind(before_ms)
+                    .execute(&mut *tx)
+                    .await?;
                 pruned.samples += done.rows_affected();
-                query(self.p, "DELETE FROM sample_batches WHERE id = $1")
+                query(self.p, sql::PRUNE_DELETE_SAMPLE_BATCHES)
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
@@ -657,13 +567,11 @@ impl Store for PostgresStore {
             }
         }
         loop {
-            let done = query(self.p,
-                "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE ts_ms < $1 ORDER BY id LIMIT $2)",
-            )
-            .bind(before_ms)
-            .bind(CHUNK * 50)
-            .execute(&self.pool)
-            .await?;
+            let done = query(self.p, sql::PRUNE_DELETE_LOGS)
+                .bind(before_ms)
+                .bind(CHUNK * 50)
+                .execute(&self.pool)
+                .await?;
             pruned.logs += done.rows_affected();
             if done.rows_affected() < (CHUNK * 50) as u64 {
                 break;
@@ -673,7 +581,7 @@ impl Store for PostgresStore {
     }
 
     async fn oldest_unjudged_deploy_ms(&self, before_ms: i64) -> StoreResult<Option<i64>> {
-        let sql = "SELECT MIN(d.deployed_at_ms) FROM deploys d WHERE d.deployed_at_ms < $1 AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.deploy_row_id = d.id)";
+        let sql = sql::OLDEST_UNJUDGED_DEPLOY_MS_SELECT_DEPLOYS;
         Ok(scalar(self.p, sql)
             .bind(before_ms)
             .fetch_one(&self.pool)
@@ -688,16 +596,14 @@ impl Store for PostgresStore {
         to_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<StoredRecord>> {
-        let rows = query(self.p,
-            "SELECT id, body FROM samples WHERE service = $1 AND environment = $2 AND ts_ms >= $3 AND ts_ms <= $4 ORDER BY ts_ms, id LIMIT $5",
-        )
-        .bind(service)
-        .bind(environment)
-        .bind(from_ms)
-        .bind(to_ms)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = query(self.p, sql::SERIES_SELECT_SAMPLES)
+            .bind(service)
+            .bind(environment)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(StoredRecord {
@@ -709,13 +615,41 @@ impl Store for PostgresStore {
     }
 
     async fn latest_event_ms(&self) -> StoreResult<Option<i64>> {
-        let a: Option<i64> = scalar(self.p, "SELECT MAX(max_ts_ms) FROM sample_batches")
+        let a: Option<i64> = scalar(self.p, sql::LATEST_EVENT_MS_SELECT_SAMPLE_BATCHES)
             .fetch_one(&self.pool)
             .await?;
-        let b: Option<i64> = scalar(self.p, "SELECT MAX(deployed_at_ms) FROM deploys")
+        let b: Option<i64> = scalar(self.p, sql::LATEST_EVENT_MS_SELECT_DEPLOYS)
             .fetch_one(&self.pool)
             .await?;
         Ok(a.max(b))
+    }
+
+    async fn add_late_after_verdict(&self, deploy: &Deploy, samples: u64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        // FOR UPDATE: replicas adding counts to the same verdict take turns.
+        let found = query(
+            self.p,
+            "SELECT v.id, v.body FROM verdicts v JOIN deploys d ON d.id = v.deploy_row_id WHERE d.deploy_id = $1 AND d.service = $2 AND d.environment = $3 AND d.deployed_at_ms = $4 FOR UPDATE OF v",
+        )
+        .bind(deploy.deploy_id.as_str())
+        .bind(deploy.service.as_str())
+        .bind(deploy.environment.as_str())
+        .bind(deploy.timestamp.millis())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = found else {
+            return Ok(false);
+        };
+        let id: i64 = row.try_get(0)?;
+        let body: String = row.try_get(1)?;
+        let body = super::with_late_after_verdict(&body, samples)?;
+        query(self.p, sql::ADD_LATE_AFTER_VERDICT_UPDATE_VERDICTS)
+            .bind(body)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn record_verdict(
@@ -728,7 +662,7 @@ impl Store for PostgresStore {
             .map_err(|e| StoreError::Corrupt(format!("verdict to JSON: {e}")))?;
         let mut tx = self.pool.begin().await?;
         let deploy_row_id: i64 = match scalar(self.p,
-            "SELECT id FROM deploys WHERE deploy_id = $1 AND service = $2 AND environment = $3 AND deployed_at_ms = $4",
+            sql::RECORD_VERDICT_SELECT_DEPLOYS,
         )
         .bind(verdict.deploy_id.as_str())
         .bind(verdict.service.as_str())
@@ -751,36 +685,32 @@ impl Store for PostgresStore {
                 .await?
             }
         };
-        let inserted: Option<i64> = scalar(self.p,
-            "INSERT INTO verdicts (deploy_row_id, verdict, detected_at_ms, body, decided_at_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (deploy_row_id) DO NOTHING RETURNING id",
-        )
-        .bind(deploy_row_id)
-        .bind(verdict.verdict.as_str())
-        .bind(verdict.detected_at.map(Timestamp::millis))
-        .bind(body)
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let inserted: Option<i64> = scalar(self.p, sql::RECORD_VERDICT_INSERT_VERDICTS)
+            .bind(deploy_row_id)
+            .bind(verdict.verdict.as_str())
+            .bind(verdict.detected_at.map(Timestamp::millis))
+            .bind(body)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
         if inserted.is_none() {
             tx.rollback().await?;
             return Ok(None);
         }
         let mut opened = None;
         if let Some(new) = incident {
-            let id: i64 = scalar(self.p,
-                "INSERT INTO incidents (deploy_row_id, title, status, severity, severity_rank, service, environment, deploy_id, headline, opened_at_ms, updated_at_ms) VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
-            )
-            .bind(deploy_row_id)
-            .bind(new.title.as_str())
-            .bind(new.severity.as_str())
-            .bind(new.severity_rank)
-            .bind(verdict.service.as_str())
-            .bind(verdict.environment.as_str())
-            .bind(verdict.deploy_id.as_str())
-            .bind(new.headline.as_str())
-            .bind(now_ms)
-            .fetch_one(&mut *tx)
-            .await?;
+            let id: i64 = scalar(self.p, sql::RECORD_VERDICT_INSERT_INCIDENTS)
+                .bind(deploy_row_id)
+                .bind(new.title.as_str())
+                .bind(new.severity.as_str())
+                .bind(new.severity_rank)
+                .bind(verdict.service.as_str())
+                .bind(verdict.environment.as_str())
+                .bind(verdict.deploy_id.as_str())
+                .bind(new.headline.as_str())
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await?;
             audit(
                 self.p,
                 &mut tx,
@@ -939,46 +869,41 @@ impl Store for PostgresStore {
         let Some(summary) = get_incident_summary(self.p, &mut conn, id).await? else {
             return Ok(None);
         };
-        let body: String = scalar(self.p, "SELECT body FROM verdicts WHERE deploy_row_id = $1")
+        let body: String = scalar(self.p, sql::GET_INCIDENT_SELECT_VERDICTS)
             .bind(summary.deploy_row_id)
             .fetch_one(&mut *conn)
             .await?;
         let verdict = parse_verdict(&body)?;
-        let notes = query(self.p,
-            "SELECT id, incident_id, author, text, created_at_ms FROM notes WHERE incident_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Note {
-                id: r.try_get(0)?,
-                incident_id: r.try_get(1)?,
-                author: r.try_get(2)?,
-                text: r.try_get(3)?,
-                created_at: ts(r.try_get(4)?),
+        let notes = query(self.p, sql::GET_INCIDENT_SELECT_NOTES)
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Note {
+                    id: r.try_get(0)?,
+                    incident_id: r.try_get(1)?,
+                    author: r.try_get(2)?,
+                    text: r.try_get(3)?,
+                    created_at: ts(r.try_get(4)?),
+                })
             })
-        })
-        .collect::<StoreResult<_>>()?;
-        let audit = query(
-            self.p,
-            "SELECT id, at_ms, actor, action, detail FROM audit WHERE incident_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(AuditEntry {
-                id: r.try_get(0)?,
-                at: ts(r.try_get(1)?),
-                actor: r.try_get(2)?,
-                action: r.try_get(3)?,
-                detail: r.try_get(4)?,
+            .collect::<StoreResult<_>>()?;
+        let audit = query(self.p, sql::GET_INCIDENT_SELECT_AUDIT)
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.try_get(0)?,
+                    at: ts(r.try_get(1)?),
+                    actor: r.try_get(2)?,
+                    action: r.try_get(3)?,
+                    detail: r.try_get(4)?,
+                })
             })
-        })
-        .collect::<StoreResult<_>>()?;
+            .collect::<StoreResult<_>>()?;
         Ok(Some(IncidentRecord {
             summary,
             verdict,
@@ -1003,15 +928,12 @@ impl Store for PostgresStore {
             tx.rollback().await?;
             return Ok(Some(current));
         }
-        query(
-            self.p,
-            "UPDATE incidents SET status = $1, updated_at_ms = $2 WHERE id = $3",
-        )
-        .bind(status.as_str())
-        .bind(now_ms)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        query(self.p, sql::SET_STATUS_UPDATE_INCIDENTS)
+            .bind(status.as_str())
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         audit(
             self.p,
             &mut tx,
@@ -1039,23 +961,18 @@ impl Store for PostgresStore {
         if get_incident_summary(self.p, &mut tx, id).await?.is_none() {
             return Ok(None);
         }
-        let note_id: i64 = scalar(self.p,
-            "INSERT INTO notes (incident_id, author, text, created_at_ms) VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(id)
-        .bind(author)
-        .bind(text)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        query(
-            self.p,
-            "UPDATE incidents SET updated_at_ms = $1 WHERE id = $2",
-        )
-        .bind(now_ms)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        let note_id: i64 = scalar(self.p, sql::ADD_NOTE_INSERT_NOTES)
+            .bind(id)
+            .bind(author)
+            .bind(text)
+            .bind(now_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+        query(self.p, sql::ADD_NOTE_UPDATE_INCIDENTS)
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         audit(
             self.p,
             &mut tx,
@@ -1077,12 +994,10 @@ impl Store for PostgresStore {
     }
 
     async fn get_explanation(&self, id: i64) -> StoreResult<Option<StoredExplanation>> {
-        let row = query(self.p,
-            "SELECT text, source, model, generated_at_ms, fallback_reason FROM explanations WHERE incident_id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = query(self.p, sql::GET_EXPLANATION_SELECT_EXPLANATIONS)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| {
             Ok(StoredExplanation {
                 text: r.try_get(0)?,
@@ -1102,17 +1017,15 @@ impl Store for PostgresStore {
         actor: &str,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        query(self.p,
-            "INSERT INTO explanations (incident_id, text, source, model, generated_at_ms, fallback_reason) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (incident_id) DO UPDATE SET text = excluded.text, source = excluded.source, model = excluded.model, generated_at_ms = excluded.generated_at_ms, fallback_reason = excluded.fallback_reason",
-        )
-        .bind(id)
-        .bind(e.text.as_str())
-        .bind(e.source.as_str())
-        .bind(e.model.as_deref())
-        .bind(e.generated_at.millis())
-        .bind(e.fallback_reason.as_deref())
-        .execute(&mut *tx)
-        .await?;
+        query(self.p, sql::PUT_EXPLANATION_INSERT_EXPLANATIONS)
+            .bind(id)
+            .bind(e.text.as_str())
+            .bind(e.source.as_str())
+            .bind(e.model.as_deref())
+            .bind(e.generated_at.millis())
+            .bind(e.fallback_reason.as_deref())
+            .execute(&mut *tx)
+            .await?;
         audit(
             self.p,
             &mut tx,
@@ -1129,10 +1042,9 @@ impl Store for PostgresStore {
 
     async fn installation_id(&self) -> StoreResult<String> {
         // When the schema was first created, in milliseconds: set once per database.
-        let created: Option<i64> =
-            scalar(self.p, "SELECT MIN(applied_at_ms) FROM schema_migrations")
-                .fetch_one(&self.pool)
-                .await?;
+        let created: Option<i64> = scalar(self.p, sql::INSTALLATION_ID_SELECT_SCHEMA_MIGRATIONS)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(format!("{:x}", created.unwrap_or(0)))
     }
 
@@ -1165,22 +1077,17 @@ impl Store for PostgresStore {
     }
 
     async fn next_alert_due_ms(&self) -> StoreResult<Option<i64>> {
-        Ok(scalar(
-            self.p,
-            "SELECT MIN(next_attempt_ms) FROM alert_outbox WHERE status = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await?)
+        Ok(scalar(self.p, sql::NEXT_ALERT_DUE_MS_SELECT_ALERT_OUTBOX)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn mark_alert_delivered(&self, id: i64, now_ms: i64) -> StoreResult<bool> {
-        let res = query(self.p,
-            "UPDATE alert_outbox SET status = 'delivered', delivered_at_ms = $1, attempts = attempts + 1 WHERE id = $2 AND status = 'pending'",
-        )
-        .bind(now_ms)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        let res = query(self.p, sql::MARK_ALERT_DELIVERED_UPDATE_ALERT_OUTBOX)
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(res.rows_affected() == 1)
     }
 
@@ -1191,32 +1098,29 @@ impl Store for PostgresStore {
         next_ms: Option<i64>,
     ) -> StoreResult<()> {
         match next_ms {
-            Some(next) => query(self.p,
-                "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $1, next_attempt_ms = $2 WHERE id = $3 AND status = 'pending'",
-            )
-            .bind(error)
-            .bind(next)
-            .bind(id)
-            .execute(&self.pool)
-            .await?,
-            None => query(self.p,
-                "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $1, status = 'failed' WHERE id = $2 AND status = 'pending'",
-            )
-            .bind(error)
-            .bind(id)
-            .execute(&self.pool)
-            .await?,
+            Some(next) => {
+                query(self.p, sql::MARK_ALERT_FAILED_UPDATE_ALERT_OUTBOX)
+                    .bind(error)
+                    .bind(next)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                query(self.p, sql::MARK_ALERT_FAILED_UPDATE_ALERT_OUTBOX_2)
+                    .bind(error)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+            }
         };
         Ok(())
     }
 
     async fn alert_counts(&self) -> StoreResult<OutboxCounts> {
-        let rows = query(
-            self.p,
-            "SELECT status, COUNT(*) FROM alert_outbox GROUP BY status",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = query(self.p, sql::ALERT_COUNTS_SELECT_ALERT_OUTBOX)
+            .fetch_all(&self.pool)
+            .await?;
         let mut c = OutboxCounts::default();
         for r in rows {
             let status: String = r.try_get(0)?;
@@ -1256,12 +1160,9 @@ impl Store for PostgresStore {
     }
 
     async fn templates(&self) -> StoreResult<Vec<StoredTemplate>> {
-        let rows = query(
-                self.p,
-            "SELECT service, environment, signature, level, template, first_seen_ms FROM log_templates ORDER BY service, environment, signature",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = query(self.p, sql::TEMPLATES_SELECT_LOG_TEMPLATES)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 let signature: String = r.try_get(2)?;
