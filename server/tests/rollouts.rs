@@ -404,6 +404,15 @@ async fn flagger_halts_a_bad_canary_and_holds_promotion_while_undecided() {
     .await;
     assert_eq!(halted["status"], 409, "{halted}");
     assert_eq!(halted["body"]["verdict"], "regression", "{halted}");
+    // Like every error answer of the API: `error` and `code` beside the gate's fields.
+    assert_eq!(halted["body"]["code"], "error", "{halted}");
+    assert!(
+        halted["body"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("regression"),
+        "{halted}"
+    );
     assert_eq!(
         halted["body"]["canary"]["canary_version"], "canary",
         "{halted}"

@@ -290,5 +290,15 @@ async fn flagger(
     let mut body = g.body;
     body["hook"] = json!(hook);
     body["phase"] = json!(h.phase);
+    if !status.is_success() {
+        // A halt is also an error answer like every other (`error`, `code`), with the
+        // gate's fields beside them; Flagger logs the body.
+        body["error"] = json!(format!(
+            "{}: {}",
+            g.verdict,
+            body["reason"].as_str().unwrap_or("")
+        ));
+        body["code"] = json!(crate::error::code(status));
+    }
     Ok((status, Json(body)).into_response())
 }
