@@ -684,3 +684,32 @@ fn extreme_samples_after_a_short_pre_existing_shift_are_a_regression() {
         assert_eq!(v.evidence[0].test, watchdog_core::TestKind::TailExceedance);
     }
 }
+
+/// A baseline that wanders like a random walk cannot tell the smallest material change
+/// from its own drift: inconclusive, saying so (not "low traffic"), with what would help.
+#[test]
+fn a_wandering_baseline_is_inconclusive_as_unsteady() {
+    let mut rng = watchdog_core::scenarios::Rng::new(11);
+    let mut x = 0.0;
+    let samples: Vec<_> = (0..540)
+        .map(|i| {
+            x = 0.995 * x + rng.normal();
+            let t = T0.add_secs(10.0 * (i as f64 - 360.0));
+            sample(t, "svc", &[("queue_depth", 1000.0 + 20.0 * x)])
+        })
+        .collect();
+    let v = &run(Config::default(), &samples, &[deploy(T0, "v2", "svc")])[0];
+    assert_eq!(v.verdict, VerdictKind::Inconclusive, "{}", v.reason);
+    assert_eq!(
+        v.inconclusive_cause,
+        Some(InconclusiveCause::UnsteadyBaseline),
+        "{}",
+        v.reason
+    );
+    assert!(v.reason.contains("wanders"), "{}", v.reason);
+    assert!(
+        v.needed.as_deref().unwrap_or("").contains("steadier"),
+        "{:?}",
+        v.needed
+    );
+}
