@@ -80,6 +80,14 @@ impl Hasher for FnvHasher {
     }
 }
 
+/// The [`FnvBuild`] hash of `bytes` (eight bytes per round, then the finaliser): for keys
+/// of tables the core manages itself, such as the miner's recent-message memo.
+pub(crate) fn fast_hash(bytes: &[u8]) -> u64 {
+    let mut h = FnvBuild.build_hasher();
+    h.write(bytes);
+    h.finish()
+}
+
 /// A `HashMap` with the deterministic hasher.
 pub(crate) type FnvMap<K, V> = std::collections::HashMap<K, V, FnvBuild>;
 
