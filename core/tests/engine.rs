@@ -541,7 +541,7 @@ fn a_flooding_service_cannot_make_another_services_signature_new() {
 /// "new", and the deploy is not a new-error regression.
 #[test]
 fn an_evicted_template_is_not_new_when_it_comes_back() {
-    use watchdog_core::{LogEvent, LogLevel, SignatureChange};
+    use watchdog_core::{LogLevel, SignatureChange};
     let (samples, dep) = step_series(7, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
     let mut engine = Engine::new(Config::default()).unwrap();
     engine.ingest_deploy(&dep).unwrap();

@@ -60,9 +60,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::mask::{mask_message, shape_hash, WILDCARD};
+use super::mask::{mask_message, shape_hash, token_spans, WILDCARD};
 use super::retired::Retired;
-use crate::hash::{fast_hash, fnv1a, fnv1a_from, FnvMap};
+use crate::hash::{fnv1a, fnv1a_from, sampled_hash, FnvMap};
 use crate::samples::LogLevel;
 use crate::time::Timestamp;
 
@@ -421,13 +421,13 @@ impl TemplateMiner {
         // dependency): about half of the lines of each Loghub sample repeat one of the
         // last thousand messages byte for byte. A repeated message masks to the same
         // text and so belongs to the same cluster as before, so a small direct-mapped
-        // table from the raw message to its cluster answers it without masking: one hash
-        // of the raw bytes, one compare. It is fixed in size (no allocation once its
+        // table from the raw message to its cluster answers it without masking: a hash of
+        // the raw message's length and three of its words, one compare. It is fixed in size (no allocation once its
         // slots have grown, bounded memory), and a slot freed by eviction is recognised
         // by its generation, as in the masked-text cache. It changes no result: the
         // cluster is the one the masked-text cache holds for the same text.
         let level_tag = level.map_or(0u8, |l| level_byte(l) as u8);
-        let hash = fast_hash(message.as_bytes()) ^ u64::from(level_tag);
+        let hash = sampled_hash(message.as_bytes()) ^ u64::from(level_tag);
         let at_recent = (hash as usize) & (RECENT_SLOTS - 1);
         if let Some(r) = self.recent.get(at_recent) {
             if r.hash == hash
@@ -482,12 +482,7 @@ impl TemplateMiner {
             self.masked.push(level_byte(l));
         }
         self.prefix = self.masked.len();
-        mask_message(
-            message,
-            &mut self.masked,
-            &mut self.spans,
-            &mut self.scratch,
-        );
+        mask_message(message, &mut self.masked, &mut self.scratch);
         match self.cached(self.masked.as_str()) {
             Some(slot) => slot,
             None => {
@@ -564,6 +559,7 @@ impl TemplateMiner {
 
     /// Finds or creates the cluster of the masked line in `self.masked`.
     fn place(&mut self, level: Option<LogLevel>) -> u32 {
+        token_spans(&self.masked, self.prefix, &mut self.spans);
         self.hash_tokens();
         let branch = self.branch_key(level);
         if let Some(slot) = self.best_match(branch) {
