@@ -148,11 +148,14 @@ fn mask_tokens(source: &str, out: &mut String, base: usize, quotes_done: bool) -
         }
         let from = i;
         let mut class = 0u8;
+        // The class of the token without its last byte, for `word.` and `word,`.
+        let mut head = 0u8;
         while i < b.len() {
             let c = CLASS[b[i] as usize];
             if c == SPACE {
                 break;
             }
+            head = class;
             class |= c;
             i += 1;
         }
@@ -168,6 +171,16 @@ fn mask_tokens(source: &str, out: &mut String, base: usize, quotes_done: bool) -
             && is_date_word(token)
             && dated(prev, source[i..].split_ascii_whitespace());
         let simple = class & (QUOTE | COLON | PUNCT | SPECIAL) == 0 && tb[tb.len() - 1] != b'-';
+        // A simple word followed by sentence punctuation (`failed.`, `user,`, `Info:`):
+        // the run rules would mask the word alone and keep the punctuation, which is
+        // what this does without a second scan.
+        let punctuated = !simple
+            && tb.len() >= 2
+            && matches!(tb[tb.len() - 1], b'.' | b',' | b';' | b':')
+            && head & (QUOTE | COLON | PUNCT | SPECIAL) == 0
+            && !matches!(tb[tb.len() - 2], b'-' | b'.');
+        let word = if punctuated { &tb[..tb.len() - 1] } else { tb };
+        let facts = if class & NUMERAL != 0 { DIGIT } else { 0 };
         let keep = !date
             && ((class & NUMERAL != 0
                 && tb.len() <= 4
@@ -175,7 +188,7 @@ fn mask_tokens(source: &str, out: &mut String, base: usize, quotes_done: bool) -
                 && announces_status(prev))
                 // The common case, one run and nothing that needs a closer look: a
                 // word, a number or an id, decided without scanning the token again.
-                || (simple && !is_variable(tb, if class & NUMERAL != 0 { DIGIT } else { 0 })));
+                || ((simple || punctuated) && !is_variable(word, facts)));
         prev = token;
         if keep {
             if kept_to > kept_from && kept_to + 1 == from && b[kept_to] == b' ' {
@@ -196,6 +209,9 @@ fn mask_tokens(source: &str, out: &mut String, base: usize, quotes_done: bool) -
         let start = out.len();
         if date || simple {
             out.push_str(WILDCARD);
+        } else if punctuated {
+            out.push_str(WILDCARD);
+            out.push_str(&token[token.len() - 1..]);
         } else if class & COLON == 0 {
             mask_runs(token, out);
         } else {
