@@ -50,10 +50,14 @@
 //! At most [`MinerConfig::max_templates`] clusters are kept (default 50,000, roughly
 //! 300 bytes plus the template text each). When a new cluster would exceed the cap, the
 //! least recently used tenth is evicted at once (so eviction costs O(log n) amortised per
-//! new cluster); a line of an evicted template later starts a fresh cluster, usually
-//! with the same id. One branch holds at most [`MinerConfig::max_branch`] clusters, evicting
-//! its least recently used one, which bounds the similarity search. The exact-match cache
-//! holds at most twice `max_templates` texts and is emptied when full.
+//! new cluster). An evicted cluster is *retired* (`retired.rs`), not forgotten: a later
+//! line that matches it brings it back with its id, template and first sighting, so a
+//! template that went quiet is not a new signature when it returns. At most
+//! `max_templates` clusters are retired (the oldest retirement is forgotten first), and
+//! `max_branch` per branch. One branch holds at most [`MinerConfig::max_branch`] live
+//! clusters, retiring its least recently used one, which bounds the similarity search.
+//! The exact-match cache holds at most twice `max_templates` texts and is emptied when
+//! full; the recent-message memo has 1,024 slots of at most 512 bytes.
 
 use std::fmt;
 use std::str::FromStr;
