@@ -19,6 +19,9 @@ pub struct Baseline {
     pub slope_per_sec: f64,
     /// Instant the level refers to (the last baseline sample).
     pub anchor_ms: i64,
+    /// Time constant, in milliseconds, over which the trend is damped after `anchor_ms`
+    /// (a quarter of the baseline's span; see [`Baseline::expected`]).
+    pub damping_ms: f64,
     /// Robust standard deviation of the samples around the (trend) line.
     pub spread: f64,
     /// Lag-1 autocorrelation of the residuals, clamped to `[0, 0.95]`.
@@ -52,12 +55,36 @@ impl Baseline {
             .collect();
         let cadence_ms = median_in_place(&mut gaps).max(1.0);
 
-        let slope = significant_trend(points, raw_spread);
+        let mut slope = significant_trend(points, raw_spread);
+        if slope != 0.0 {
+            // A trend is extrapolated over the watch only while it still holds: the
+            // recent half of the baseline must trend the same way on its own, at two
+            // standard errors (a confirmation of a trend already found at three, on half
+            // the samples). A ramp that has levelled off (the shoulder of a daily cycle)
+            // is not continued: on real series (NAB's traffic, occupancy and tweet
+            // counts) a trend carried past its turn made most of the false alarms.
+            let recent = &points[n / 2..];
+            let (_, recent_spread) =
+                robust_location_scale(&recent.iter().map(|p| p.1).collect::<Vec<_>>());
+            let recent_slope = significant_trend_at(recent, recent_spread, 2.0);
+            if recent_slope == 0.0 || recent_slope.signum() != slope.signum() {
+                slope = 0.0;
+            }
+        }
         let residuals: Vec<f64> = points
             .iter()
             .map(|&(t, v)| v - slope * (t - anchor_ms) as f64 / 1000.0)
             .collect();
-        let (level, spread) = robust_location_scale(&residuals);
+        let (mut level, spread) = robust_location_scale(&residuals);
+        if slope != 0.0 {
+            // A line is only a local description: on a curved stretch (the shoulder of a
+            // daily cycle) the line through the whole window misses its end, and the
+            // residuals of the last samples all sit on one side of it. What the deploy is
+            // compared with is where the series was when the baseline ended, so the line
+            // is anchored on the median residual of the last quarter (at least 12 samples).
+            let k = (n / 4).max(12).min(n);
+            level = median(&residuals[n - k..]);
+        }
         let rho = lag1_autocorrelation(&residuals, level, 3.0 * spread.max(f64::MIN_POSITIVE))
             .clamp(0.0, 0.95);
         Some(Baseline {
@@ -65,6 +92,7 @@ impl Baseline {
             level,
             slope_per_sec: slope,
             anchor_ms,
+            damping_ms: ((anchor_ms - points[0].0) as f64 / 4.0).max(1.0),
             spread,
             rho,
             cadence_ms,
@@ -73,8 +101,22 @@ impl Baseline {
     }
 
     /// Expected value at `t_ms` under the baseline.
+    ///
+    /// Inside the baseline it is the fitted line. After it the trend is damped: the line
+    /// is followed at first and flattens with time constant `damping_ms`, so the
+    /// extrapolated drift never exceeds `slope · damping_ms`. A trend fitted on a window is
+    /// a local estimate (the morning ramp, a slow drain) whose straight-line extrapolation
+    /// overshoots more the further it reaches, with an error growing with the square of
+    /// the horizon; damped trends are the forecasting literature's answer to that
+    /// (Gardner and McKenzie, 1985). A quarter of the baseline's span bounds the
+    /// extrapolated change at a quarter of what the trend did across the baseline.
     pub fn expected(&self, t_ms: i64) -> f64 {
-        self.level + self.slope_per_sec * (t_ms - self.anchor_ms) as f64 / 1000.0
+        let dt = (t_ms - self.anchor_ms) as f64;
+        if dt <= 0.0 || self.slope_per_sec == 0.0 {
+            return self.level + self.slope_per_sec * dt / 1000.0;
+        }
+        let tau = self.damping_ms.max(1.0);
+        self.level + self.slope_per_sec * tau * (1.0 - (-dt / tau).exp()) / 1000.0
     }
 
     /// Standard deviation of the noise as it accumulates in a running sum.
@@ -234,6 +276,10 @@ pub fn align_to_last_level(points: &[(i64, f64)], tau: usize) -> Vec<(i64, f64)>
 /// errors, with the standard error widened for autocorrelation. A noisy or flat baseline
 /// thus gets slope zero, and the detector never extrapolates a trend that is not there.
 fn significant_trend(points: &[(i64, f64)], spread: f64) -> f64 {
+    significant_trend_at(points, spread, 3.0)
+}
+
+fn significant_trend_at(points: &[(i64, f64)], spread: f64, cutoff: f64) -> f64 {
     let n = points.len();
     if n < 12 || spread.is_nan() {
         return 0.0;
@@ -285,11 +331,24 @@ fn significant_trend(points: &[(i64, f64)], spread: f64) -> f64 {
     .clamp(0.0, 0.95);
     let widen = ((1.0 + rho) / (1.0 - rho)).sqrt();
     let se = 1.2533 * spread * (2.0 / third as f64).sqrt() * widen;
-    if diff.abs() > 3.0 * se {
-        diff / dt_secs
-    } else {
-        0.0
+    if diff.abs() <= cutoff * se {
+        return 0.0;
     }
+    // A line is extrapolated over the watch only if it describes the baseline: on a
+    // curved stretch (a daily cycle turning) the middle third sits off the line through
+    // the outer thirds, and the line's continuation predicts a level the series is
+    // already leaving. Real series trend like that far more often than they ramp in a
+    // straight line for hours, and a false trend makes every later sample look shifted.
+    // The same three standard errors decide, for the middle third's median against the
+    // outer thirds' on the detrended values.
+    let mid = median(&detrended[third..n - third]);
+    let ends = 0.5 * (median(&detrended[..third]) + median(&detrended[n - third..]));
+    let m_mid = (n - 2 * third).max(1) as f64;
+    let se_curve = 1.2533 * resid_spread * (1.0 / m_mid + 0.5 / third as f64).sqrt() * widen;
+    if (mid - ends).abs() > 3.0 * se_curve {
+        return 0.0;
+    }
+    candidate
 }
 
 #[cfg(test)]
@@ -313,6 +372,30 @@ mod tests {
         assert_eq!(b.slope_per_sec, 0.0);
         assert!((b.level - 100.0).abs() < 2.0);
         assert!((b.cadence_ms - 10_000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_ramp_that_levelled_off_is_not_extrapolated() {
+        // falls by 1 per sample for 30 samples, then stays flat: the recent half does not
+        // trend, so nothing is carried over the watch
+        let v: Vec<f64> = (0..60)
+            .map(|i| 100.0 - (i.min(30) as f64) + ((i * 37) % 5) as f64 * 0.2)
+            .collect();
+        let b = Baseline::fit(&pts(&v)).unwrap();
+        assert_eq!(b.slope_per_sec, 0.0);
+        // while the same ramp all the way is followed, and damped after the baseline
+        let v: Vec<f64> = (0..60)
+            .map(|i| 100.0 - i as f64 + ((i * 37) % 5) as f64 * 0.2)
+            .collect();
+        let b = Baseline::fit(&pts(&v)).unwrap();
+        assert!(b.slope_per_sec < 0.0);
+        let end = b.expected(b.anchor_ms);
+        let hour = b.expected(b.anchor_ms + 3_600_000);
+        let bound = b.slope_per_sec * b.damping_ms / 1000.0;
+        assert!(
+            hour < end && hour >= end + bound - 1e-9,
+            "{end} {hour} {bound}"
+        );
     }
 
     #[test]

@@ -88,6 +88,12 @@ pub struct Config {
     /// Delivery systems usually record a deploy when its rollout has finished, minutes
     /// after the first new instances took traffic; 0 trusts the recorded time exactly.
     pub deploy_tolerance_secs: u64,
+    /// A change is the deploy's only when it begins within this long after the recorded
+    /// deploy (and never sooner than three sample intervals). Default 1800 s. A change
+    /// that begins later is reported as `inconclusive: late_change`, with its evidence:
+    /// the longer after a deploy, the more other causes (traffic, dependencies, the daily
+    /// cycle) could have started it.
+    pub attribution_window_secs: u64,
     /// Default smallest relative change that can count as a regression. Default 0.10.
     pub min_relative_effect: f64,
     /// Shift, in baseline standard deviations, that the sequential test is tuned to find
@@ -129,6 +135,7 @@ impl Default for Config {
             min_watch_samples: 12,
             allowed_lateness_secs: 120,
             deploy_tolerance_secs: 600,
+            attribution_window_secs: 1800,
             min_relative_effect: 0.10,
             design_shift_sigmas: 1.5,
             max_gap_intervals: 5.0,
@@ -186,6 +193,7 @@ impl Config {
             ("max_baseline_window_secs", self.max_baseline_window_secs),
             ("allowed_lateness_secs", self.allowed_lateness_secs),
             ("deploy_tolerance_secs", self.deploy_tolerance_secs),
+            ("attribution_window_secs", self.attribution_window_secs),
             ("seasonal_period_secs", self.seasonal_period_secs),
             ("evidence_grace_secs", self.evidence_grace_secs.unwrap_or(0)),
         ] {

@@ -204,6 +204,18 @@ pub(crate) fn metric_sentence(v: &DeployVerdict, e: &MetricEvidence) -> String {
                 format_value(&e.metric, after)
             )
         }
+        MetricStatus::LateChange => {
+            let when = e
+                .change_started_at
+                .map(|t| format!(" {}", relative_to_deploy(t.secs_since(v.deployed_at))))
+                .unwrap_or_default();
+            format!(
+                "{label}: changed ({} → {}, {}), but it began{when}, too late to be taken as its doing",
+                format_value(&e.metric, before),
+                format_value(&e.metric, after),
+                format_delta(&e.metric, e.effect_absolute)
+            )
+        }
         MetricStatus::Insufficient => format!(
             "{label}: not enough data to test ({} samples before, {} after)",
             e.baseline.n, e.observed.n
@@ -419,6 +431,7 @@ pub(crate) fn cause_phrase(cause: Option<InconclusiveCause>) -> &'static str {
         Some(InconclusiveCause::LowTraffic) => "too little traffic after the deploy",
         Some(InconclusiveCause::Gaps) => "gaps in the data during the watch",
         Some(InconclusiveCause::PreExistingShift) => "a shift that began before the deploy",
+        Some(InconclusiveCause::LateChange) => "a change that began too long after the deploy",
         None => "not enough information",
     }
 }

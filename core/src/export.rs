@@ -149,6 +149,7 @@ fn evidence_table(v: &DeployVerdict, out: &mut String) {
         let status = match e.status {
             MetricStatus::Regressed => "**regressed**",
             MetricStatus::PreExisting => "pre-existing",
+            MetricStatus::LateChange => "late change",
             MetricStatus::Ok => "ok",
             MetricStatus::Insufficient => "insufficient data",
         };

@@ -42,6 +42,9 @@ pub enum InconclusiveCause {
     Gaps,
     /// A shift that began before the deploy leaves too little clean baseline to judge it.
     PreExistingShift,
+    /// A material change began, but later after the deploy than a change can be taken
+    /// as the deploy's (`attribution_window_secs`).
+    LateChange,
 }
 
 /// What was concluded about one metric.
@@ -52,6 +55,9 @@ pub enum MetricStatus {
     Regressed,
     /// Material harmful shift that started before the deploy.
     PreExisting,
+    /// Material harmful shift that began later after the deploy than a change is taken
+    /// as the deploy's (`attribution_window_secs`).
+    LateChange,
     /// No material harmful shift.
     Ok,
     /// Not enough data to test this metric.

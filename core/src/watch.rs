@@ -52,6 +52,17 @@ enum Phase {
     Fired { at_ms: i64, start_ms: i64 },
     /// A pre-existing shift with too little clean baseline after it.
     PreExistingShort { start_ms: i64 },
+    /// A material harmful shift that began after the attribution window: seen, reported,
+    /// but not taken as the deploy's doing.
+    Late { at_ms: i64, start_ms: i64 },
+}
+
+impl Phase {
+    /// Whether the test takes no more samples. A test stopped by a pre-existing shift
+    /// still takes them for its extreme test (see `feed_test`).
+    fn done(&self) -> bool {
+        !matches!(self, Phase::Running | Phase::PreExistingShort { .. })
+    }
 }
 
 /// One sequential test of one metric in one direction (or of the error counts).
@@ -88,6 +99,8 @@ pub(crate) struct Test {
     phase: Phase,
     /// Samples fed after the deploy, and their requests for the count test.
     n_post: usize,
+    /// Of those, the samples inside the deploy tolerance (before the recorded deploy).
+    n_tolerance: usize,
     requests_post: f64,
     /// Statistic when the first post-deploy sample arrived.
     s_at_deploy: f64,
@@ -399,6 +412,7 @@ impl Watch {
                     _ => Phase::Running,
                 },
                 n_post: 0,
+                n_tolerance: 0,
                 requests_post: 0.0,
                 s_at_deploy: 0.0,
                 run_start_at_deploy: None,
@@ -431,6 +445,7 @@ impl Watch {
                     level: base.0 / base.1.max(1.0),
                     slope_per_sec: 0.0,
                     anchor_ms: pairs[n - 1].0,
+                    damping_ms: 1.0,
                     spread: summary.spread,
                     rho: 0.0,
                     cadence_ms: cadence,
@@ -450,6 +465,7 @@ impl Watch {
                 tail: None,
                 phase: Phase::Running,
                 n_post: 0,
+                n_tolerance: 0,
                 requests_post: 0.0,
                 s_at_deploy: 0.0,
                 run_start_at_deploy: None,
@@ -533,6 +549,7 @@ impl Watch {
                 t.phase = Phase::Running;
             }
             t.n_post = 0;
+            t.n_tolerance = 0;
             t.requests_post = 0.0;
             t.s_at_deploy = 0.0;
             t.run_start_at_deploy = None;
@@ -639,10 +656,7 @@ impl Watch {
         }
         for i in 0..self.tests.len() {
             let test = &self.tests[i];
-            if test.metric != m
-                || test.fired().is_some()
-                || matches!(test.phase, Phase::PreExistingShort { .. })
-            {
+            if test.metric != m || test.phase.done() {
                 continue;
             }
             if test.requests_metric.is_some() {
@@ -667,8 +681,14 @@ impl Watch {
     ) {
         let deploy_ms = self.test_from_ms;
         let actual_deploy = self.deploy_ms;
+        let attributable_until = self.attributable_until_ms(i, cfg);
         let test = &mut self.tests[i];
-        if matches!(test.phase, Phase::PreExistingShort { .. }) || test.fired().is_some() {
+        // A shift that began before the deploy, with too little of it known to re-base on,
+        // stops the sustained test; the extreme test goes on against the whole baseline,
+        // shifted stretch included: samples far beyond everything the service did before,
+        // the pre-existing shift too, are still the deploy's.
+        let tail_only = matches!(test.phase, Phase::PreExistingShort { .. });
+        if test.phase.done() || (tail_only && test.count.is_some()) {
             return;
         }
         let inc = match test.count {
@@ -690,7 +710,7 @@ impl Watch {
             }
         };
         let post = t >= deploy_ms;
-        if post && test.n_post == 0 {
+        if post && test.n_post == 0 && !tail_only {
             test.s_at_deploy = test.cusum.s;
             test.run_start_at_deploy = test.cusum.run_start_ms;
             // The statistic carried over from the baseline tail only matters when it
@@ -709,15 +729,33 @@ impl Watch {
                 test.s_at_deploy = 0.0;
             }
         }
-        let s = test.cusum.push(t, inc);
-        if let Some(tr) = test.trace.as_mut() {
-            tr.push((t, s));
-        }
+        let s = if tail_only {
+            test.cusum.s
+        } else {
+            let s = test.cusum.push(t, inc);
+            if let Some(tr) = test.trace.as_mut() {
+                tr.push((t, s));
+            }
+            s
+        };
         if !post {
             return;
         }
         test.n_post += 1;
+        if t < actual_deploy {
+            test.n_tolerance += 1;
+        }
         test.requests_post += requests;
+        // The extreme test counts its samples from the recorded deploy, both ways: the
+        // `i`-th sample after it, or the one `i − 1` intervals before it inside the
+        // tolerance, gets the budget of index `i` (see `reference`).
+        let tail_i = if t >= actual_deploy {
+            (test.n_post - test.n_tolerance).max(1)
+        } else {
+            1 + ((actual_deploy - t) as f64 / test.base.cadence_ms)
+                .round()
+                .max(0.0) as usize
+        };
         // A few extreme samples: one beyond the baseline's extrapolated tail decides at
         // once when the excess itself is material (see `reference`).
         if let Some(tail) = test.tail {
@@ -731,17 +769,17 @@ impl Watch {
             if at_deploy
                 && r >= test.min_effect
                 && r > 0.0
-                && tail.exceeds_alone(r, test.n_post)
+                && tail.exceeds_alone(r, tail_i)
                 && !daily_pattern_explains(test, histories, deploy_ms, (t, t + 1), r, cfg, 1)
             {
-                test.tail_hit = Some((r / tail.scale, tail.single_threshold(test.n_post)));
+                test.tail_hit = Some((r / tail.scale, tail.single_threshold(tail_i)));
                 test.phase = Phase::Fired {
                     at_ms: t.max(actual_deploy),
                     start_ms: t,
                 };
                 return;
             }
-            if r >= test.min_effect && r > 0.0 && tail.exceeds(r, test.n_post) {
+            if r >= test.min_effect && r > 0.0 && tail.exceeds(r, tail_i) {
                 match test.last_extreme {
                     Some((first_ms, n)) if test.n_post - n < reference::PAIR_SPAN => {
                         // The same check as for sustained shifts: did the same clock
@@ -758,10 +796,17 @@ impl Watch {
                             test.seasonal_note = Some(first_ms);
                             test.last_extreme = None;
                         } else {
-                            test.tail_hit = Some((r / tail.scale, tail.threshold(test.n_post)));
-                            test.phase = Phase::Fired {
-                                at_ms: t.max(actual_deploy),
-                                start_ms: first_ms,
+                            test.tail_hit = Some((r / tail.scale, tail.threshold(tail_i)));
+                            test.phase = if first_ms > attributable_until {
+                                Phase::Late {
+                                    at_ms: t,
+                                    start_ms: first_ms,
+                                }
+                            } else {
+                                Phase::Fired {
+                                    at_ms: t.max(actual_deploy),
+                                    start_ms: first_ms,
+                                }
                             };
                             return;
                         }
@@ -770,7 +815,7 @@ impl Watch {
                 }
             }
         }
-        if s <= test.design.threshold_at(test.n_post) {
+        if tail_only || s <= test.design.threshold_at(test.n_post) {
             return;
         }
         // Crossed the threshold: is it the deploy's doing, and is it material?
@@ -795,13 +840,32 @@ impl Watch {
             test.seasonal_note = Some(start);
         }
         if effect >= test.min_effect && effect > 0.0 && !seasonal {
-            test.phase = Phase::Fired {
-                at_ms: t.max(actual_deploy),
-                start_ms: start,
+            test.phase = if start > attributable_until {
+                Phase::Late {
+                    at_ms: t,
+                    start_ms: start,
+                }
+            } else {
+                Phase::Fired {
+                    at_ms: t.max(actual_deploy),
+                    start_ms: start,
+                }
             };
         } else {
             test.last_effect_check = Some((s, test.n_post));
         }
+    }
+
+    /// The latest instant a change in test `i` may begin and still be the deploy's: the
+    /// attribution window after the recorded deploy, at least three sample intervals.
+    fn attributable_until_ms(&self, i: usize, cfg: &Config) -> i64 {
+        let cadence = self.tests[i].base.cadence_ms;
+        let window = (cfg.attribution_window_secs as f64 * 1000.0).max(if cadence.is_finite() {
+            3.0 * cadence
+        } else {
+            0.0
+        });
+        self.deploy_ms.saturating_add(window as i64)
     }
 
     /// A shift began before the deploy. Re-base the test on the samples since it began, or
@@ -868,6 +932,7 @@ impl Watch {
         }
         test.cusum = Cusum::default();
         test.n_post = 0;
+        test.n_tolerance = 0;
         test.requests_post = 0.0;
         test.s_at_deploy = 0.0;
         test.run_start_at_deploy = None;
@@ -967,12 +1032,29 @@ impl ScoredDesign {
         let cap = rank.as_ref().map_or(0.0, |r| r.max_score()) / widen;
         let shift = cfg.design_shift_sigmas.min(0.8 * cap);
         let design = CusumDesign::new(shift, guard, alpha_test / 2.0, steps);
+        // The extreme test can only decide on a change that begins inside the attribution
+        // window (a pair that starts later is a late change, not a regression), so its
+        // budget is spent over the samples of that window, not over the whole watch.
+        let attribution = (cfg.attribution_window_secs as f64 * 1000.0 / base.cadence_ms).max(3.0);
+        let tail_steps = if attribution.is_finite() {
+            steps.min(attribution + reference::PAIR_SPAN as f64)
+        } else {
+            steps
+        };
+        let tolerance = (cfg.deploy_tolerance_secs as f64 * 1000.0 / base.cadence_ms)
+            .floor()
+            .max(0.0);
+        let tolerance = if tolerance.is_finite() {
+            tolerance
+        } else {
+            0.0
+        };
         ScoredDesign {
             design,
             guard,
             rank,
             widen,
-            tail: TailModel::fit(&residuals, rho, alpha_test / 2.0, steps),
+            tail: TailModel::fit(&residuals, rho, alpha_test / 2.0, tail_steps, tolerance),
         }
     }
 }

@@ -653,3 +653,100 @@ fn counters_are_judged_by_their_rate() {
         dropped[0].reason
     );
 }
+
+/// A shift that begins long after the deploy (here 50 min, past the 30 min attribution
+/// window) is reported, with its evidence, but not blamed on the deploy: inconclusive,
+/// late change. The same shift right after the deploy is a regression.
+#[test]
+fn a_change_long_after_the_deploy_is_reported_but_not_blamed() {
+    let cfg = || Config {
+        monitoring_window_secs: 5400,
+        ..Config::default()
+    };
+    for seed in 0..5 {
+        // 10 s samples: the shift begins 300 samples (50 min) after the deploy
+        let (late, dep) = step_series(seed, "p95_latency_ms", 200.0, 5.0, 60.0, 360, 540, 300);
+        let v = &run(cfg(), &late, std::slice::from_ref(&dep))[0];
+        assert_eq!(
+            v.verdict,
+            VerdictKind::Inconclusive,
+            "seed {seed}: {}",
+            v.reason
+        );
+        assert_eq!(
+            v.inconclusive_cause,
+            Some(InconclusiveCause::LateChange),
+            "{}",
+            v.reason
+        );
+        let e = &v.evidence[0];
+        assert_eq!(e.status, watchdog_core::MetricStatus::LateChange);
+        let began = e
+            .change_started_at
+            .expect("start of the change")
+            .secs_since(v.deployed_at);
+        assert!(began > 1800.0, "change began {began} s after the deploy");
+        assert!(v.reason.contains("after the deploy"), "{}", v.reason);
+
+        let (early, dep) = step_series(seed, "p95_latency_ms", 200.0, 5.0, 60.0, 360, 540, 3);
+        let v = &run(cfg(), &early, &[dep])[0];
+        assert_eq!(
+            v.verdict,
+            VerdictKind::Regression,
+            "seed {seed}: {}",
+            v.reason
+        );
+    }
+}
+
+/// A coarse metric (a p90 that takes a few values, as small services report it) ties at
+/// its upper quartile; two huge samples right after the deploy still decide, even when
+/// the baseline had one spike of its own.
+#[test]
+fn extreme_samples_on_a_coarse_metric_are_a_regression() {
+    let mut rng = watchdog_core::scenarios::Rng::new(7);
+    let mut s = Vec::new();
+    for i in 0..90 {
+        let t = T0.add_secs(60.0 * (i as f64 - 60.0));
+        let v = match i {
+            20 => 400.0,
+            61 => 460.0,
+            62 => 900.0,
+            _ => [22.0, 22.75, 22.75, 23.5][(rng.uniform() * 4.0) as usize % 4],
+        };
+        s.push(sample(t, "svc", &[("p90_latency_ms", v)]));
+    }
+    let dep = deploy(T0, "v2", "svc");
+    let v = &run(Config::default(), &s, &[dep])[0];
+    assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+    assert_eq!(v.evidence[0].test, watchdog_core::TestKind::TailExceedance);
+}
+
+/// A shift that began a few samples before the deploy leaves too little of it to re-base
+/// on; samples far beyond everything before, the shift included, are still the deploy's.
+#[test]
+fn extreme_samples_after_a_short_pre_existing_shift_are_a_regression() {
+    for seed in 0..5 {
+        let (mut s, dep) = step_series(seed, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
+        // from 11 min before the deploy (one minute before the 10 min tolerance) the
+        // latency sits 40 ms higher …
+        for x in s.iter_mut().take(360).skip(294) {
+            x.metrics[0].1 += 40.0;
+        }
+        // … and right after it two samples are far beyond anything before
+        for k in [360, 361] {
+            s[k].metrics[0].1 = 2000.0;
+        }
+        for x in s.iter_mut().skip(362) {
+            x.metrics[0].1 += 40.0;
+        }
+        let v = &run(Config::default(), &s, std::slice::from_ref(&dep))[0];
+        assert_eq!(
+            v.verdict,
+            VerdictKind::Regression,
+            "seed {seed}: {}",
+            v.reason
+        );
+        assert_eq!(v.evidence[0].test, watchdog_core::TestKind::TailExceedance);
+    }
+}

@@ -55,10 +55,14 @@
 //! # Spending the extreme test's budget
 //! A deploy's effect shows when traffic reaches the new code, so most of it shows in the
 //! first samples. The extreme test's share of the false-alarm budget is spent
-//! harmonically: the `i`-th sample after the deploy gets `(1/i) / H_N` of it (`H_N` the
-//! harmonic number of the expected samples `N`), which sums to the whole share over the
-//! watch, lets the first sample decide on a smaller excess than a uniform split would, and
-//! asks more of a lone excursion late in the watch, which is less likely to be the deploy's.
+//! harmonically, counted from the recorded deploy: the `i`-th sample after it gets
+//! `(1/i) / H` of it, and a sample inside the deploy tolerance `j` intervals before it
+//! gets `(1/(j+1)) / H`, where `H` sums those weights over every sample the test can
+//! decide on. Only a change that begins inside the attribution window after the deploy
+//! can be the deploy's (a later one is reported as a late change), so those are the
+//! samples of the window and the tolerance, not of the whole watch. The first sample
+//! after the deploy decides on a smaller excess than a uniform split would allow, and a
+//! lone excursion towards the end of the window has to be larger.
 
 use crate::stats::{normal_quantile, robust_location_scale};
 
@@ -113,7 +117,7 @@ pub(crate) struct TailModel {
     p_u: f64,
     /// The extreme test's share of the false-alarm budget.
     alpha: f64,
-    /// Harmonic number of the expected samples in the watch.
+    /// Sum of the harmonic weights of the samples the test can decide on.
     harmonic: f64,
     /// Lag-1 autocorrelation of the baseline, for the chance of a pair.
     rho: f64,
@@ -132,15 +136,17 @@ impl TailModel {
         rho: f64,
         alpha: f64,
         expected_samples: f64,
+        tolerance_samples: f64,
     ) -> Option<TailModel> {
         let (_, scale) = robust_location_scale(residuals);
         if !(scale.is_finite() && scale > 0.0) {
             return None;
         }
-        let mut z: Vec<f64> = residuals.iter().map(|r| r / scale).collect();
+        let in_time: Vec<f64> = residuals.iter().map(|r| r / scale).collect();
+        let mut z = without_incidents(&in_time);
         z.sort_by(f64::total_cmp);
         let n = z.len();
-        let u = z[(3 * n) / 4];
+        let u = tail_threshold(&z);
         let excess: Vec<f64> = z.iter().filter(|&&v| v > u).map(|v| v - u).collect();
         let m = excess.len();
         if m < 3 {
@@ -149,8 +155,15 @@ impl TailModel {
         let mean_excess = excess.iter().sum::<f64>() / m as f64;
         let dof = 2.0 * m as f64;
         let beta = mean_excess * dof / chi_square_quantile(0.10, dof);
-        let steps = expected_samples.max(1.0).ceil() as usize;
-        let harmonic = (1..=steps).map(|i| 1.0 / i as f64).sum();
+        let harmonic_number = |n: f64| -> f64 {
+            (1..=n.max(0.0).ceil() as usize)
+                .map(|i| 1.0 / i as f64)
+                .sum()
+        };
+        // Samples after the recorded deploy get weights 1, 1/2, 1/3, …; the ones inside
+        // the deploy tolerance before it 1/2, 1/3, … by their distance from it.
+        let harmonic = harmonic_number(expected_samples.max(1.0))
+            + (harmonic_number(tolerance_samples + 1.0) - 1.0);
         Some(TailModel {
             scale,
             u,
@@ -196,6 +209,80 @@ impl TailModel {
     /// Whether residual `r` of the `i`-th sample is beyond the tail threshold.
     pub fn exceeds(&self, r: f64, i: usize) -> bool {
         r / self.scale > self.threshold(i)
+    }
+}
+
+/// The tail threshold of sorted values: the upper quartile. On a coarse series (a p90
+/// that takes a handful of values) many values tie there and few lie strictly above it,
+/// so it moves down to the next distinct value until three do, but not below the median.
+fn tail_threshold(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    let mut u = sorted[(3 * n) / 4];
+    let median = sorted[n / 2];
+    while sorted.iter().filter(|&&v| v > u).count() < 3 {
+        match sorted.iter().rev().find(|&&v| v < u) {
+            Some(&lower) if lower >= median => u = lower,
+            _ => break,
+        }
+    }
+    u
+}
+
+/// The baseline without its incidents: runs of two or more samples (within
+/// [`PAIR_SPAN`]) so far beyond the rest of the tail that the rest cannot account for
+/// them. A baseline often holds the last incident (a fault an hour ago, the previous
+/// bad release), and anchoring the extreme test on that incident's peak would pass any
+/// new fault smaller than it. The rule mirrors the extreme test itself: two close
+/// exceedances are a regression after a deploy, so before it they are an incident, not
+/// normal behaviour, while a lone spike stays part of what the service does.
+///
+/// "Beyond the rest" is judged by an exponential tail over the median whose scale comes
+/// from the median excess (`median / ln 2`): half the baseline lies above its median, so
+/// an incident would have to fill a quarter of the baseline to inflate it. The cut is the
+/// level that one of the `m` excesses would pass by chance with probability 1 %. This is
+/// a coarse screen for gross incidents, not the tail model itself. `values` are in time
+/// order.
+fn without_incidents(values: &[f64]) -> Vec<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.len() < 12 {
+        return values.to_vec();
+    }
+    let u = sorted[sorted.len() / 2];
+    let excess: Vec<f64> = sorted.iter().filter(|&&v| v > u).map(|v| v - u).collect();
+    if excess.len() < 6 {
+        return values.to_vec();
+    }
+    let beta = crate::stats::median(&excess) / std::f64::consts::LN_2;
+    if !(beta.is_finite() && beta > 0.0) {
+        return values.to_vec();
+    }
+    let cut = u + beta * (excess.len() as f64 / 0.01).ln();
+    // Far samples grouped into runs (neighbours less than PAIR_SPAN apart). A run that
+    // reaches the last samples of the baseline is not over: it may be the level the
+    // service now sits at (a step up just before the deploy), which is the level-shift
+    // search's business, not an incident to forget.
+    let n = values.len();
+    let mut drop = vec![false; n];
+    let far: Vec<usize> = (0..n).filter(|&i| values[i] > cut).collect();
+    let mut start = 0;
+    while start < far.len() {
+        let mut end = start;
+        while end + 1 < far.len() && far[end + 1] - far[end] < PAIR_SPAN {
+            end += 1;
+        }
+        if end > start && far[end] + PAIR_SPAN < n {
+            for &i in &far[start..=end] {
+                drop[i] = true;
+            }
+        }
+        start = end + 1;
+    }
+    let kept: Vec<f64> = (0..n).filter(|&i| !drop[i]).map(|i| values[i]).collect();
+    if kept.len() < 12 {
+        values.to_vec()
+    } else {
+        kept
     }
 }
 
@@ -247,13 +334,38 @@ mod tests {
         for v in heavy.iter_mut().step_by(6) {
             *v *= 4.0;
         }
-        let t_thin = TailModel::fit(&thin, 0.0, 0.005, 30.0).unwrap();
-        let t_heavy = TailModel::fit(&heavy, 0.0, 0.005, 30.0).unwrap();
+        let t_thin = TailModel::fit(&thin, 0.0, 0.005, 30.0, 0.0).unwrap();
+        let t_heavy = TailModel::fit(&heavy, 0.0, 0.005, 30.0, 0.0).unwrap();
         assert!(t_heavy.threshold(1) > t_thin.threshold(1));
         // later samples need more
         assert!(t_thin.threshold(20) > t_thin.threshold(1));
         // a constant baseline has no tail to extrapolate
-        assert!(TailModel::fit(&[3.0; 40], 0.0, 0.005, 30.0).is_none());
+        assert!(TailModel::fit(&[3.0; 40], 0.0, 0.005, 30.0, 0.0).is_none());
+    }
+
+    #[test]
+    fn a_past_incident_is_not_normal_but_a_lone_spike_is() {
+        let calm: Vec<f64> = (0..50).map(|i| ((i * 37) % 11) as f64 * 0.3).collect();
+        // four samples of a past fault, well before the end of the baseline
+        let mut past = calm.clone();
+        for v in past.iter_mut().skip(20).take(4) {
+            *v = 300.0;
+        }
+        assert_eq!(without_incidents(&past).len(), 46);
+        // one lone spike stays: the service does spike
+        let mut lone = calm.clone();
+        lone[20] = 300.0;
+        assert_eq!(without_incidents(&lone).len(), 50);
+        // a run that reaches the end of the baseline is the current level, not an incident
+        let mut step = calm.clone();
+        for v in step.iter_mut().skip(46) {
+            *v = 300.0;
+        }
+        assert_eq!(without_incidents(&step).len(), 50);
+        // and the extreme test anchored on the baseline without the incident sees a new
+        // fault that is smaller than the old one
+        let with = TailModel::fit(&past, 0.0, 0.005, 30.0, 0.0).unwrap();
+        assert!(with.exceeds(100.0, 1), "{}", with.threshold(1));
     }
 
     #[test]

@@ -25,6 +25,7 @@ impl Watch {
         let mut warnings = Vec::new();
         let mut underpowered: Vec<(String, Option<String>, bool)> = Vec::new();
         let mut pre_short: Vec<String> = Vec::new();
+        let mut late: Vec<String> = Vec::new();
         let mut samples_after = 0usize;
         let mut first_fire: Option<(i64, usize)> = None;
 
@@ -89,6 +90,12 @@ impl Watch {
                         underpowered.push(need);
                     }
                 }
+                Phase::Late { start_ms, .. } => late.push(format!(
+                    "{} from {}, {} after the deploy",
+                    describe_shift(&ev),
+                    Timestamp(start_ms),
+                    human_secs((start_ms - self.deploy_ms) as f64 / 1000.0)
+                )),
                 Phase::Fired { .. } => {}
             }
             evidence.push(ev);
@@ -96,8 +103,9 @@ impl Watch {
         evidence.sort_by_key(|e| match e.status {
             MetricStatus::Regressed => 0,
             MetricStatus::PreExisting => 1,
-            MetricStatus::Insufficient => 2,
-            MetricStatus::Ok => 3,
+            MetricStatus::LateChange => 2,
+            MetricStatus::Insufficient => 3,
+            MetricStatus::Ok => 4,
         });
         if !self.short_baseline.is_empty() && !self.tests.is_empty() {
             warnings.push(format!(
@@ -172,6 +180,19 @@ impl Watch {
                 "at least {} samples at the shifted level before the deploy, or a deploy once the service is stable",
                 cfg.min_baseline_samples
             ));
+            return v;
+        }
+        if !late.is_empty() {
+            v.verdict = VerdictKind::Inconclusive;
+            v.inconclusive_cause = Some(InconclusiveCause::LateChange);
+            v.reason = format!(
+                "a change began too long after the deploy to be taken as its doing (more than {}): {}",
+                human_secs(cfg.attribution_window_secs as f64),
+                late.join("; ")
+            );
+            v.needed = Some(
+                "what else changed when the shift began (traffic, a dependency, another deploy); a longer-lasting effect of this deploy would have shown within the attribution window".into(),
+            );
             return v;
         }
         if !underpowered.is_empty() {
@@ -304,9 +325,10 @@ impl Watch {
 
     fn evidence(&self, t: &Test, histories: &[History], until_ms: i64) -> MetricEvidence {
         let fired = t.fired();
-        let (obs_from, obs_until) = match fired {
-            Some((at, start)) => (start, at + 1),
-            None => (self.deploy_ms, until_ms + 1),
+        let (obs_from, obs_until) = match (fired, t.phase) {
+            (Some((at, start)), _) => (start, at + 1),
+            (None, Phase::Late { at_ms, start_ms }) => (start_ms, at_ms + 1),
+            (None, _) => (self.deploy_ms, until_ms + 1),
         };
         let level = t.base.expected(self.deploy_ms);
         let (observed, counts) = match (t.count, t.count_base) {
@@ -351,6 +373,7 @@ impl Watch {
         let status = match t.phase {
             Phase::Fired { .. } => MetricStatus::Regressed,
             Phase::PreExistingShort { .. } => MetricStatus::PreExisting,
+            Phase::Late { .. } => MetricStatus::LateChange,
             Phase::Running if observed.n == 0 => MetricStatus::Insufficient,
             Phase::Running => MetricStatus::Ok,
         };
@@ -391,7 +414,9 @@ impl Watch {
             min_effect: t.min_effect,
             change_started_at: match t.phase {
                 Phase::Fired { start_ms, .. } => Some(Timestamp(start_ms)),
-                Phase::PreExistingShort { start_ms } => Some(Timestamp(start_ms)),
+                Phase::PreExistingShort { start_ms } | Phase::Late { start_ms, .. } => {
+                    Some(Timestamp(start_ms))
+                }
                 Phase::Running => t.pre_existing_from.map(Timestamp),
             },
             detected_at: fired.map(|f| Timestamp(f.0)),

@@ -63,6 +63,7 @@ pub(super) fn payload(ev: &AlertEvent) -> Value {
             let status = match e.status {
                 MetricStatus::Regressed => " (regressed)",
                 MetricStatus::PreExisting => " (pre-existing)",
+                MetricStatus::LateChange => " (late change)",
                 MetricStatus::Insufficient => " (no data)",
                 MetricStatus::Ok => "",
             };

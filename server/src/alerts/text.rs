@@ -30,6 +30,7 @@ pub(super) fn body(ev: &AlertEvent) -> String {
             let status = match e.status {
                 MetricStatus::Regressed => " (regressed)",
                 MetricStatus::PreExisting => " (pre-existing)",
+                MetricStatus::LateChange => " (late change)",
                 MetricStatus::Insufficient => " (no data)",
                 MetricStatus::Ok => "",
             };

@@ -51,6 +51,7 @@ pub fn verdict_block(v: &DeployVerdict, explanation: &str) -> String {
             match m.status {
                 MetricStatus::Regressed => "REGRESSED",
                 MetricStatus::PreExisting => "pre-exist",
+                MetricStatus::LateChange => "late",
                 MetricStatus::Ok => "ok",
                 MetricStatus::Insufficient => "no data",
             },

@@ -24,6 +24,7 @@ fn status_word(s: MetricStatus) -> &'static str {
     match s {
         MetricStatus::Regressed => "regressed",
         MetricStatus::PreExisting => "pre-existing shift",
+        MetricStatus::LateChange => "late change",
         MetricStatus::Ok => "ok",
         MetricStatus::Insufficient => "not enough data",
     }
