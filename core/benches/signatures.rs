@@ -12,11 +12,13 @@
 //! - `logdrain/cold`: `logdrain` 0.3 `Miner` with its defaults (`Miner::builder()`);
 //! - `drain3/cold`: `drain3` 0.3 `Matcher` with its defaults, `add_log_message`.
 //!
-//! After criterion's figures the bench prints the ratios of the cold passes: seven
-//! rounds that interleave the three miners, the fastest pass of each, timed in CPU time
-//! of the bench thread (Linux; wall time elsewhere) so that other work on a shared
-//! machine does not skew one miner more than another. That is the comparison
-//! `docs/signatures.md` quotes.
+//! After criterion's figures the bench prints the ratios of the cold passes: five
+//! rounds that interleave the three miners, each miner's sample in a round being as
+//! many consecutive cold passes as fill half a second, the fastest sample of each,
+//! timed in CPU time of the bench thread (Linux; wall time elsewhere) so that other work
+//! on a shared machine does not skew one miner more than another. That is the
+//! comparison `docs/signatures.md` quotes. (`cargo bench … -- ratios`, a filter that
+//! matches no criterion case, prints only the ratios.)
 
 use std::hint::black_box;
 use std::path::Path;
@@ -187,16 +189,25 @@ fn cpu_secs(start: Instant) -> f64 {
 /// One cold pass of a miner over the lines.
 type Pass = fn(&[String]) -> usize;
 
-/// Seconds of one pass (CPU time of this thread where it can be read).
-fn pass_secs(lines: &[String], pass: Pass) -> f64 {
+/// Seconds per pass over `reps` consecutive passes (CPU time of this thread where it can
+/// be read).
+fn pass_secs(lines: &[String], pass: Pass, reps: usize) -> f64 {
     let origin = Instant::now();
     let before = cpu_secs(origin);
-    black_box(pass(lines));
-    cpu_secs(origin) - before
+    for _ in 0..reps {
+        black_box(pass(lines));
+    }
+    (cpu_secs(origin) - before) / reps as f64
 }
 
+/// Least CPU time one timed sample spans. The kernel brings a running thread's
+/// `schedstat` up to date only at scheduler ticks (4 ms here), so a single pass of
+/// 10–60 ms would be read with an error of up to 40 %; half a second of passes keeps
+/// it under 1 %.
+const SAMPLE_SECS: f64 = 0.5;
+
 fn print_ratios(lines: &[String]) {
-    const ROUNDS: usize = 7;
+    const ROUNDS: usize = 5;
     let passes: [(&str, Pass); 3] = [
         ("watchdog", watchdog_pass),
         ("logdrain 0.3", logdrain_pass),
@@ -204,15 +215,22 @@ fn print_ratios(lines: &[String]) {
     ];
     // Rounds interleave the miners, so a busy moment slows all of them alike; the
     // fastest pass of each is its figure.
+    // How many passes make one sample of each miner, from one pass each (wall time,
+    // which is at least the CPU time, so the samples are never shorter than meant).
+    let reps = passes.map(|(_, pass)| {
+        let start = Instant::now();
+        black_box(pass(lines));
+        (SAMPLE_SECS / start.elapsed().as_secs_f64().max(1e-6)).ceil() as usize
+    });
     let mut best = [f64::INFINITY; 3];
     for _ in 0..ROUNDS {
-        for (b, (_, pass)) in best.iter_mut().zip(passes) {
-            *b = b.min(pass_secs(lines, pass));
+        for ((b, (_, pass)), &n) in best.iter_mut().zip(passes).zip(&reps) {
+            *b = b.min(pass_secs(lines, pass, n));
         }
     }
     let n = lines.len() as f64;
     println!(
-        "side by side, {} lines per cold pass, fastest of {ROUNDS} interleaved rounds, thread CPU time:",
+        "side by side, {} lines per cold pass, fastest of {ROUNDS} interleaved rounds of at least {SAMPLE_SECS} s per miner, thread CPU time per pass:",
         lines.len()
     );
     for ((name, _), secs) in passes.iter().zip(best) {

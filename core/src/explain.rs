@@ -444,6 +444,7 @@ pub(crate) fn cause_phrase(cause: Option<InconclusiveCause>) -> &'static str {
         Some(InconclusiveCause::ShortBaseline) => "too little baseline before the deploy",
         Some(InconclusiveCause::LowTraffic) => "too little traffic after the deploy",
         Some(InconclusiveCause::Gaps) => "gaps in the data during the watch",
+        Some(InconclusiveCause::UnsteadyBaseline) => "a baseline too unsteady to judge against",
         Some(InconclusiveCause::PreExistingShift) => "a shift that began before the deploy",
         Some(InconclusiveCause::LateChange) => "a change that began too long after the deploy",
         None => "not enough information",

@@ -18,6 +18,7 @@ mod evidence;
 mod mask;
 mod miner;
 mod parse;
+mod retired;
 
 pub use evidence::{signature_evidence, LogHistory, MAX_EXAMPLE_BYTES, MIN_COUNT_AFTER};
 pub use miner::{Match, MatchRef, MinerConfig, SignatureId, TemplateMiner, TemplateRecord};

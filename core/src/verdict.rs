@@ -40,6 +40,9 @@ pub enum InconclusiveCause {
     LowTraffic,
     /// Samples missing for long stretches of the watch.
     Gaps,
+    /// The baseline wanders so much (strong autocorrelation) that no test could tell the
+    /// smallest material change from its own drift.
+    UnsteadyBaseline,
     /// A shift that began before the deploy leaves too little clean baseline to judge it.
     PreExistingShift,
     /// A material change began, but later after the deploy than a change can be taken

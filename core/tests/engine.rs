@@ -535,6 +535,72 @@ fn a_flooding_service_cannot_make_another_services_signature_new() {
     assert_eq!(login.signature, format!("{id:016x}"));
 }
 
+/// Within one service too: when that service itself floods its miner, so that a known
+/// template is evicted (and the log history no longer holds its lines either), the
+/// template comes back after the deploy with its id and its first sighting: it is not
+/// "new", and the deploy is not a new-error regression.
+#[test]
+fn an_evicted_template_is_not_new_when_it_comes_back() {
+    use watchdog_core::{LogLevel, SignatureChange};
+    let (samples, dep) = step_series(7, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
+    let mut engine = Engine::new(Config::default()).unwrap();
+    engine.ingest_deploy(&dep).unwrap();
+    let names = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
+    for (i, s) in samples.iter().enumerate() {
+        engine.ingest_sample(s).unwrap();
+        let t = s.timestamp.add_secs(1.0);
+        // A few login failures early in the baseline, then none until the deploy.
+        if (i < 10 && i % 2 == 0) || (i >= 360 && i % 4 == 0) {
+            engine
+                .ingest_log(&log(
+                    t,
+                    LogLevel::Error,
+                    &format!(
+                        "login failed for user {} from 10.0.0.{}",
+                        names[i % 7],
+                        i % 250
+                    ),
+                ))
+                .unwrap();
+        }
+        if i == 10 {
+            // More new templates of the same service than its miner keeps (50,000 by
+            // default), and more lines than its log history (20,000): only the miner
+            // can still say that the login failures were seen before.
+            for k in 0..60_000u64 {
+                let word: String = (0..5)
+                    .map(|d| (b'a' + ((k / 26u64.pow(d)) % 26) as u8) as char)
+                    .collect();
+                engine
+                    .ingest_log(&log(t, LogLevel::Error, &format!("{word} exploded")))
+                    .unwrap();
+            }
+        }
+    }
+    engine.finish();
+    let v = engine.take_verdicts().remove(0);
+    assert_ne!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+    assert!(
+        v.signatures
+            .iter()
+            .all(|s| s.change != SignatureChange::New),
+        "{:?}",
+        v.signatures
+    );
+    // The id of the template's first line, not of the first line after the flood.
+    let first = "\u{4}login failed for user alice from <*>";
+    let id = first.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let login = v
+        .signatures
+        .iter()
+        .find(|s| s.template.starts_with("login failed"))
+        .expect("the login failures after the deploy are evidence");
+    assert_eq!(login.change, SignatureChange::Surging);
+    assert_eq!(login.signature, format!("{id:016x}"));
+}
+
 /// A monotonic counter (`*_total`) is tested as its rate: its ever-growing level is not a
 /// regression, a process restart (the counter begins again at zero) is not one either, and
 /// a drop in the rate after the deploy is.
@@ -683,4 +749,33 @@ fn extreme_samples_after_a_short_pre_existing_shift_are_a_regression() {
         );
         assert_eq!(v.evidence[0].test, watchdog_core::TestKind::TailExceedance);
     }
+}
+
+/// A baseline that wanders like a random walk cannot tell the smallest material change
+/// from its own drift: inconclusive, saying so (not "low traffic"), with what would help.
+#[test]
+fn a_wandering_baseline_is_inconclusive_as_unsteady() {
+    let mut rng = watchdog_core::scenarios::Rng::new(11);
+    let mut x = 0.0;
+    let samples: Vec<_> = (0..540)
+        .map(|i| {
+            x = 0.995 * x + rng.normal();
+            let t = T0.add_secs(10.0 * (i as f64 - 360.0));
+            sample(t, "svc", &[("queue_depth", 1000.0 + 20.0 * x)])
+        })
+        .collect();
+    let v = &run(Config::default(), &samples, &[deploy(T0, "v2", "svc")])[0];
+    assert_eq!(v.verdict, VerdictKind::Inconclusive, "{}", v.reason);
+    assert_eq!(
+        v.inconclusive_cause,
+        Some(InconclusiveCause::UnsteadyBaseline),
+        "{}",
+        v.reason
+    );
+    assert!(v.reason.contains("wanders"), "{}", v.reason);
+    assert!(
+        v.needed.as_deref().unwrap_or("").contains("steadier"),
+        "{:?}",
+        v.needed
+    );
 }

@@ -383,6 +383,10 @@ fn triage_inconclusive(v: &DeployVerdict) -> TriageReport {
             "Find what started the shift before the deploy; judge the deploy once it settles."
                 .into()
         }
+        Some(InconclusiveCause::UnsteadyBaseline) => {
+            "Compare against a steadier signal (a canary beside the stable version, or a longer baseline) before promoting."
+                .into()
+        }
         Some(InconclusiveCause::LateChange) => {
             "Check what else changed when the shift began (traffic, a dependency, another deploy) before blaming this deploy."
                 .into()

@@ -50,18 +50,23 @@
 //! At most [`MinerConfig::max_templates`] clusters are kept (default 50,000, roughly
 //! 300 bytes plus the template text each). When a new cluster would exceed the cap, the
 //! least recently used tenth is evicted at once (so eviction costs O(log n) amortised per
-//! new cluster); a line of an evicted template later starts a fresh cluster, usually
-//! with the same id. One branch holds at most [`MinerConfig::max_branch`] clusters, evicting
-//! its least recently used one, which bounds the similarity search. The exact-match cache
-//! holds at most twice `max_templates` texts and is emptied when full.
+//! new cluster). An evicted cluster is *retired* (`retired.rs`), not forgotten: a later
+//! line that matches it brings it back with its id, template and first sighting, so a
+//! template that went quiet is not a new signature when it returns. At most
+//! `max_templates` clusters are retired (the oldest retirement is forgotten first), and
+//! `max_branch` per branch. One branch holds at most [`MinerConfig::max_branch`] live
+//! clusters, retiring its least recently used one, which bounds the similarity search.
+//! The exact-match cache holds at most twice `max_templates` texts and is emptied when
+//! full; the recent-message memo has 1,024 slots of at most 512 bytes.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::mask::{mask_message, shape_hash, WILDCARD};
-use crate::hash::{fnv1a, fnv1a_from, FnvMap};
+use super::mask::{mask_message, shape_hash, token_spans, WILDCARD};
+use super::retired::Retired;
+use crate::hash::{fnv1a, fnv1a_from, sampled_hash, FnvMap};
 use crate::samples::LogLevel;
 use crate::time::Timestamp;
 
@@ -160,9 +165,26 @@ pub struct TemplateRecord {
     pub first_seen: Option<Timestamp>,
 }
 
+/// Slots of the recent-message memo (a power of two).
+const RECENT_SLOTS: usize = 1024;
+/// Longest message the memo keeps; longer ones are masked every time (they are rare, and
+/// the bound keeps the memo's memory fixed: at most `RECENT_SLOTS` × this many bytes).
+const RECENT_MAX_BYTES: usize = 512;
+
+/// One slot of the recent-message memo: a raw message (with its level byte) and the
+/// cluster it was placed in.
+#[derive(Debug, Default)]
+struct Recent {
+    hash: u64,
+    level: u8,
+    text: String,
+    slot: u32,
+    generation: u32,
+}
+
 #[derive(Debug)]
-struct Cluster {
-    id: SignatureId,
+pub(super) struct Cluster {
+    pub(super) id: SignatureId,
     level: Option<LogLevel>,
     /// Hash of each template token; `wildcard` for `<*>`.
     tokens: Vec<u64>,
@@ -173,7 +195,7 @@ struct Cluster {
     /// Text of each template token (kept to rebuild `template`).
     texts: Vec<Box<str>>,
     template: String,
-    branch: u64,
+    pub(super) branch: u64,
     last_used: u64,
     count: u64,
     first_seen: Option<i64>,
@@ -194,6 +216,10 @@ pub struct TemplateMiner {
     by_id: FnvMap<u64, u32>,
     /// Exact-match cache, keyed by the level byte (if any) followed by the masked text.
     cache: FnvMap<Box<str>, (u32, u32)>,
+    /// Recent-message memo, in front of masking; see [`TemplateMiner::mine`].
+    recent: Vec<Recent>,
+    /// Evicted clusters, so that a template keeps its id after eviction.
+    retired: Retired,
     tick: u64,
     wildcard: u64,
     /// Level prefix (0 or 1 byte) then the masked text.
@@ -241,6 +267,7 @@ impl TemplateMiner {
             config.similarity.clamp(0.0, 1.0)
         };
         TemplateMiner {
+            retired: Retired::new(config.max_templates, config.max_branch),
             config,
             slots: Vec::new(),
             generations: Vec::new(),
@@ -249,6 +276,7 @@ impl TemplateMiner {
             branches: FnvMap::default(),
             by_id: FnvMap::default(),
             cache: FnvMap::default(),
+            recent: Vec::new(),
             tick: 0,
             wildcard: fnv1a(WILDCARD.as_bytes()),
             masked: String::new(),
@@ -277,12 +305,21 @@ impl TemplateMiner {
         self.live == 0
     }
 
+    /// A live cluster, or a retired one (evicted, still remembered).
     fn cluster(&self, id: SignatureId) -> Option<&Cluster> {
-        let slot = *self.by_id.get(&id.0)?;
-        self.slots[slot as usize].as_ref()
+        match self.by_id.get(&id.0) {
+            Some(&slot) => self.slots[slot as usize].as_ref(),
+            None => self.retired.get(id.0),
+        }
     }
 
-    /// The current template of a signature, if it is still kept.
+    /// Number of evicted templates still remembered (see the module docs, "Memory").
+    pub fn retired_len(&self) -> usize {
+        self.retired.len()
+    }
+
+    /// The current template of a signature, if it is still kept (live, or evicted and
+    /// still remembered).
     pub fn template(&self, id: SignatureId) -> Option<&str> {
         self.cluster(id).map(|c| c.template.as_str())
     }
@@ -323,10 +360,13 @@ impl TemplateMiner {
         let ids = std::mem::take(ids);
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let Some(&slot) = self.by_id.get(&id.0) else {
-                continue;
+            // A template evicted since it changed is still reported, from the retired
+            // list: a store must not miss a template because it went quiet.
+            let kept = match self.by_id.get(&id.0) {
+                Some(&slot) => self.slots[slot as usize].as_mut(),
+                None => self.retired.get_mut(id.0),
             };
-            if let Some(c) = self.slots[slot as usize].as_mut() {
+            if let Some(c) = kept {
                 c.dirty = false;
                 out.push(TemplateRecord {
                     signature: c.id,
@@ -380,30 +420,48 @@ impl TemplateMiner {
 
     fn mine(&mut self, level: Option<LogLevel>, message: &str, at: Option<i64>) -> MatchRef<'_> {
         self.tick += 1;
-        self.masked.clear();
-        if let Some(l) = level {
-            self.masked.push(level_byte(l));
-        }
-        self.prefix = self.masked.len();
-        mask_message(
-            message,
-            &mut self.masked,
-            &mut self.spans,
-            &mut self.scratch,
-        );
-        let slot = match self.cached(self.masked.as_str()) {
-            Some(slot) => slot,
-            None => {
-                let slot = self.place(level);
-                if self.cache.len() >= self.config.max_templates.saturating_mul(2) {
-                    self.cache.clear();
-                }
-                let generation = self.generations[slot as usize];
-                self.cache
-                    .insert(Box::from(self.masked.as_str()), (slot, generation));
-                slot
+        // The recent-message memo. Real logs repeat whole messages in bursts (a retry
+        // loop, a health check, the same error for every request of a failing
+        // dependency): about half of the lines of each Loghub sample repeat one of the
+        // last thousand messages byte for byte. A repeated message masks to the same
+        // text and so belongs to the same cluster as before, so a small direct-mapped
+        // table from the raw message to its cluster answers it without masking: a hash of
+        // the raw message's length and three of its words, one compare. It is fixed in size (no allocation once its
+        // slots have grown, bounded memory), and a slot freed by eviction is recognised
+        // by its generation, as in the masked-text cache. It changes no result: the
+        // cluster is the one the masked-text cache holds for the same text.
+        let level_tag = level.map_or(0u8, |l| level_byte(l) as u8);
+        let hash = sampled_hash(message.as_bytes()) ^ u64::from(level_tag);
+        let at_recent = (hash as usize) & (RECENT_SLOTS - 1);
+        if let Some(r) = self.recent.get(at_recent) {
+            if r.hash == hash
+                && r.level == level_tag
+                && r.text == message
+                && self.generations[r.slot as usize] == r.generation
+                && self.slots[r.slot as usize].is_some()
+            {
+                let slot = r.slot;
+                return self.matched(slot, at);
             }
-        };
+        }
+        let slot = self.mine_masked(level, message);
+        if message.len() <= RECENT_MAX_BYTES {
+            if self.recent.is_empty() {
+                self.recent.resize_with(RECENT_SLOTS, Recent::default);
+            }
+            let r = &mut self.recent[at_recent];
+            r.hash = hash;
+            r.level = level_tag;
+            r.text.clear();
+            r.text.push_str(message);
+            r.slot = slot;
+            r.generation = self.generations[slot as usize];
+        }
+        self.matched(slot, at)
+    }
+
+    /// Counts a message of the cluster in `slot` and returns its match.
+    fn matched(&mut self, slot: u32, at: Option<i64>) -> MatchRef<'_> {
         let tick = self.tick;
         let cluster = self.slots[slot as usize]
             .as_mut()
@@ -421,12 +479,39 @@ impl TemplateMiner {
         }
     }
 
+    /// Masks `message` and finds (through the masked-text cache) or creates its cluster.
+    fn mine_masked(&mut self, level: Option<LogLevel>, message: &str) -> u32 {
+        self.masked.clear();
+        if let Some(l) = level {
+            self.masked.push(level_byte(l));
+        }
+        self.prefix = self.masked.len();
+        mask_message(message, &mut self.masked, &mut self.scratch);
+        match self.cached(self.masked.as_str()) {
+            Some(slot) => slot,
+            None => {
+                let slot = self.place(level);
+                if self.cache.len() >= self.config.max_templates.saturating_mul(2) {
+                    self.cache.clear();
+                }
+                let generation = self.generations[slot as usize];
+                self.cache
+                    .insert(Box::from(self.masked.as_str()), (slot, generation));
+                slot
+            }
+        }
+    }
+
     /// Puts a persisted template back, with its id, so that the messages of that
     /// template get the id they had before a restart (whichever message comes first).
     /// A template already kept under the same id only takes the earlier first sighting.
     pub fn restore(&mut self, record: &TemplateRecord) {
-        if let Some(&slot) = self.by_id.get(&record.signature.0) {
-            if let (Some(c), Some(f)) = (self.slots[slot as usize].as_mut(), record.first_seen) {
+        let kept = match self.by_id.get(&record.signature.0) {
+            Some(&slot) => self.slots[slot as usize].as_mut(),
+            None => self.retired.get_mut(record.signature.0),
+        };
+        if let Some(c) = kept {
+            if let Some(f) = record.first_seen {
                 if c.first_seen.is_none_or(|x| f.0 < x) {
                     c.first_seen = Some(f.0);
                 }
@@ -478,14 +563,38 @@ impl TemplateMiner {
 
     /// Finds or creates the cluster of the masked line in `self.masked`.
     fn place(&mut self, level: Option<LogLevel>) -> u32 {
+        token_spans(&self.masked, self.prefix, &mut self.spans);
         self.hash_tokens();
         let branch = self.branch_key(level);
         if let Some(slot) = self.best_match(branch) {
             self.generalise(slot);
             return slot;
         }
+        // An evicted template comes back with its id and first sighting when the line
+        // matches it by the same rule as a live one (see `retired.rs`).
+        if let Some(index) = self.best_retired(branch) {
+            let cluster = self.retired.revive(branch, index);
+            let slot = self.insert(cluster);
+            self.generalise(slot);
+            return slot;
+        }
         let id = fnv1a(self.masked.as_bytes());
         self.create_with_id(branch, level, SignatureId(id))
+    }
+
+    /// The retired cluster of `branch` that the line would join, if any.
+    fn best_retired(&self, branch: u64) -> Option<usize> {
+        let mut best: Option<(usize, f64)> = None;
+        for (i, cluster) in self.retired.branch(branch).iter().enumerate() {
+            if cluster.tokens.len() != self.hashes.len() || cluster.shapes != self.shapes {
+                continue;
+            }
+            let sim = self.similarity(cluster);
+            if sim >= self.config.similarity && best.is_none_or(|(_, b)| sim > b) {
+                best = Some((i, sim));
+            }
+        }
+        best.map(|(i, _)| i)
     }
 
     /// Level, token count and routing token (or a wildcard branch when the first token
@@ -577,27 +686,12 @@ impl TemplateMiner {
     }
 
     fn create_with_id(&mut self, branch: u64, level: Option<LogLevel>, id: SignatureId) -> u32 {
-        if self.live >= self.config.max_templates {
-            let n = (self.config.max_templates / 10).max(1);
-            self.evict_least_recent(n);
-        }
-        let full = self
-            .branches
-            .get(&branch)
-            .filter(|m| m.len() >= self.config.max_branch)
-            .and_then(|m| {
-                m.iter()
-                    .copied()
-                    .min_by_key(|&s| self.slots[s as usize].as_ref().map_or(0, |c| c.last_used))
-            });
-        if let Some(slot) = full {
-            self.remove(slot);
-        }
         let mut id = id.0;
-        // Two live clusters with the same creating text cannot normally exist (the
-        // second line would have matched the first cluster), but a hash collision or an
-        // evicted-and-recreated branch could; rehash deterministically.
-        while self.by_id.contains_key(&id) {
+        // Two clusters with the same creating text cannot normally exist (the second
+        // line would have matched the first cluster), but a hash collision or a retired
+        // cluster the line did not match could; rehash deterministically. Retired ids
+        // are taken too, so that a revived cluster never meets its id on another.
+        while self.by_id.contains_key(&id) || self.retired.contains(id) {
             id = fnv1a_from(id, &[0xff]);
         }
         let text = &self.masked[self.prefix..];
@@ -619,6 +713,31 @@ impl TemplateMiner {
             first_seen: None,
             dirty: false,
         };
+        self.insert(cluster)
+    }
+
+    /// Makes `cluster` live, evicting (retiring) the least recently used clusters first
+    /// when the miner or the cluster's branch is full.
+    fn insert(&mut self, mut cluster: Cluster) -> u32 {
+        if self.live >= self.config.max_templates {
+            let n = (self.config.max_templates / 10).max(1);
+            self.evict_least_recent(n);
+        }
+        let branch = cluster.branch;
+        let full = self
+            .branches
+            .get(&branch)
+            .filter(|m| m.len() >= self.config.max_branch)
+            .and_then(|m| {
+                m.iter()
+                    .copied()
+                    .min_by_key(|&s| self.slots[s as usize].as_ref().map_or(0, |c| c.last_used))
+            });
+        if let Some(slot) = full {
+            self.retire(slot);
+        }
+        cluster.last_used = self.tick;
+        let id = cluster.id.0;
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(cluster);
@@ -651,11 +770,12 @@ impl TemplateMiner {
             order.select_nth_unstable(n);
         }
         for &(_, slot) in &order[..n] {
-            self.remove(slot);
+            self.retire(slot);
         }
     }
 
-    fn remove(&mut self, slot: u32) {
+    /// Evicts the cluster in `slot` into the retired list.
+    fn retire(&mut self, slot: u32) {
         let Some(cluster) = self.slots[slot as usize].take() else {
             return;
         };
@@ -669,6 +789,7 @@ impl TemplateMiner {
         self.generations[slot as usize] = self.generations[slot as usize].wrapping_add(1);
         self.free.push(slot);
         self.live -= 1;
+        self.retired.retire(cluster);
     }
 }
 
@@ -786,6 +907,62 @@ mod tests {
         assert_eq!(m.template(keep), Some("heartbeat ok"));
     }
 
+    /// A template whose first line had a word variable (so its id is not the hash of
+    /// every line's masked text) keeps its id, template and first sighting when it is
+    /// evicted and met again, and `New` stays false for it; a template never seen still
+    /// gets a fresh id.
+    #[test]
+    fn evicted_template_keeps_its_id_and_first_sighting() {
+        let mut m = TemplateMiner::new(MinerConfig {
+            max_templates: 20,
+            ..MinerConfig::default()
+        });
+        let first = m
+            .add_event(
+                LogLevel::Error,
+                "Invalid user alice from 10.0.0.1",
+                Timestamp(1_000),
+            )
+            .signature;
+        m.add_event(
+            LogLevel::Error,
+            "Invalid user bob from 10.0.0.2",
+            Timestamp(2_000),
+        );
+        // More new templates than the miner keeps, fewer than it remembers retired.
+        for i in 0..30 {
+            m.add_event(
+                LogLevel::Error,
+                &format!("{} unique event", word(i + 1_000)),
+                Timestamp(3_000 + i as i64),
+            );
+        }
+        assert!(!m.by_id.contains_key(&first.0), "the template was evicted");
+        assert!(m.len() <= 20 && m.retired_len() <= 20);
+        // Still known while retired.
+        assert_eq!(m.first_seen(first), Some(Timestamp(1_000)));
+        let again = m
+            .add_event(
+                LogLevel::Error,
+                "Invalid user carol from 10.0.0.3",
+                Timestamp(9_000),
+            )
+            .signature;
+        assert_eq!(again, first);
+        assert_eq!(m.template(first), Some("Invalid user <*> from <*>"));
+        // A fresh cluster would have taken the hash of this line's masked text.
+        assert_ne!(first.0, fnv1a(b"\x04Invalid user carol from <*>"));
+        assert!(m.by_id.contains_key(&first.0), "revived");
+        assert_eq!(m.first_seen(first), Some(Timestamp(1_000)));
+        assert_eq!(m.count(first), Some(3));
+        // A message nobody saw is still new.
+        let fresh = m
+            .add_event(LogLevel::Error, "disk quota exceeded", Timestamp(9_001))
+            .signature;
+        assert_eq!(fresh.0, fnv1a(b"\x04disk quota exceeded"));
+        assert_eq!(m.first_seen(fresh), Some(Timestamp(9_001)));
+    }
+
     /// Letters-only text for `n`, so masking cannot turn it into `<*>`.
     fn word(mut n: u64) -> String {
         let mut w = String::new();
@@ -816,6 +993,8 @@ mod tests {
         assert!(m.slots.len() <= cap, "slots {}", m.slots.len());
         assert!(m.cache.len() <= 2 * cap, "cache {}", m.cache.len());
         assert!(m.branches.len() <= cap && m.by_id.len() <= cap);
+        assert!(m.retired_len() <= cap, "retired {}", m.retired_len());
+        assert!(m.recent.len() <= RECENT_SLOTS);
         // The most recent templates are the ones kept.
         let last = m.add("aaaaaaaaaaa failed with x");
         assert!(m.template(last.signature).is_some());

@@ -24,7 +24,7 @@ impl Watch {
         let until_ms = until_ms.max(self.deploy_ms);
         let mut evidence: Vec<MetricEvidence> = Vec::new();
         let mut warnings = Vec::new();
-        let mut underpowered: Vec<(String, Option<String>, bool)> = Vec::new();
+        let mut underpowered: Vec<(String, Option<String>, InconclusiveCause)> = Vec::new();
         let mut pre_short: Vec<String> = Vec::new();
         let mut late: Vec<String> = Vec::new();
         let mut samples_after = 0usize;
@@ -198,13 +198,18 @@ impl Watch {
             return v;
         }
         if !underpowered.is_empty() {
-            let gaps = underpowered.iter().any(|u| u.2);
+            // Missing samples first (the pipeline is to blame), then too little traffic,
+            // then a baseline too unsteady for any test to see the smallest change.
+            let cause = [
+                InconclusiveCause::Gaps,
+                InconclusiveCause::LowTraffic,
+                InconclusiveCause::UnsteadyBaseline,
+            ]
+            .into_iter()
+            .find(|c| underpowered.iter().any(|u| u.2 == *c))
+            .unwrap_or(InconclusiveCause::LowTraffic);
             v.verdict = VerdictKind::Inconclusive;
-            v.inconclusive_cause = Some(if gaps {
-                InconclusiveCause::Gaps
-            } else {
-                InconclusiveCause::LowTraffic
-            });
+            v.inconclusive_cause = Some(cause);
             v.reason = underpowered
                 .iter()
                 .map(|u| u.0.clone())
@@ -245,7 +250,7 @@ impl Watch {
         histories: &[History],
         cfg: &Config,
         until_ms: i64,
-    ) -> Option<(String, Option<String>, bool)> {
+    ) -> Option<(String, Option<String>, InconclusiveCause)> {
         let elapsed_ms = (until_ms - self.deploy_ms).max(0) as f64;
         let expected = elapsed_ms / t.base.cadence_ms;
         // Missing samples, rather than a short watch, are to blame when half of the
@@ -274,7 +279,11 @@ impl Watch {
                         fmt_pct(d.p1)
                     ),
                     Some(format!("about {} more requests after the deploy", fmt_count(need - t.requests_post))),
-                    gappy,
+                    if gappy {
+                        InconclusiveCause::Gaps
+                    } else {
+                        InconclusiveCause::LowTraffic
+                    },
                 ));
             }
             return None;
@@ -322,7 +331,14 @@ impl Watch {
                 t.name
             ),
         };
-        Some((what, Some(decide), gappy))
+        let cause = if gappy {
+            InconclusiveCause::Gaps
+        } else if need.is_none() {
+            InconclusiveCause::UnsteadyBaseline
+        } else {
+            InconclusiveCause::LowTraffic
+        };
+        Some((what, Some(decide), cause))
     }
 
     fn evidence(&self, t: &Test, histories: &[History], until_ms: i64) -> MetricEvidence {
