@@ -3,8 +3,8 @@
 pub mod baseline;
 pub mod canary;
 pub mod config;
-pub mod correlation;
 pub mod detector;
+pub mod engine;
 pub mod error;
 pub mod explain;
 pub mod export;
@@ -22,7 +22,7 @@ pub use canary::{
     CanaryConfig, CanaryEvidence, CanaryMetric, CanaryOutcome, CanaryPoint, CanaryTest,
 };
 pub use config::{Config, Direction, MetricConfig, SignaturePolicy};
-pub use correlation::{
+pub use engine::{
     Engine, EngineStats, LateAfterVerdict, MetricKey, MetricTrace, SeriesKey, TracePoint,
     WatchStatus,
 };

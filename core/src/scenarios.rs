@@ -12,7 +12,7 @@ mod canary;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::correlation::Engine;
+use crate::engine::Engine;
 use crate::error::Error;
 use crate::samples::{Deploy, LogEvent, LogLevel, Sample};
 use crate::time::Timestamp;
