@@ -143,8 +143,15 @@ impl TailModel {
             return None;
         }
         let in_time: Vec<f64> = residuals.iter().map(|r| r / scale).collect();
-        let mut z = without_incidents(&in_time);
-        z.sort_by(f64::total_cmp);
+        let mut sorted = in_time.clone();
+        sorted.sort_by(f64::total_cmp);
+        let z = match without_incidents(&in_time, &sorted) {
+            Some(mut kept) => {
+                kept.sort_by(f64::total_cmp);
+                kept
+            }
+            None => sorted,
+        };
         let n = z.len();
         let u = tail_threshold(&z);
         let excess: Vec<f64> = z.iter().filter(|&&v| v > u).map(|v| v - u).collect();
@@ -242,22 +249,32 @@ fn tail_threshold(sorted: &[f64]) -> f64 {
 /// level that one of the `m` excesses would pass by chance with probability 1 %. This is
 /// a coarse screen for gross incidents, not the tail model itself. `values` are in time
 /// order.
-fn without_incidents(values: &[f64]) -> Vec<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
+fn without_incidents(values: &[f64], sorted: &[f64]) -> Option<Vec<f64>> {
     if sorted.len() < 12 {
-        return values.to_vec();
+        return None;
     }
     let u = sorted[sorted.len() / 2];
-    let excess: Vec<f64> = sorted.iter().filter(|&&v| v > u).map(|v| v - u).collect();
+    // `sorted` is ascending, so the excesses over the median are too: their median is
+    // the middle one, no sort needed.
+    let first_above = sorted.partition_point(|&v| v <= u);
+    let excess = &sorted[first_above..];
     if excess.len() < 6 {
-        return values.to_vec();
+        return None;
     }
-    let beta = crate::stats::median(&excess) / std::f64::consts::LN_2;
+    let mid = excess.len() / 2;
+    let median_excess = if excess.len() % 2 == 0 {
+        0.5 * (excess[mid - 1] + excess[mid]) - u
+    } else {
+        excess[mid] - u
+    };
+    let beta = median_excess / std::f64::consts::LN_2;
     if !(beta.is_finite() && beta > 0.0) {
-        return values.to_vec();
+        return None;
     }
     let cut = u + beta * (excess.len() as f64 / 0.01).ln();
+    if sorted.last().is_none_or(|&top| top <= cut) {
+        return None;
+    }
     // Far samples grouped into runs (neighbours less than PAIR_SPAN apart). A run that
     // reaches the last samples of the baseline is not over: it may be the level the
     // service now sits at (a step up just before the deploy), which is the level-shift
@@ -278,12 +295,11 @@ fn without_incidents(values: &[f64]) -> Vec<f64> {
         }
         start = end + 1;
     }
-    let kept: Vec<f64> = (0..n).filter(|&i| !drop[i]).map(|i| values[i]).collect();
-    if kept.len() < 12 {
-        values.to_vec()
-    } else {
-        kept
+    if !drop.contains(&true) {
+        return None;
     }
+    let kept: Vec<f64> = (0..n).filter(|&i| !drop[i]).map(|i| values[i]).collect();
+    (kept.len() >= 12).then_some(kept)
 }
 
 /// Quantile `p` of the chi-square distribution with `dof` degrees of freedom
@@ -343,6 +359,12 @@ mod tests {
         assert!(TailModel::fit(&[3.0; 40], 0.0, 0.005, 30.0, 0.0).is_none());
     }
 
+    fn screened(values: &[f64]) -> usize {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        without_incidents(values, &sorted).map_or(values.len(), |k| k.len())
+    }
+
     #[test]
     fn a_past_incident_is_not_normal_but_a_lone_spike_is() {
         let calm: Vec<f64> = (0..50).map(|i| ((i * 37) % 11) as f64 * 0.3).collect();
@@ -351,17 +373,17 @@ mod tests {
         for v in past.iter_mut().skip(20).take(4) {
             *v = 300.0;
         }
-        assert_eq!(without_incidents(&past).len(), 46);
+        assert_eq!(screened(&past), 46);
         // one lone spike stays: the service does spike
         let mut lone = calm.clone();
         lone[20] = 300.0;
-        assert_eq!(without_incidents(&lone).len(), 50);
+        assert_eq!(screened(&lone), 50);
         // a run that reaches the end of the baseline is the current level, not an incident
         let mut step = calm.clone();
         for v in step.iter_mut().skip(46) {
             *v = 300.0;
         }
-        assert_eq!(without_incidents(&step).len(), 50);
+        assert_eq!(screened(&step), 50);
         // and the extreme test anchored on the baseline without the incident sees a new
         // fault that is smaller than the old one
         let with = TailModel::fit(&past, 0.0, 0.005, 30.0, 0.0).unwrap();
