@@ -467,6 +467,23 @@ fn a_regression_carries_its_dominant_new_log_signature() {
     assert_eq!(quick.detected_at, v.detected_at);
 }
 
+/// The `i`-th of a known error's lines: one template, varying user and address.
+fn login_failure(i: usize) -> String {
+    let names = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
+    format!(
+        "login failed for user {} from 10.0.0.{}",
+        names[i % 7],
+        i % 250
+    )
+}
+
+/// A distinct five-letter word per `k`: each makes a template of its own.
+fn flood_word(k: u64) -> String {
+    (0..5)
+        .map(|d| (b'a' + ((k / 26u64.pow(d)) % 26) as u8) as char)
+        .collect()
+}
+
 /// Signatures are per service: a service that floods the miner with new templates
 /// cannot evict another's, so that one keeps its id and its known error after the
 /// deploy is not "new" (a false new-error regression).
@@ -476,29 +493,18 @@ fn a_flooding_service_cannot_make_another_services_signature_new() {
     let (samples, dep) = step_series(7, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
     let mut engine = Engine::new(Config::default()).unwrap();
     engine.ingest_deploy(&dep).unwrap();
-    let names = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
     for (i, s) in samples.iter().enumerate() {
         engine.ingest_sample(s).unwrap();
         let t = s.timestamp.add_secs(1.0);
         if (i < 180 && i % 6 == 0) || (i >= 180 && i % 2 == 0) {
             engine
-                .ingest_log(&log(
-                    t,
-                    LogLevel::Error,
-                    &format!(
-                        "login failed for user {} from 10.0.0.{}",
-                        names[i % 7],
-                        i % 250
-                    ),
-                ))
+                .ingest_log(&log(t, LogLevel::Error, &login_failure(i)))
                 .unwrap();
         }
         if i == 150 {
             // More new templates than one miner keeps (50,000 by default).
             for k in 0..60_000u64 {
-                let word: String = (0..5)
-                    .map(|d| (b'a' + ((k / 26u64.pow(d)) % 26) as u8) as char)
-                    .collect();
+                let word = flood_word(k);
                 engine
                     .ingest_log(&LogEvent {
                         timestamp: t,
@@ -545,22 +551,13 @@ fn an_evicted_template_is_not_new_when_it_comes_back() {
     let (samples, dep) = step_series(7, "p95_latency_ms", 200.0, 5.0, 0.0, 360, 180, 0);
     let mut engine = Engine::new(Config::default()).unwrap();
     engine.ingest_deploy(&dep).unwrap();
-    let names = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
     for (i, s) in samples.iter().enumerate() {
         engine.ingest_sample(s).unwrap();
         let t = s.timestamp.add_secs(1.0);
         // A few login failures early in the baseline, then none until the deploy.
         if (i < 10 && i % 2 == 0) || (i >= 360 && i % 4 == 0) {
             engine
-                .ingest_log(&log(
-                    t,
-                    LogLevel::Error,
-                    &format!(
-                        "login failed for user {} from 10.0.0.{}",
-                        names[i % 7],
-                        i % 250
-                    ),
-                ))
+                .ingest_log(&log(t, LogLevel::Error, &login_failure(i)))
                 .unwrap();
         }
         if i == 10 {
@@ -568,9 +565,7 @@ fn an_evicted_template_is_not_new_when_it_comes_back() {
             // default), and more lines than its log history (20,000): only the miner
             // can still say that the login failures were seen before.
             for k in 0..60_000u64 {
-                let word: String = (0..5)
-                    .map(|d| (b'a' + ((k / 26u64.pow(d)) % 26) as u8) as char)
-                    .collect();
+                let word = flood_word(k);
                 engine
                     .ingest_log(&log(t, LogLevel::Error, &format!("{word} exploded")))
                     .unwrap();

@@ -113,6 +113,27 @@ pub fn sample_items(samples: Vec<Sample>) -> Vec<Item<Sample>> {
         .collect()
 }
 
+/// Splits admitted items into the rows to store (keyed by event time, service and
+/// environment, with the raw body) and the records to feed.
+fn into_rows<T>(
+    items: Vec<Item<T>>,
+    key: impl Fn(&T) -> (Timestamp, &String, &String),
+) -> (Vec<NewRecord>, Vec<T>) {
+    items
+        .into_iter()
+        .map(|i| {
+            let (ts, service, environment) = key(&i.record);
+            let row = NewRecord {
+                ts_ms: ts.millis(),
+                service: service.clone(),
+                environment: environment.clone(),
+                body: i.raw,
+            };
+            (row, i.record)
+        })
+        .unzip()
+}
+
 /// Checks, stores and feeds metric samples.
 ///
 /// # Errors
@@ -134,18 +155,7 @@ pub async fn samples(state: &AppState, items: Vec<Item<Sample>>) -> Result<Accep
             ..Accepted::default()
         });
     }
-    let (rows, samples): (Vec<NewRecord>, Vec<Sample>) = items
-        .into_iter()
-        .map(|i| {
-            let row = NewRecord {
-                ts_ms: i.record.timestamp.millis(),
-                service: i.record.service.clone(),
-                environment: i.record.environment.clone(),
-                body: i.raw,
-            };
-            (row, i.record)
-        })
-        .unzip();
+    let (rows, samples) = into_rows(items, |r| (r.timestamp, &r.service, &r.environment));
     let st = state.clone();
     let late = detached(async move {
         st.store.insert_samples(&rows, now_ms).await?;
@@ -186,18 +196,7 @@ pub async fn logs(state: &AppState, items: Vec<Item<LogEvent>>) -> Result<Accept
             ..Accepted::default()
         });
     }
-    let (rows, events): (Vec<NewRecord>, Vec<LogEvent>) = items
-        .into_iter()
-        .map(|i| {
-            let row = NewRecord {
-                ts_ms: i.record.timestamp.millis(),
-                service: i.record.service.clone(),
-                environment: i.record.environment.clone(),
-                body: i.raw,
-            };
-            (row, i.record)
-        })
-        .unzip();
+    let (rows, events) = into_rows(items, |r| (r.timestamp, &r.service, &r.environment));
     let st = state.clone();
     detached(async move {
         st.store.insert_logs(&rows).await?;
