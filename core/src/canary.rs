@@ -281,24 +281,11 @@ impl Track {
                 hs.resize_with(id + 1, History::new);
             }
             let h = &mut hs[id];
-            match h.back() {
-                Some(&(last, _)) if last > t => {
-                    let at = lower_bound(h, t);
-                    if h.get(at).is_some_and(|p| p.0 == t) {
-                        h[at].1 = v;
-                    } else {
-                        h.insert(at, (t, v));
-                    }
-                }
-                Some(&(last, _)) if last == t => {
-                    if let Some(b) = h.back_mut() {
-                        b.1 = v;
-                    }
-                }
-                _ => h.push_back((t, v)),
-            }
+            // Each sample its own point (a repeated time replaces the value): the canary
+            // comparison pairs samples of the two versions by time.
+            h.add(t, v, 1, false);
             while h.len() > max_history {
-                h.pop_front();
+                h.pop_oldest();
             }
         }
         match role {

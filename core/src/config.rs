@@ -103,7 +103,8 @@ pub struct Config {
     /// Default 5.
     pub max_gap_intervals: f64,
     /// Most samples kept per metric and series (the baseline uses the latest ones).
-    /// Default 1024.
+    /// Default 1024. Samples closer together than [`Config::sample_bin_ms`] are pooled
+    /// into one, so that the history spans a whole watch however dense the series.
     pub max_history: usize,
     /// Most log events kept per series for signature evidence. Default 20000.
     pub max_log_history: usize,
@@ -264,6 +265,20 @@ impl Config {
             .get(metric)
             .and_then(|m| m.direction)
             .unwrap_or_else(|| Direction::default_for(metric))
+    }
+
+    /// Width of the bins that samples of one series are pooled into (see
+    /// `watch::History`), in milliseconds: the history's `2 × max_history` points then span
+    /// the baseline window, the deploy tolerance and the monitoring window together (2.9 s
+    /// with the defaults). A series sampled less often keeps every sample as it came.
+    pub fn sample_bin_ms(&self) -> i64 {
+        let span_ms = self
+            .baseline_window_secs
+            .saturating_add(self.deploy_tolerance_secs)
+            .saturating_add(self.monitoring_window_secs)
+            .saturating_mul(1000);
+        let points = (self.max_history.max(16) as u64).saturating_mul(2);
+        (span_ms / points).min(i64::MAX as u64) as i64
     }
 
     /// Whether `metric` is watched at all.

@@ -39,7 +39,7 @@ use crate::signatures::{LogHistory, TemplateMiner, TemplateRecord};
 use crate::signatures_link;
 use crate::time::Timestamp;
 use crate::verdict::{DeployVerdict, VerdictKind, WatchEnd};
-use crate::watch::{lower_bound, History, Watch, WatchSetup};
+use crate::watch::{lower_bound, Added, History, Watch, WatchSetup};
 
 /// A hash map with the core's deterministic hash: the engine's keys are short names looked
 /// up on every sample, where SipHash's protection against adversarial keys costs more than
@@ -193,6 +193,11 @@ pub struct Engine {
     counters: Vec<bool>,
     metric_ids: FastMap<String, usize>,
     requests_id: Option<usize>,
+    /// Per metric id: whether samples pooled into one bin are summed (the `errors` and
+    /// `requests` counts) rather than averaged (see [`History`]).
+    summed: Vec<bool>,
+    /// What one sample feeds the running watch: (metric, time, value, requests).
+    feed_scratch: Vec<(usize, i64, f64, Option<f64>)>,
     scratch: Vec<(MetricKey, f64)>,
     series: Vec<SeriesState>,
     /// Service → environment → series index.
@@ -232,6 +237,8 @@ impl Engine {
             counters: Vec::new(),
             metric_ids: FastMap::default(),
             requests_id: None,
+            summed: Vec::new(),
+            feed_scratch: Vec::new(),
             scratch: Vec::new(),
             series: Vec::new(),
             series_ids: FastMap::default(),
@@ -347,6 +354,7 @@ impl Engine {
         let id = self.metric_names.len();
         self.metric_names.push(name.to_string());
         self.counters.push(is_counter(name));
+        self.summed.push(name == "errors" || name == "requests");
         self.metric_ids.insert(name.to_string(), id);
         if name == "requests" {
             self.requests_id = Some(id);
@@ -650,36 +658,52 @@ impl Engine {
                 .histories
                 .resize_with(metric_names.len(), History::new);
         }
-        let mut in_order = true;
+        // Pool the sample into its bin (see `History`) and gather what the running watch
+        // is to be fed: completed dense bins, and the sample itself when its series is
+        // sparse.
+        let bin_ms = config.sample_bin_ms();
+        let feeds = &mut self.feed_scratch;
+        feeds.clear();
+        let mut rewritten = false;
         for &(MetricKey(id), v) in values {
+            let additive = self.summed.get(id) == Some(&true);
             let h = &mut series.histories[id];
-            match h.back() {
-                Some(&(last, _)) if last > t => {
-                    let at = lower_bound(h, t);
-                    h.insert(at, (t, v));
-                    in_order = false;
-                }
-                Some(&(last, _)) if last == t => {
-                    // A repeated timestamp replaces the earlier value.
-                    if let Some(b) = h.back_mut() {
-                        b.1 = v;
-                    }
-                    in_order = false;
-                }
-                _ => h.push_back((t, v)),
-            }
+            let added = h.add(t, v, bin_ms, additive);
             // Bounded memory: by count, and by age relative to the newest sample.
             while h.len() > max_history || h.front().is_some_and(|p| p.0 < keep_from) {
-                h.pop_front();
+                h.pop_oldest();
+            }
+            match added {
+                Added::Fresh { closed } | Added::Opened { closed } => {
+                    if let Some((ct, cv)) = closed {
+                        feeds.push((id, ct, cv, None));
+                    }
+                    if matches!(added, Added::Fresh { .. }) {
+                        feeds.push((id, t, v, requests_value));
+                    }
+                }
+                Added::Replaced => feeds.push((id, t, v, requests_value)),
+                Added::Pooled | Added::Repeated => {}
+                Added::Rewritten => rewritten = true,
+            }
+        }
+        // A completed bin of `errors` is weighed against the `requests` of the same bin.
+        if let Some(r) = self.requests_id {
+            for f in feeds.iter_mut().filter(|f| f.3.is_none()) {
+                f.3 = series
+                    .histories
+                    .get(r)
+                    .and_then(|h| h.get(lower_bound(h, f.1)).filter(|p| p.0 == f.1))
+                    .map(|p| p.1);
             }
         }
         if let Some(w) = series.watch.as_mut() {
             if t < w.end_ms {
-                if !in_order && t < w.last_seen_ms {
+                if rewritten {
                     w.dirty = true;
                 } else {
-                    for &(MetricKey(id), v) in values {
-                        w.on_value(id, t, v, requests_value, &series.histories, config);
+                    for &(id, ft, v, requests) in feeds.iter() {
+                        w.on_value(id, ft, v, requests, &series.histories, config);
                     }
                 }
                 if w.dirty && t < w.deploy_ms {
@@ -1162,10 +1186,21 @@ impl Engine {
         }
     }
 
-    fn close(&mut self, sid: usize, watch: Watch, until_ms: i64, why: WatchEnd) {
+    fn close(&mut self, sid: usize, mut watch: Watch, until_ms: i64, why: WatchEnd) {
         self.series[sid].judged = Some((watch.baseline_from.unwrap_or(watch.deploy_ms), until_ms));
         self.series[sid].judged_deploy = Some(watch.deploy.clone());
         let series = &self.series[sid];
+        // A dense bin still filling when the watch ends is taken as it is: the watch has
+        // seen everything it will.
+        let requests = self.requests_id.and_then(|r| series.histories.get(r));
+        for (m, h) in series.histories.iter().enumerate() {
+            if let Some((t, v)) = h.open_point().filter(|p| p.0 <= until_ms) {
+                let r = requests
+                    .and_then(|rh| rh.get(lower_bound(rh, t)).filter(|p| p.0 == t))
+                    .map(|p| p.1);
+                watch.on_value(m, t, v, r, &series.histories, &self.config);
+            }
+        }
         let mut verdict = watch.verdict(&series.histories, &self.config, until_ms, why);
         if series.late_in_watch > 0 {
             verdict.warnings.push(format!(

@@ -40,7 +40,200 @@ use crate::verdict::WatchEnd;
 pub(crate) const LOG_BUDGET_SHARE: f64 = 0.2;
 
 /// Time-ordered points of one metric of one series.
-pub(crate) type History = VecDeque<(i64, f64)>;
+///
+/// # Dense series are binned
+/// The history keeps a bounded number of points (`max_history`), and that number has to
+/// span a whole watch: the baseline window, the deploy tolerance and the monitoring
+/// window. A series sampled ten times a second would otherwise hold less than four minutes,
+/// so its baseline would be a few minutes long and its evidence would be read from a
+/// handful of the latest samples. Samples are therefore pooled into bins of
+/// [`Config::sample_bin_ms`] (epoch-aligned, so the bins do not depend on the order the
+/// samples arrive in): a bin's point is the mean of its samples (the sum for the
+/// `errors` and `requests` counts, whose ratio is then the pooled error rate and whose
+/// request total is the evidence the count test weighs) at the time of its earliest
+/// sample. A series sampled less often than the bin width has one sample per bin and is
+/// kept exactly as it came.
+///
+/// A bin that holds more than one sample is fed to the tests only once it is complete
+/// (the next bin has begun), so the tests see each bin once, with its final value; a
+/// sparse series' samples are fed as they arrive.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct History {
+    points: VecDeque<(i64, f64)>,
+    /// Samples pooled into each point, kept once the series has pooled any (a sparse
+    /// series, one sample a point, pays nothing for it).
+    counts: Option<VecDeque<u16>>,
+    /// Latest raw time pooled into the newest point.
+    newest_raw_ms: i64,
+    /// Time of the newest point while its bin is still filling and has not been fed to
+    /// the tests; `i64::MAX` when every point has been fed.
+    open_from: i64,
+}
+
+/// What adding a sample to a [`History`] did, and so what the running watch must be fed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Added {
+    /// A new newest point, to be fed now (a sparse series), after `closed`, a dense
+    /// bin this sample completed (fed before it), if any.
+    Fresh { closed: Option<(i64, f64)> },
+    /// A new newest point that opened a dense bin: nothing to feed yet but `closed`.
+    Opened { closed: Option<(i64, f64)> },
+    /// Pooled into the open newest bin: nothing to feed.
+    Pooled,
+    /// Pooled into a newest point that had already been fed (the series turned out to
+    /// be dense), or put before the newest point (a late sample): the watch must be
+    /// recomputed from the history.
+    Rewritten,
+    /// Replaced the value of a point with the same time (a repeated sample).
+    Replaced,
+    /// An exact repeat of a sample already pooled: ignored.
+    Repeated,
+}
+
+impl History {
+    pub(crate) fn new() -> History {
+        History {
+            points: VecDeque::new(),
+            counts: None,
+            newest_raw_ms: i64::MIN,
+            open_from: i64::MAX,
+        }
+    }
+
+    fn count(&self, j: usize) -> u16 {
+        self.counts.as_ref().map_or(1, |c| c[j])
+    }
+
+    /// Pools `(t, v)` into point `j` (of `n` samples so far).
+    fn pool_into(&mut self, j: usize, t: i64, v: f64, additive: bool) {
+        let n = self.count(j);
+        let (pt, pv) = self.points[j];
+        let value = if additive {
+            pv + v
+        } else {
+            pv + (v - pv) / (f64::from(n) + 1.0)
+        };
+        self.points[j] = (pt.min(t), value);
+        let len = self.points.len();
+        let counts = self
+            .counts
+            .get_or_insert_with(|| std::iter::repeat_n(1, len).collect());
+        counts[j] = n.saturating_add(1);
+    }
+
+    /// Adds sample `(t, v)`, pooling it into its bin of `bin_ms` (no pooling at 1 ms or
+    /// less); `additive` metrics are summed, others averaged.
+    pub(crate) fn add(&mut self, t: i64, v: f64, bin_ms: i64, additive: bool) -> Added {
+        let bin_ms = bin_ms.max(1);
+        let slot = |ts: i64| ts.div_euclid(bin_ms);
+        let Some(&(last, last_v)) = self.points.back() else {
+            self.push_newest(t, v);
+            return Added::Fresh { closed: None };
+        };
+        let newest = self.points.len() - 1;
+        if slot(t) == slot(last) {
+            if t == last && self.count(newest) <= 1 {
+                if let Some(b) = self.points.back_mut() {
+                    b.1 = v;
+                }
+                return Added::Replaced;
+            }
+            if t == self.newest_raw_ms || t == last {
+                return Added::Repeated;
+            }
+            let was_fed = self.open_from == i64::MAX;
+            self.pool_into(newest, t, v, additive);
+            self.newest_raw_ms = self.newest_raw_ms.max(t);
+            self.open_from = last.min(t);
+            return if was_fed {
+                Added::Rewritten
+            } else {
+                Added::Pooled
+            };
+        }
+        if slot(t) > slot(last) {
+            let closed = (self.open_from != i64::MAX).then_some((last, last_v));
+            let dense = self.count(newest) > 1;
+            self.push_newest(t, v);
+            return if dense {
+                self.open_from = t;
+                Added::Opened { closed }
+            } else {
+                Added::Fresh { closed }
+            };
+        }
+        // A late sample, before the newest bin: pooled into its bin, or a point of its own.
+        let at = lower_bound(self, t);
+        let same = [at.checked_sub(1), Some(at)]
+            .into_iter()
+            .flatten()
+            .find(|&j| j < self.points.len() && slot(self.points[j].0) == slot(t));
+        match same {
+            Some(j) if self.points[j].0 == t && self.count(j) <= 1 => self.points[j].1 = v,
+            Some(j) => self.pool_into(j, t, v, additive),
+            None => {
+                self.points.insert(at, (t, v));
+                if let Some(c) = self.counts.as_mut() {
+                    c.insert(at, 1);
+                }
+            }
+        }
+        Added::Rewritten
+    }
+
+    fn push_newest(&mut self, t: i64, v: f64) {
+        self.points.push_back((t, v));
+        if let Some(c) = self.counts.as_mut() {
+            c.push_back(1);
+        }
+        self.newest_raw_ms = t;
+        self.open_from = i64::MAX;
+    }
+
+    /// Drops the oldest point.
+    pub(crate) fn pop_oldest(&mut self) {
+        self.points.pop_front();
+        if let Some(c) = self.counts.as_mut() {
+            c.pop_front();
+        }
+        if self.points.is_empty() {
+            self.open_from = i64::MAX;
+        }
+    }
+
+    /// Points at or after this instant are not yet for the tests (a dense bin still
+    /// filling).
+    pub(crate) fn fed_until(&self) -> i64 {
+        self.open_from
+    }
+
+    /// The newest point while its bin is still filling (not yet fed to the tests).
+    pub(crate) fn open_point(&self) -> Option<(i64, f64)> {
+        (self.open_from != i64::MAX)
+            .then(|| self.points.back().copied())
+            .flatten()
+    }
+}
+
+impl std::ops::Deref for History {
+    type Target = VecDeque<(i64, f64)>;
+    fn deref(&self) -> &Self::Target {
+        &self.points
+    }
+}
+
+impl FromIterator<(i64, f64)> for History {
+    fn from_iter<I: IntoIterator<Item = (i64, f64)>>(iter: I) -> History {
+        let points: VecDeque<(i64, f64)> = iter.into_iter().collect();
+        let raw = points.back().map_or(i64::MIN, |p| p.0);
+        History {
+            points,
+            counts: None,
+            newest_raw_ms: raw,
+            open_from: i64::MAX,
+        }
+    }
+}
 
 /// Index of the first point at or after `t`.
 pub(crate) fn lower_bound(h: &History, t: i64) -> usize {
@@ -467,7 +660,7 @@ impl Watch {
             self.feed_test(i, t, x, r, histories, cfg);
         }
         for (m, h) in histories.iter().enumerate() {
-            let hi = lower_bound(h, self.end_ms);
+            let hi = lower_bound(h, self.end_ms.min(h.fed_until()));
             if hi > 0 && m < self.fed_ms.len() {
                 self.fed_ms[m] = h[hi - 1].0;
                 self.last_seen_ms = self.last_seen_ms.max(h[hi - 1].0);
@@ -503,11 +696,18 @@ impl Watch {
     ) -> Vec<(i64, f64, f64)> {
         let t = &self.tests[i];
         match t.requests_metric {
-            Some(r) => joined(&histories[t.metric], &histories[r], from, until),
+            Some(r) => joined(
+                &histories[t.metric],
+                &histories[r],
+                from,
+                until
+                    .min(histories[t.metric].fed_until())
+                    .min(histories[r].fed_until()),
+            ),
             None => {
                 let h = &histories[t.metric];
                 let lo = lower_bound(h, from);
-                let hi = lower_bound(h, until);
+                let hi = lower_bound(h, until.min(h.fed_until()));
                 h.range(lo..hi).map(|&(t, x)| (t, x, 0.0)).collect()
             }
         }
@@ -549,5 +749,73 @@ impl Watch {
                 self.feed_test(i, t, x, 0.0, histories, cfg);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(samples: &[(i64, f64)], additive: bool) -> History {
+        let mut h = History::new();
+        for &(t, v) in samples {
+            h.add(t, v, 1_000, additive);
+        }
+        h
+    }
+
+    #[test]
+    fn bins_pool_dense_samples_whatever_their_order() {
+        let samples: Vec<(i64, f64)> = (0..30).map(|i| (i * 100, i as f64)).collect();
+        let mut reversed = samples.clone();
+        reversed.reverse();
+        let mut shuffled = samples.clone();
+        for chunk in shuffled.chunks_mut(4) {
+            chunk.reverse();
+        }
+        let a = filled(&samples, false);
+        assert_eq!(a.len(), 3);
+        // ten samples a bin, at the earliest one's time, their mean as the value
+        assert_eq!(a[1], (1_000, 14.5));
+        for other in [&reversed, &shuffled] {
+            let b = filled(other, false);
+            assert_eq!(b.len(), 3);
+            for (x, y) in a.iter().zip(b.iter()) {
+                assert_eq!(x.0, y.0);
+                assert!((x.1 - y.1).abs() < 1e-9, "{x:?} vs {y:?}");
+            }
+        }
+        // counts are summed
+        assert_eq!(filled(&samples, true)[1], (1_000, 145.0));
+    }
+
+    #[test]
+    fn sparse_samples_are_kept_as_they_came_and_dense_bins_wait_until_complete() {
+        let mut h = History::new();
+        assert_eq!(h.add(0, 1.0, 1_000, false), Added::Fresh { closed: None });
+        assert_eq!(
+            h.add(5_000, 2.0, 1_000, false),
+            Added::Fresh { closed: None }
+        );
+        // a repeated time replaces the value, as a re-sent sample does
+        assert_eq!(h.add(5_000, 3.0, 1_000, false), Added::Replaced);
+        assert_eq!(
+            h.iter().copied().collect::<Vec<_>>(),
+            [(0, 1.0), (5_000, 3.0)]
+        );
+        // a second sample in the newest bin: the series is dense, the bin was fed too soon
+        assert_eq!(h.add(5_500, 5.0, 1_000, false), Added::Rewritten);
+        assert_eq!(h.open_point(), Some((5_000, 4.0)));
+        // the repeat of a pooled sample is ignored
+        assert_eq!(h.add(5_500, 5.0, 1_000, false), Added::Repeated);
+        assert_eq!(h.add(5_700, 4.0, 1_000, false), Added::Pooled);
+        // the next bin completes it: fed then, with its final value
+        assert_eq!(
+            h.add(6_000, 1.0, 1_000, false),
+            Added::Opened {
+                closed: Some((5_000, 4.0))
+            }
+        );
+        assert_eq!(h.fed_until(), 6_000);
     }
 }

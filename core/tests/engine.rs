@@ -774,3 +774,80 @@ fn a_wandering_baseline_is_inconclusive_as_unsteady() {
         v.needed
     );
 }
+
+/// Ten samples a second, an hour of baseline and a deploy after which the error rate goes
+/// from 1 % to 5 % and p95 latency rises by 30 %. Kept raw, the bounded history would
+/// hold the last few minutes only: the baseline shrank to under two minutes and the
+/// evidence came from three samples. Pooled into bins, the baseline spans the hour, the
+/// rise is found at once, and it is named as a rise.
+#[test]
+fn a_dense_series_is_judged_on_its_whole_baseline() {
+    let build = |with_errors: bool| {
+        let mut rng = watchdog_core::scenarios::Rng::new(11);
+        let mut samples = Vec::new();
+        for i in 0..(10 * 4_200) {
+            let secs = i as f64 / 10.0 - 3_600.0;
+            let after = secs >= 0.0;
+            let p95 = 100.0 * if after { 1.3 } else { 1.0 } + 10.0 * rng.normal();
+            let rate = (if after { 0.05 } else { 0.01 } + 0.01 * rng.normal()).max(0.0);
+            let mut m = vec![("p95_latency_ms", p95)];
+            if with_errors {
+                m.push(("error_rate", rate));
+            }
+            samples.push(sample(T0.add_secs(secs), "svc", &m));
+        }
+        samples
+    };
+    let d = deploy(T0, "v2", "svc");
+    for with_errors in [false, true] {
+        let v = run(
+            Config::default(),
+            &build(with_errors),
+            std::slice::from_ref(&d),
+        );
+        assert_eq!(v[0].verdict, VerdictKind::Regression, "{}", v[0].reason);
+        assert!(v[0].reason.contains("rose"), "{}", v[0].reason);
+        let w = &v[0].window;
+        let from = w.baseline_from.expect("a baseline");
+        // The baseline reaches back most of the hour (its newest 1,024 bins of 2.9 s).
+        let reach = (d.timestamp.millis() - from.millis()) as f64 / 1000.0;
+        assert!(reach > 2_400.0, "baseline reaches back {reach} s");
+        let delay = (v[0].detected_at.expect("detected").millis() - d.timestamp.millis()) as f64;
+        assert!(delay <= 10_000.0, "detected {delay} ms after the deploy");
+        let e = v[0]
+            .evidence
+            .iter()
+            .find(|e| e.status == watchdog_core::MetricStatus::Regressed)
+            .expect("regressed evidence");
+        assert!(e.baseline.n >= 1000, "{}", e.baseline.n);
+    }
+}
+
+/// Counts pooled into a bin are summed, so the count test weighs every request: twenty
+/// samples a second of 50 requests each, 1 % failing before the deploy and 3 % after.
+#[test]
+fn pooled_error_counts_keep_every_request() {
+    let mut rng = watchdog_core::scenarios::Rng::new(5);
+    let mut samples = Vec::new();
+    for i in 0..(20 * 4_000) {
+        let secs = i as f64 / 20.0 - 3_600.0;
+        let p = if secs >= 0.0 { 0.03 } else { 0.01 };
+        let errors = (0..50).filter(|_| rng.uniform() < p).count() as f64;
+        samples.push(sample(
+            T0.add_secs(secs),
+            "svc",
+            &[("requests", 50.0), ("errors", errors)],
+        ));
+    }
+    let d = deploy(T0, "v2", "svc");
+    let v = run(Config::default(), &samples, std::slice::from_ref(&d));
+    assert_eq!(v[0].verdict, VerdictKind::Regression, "{}", v[0].reason);
+    let e = &v[0].evidence[0];
+    let counts = e.counts.as_ref().expect("count evidence");
+    // One hour of baseline at 1,000 requests a second, less what the bins leave out.
+    assert!(
+        counts.baseline_requests > 0.8 * 1024.0 * 2.9 * 1000.0,
+        "{:?}",
+        counts
+    );
+}
