@@ -216,6 +216,12 @@ pub(crate) fn metric_sentence(v: &DeployVerdict, e: &MetricEvidence) -> String {
                 format_delta(&e.metric, e.effect_absolute)
             )
         }
+        MetricStatus::Undecided => format!(
+            "{label}: {} before, {} after ({}), not judged: the watch stopped at the first regression",
+            format_value(&e.metric, before),
+            format_value(&e.metric, after),
+            format_delta(&e.metric, e.effect_absolute)
+        ),
         MetricStatus::Insufficient => format!(
             "{label}: not enough data to test ({} samples before, {} after)",
             e.baseline.n, e.observed.n

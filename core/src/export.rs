@@ -151,6 +151,7 @@ fn evidence_table(v: &DeployVerdict, out: &mut String) {
             MetricStatus::PreExisting => "pre-existing",
             MetricStatus::LateChange => "late change",
             MetricStatus::Ok => "ok",
+            MetricStatus::Undecided => "not judged",
             MetricStatus::Insufficient => "insufficient data",
         };
         let started = e

@@ -63,6 +63,9 @@ pub enum MetricStatus {
     LateChange,
     /// No material harmful shift.
     Ok,
+    /// Not judged: another metric's regression ended the watch before this metric's
+    /// test reached a decision either way (its numbers are still shown).
+    Undecided,
     /// Not enough data to test this metric.
     Insufficient,
 }

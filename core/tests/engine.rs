@@ -820,6 +820,19 @@ fn a_dense_series_is_judged_on_its_whole_baseline() {
             .find(|e| e.status == watchdog_core::MetricStatus::Regressed)
             .expect("regressed evidence");
         assert!(e.baseline.n >= 1000, "{}", e.baseline.n);
+        // Both metrics moved: the one the watch stopped before judging is "not judged",
+        // not "ok", in the evidence and in the explanation.
+        assert!(
+            v[0].evidence
+                .iter()
+                .all(|e| e.status != watchdog_core::MetricStatus::Ok),
+            "{:?}",
+            v[0].evidence.iter().map(|e| e.status).collect::<Vec<_>>()
+        );
+        if with_errors {
+            let text = watchdog_core::explain::explain(&v[0]).details.join("\n");
+            assert!(text.contains("not judged"), "{text}");
+        }
     }
 }
 

@@ -105,8 +105,9 @@ impl Watch {
             MetricStatus::Regressed => 0,
             MetricStatus::PreExisting => 1,
             MetricStatus::LateChange => 2,
-            MetricStatus::Insufficient => 3,
-            MetricStatus::Ok => 4,
+            MetricStatus::Undecided => 3,
+            MetricStatus::Insufficient => 4,
+            MetricStatus::Ok => 5,
         });
         if !self.short_baseline.is_empty() && !self.tests.is_empty() {
             warnings.push(format!(
@@ -396,6 +397,9 @@ impl Watch {
             Phase::PreExistingShort { .. } => MetricStatus::PreExisting,
             Phase::Late { .. } => MetricStatus::LateChange,
             Phase::Running if observed.n == 0 => MetricStatus::Insufficient,
+            // The watch stops at the first regression; a test still running then has
+            // not found its metric unchanged, so it must not read as "ok".
+            Phase::Running if self.fired() => MetricStatus::Undecided,
             Phase::Running => MetricStatus::Ok,
         };
         let noise = match t.values() {

@@ -66,6 +66,7 @@ pub(super) fn payload(ev: &AlertEvent) -> Value {
                 MetricStatus::LateChange => " (late change)",
                 MetricStatus::Insufficient => " (no data)",
                 MetricStatus::Ok => "",
+                MetricStatus::Undecided => " (not judged)",
             };
             mrkdwn(
                 &format!(

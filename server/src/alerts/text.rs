@@ -33,6 +33,7 @@ pub(super) fn body(ev: &AlertEvent) -> String {
                 MetricStatus::LateChange => " (late change)",
                 MetricStatus::Insufficient => " (no data)",
                 MetricStatus::Ok => "",
+                MetricStatus::Undecided => " (not judged)",
             };
             let _ = writeln!(
                 out,

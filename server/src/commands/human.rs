@@ -53,6 +53,7 @@ pub fn verdict_block(v: &DeployVerdict, explanation: &str) -> String {
                 MetricStatus::PreExisting => "pre-exist",
                 MetricStatus::LateChange => "late",
                 MetricStatus::Ok => "ok",
+                MetricStatus::Undecided => "not judged",
                 MetricStatus::Insufficient => "no data",
             },
             format!("{:.1} / {:.1}", m.statistic, m.threshold)

@@ -26,6 +26,7 @@ fn status_word(s: MetricStatus) -> &'static str {
         MetricStatus::PreExisting => "pre-existing shift",
         MetricStatus::LateChange => "late change",
         MetricStatus::Ok => "ok",
+        MetricStatus::Undecided => "not judged",
         MetricStatus::Insufficient => "not enough data",
     }
 }
