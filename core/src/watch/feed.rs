@@ -35,6 +35,12 @@ impl Watch {
         if test.phase.done() || (tail_only && test.counts().is_some()) {
             return;
         }
+        // The residual against the baseline's expected level, once for both tests (the
+        // expectation of a damped trend costs an exponential).
+        let resid = match &test.model {
+            Model::Values(_) => test.sign * (x - test.base.expected(t)),
+            Model::Counts(_) => 0.0,
+        };
         let inc = match &test.model {
             Model::Counts(c) => {
                 if !(requests > 0.0 && x >= 0.0 && x <= requests) {
@@ -48,8 +54,7 @@ impl Watch {
                 // correlation ρ the variance of a long sum of n values is n·(1+ρ)/(1−ρ)
                 // times that of one, so the shrunk scores sum like independent ones and
                 // the threshold's false-alarm guarantee holds.
-                let r = test.sign * (x - test.base.expected(t));
-                let z = v.rank.as_ref().map_or(0.0, |rk| rk.score(r)) / v.widen;
+                let z = v.rank.as_ref().map_or(0.0, |rk| rk.score(resid)) / v.widen;
                 z.clamp(-test.design.clip, test.design.clip) - test.design.k
             }
         };
@@ -103,7 +108,7 @@ impl Watch {
         // A few extreme samples: one beyond the baseline's extrapolated tail decides at
         // once when the excess itself is material (see `reference`).
         if let Some(tail) = test.values().and_then(|v| v.tail) {
-            let r = test.sign * (x - test.base.expected(t));
+            let r = resid;
             // One sample alone decides only right after the recorded deploy, among its
             // first few samples; before it (inside the tolerance) or later, a lone spike
             // is just that.
@@ -150,7 +155,9 @@ impl Watch {
                 }
             }
         }
-        if tail_only || s <= test.design.threshold_at(test.n_post) {
+        // The threshold is never below 1 (see `CusumDesign::threshold_at`): most samples
+        // are decided without its logarithm.
+        if tail_only || s <= 1.0 || s <= test.design.threshold_at(test.n_post) {
             return;
         }
         // Crossed the threshold: is it the deploy's doing, and is it material?
