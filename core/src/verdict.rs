@@ -78,6 +78,9 @@ pub enum TestKind {
     Cusum,
     /// Two samples beyond the baseline's extrapolated tail, close together.
     TailExceedance,
+    /// The median of the samples since the deploy against the baseline's level, with an
+    /// error that allows for autocorrelation (see `watch::level`).
+    LevelShift,
     /// Bernoulli-likelihood CUSUM on error and request counts.
     BinomialCusum,
 }

@@ -15,6 +15,7 @@
 
 mod count;
 mod feed;
+mod level;
 mod reference;
 mod report;
 mod seasonal;
@@ -482,6 +483,7 @@ impl Watch {
                     rank: scored.rank,
                     widen: scored.widen,
                     tail: scored.tail,
+                    level: scored.level,
                 }),
                 min_effect,
                 design_shift: cfg.design_shift_sigmas,
@@ -500,6 +502,8 @@ impl Watch {
                 last_effect_check: None,
                 last_extreme: None,
                 tail_hit: None,
+                level_resid: Vec::new(),
+                level_hit: None,
                 seasonal_note: None,
                 trace: setup.tracing.then(Vec::new),
             });
@@ -547,6 +551,8 @@ impl Watch {
                 last_effect_check: None,
                 last_extreme: None,
                 tail_hit: None,
+                level_resid: Vec::new(),
+                level_hit: None,
                 seasonal_note: None,
                 trace: setup.tracing.then(Vec::new),
             });

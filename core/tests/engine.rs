@@ -864,3 +864,51 @@ fn pooled_error_counts_keep_every_request() {
         counts
     );
 }
+
+/// A sticky series (lag-1 autocorrelation 0.9, as queue lengths and travel times are):
+/// one that jumps far above anything its baseline did is a regression, found by the
+/// level test; the same series without the jump stays unaccused over many seeds.
+#[test]
+fn a_sticky_series_that_jumps_far_is_a_regression_and_one_that_wanders_is_not() {
+    let build = |seed: u64, jump: f64| {
+        let mut rng = watchdog_core::scenarios::Rng::new(seed);
+        let mut x = 0.0;
+        let mut samples = Vec::new();
+        for i in 0..150 {
+            // AR(1) with marginal spread 10
+            x = 0.9 * x + 10.0 * (1.0f64 - 0.81).sqrt() * rng.normal();
+            let t = T0.add_secs(60.0 * (i as f64 - 120.0));
+            let v = 100.0 + x + if i >= 120 { jump } else { 0.0 };
+            samples.push(sample(t, "svc", &[("queue_depth", v)]));
+        }
+        samples
+    };
+    let d = deploy(T0, "v2", "svc");
+    let cfg = Config::default();
+    let jumped = run(cfg.clone(), &build(7, 30.0), std::slice::from_ref(&d));
+    assert_eq!(
+        jumped[0].verdict,
+        VerdictKind::Regression,
+        "{}",
+        jumped[0].reason
+    );
+    assert_eq!(
+        jumped[0].evidence[0].test,
+        watchdog_core::TestKind::LevelShift
+    );
+    let accused = (0..40)
+        .filter(|&seed| {
+            run(
+                cfg.clone(),
+                &build(100 + seed, 0.0),
+                std::slice::from_ref(&d),
+            )[0]
+            .verdict
+                == VerdictKind::Regression
+        })
+        .count();
+    assert!(
+        accused <= 1,
+        "{accused} of 40 healthy sticky deploys accused"
+    );
+}

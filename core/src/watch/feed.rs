@@ -107,6 +107,13 @@ impl Watch {
         };
         // A few extreme samples: one beyond the baseline's extrapolated tail decides at
         // once when the excess itself is material (see `reference`).
+        if std::env::var("WD_DEBUG").is_ok() {
+            let r = resid;
+            match test.values().and_then(|v| v.tail) {
+                Some(tl) => eprintln!("{} {:?} n{} ti{} x{:.4} r/s{:.2} thr{:.2} single{:.2} s{:.2} h{:.2} rho{:.2} min_eff{:.3}", test.name, test.direction, test.n_post, tail_i, x, r / tl.scale, tl.threshold(tail_i), tl.single_threshold(tail_i), s, test.design.threshold_at(test.n_post), test.base.rho, test.min_effect),
+                None => eprintln!("{} {:?} n{} x{:.4} notail s{:.2} h{:.2} rho{:.2}", test.name, test.direction, test.n_post, x, s, test.design.threshold_at(test.n_post), test.base.rho),
+            }
+        }
         if let Some(tail) = test.values().and_then(|v| v.tail) {
             let r = resid;
             // One sample alone decides only right after the recorded deploy, among its
@@ -152,6 +159,36 @@ impl Watch {
                         }
                     }
                     _ => test.last_extreme = Some((t, test.n_post)),
+                }
+            }
+        }
+        // The level of the first samples since the deploy (see `level`).
+        if !tail_only
+            && test.level_resid.len() < test.values().and_then(|v| v.level).map_or(0, |l| l.max_k)
+        {
+            test.level_resid.push(resid);
+            let level = test.values().and_then(|v| v.level);
+            if let Some((effect, z)) =
+                level.and_then(|l| l.check(&test.level_resid, test.min_effect))
+            {
+                // As for the other tests: did the same clock time the day before move as
+                // much, from the recorded deploy on?
+                if daily_pattern_explains(
+                    test,
+                    histories,
+                    deploy_ms,
+                    (actual_deploy.min(t), t + 1),
+                    effect,
+                    cfg,
+                    1,
+                ) {
+                    test.seasonal_note = Some(deploy_ms);
+                } else {
+                    let z_crit = level.map_or(f64::NAN, |l| l.z_crit);
+                    test.level_hit = Some((z, z_crit));
+                    test.phase =
+                        Phase::decided(t, actual_deploy.min(t), actual_deploy, attributable_until);
+                    return;
                 }
             }
         }
@@ -262,6 +299,7 @@ impl Watch {
                         rank: scored.rank,
                         widen: scored.widen,
                         tail: scored.tail,
+                        level: scored.level,
                     });
                     test.min_effect = min_effect;
                     test.base = base;

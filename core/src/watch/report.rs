@@ -420,6 +420,8 @@ impl Watch {
                 TestKind::BinomialCusum
             } else if t.tail_hit.is_some() {
                 TestKind::TailExceedance
+            } else if t.level_hit.is_some() {
+                TestKind::LevelShift
             } else {
                 TestKind::Cusum
             },
@@ -444,8 +446,8 @@ impl Watch {
                 Phase::Running => t.pre_existing_from.map(Timestamp),
             },
             detected_at: fired.map(|f| Timestamp(f.0)),
-            statistic: t.tail_hit.map_or(t.cusum.max_s, |h| h.0),
-            threshold: t.tail_hit.map_or_else(
+            statistic: t.tail_hit.or(t.level_hit).map_or(t.cusum.max_s, |h| h.0),
+            threshold: t.tail_hit.or(t.level_hit).map_or_else(
                 || {
                     if fired.is_some() {
                         t.design.threshold_at(t.n_post)

@@ -2,6 +2,7 @@
 //! design from the baseline, what it concluded so far, and the power it had.
 
 use super::count::joined;
+use super::level::LevelModel;
 use super::reference::{self, RankReference, TailModel};
 use super::{lower_bound, History};
 use crate::baseline::Baseline;
@@ -68,6 +69,8 @@ pub(crate) struct ValueModel {
     pub(super) widen: f64,
     /// The baseline's tail, for the test of a few extreme samples (with a spread only).
     pub(super) tail: Option<TailModel>,
+    /// The level test of the first samples after the deploy (with a spread only).
+    pub(super) level: Option<LevelModel>,
 }
 
 /// The count-aware error-rate test's design and baseline counts.
@@ -113,6 +116,10 @@ pub(crate) struct Test {
     pub(super) last_extreme: Option<(i64, usize)>,
     /// When the tail test fired: (standardized residual, threshold it exceeded).
     pub(super) tail_hit: Option<(f64, f64)>,
+    /// Residuals of the samples since the deploy, for the level test (its first
+    /// samples only), and its statistic and threshold when it fired.
+    pub(super) level_resid: Vec<f64>,
+    pub(super) level_hit: Option<(f64, f64)>,
     /// Last time the effect floor was checked and failed: (statistic, samples).
     pub(super) last_effect_check: Option<(f64, usize)>,
     /// Start of a shift that the same clock time the day before also showed (a daily
@@ -150,6 +157,8 @@ impl Test {
         self.last_effect_check = None;
         self.last_extreme = None;
         self.tail_hit = None;
+        self.level_resid.clear();
+        self.level_hit = None;
     }
 
     /// The smallest shift the watch must be able to see to call a deploy healthy, in the
@@ -182,6 +191,9 @@ impl Test {
                 return (shift, Some(2.0));
             }
         }
+        // The level test's power is not counted here: it looks only at the first samples
+        // and is blocked by the baseline's own bursts, so a watch it could not decide is
+        // not called healthy on its account.
         let drift = sigmas.min(cap) - self.design.k;
         (shift, (drift > 0.0).then(|| (self.design.h / drift).ceil()))
     }
@@ -194,13 +206,15 @@ impl Test {
     }
 }
 
-/// The design of a continuous test: the rank-score CUSUM for sustained shifts and the tail
-/// model for a few extreme samples, each with half of the test's false-alarm budget.
+/// The design of a continuous test: the rank-score CUSUM for sustained shifts, the tail
+/// model for a few extreme samples and the level test of the first samples, each with a
+/// third of the test's false-alarm budget.
 pub(super) struct ScoredDesign {
     pub(super) design: CusumDesign,
     pub(super) rank: Option<RankReference>,
     pub(super) widen: f64,
     pub(super) tail: Option<TailModel>,
+    pub(super) level: Option<LevelModel>,
 }
 
 impl ScoredDesign {
@@ -231,7 +245,8 @@ impl ScoredDesign {
         let rank = RankReference::new(&residuals);
         let cap = rank.as_ref().map_or(0.0, |r| r.max_score()) / widen;
         let shift = cfg.design_shift_sigmas.min(0.8 * cap);
-        let design = CusumDesign::new(shift, guard, alpha_test / 2.0, steps);
+        let share = alpha_test / 3.0;
+        let design = CusumDesign::new(shift, guard, share, steps);
         // The extreme test can only decide on a change that begins inside the attribution
         // window (a pair that starts later is a late change, not a regression), so its
         // budget is spent over the samples of that window, not over the whole watch.
@@ -249,11 +264,16 @@ impl ScoredDesign {
         } else {
             0.0
         };
+        // The level test looks at the samples of the attribution window and the tolerance
+        // before the deploy: a level that is reached later is the sustained test's (or a
+        // late change).
+        let looks = attribution.min(steps) + tolerance;
         ScoredDesign {
             design,
             rank,
             widen,
-            tail: TailModel::fit(&residuals, rho, alpha_test / 2.0, tail_steps, tolerance),
+            tail: TailModel::fit(&residuals, rho, share, tail_steps, tolerance),
+            level: LevelModel::new(base, &residuals, share, looks),
         }
     }
 }

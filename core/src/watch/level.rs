@@ -1,0 +1,194 @@
+//! The level test: has the metric settled at another level since the deploy?
+//!
+//! # Why a third test
+//! The sustained test ranks each sample among the baseline's values, so a sample beyond
+//! everything the baseline did scores the same however far beyond it lies. On a sticky
+//! series (lag-1 autocorrelation 0.8 and more: queue lengths, traffic, travel times) its
+//! scores are also shrunk by √((1+ρ)/(1−ρ)) to keep its false-alarm guarantee, and then
+//! no sample can push it up faster than its reference value: a level that jumped to three
+//! times the baseline's largest value is never found, and the watch ends "healthy" or
+//! "unsteady" with a shift in plain sight. The extreme test prices pairs of samples for
+//! the same stickiness and misses it too.
+//!
+//! This test asks the direct question, with magnitudes: is the median of the samples since
+//! the deploy further from the baseline's level than the two could differ by chance? The
+//! median, not the mean, so that one spike among three samples moves nothing; at least
+//! three samples, so that a lone spike cannot decide.
+//!
+//! # Its error
+//! The error of the median of `k` consecutive samples is taken as that of their mean times
+//! 1.2533 (√(π/2), the median's efficiency on normal data). For AR(1) noise with lag-1
+//! correlation ρ and spread σ the mean of `k` consecutive values has variance
+//! `σ²/k² · (k + 2·Σ_{j=1..k−1} (k−j)·ρ^j)`, exact for any `k` (the large-`k` form
+//! `σ²(1+ρ)/((1−ρ)k)` would overstate it several times for the first few samples of a
+//! sticky series). The baseline's own level is uncertain by `σ²(1+ρ)/((1−ρ)n)`, and the
+//! two add. σ is the baseline's robust spread, so skew and spikes in the baseline do not
+//! shrink it.
+//!
+//! # What the service did before
+//! The error above assumes noise that is roughly normal once scaled by the robust spread.
+//! A spiky or bursty baseline breaks that for short stretches: two spikes among three
+//! samples make a median as high as a spike. So the test also asks the service's own
+//! history: the median since the deploy must exceed the median of every three consecutive
+//! baseline samples (the shortest stretch it decides on, whose medians run highest). A
+//! level the baseline reached in a burst of its own is not the deploy's doing, whatever
+//! the normal approximation says.
+//!
+//! # Its budget
+//! It looks once per sample over the samples in which a change can still be the deploy's
+//! (the deploy tolerance and the attribution window), each look with an equal share of its
+//! third of the test's budget (Bonferroni over the looks: conservative, as neighbouring
+//! looks share most of their samples).
+
+use crate::baseline::Baseline;
+use crate::stats::{median_in_place, normal_quantile};
+
+/// One metric's level test, from its baseline.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct LevelModel {
+    spread: f64,
+    rho: f64,
+    /// Variance of the baseline's level, in units of σ².
+    base_var: f64,
+    /// Most samples the test looks at.
+    pub(super) max_k: usize,
+    /// The standardized shift a look must exceed.
+    pub(super) z_crit: f64,
+    /// The highest median of three consecutive baseline residuals.
+    guard: f64,
+}
+
+/// Fewest samples since the deploy the test decides on.
+const MIN_K: usize = 3;
+
+impl LevelModel {
+    /// `alpha`: the test's budget; `looks`: samples it may look at. `None` for a
+    /// baseline without spread (any change there is beyond every baseline value, which
+    /// the other two tests see).
+    pub fn new(base: &Baseline, residuals: &[f64], alpha: f64, looks: f64) -> Option<LevelModel> {
+        let spread = base.spread;
+        if !(spread.is_finite() && spread > 0.0 && looks.is_finite() && base.n >= 2) {
+            return None;
+        }
+        let guard = residuals
+            .windows(MIN_K)
+            .map(|w| {
+                let (a, b, c) = (w[0], w[1], w[2]);
+                a.min(b).max(a.max(b).min(c))
+            })
+            .fold(f64::NEG_INFINITY, f64::max);
+        let rho = base.rho.clamp(0.0, 0.95);
+        let max_k = (looks.ceil() as usize).clamp(MIN_K, 10_000);
+        let n_looks = (max_k + 1 - MIN_K) as f64;
+        Some(LevelModel {
+            spread,
+            rho,
+            base_var: (1.0 + rho) / ((1.0 - rho) * base.n as f64),
+            max_k,
+            z_crit: normal_quantile(1.0 - alpha / n_looks),
+            guard,
+        })
+    }
+
+    /// Variance of the mean of `k` consecutive AR(1) values, in units of σ².
+    fn mean_var(&self, k: usize) -> f64 {
+        let kf = k as f64;
+        let mut sum = 0.0;
+        let mut rj = 1.0;
+        for j in 1..k {
+            rj *= self.rho;
+            sum += (kf - j as f64) * rj;
+        }
+        (kf + 2.0 * sum) / (kf * kf)
+    }
+
+    /// The median residual of the samples since the deploy and its standardized size,
+    /// when it is a material harmful shift beyond the critical value.
+    pub fn check(&self, resid: &[f64], min_effect: f64) -> Option<(f64, f64)> {
+        let k = resid.len();
+        if k < MIN_K {
+            return None;
+        }
+        let mut v = resid.to_vec();
+        let median = median_in_place(&mut v);
+        if !(median > 0.0 && median >= min_effect && median > self.guard) {
+            return None;
+        }
+        let se = 1.2533 * self.spread * (self.mean_var(k) + self.base_var).sqrt();
+        let z = median / se;
+        (z > self.z_crit).then_some((median, z))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(rho: f64) -> LevelModel {
+        LevelModel {
+            spread: 1.0,
+            rho,
+            base_var: 0.0,
+            max_k: 30,
+            z_crit: 3.0,
+            guard: f64::NEG_INFINITY,
+        }
+    }
+
+    #[test]
+    fn the_mean_of_correlated_values_varies_more() {
+        // independent values: σ²/k
+        assert!((model(0.0).mean_var(4) - 0.25).abs() < 1e-12);
+        // ρ = 0.5, k = 2: (2 + 2·0.5)/4
+        assert!((model(0.5).mean_var(2) - 0.75).abs() < 1e-12);
+        // long stretches approach (1+ρ)/((1−ρ)k)
+        let m = model(0.8);
+        let k = 2_000;
+        assert!((m.mean_var(k) * k as f64 - 9.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn a_lone_spike_decides_nothing_and_a_level_does() {
+        let m = model(0.0);
+        assert!(m.check(&[50.0, 0.1, -0.2], 0.5).is_none());
+        assert!(m.check(&[50.0, 0.1], 0.5).is_none());
+        let (median, z) = m.check(&[4.0, 5.0, 4.5, 6.0], 0.5).unwrap();
+        assert!((median - 4.75).abs() < 1e-12 && z > 3.0);
+        // below the material floor: nothing
+        assert!(m.check(&[4.0, 5.0, 4.5, 6.0], 10.0).is_none());
+    }
+
+    #[test]
+    fn a_level_the_baseline_reached_in_a_burst_is_not_enough() {
+        let base = Baseline::fit(
+            &(0..60)
+                .map(|i| {
+                    (
+                        i * 60_000,
+                        if (20..23).contains(&i) {
+                            6.0
+                        } else {
+                            0.1 * (i % 3) as f64
+                        },
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let residuals: Vec<f64> = (0..60)
+            .map(|i| {
+                if (20..23).contains(&i) {
+                    6.0
+                } else {
+                    0.1 * (i % 3) as f64
+                }
+            })
+            .map(|x| x - base.level)
+            .collect();
+        let m = LevelModel::new(&base, &residuals, 0.003, 30.0).unwrap();
+        // the burst had three samples at 6: a new stretch at 5 is no news
+        assert!(m.check(&[5.0, 5.0, 5.0, 5.0], 0.01).is_none());
+        // beyond it, it is
+        assert!(m.check(&[9.0, 9.0, 9.0, 9.0], 0.01).is_some());
+    }
+}
