@@ -107,13 +107,6 @@ impl Watch {
         };
         // A few extreme samples: one beyond the baseline's extrapolated tail decides at
         // once when the excess itself is material (see `reference`).
-        if std::env::var("WD_DEBUG").is_ok() {
-            let r = resid;
-            match test.values().and_then(|v| v.tail) {
-                Some(tl) => eprintln!("{} {:?} n{} ti{} x{:.4} r/s{:.2} thr{:.2} single{:.2} s{:.2} h{:.2} rho{:.2} min_eff{:.3}", test.name, test.direction, test.n_post, tail_i, x, r / tl.scale, tl.threshold(tail_i), tl.single_threshold(tail_i), s, test.design.threshold_at(test.n_post), test.base.rho, test.min_effect),
-                None => eprintln!("{} {:?} n{} x{:.4} notail s{:.2} h{:.2} rho{:.2}", test.name, test.direction, test.n_post, x, s, test.design.threshold_at(test.n_post), test.base.rho),
-            }
-        }
         if let Some(tail) = test.values().and_then(|v| v.tail) {
             let r = resid;
             // One sample alone decides only right after the recorded deploy, among its

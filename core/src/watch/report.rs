@@ -66,7 +66,7 @@ impl Watch {
             let ev = self.evidence(t, histories, until_ms);
             match t.phase {
                 Phase::PreExistingShort { start_ms } => pre_short.push(format!(
-                    "{} shifted at {} , {} before the deploy, leaving too few samples to judge the deploy",
+                    "{} shifted at {}, {} before the deploy, leaving too few samples to judge the deploy",
                     t.name,
                     Timestamp(start_ms),
                     human_secs((self.deploy_ms - start_ms) as f64 / 1000.0)
