@@ -159,7 +159,9 @@ impl Watch {
         if !tail_only
             && test.level_resid.len() < test.values().and_then(|v| v.level).map_or(0, |l| l.max_k)
         {
-            test.level_resid.push(resid);
+            // Kept sorted: the median of each look is then read, not searched for.
+            let at = test.level_resid.partition_point(|&v| v < resid);
+            test.level_resid.insert(at, resid);
             let level = test.values().and_then(|v| v.level);
             if let Some((effect, z)) =
                 level.and_then(|l| l.check(&test.level_resid, test.min_effect))

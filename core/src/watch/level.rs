@@ -41,7 +41,7 @@
 //! looks share most of their samples).
 
 use crate::baseline::Baseline;
-use crate::stats::{median_in_place, normal_quantile};
+use crate::stats::normal_quantile;
 
 /// One metric's level test, from its baseline.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -90,27 +90,34 @@ impl LevelModel {
         })
     }
 
-    /// Variance of the mean of `k` consecutive AR(1) values, in units of σ².
+    /// Variance of the mean of `k` consecutive AR(1) values, in units of σ²:
+    /// `(k + 2·Σ_{j=1..k−1} (k−j)·ρ^j) / k²`, the sum in closed form,
+    /// `ρ·(k·(1−ρ) − (1−ρ^k)) / (1−ρ)²`.
     fn mean_var(&self, k: usize) -> f64 {
         let kf = k as f64;
-        let mut sum = 0.0;
-        let mut rj = 1.0;
-        for j in 1..k {
-            rj *= self.rho;
-            sum += (kf - j as f64) * rj;
-        }
+        let r = self.rho;
+        let sum = if r == 0.0 {
+            0.0
+        } else {
+            r * (kf * (1.0 - r) - (1.0 - r.powi(k.min(i32::MAX as usize) as i32)))
+                / ((1.0 - r) * (1.0 - r))
+        };
         (kf + 2.0 * sum) / (kf * kf)
     }
 
     /// The median residual of the samples since the deploy and its standardized size,
-    /// when it is a material harmful shift beyond the critical value.
-    pub fn check(&self, resid: &[f64], min_effect: f64) -> Option<(f64, f64)> {
-        let k = resid.len();
+    /// when it is a material harmful shift beyond the critical value. `sorted`: the
+    /// residuals of the samples since the deploy, in ascending order.
+    pub fn check(&self, sorted: &[f64], min_effect: f64) -> Option<(f64, f64)> {
+        let k = sorted.len();
         if k < MIN_K {
             return None;
         }
-        let mut v = resid.to_vec();
-        let median = median_in_place(&mut v);
+        let median = if k % 2 == 1 {
+            sorted[k / 2]
+        } else {
+            0.5 * (sorted[k / 2 - 1] + sorted[k / 2])
+        };
         if !(median > 0.0 && median >= min_effect && median > self.guard) {
             return None;
         }
@@ -141,6 +148,11 @@ mod tests {
         assert!((model(0.0).mean_var(4) - 0.25).abs() < 1e-12);
         // ρ = 0.5, k = 2: (2 + 2·0.5)/4
         assert!((model(0.5).mean_var(2) - 0.75).abs() < 1e-12);
+        // the closed form is the sum
+        let m = model(0.7);
+        let k = 9;
+        let direct: f64 = (1..k).map(|j| (k - j) as f64 * 0.7f64.powi(j as i32)).sum();
+        assert!((m.mean_var(k) - (k as f64 + 2.0 * direct) / (k * k) as f64).abs() < 1e-12);
         // long stretches approach (1+ρ)/((1−ρ)k)
         let m = model(0.8);
         let k = 2_000;
@@ -150,12 +162,12 @@ mod tests {
     #[test]
     fn a_lone_spike_decides_nothing_and_a_level_does() {
         let m = model(0.0);
-        assert!(m.check(&[50.0, 0.1, -0.2], 0.5).is_none());
+        assert!(m.check(&[-0.2, 0.1, 50.0], 0.5).is_none());
         assert!(m.check(&[50.0, 0.1], 0.5).is_none());
-        let (median, z) = m.check(&[4.0, 5.0, 4.5, 6.0], 0.5).unwrap();
+        let (median, z) = m.check(&[4.0, 4.5, 5.0, 6.0], 0.5).unwrap();
         assert!((median - 4.75).abs() < 1e-12 && z > 3.0);
         // below the material floor: nothing
-        assert!(m.check(&[4.0, 5.0, 4.5, 6.0], 10.0).is_none());
+        assert!(m.check(&[4.0, 4.5, 5.0, 6.0], 10.0).is_none());
     }
 
     #[test]

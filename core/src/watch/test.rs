@@ -116,7 +116,7 @@ pub(crate) struct Test {
     pub(super) last_extreme: Option<(i64, usize)>,
     /// When the tail test fired: (standardized residual, threshold it exceeded).
     pub(super) tail_hit: Option<(f64, f64)>,
-    /// Residuals of the samples since the deploy, for the level test (its first
+    /// Residuals of the samples since the deploy, sorted, for the level test (its first
     /// samples only), and its statistic and threshold when it fired.
     pub(super) level_resid: Vec<f64>,
     pub(super) level_hit: Option<(f64, f64)>,
