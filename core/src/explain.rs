@@ -21,7 +21,7 @@ pub use triage::{triage, Confidence, TriageReport};
 
 use crate::verdict::{
     DeployVerdict, InconclusiveCause, MetricEvidence, MetricStatus, SignatureChange,
-    SignatureEvidence, VerdictKind,
+    SignatureEvidence, TestKind, VerdictKind,
 };
 use severity::baseline_level;
 
@@ -149,8 +149,20 @@ fn timing_sentence(v: &DeployVerdict, e: &MetricEvidence) -> Option<String> {
 }
 
 fn certainty_sentence(v: &DeployVerdict, e: &MetricEvidence) -> String {
+    // Which test decided, in words: the reader should know whether a few extreme samples,
+    // a sustained drift or a new level made the call.
+    let test = match e.test {
+        TestKind::Cusum => "sequential test (CUSUM of the values' ranks among the baseline's)",
+        TestKind::TailExceedance => {
+            "extreme-sample test (samples beyond the baseline's fitted tail, in baseline spreads)"
+        }
+        TestKind::LevelShift => {
+            "level test (median since the deploy against the baseline's level, in standard errors)"
+        }
+        TestKind::BinomialCusum => "error-count test (binomial CUSUM of errors among requests)",
+    };
     format!(
-        "The {} test statistic reached {} against a threshold of {}, set for a false-alarm target of {} per deploy.",
+        "The {} {test} reached {} against a threshold of {}, set for a false-alarm target of {} per deploy.",
         metric_label(&e.metric),
         format_number(e.statistic),
         format_number(e.threshold),
