@@ -425,10 +425,17 @@ fn mask_quotes(message: &str, out: &mut String) {
     let mut copied = 0;
     let mut i = 0;
     while i < b.len() {
+        // Only a quote can open a quoted value: go straight to the next one.
+        match b[i..]
+            .iter()
+            .position(|&c| matches!(c, b'"' | b'\'' | b'`'))
+        {
+            Some(p) => i += p,
+            None => break,
+        }
         let q = b[i];
-        let is_quote = q == b'"' || q == b'\'' || q == b'`';
         let at_start = i == 0 || b[i - 1].is_ascii_whitespace() || opens_quote_after(b[i - 1]);
-        if is_quote && at_start {
+        if at_start {
             let close = (i + 1..b.len()).find(|&j| {
                 b[j] == q
                     && (j + 1 == b.len()
