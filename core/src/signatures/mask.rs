@@ -52,13 +52,32 @@ pub(crate) const WILDCARD: &str = "<*>";
 pub(crate) fn mask_message(message: &str, out: &mut String, scratch: &mut String) {
     let base = out.len();
     // One pass finds the tokens and what kinds of bytes they hold; a line with a quote
-    // is started again after its quoted values are masked (most lines have none, so
-    // they are scanned once instead of once more just to look for quotes).
-    if !mask_tokens(message, out, base, false) {
-        out.truncate(base);
+    // stops at the first token that has one, its quoted values are masked, and the pass
+    // goes on from that token in the new text (most lines have no quote, so they are
+    // scanned once instead of once more just to look for quotes). Masking the quoted
+    // values changes nothing before the first quote, so what was decided about the
+    // tokens before it stands: their bytes are the same, and what they looked at ahead
+    // (whether the next token starts with a digit or is a date word) is the same, as a
+    // quote's token keeps its first byte and is never a date word.
+    let mut at = Resume::default();
+    if !mask_tokens(message, out, base, false, &mut at) {
         mask_quotes(message, scratch);
-        mask_tokens(scratch, out, base, true);
+        mask_tokens(scratch, out, base, true, &mut at);
     }
+}
+
+/// Where [`mask_tokens`] stopped at a quote, and what it had decided so far, so that it
+/// can go on in the text with the quoted values masked.
+#[derive(Default)]
+struct Resume {
+    /// Start of the token with the quote.
+    at: usize,
+    /// Byte range of the token before it.
+    prev: (usize, usize),
+    /// Whether the last token written is a lone `<*>`.
+    prev_lone: bool,
+    /// Kept tokens not yet written to the output (see `mask_tokens`).
+    kept: (usize, usize),
 }
 
 /// The byte range of each token of masked text in `masked[from..]` (tokens are separated
@@ -116,18 +135,26 @@ const CLASS: [u8; 256] = {
     t
 };
 
-/// Masks the tokens of `source`; returns false, having stopped, at the first quote when
-/// `quotes_done` is false.
-fn mask_tokens(source: &str, out: &mut String, base: usize, quotes_done: bool) -> bool {
+/// Masks the tokens of `source` from where `resume` says (the start, the first time);
+/// returns false, having stopped, at the first quote when `quotes_done` is false, with
+/// `resume` saying where and in what state.
+fn mask_tokens(
+    source: &str,
+    out: &mut String,
+    base: usize,
+    quotes_done: bool,
+    resume: &mut Resume,
+) -> bool {
     let b = source.as_bytes();
-    let mut i = 0;
-    let mut prev: &[u8] = b"";
+    let mut i = resume.at;
+    let mut prev: &[u8] = &b[resume.prev.0..resume.prev.1];
+    let mut prev_from = resume.prev.0;
     // Whether the last token written is a lone `<*>`.
-    let mut prev_lone = false;
+    let mut prev_lone = resume.prev_lone;
     // Tokens kept as they are and separated by one space in `source` are copied to `out`
     // as one slice when the run of them ends: most of a line is constant words, and one
     // copy per run instead of one per token is a good share of the masking time.
-    let (mut kept_from, mut kept_to) = (0usize, 0usize);
+    let (mut kept_from, mut kept_to) = resume.kept;
     let flush = |out: &mut String, from: usize, to: usize| {
         if to > from {
             if out.len() > base {
@@ -162,6 +189,12 @@ fn mask_tokens(source: &str, out: &mut String, base: usize, quotes_done: bool) -
         class &= !SPACE;
         i = from + len;
         if class & QUOTE != 0 && !quotes_done {
+            *resume = Resume {
+                at: from,
+                prev: (prev_from, prev_from + prev.len()),
+                prev_lone,
+                kept: (kept_from, kept_to),
+            };
             return false;
         }
         // Decisions are made on bytes; a `&str` is cut only for what is written.
@@ -189,6 +222,7 @@ fn mask_tokens(source: &str, out: &mut String, base: usize, quotes_done: bool) -
                 // word, a number or an id, decided without scanning the token again.
                 || ((simple || punctuated) && !is_plain_variable(word, class & NUMERAL != 0)));
         prev = tb;
+        prev_from = from;
         if keep {
             if kept_to > kept_from && kept_to + 1 == from && b[kept_to] == b' ' {
                 kept_to = i;
