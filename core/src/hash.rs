@@ -104,8 +104,8 @@ impl Hasher for FnvHasher {
 
 /// A hash of a byte string from its length and three of its words (the first, the
 /// middle and the last eight bytes), for the slot of a table that compares the whole
-/// key anyway, such as the miner's recent-message memo: three rounds whatever the
-/// length. Keys that differ only elsewhere share a slot, which costs such a table a miss,
+/// key anyway, such as the miner's recent-message memo: two wide multiplies whatever
+/// the length. Keys that differ only elsewhere share a slot, which costs such a table a miss,
 /// never a wrong answer.
 pub(crate) fn sampled_hash(bytes: &[u8]) -> u64 {
     let n = bytes.len();
@@ -120,8 +120,10 @@ pub(crate) fn sampled_hash(bytes: &[u8]) -> u64 {
         )
     };
     let h = fold_mul(first ^ K1, middle ^ K2 ^ n as u64);
-    let h = fold_mul(last ^ K1, h ^ K2);
-    FnvHasher(h).finish()
+    // No finaliser: the folded product already carries every input bit into its low
+    // bits (through the high half), which is all a slot index needs, and the hash is
+    // on the path of every line the miner sees.
+    fold_mul(last ^ K1, h ^ K2)
 }
 
 /// A `HashMap` with the deterministic hasher.

@@ -52,13 +52,32 @@ pub(crate) const WILDCARD: &str = "<*>";
 pub(crate) fn mask_message(message: &str, out: &mut String, scratch: &mut String) {
     let base = out.len();
     // One pass finds the tokens and what kinds of bytes they hold; a line with a quote
-    // is started again after its quoted values are masked (most lines have none, so
-    // they are scanned once instead of once more just to look for quotes).
-    if !mask_tokens(message, out, base, false) {
-        out.truncate(base);
+    // stops at the first token that has one, its quoted values are masked, and the pass
+    // goes on from that token in the new text (most lines have no quote, so they are
+    // scanned once instead of once more just to look for quotes). Masking the quoted
+    // values changes nothing before the first quote, so what was decided about the
+    // tokens before it stands: their bytes are the same, and what they looked at ahead
+    // (whether the next token starts with a digit or is a date word) is the same, as a
+    // quote's token keeps its first byte and is never a date word.
+    let mut at = Resume::default();
+    if !mask_tokens(message, out, base, false, &mut at) {
         mask_quotes(message, scratch);
-        mask_tokens(scratch, out, base, true);
+        mask_tokens(scratch, out, base, true, &mut at);
     }
+}
+
+/// Where [`mask_tokens`] stopped at a quote, and what it had decided so far, so that it
+/// can go on in the text with the quoted values masked.
+#[derive(Default)]
+struct Resume {
+    /// Start of the token with the quote.
+    at: usize,
+    /// Byte range of the token before it.
+    prev: (usize, usize),
+    /// Whether the last token written is a lone `<*>`.
+    prev_lone: bool,
+    /// Kept tokens not yet written to the output (see `mask_tokens`).
+    kept: (usize, usize),
 }
 
 /// The byte range of each token of masked text in `masked[from..]` (tokens are separated
@@ -116,18 +135,26 @@ const CLASS: [u8; 256] = {
     t
 };
 
-/// Masks the tokens of `source`; returns false, having stopped, at the first quote when
-/// `quotes_done` is false.
-fn mask_tokens(source: &str, out: &mut String, base: usize, quotes_done: bool) -> bool {
+/// Masks the tokens of `source` from where `resume` says (the start, the first time);
+/// returns false, having stopped, at the first quote when `quotes_done` is false, with
+/// `resume` saying where and in what state.
+fn mask_tokens(
+    source: &str,
+    out: &mut String,
+    base: usize,
+    quotes_done: bool,
+    resume: &mut Resume,
+) -> bool {
     let b = source.as_bytes();
-    let mut i = 0;
-    let mut prev = "";
+    let mut i = resume.at;
+    let mut prev: &[u8] = &b[resume.prev.0..resume.prev.1];
+    let mut prev_from = resume.prev.0;
     // Whether the last token written is a lone `<*>`.
-    let mut prev_lone = false;
+    let mut prev_lone = resume.prev_lone;
     // Tokens kept as they are and separated by one space in `source` are copied to `out`
     // as one slice when the run of them ends: most of a line is constant words, and one
     // copy per run instead of one per token is a good share of the masking time.
-    let (mut kept_from, mut kept_to) = (0usize, 0usize);
+    let (mut kept_from, mut kept_to) = resume.kept;
     let flush = |out: &mut String, from: usize, to: usize| {
         if to > from {
             if out.len() > base {
@@ -147,49 +174,55 @@ fn mask_tokens(source: &str, out: &mut String, base: usize, quotes_done: bool) -
             return true;
         }
         let from = i;
+        // The union of the classes of the token's bytes, in the tightest loop this
+        // module has: one table load and one test per byte (the class without the last
+        // byte, which only `word.` and `word,` need, is found for those alone, below).
         let mut class = 0u8;
-        // The class of the token without its last byte, for `word.` and `word,`.
-        let mut head = 0u8;
-        while i < b.len() {
-            let c = CLASS[b[i] as usize];
-            if c == SPACE {
-                break;
-            }
-            head = class;
-            class |= c;
-            i += 1;
-        }
+        let len = b[from..]
+            .iter()
+            .position(|&c| {
+                let k = CLASS[c as usize];
+                class |= k;
+                k == SPACE
+            })
+            .unwrap_or(b.len() - from);
+        class &= !SPACE;
+        i = from + len;
         if class & QUOTE != 0 && !quotes_done {
+            *resume = Resume {
+                at: from,
+                prev: (prev_from, prev_from + prev.len()),
+                prev_lone,
+                kept: (kept_from, kept_to),
+            };
             return false;
         }
-        let token = &source[from..i];
-        let tb = token.as_bytes();
+        // Decisions are made on bytes; a `&str` is cut only for what is written.
+        let tb = &b[from..i];
+        let last = tb[len - 1];
         // Cheap guards first: a date word is capitalised and short, a status code is
         // a short number; most tokens are neither.
-        let date = tb[0].is_ascii_uppercase()
-            && tb.len() <= 10
-            && is_date_word(token)
-            && dated(prev, source[i..].split_ascii_whitespace());
-        let simple = class & (QUOTE | COLON | PUNCT | SPECIAL) == 0 && tb[tb.len() - 1] != b'-';
+        let date =
+            tb[0].is_ascii_uppercase() && len <= 10 && is_date_word(tb) && dated(prev, &b[i..]);
+        let simple = class & (QUOTE | COLON | PUNCT | SPECIAL) == 0 && last != b'-';
         // A simple word followed by sentence punctuation (`failed.`, `user,`, `Info:`):
         // the run rules would mask the word alone and keep the punctuation, which is
         // what this does without a second scan.
         let punctuated = !simple
-            && tb.len() >= 2
-            && matches!(tb[tb.len() - 1], b'.' | b',' | b';' | b':')
-            && head & (QUOTE | COLON | PUNCT | SPECIAL) == 0
-            && !matches!(tb[tb.len() - 2], b'-' | b'.');
-        let word = if punctuated { &tb[..tb.len() - 1] } else { tb };
-        let facts = if class & NUMERAL != 0 { DIGIT } else { 0 };
+            && len >= 2
+            && matches!(last, b'.' | b',' | b';' | b':')
+            && !matches!(tb[len - 2], b'-' | b'.')
+            && tb[..len - 1]
+                .iter()
+                .all(|&c| CLASS[c as usize] & (QUOTE | COLON | PUNCT | SPECIAL) == 0);
+        let word = if punctuated { &tb[..len - 1] } else { tb };
         let keep = !date
-            && ((class & NUMERAL != 0
-                && tb.len() <= 4
-                && is_status_code(token)
-                && announces_status(prev))
+            && ((class & NUMERAL != 0 && len <= 4 && is_status_code(tb) && announces_status(prev))
                 // The common case, one run and nothing that needs a closer look: a
                 // word, a number or an id, decided without scanning the token again.
-                || ((simple || punctuated) && !is_variable(word, facts)));
-        prev = token;
+                || ((simple || punctuated) && !is_plain_variable(word, class & NUMERAL != 0)));
+        prev = tb;
+        prev_from = from;
         if keep {
             if kept_to > kept_from && kept_to + 1 == from && b[kept_to] == b' ' {
                 kept_to = i;
@@ -211,15 +244,17 @@ fn mask_tokens(source: &str, out: &mut String, base: usize, quotes_done: bool) -
             out.push_str(WILDCARD);
         } else if punctuated {
             out.push_str(WILDCARD);
-            out.push_str(&token[token.len() - 1..]);
+            // ASCII punctuation.
+            out.push(char::from(last));
         } else if class & COLON == 0 {
-            mask_runs(token, out);
+            mask_runs(&source[from..i], out);
         } else {
-            mask_token(token, out);
+            mask_token(&source[from..i], out);
         }
         // A list of values ("delete blk_1 blk_2 blk_3") is one variable: consecutive
         // lone `<*>` tokens collapse, so lists of any length share a template.
-        let lone = out.len() - start == WILDCARD.len() && &out[start..] == WILDCARD;
+        let lone =
+            out.len() - start == WILDCARD.len() && out.as_bytes()[start..] == *WILDCARD.as_bytes();
         if lone && prev_lone {
             out.truncate(before);
             continue;
@@ -231,7 +266,7 @@ fn mask_tokens(source: &str, out: &mut String, base: usize, quotes_done: bool) -
 /// English month and weekday names (three letters or in full, optionally followed by
 /// `,` or `.`): in `Fri Jun 17 07:07:00 2005` or `17 Jun 2005` they are part of a
 /// timestamp, which is a variable in every log.
-fn is_date_word(token: &str) -> bool {
+fn is_date_word(token: &[u8]) -> bool {
     const NAMES: [&str; 38] = [
         "jan",
         "feb",
@@ -272,7 +307,11 @@ fn is_date_word(token: &str) -> bool {
         "saturday",
         "sunday",
     ];
-    let t = token.trim_end_matches([',', '.']).as_bytes();
+    let trimmed = token
+        .iter()
+        .rposition(|&c| c != b',' && c != b'.')
+        .map_or(0, |p| p + 1);
+    let t = &token[..trimmed];
     if !(3..=9).contains(&t.len()) || !t[0].is_ascii_uppercase() {
         return false;
     }
@@ -310,11 +349,15 @@ fn is_date_word(token: &str) -> bool {
 
 /// A month or weekday name is a date only next to a number (`Jun 17`, `17 Jun`) or next
 /// to another such name that is (`Fri Jun 17`): `May I` and `March on` stay words.
-fn dated<'a>(prev: &str, mut next: impl Iterator<Item = &'a str>) -> bool {
-    let starts_digit = |t: &str| t.as_bytes().first().is_some_and(u8::is_ascii_digit);
+/// `rest` is the message after the token.
+fn dated(prev: &[u8], rest: &[u8]) -> bool {
+    let starts_digit = |t: &[u8]| t.first().is_some_and(u8::is_ascii_digit);
     if starts_digit(prev) {
         return true;
     }
+    let mut next = rest
+        .split(|&c| CLASS[c as usize] == SPACE)
+        .filter(|t| !t.is_empty());
     match next.next() {
         Some(n) if starts_digit(n) => true,
         Some(n) if is_date_word(n) => next.next().is_some_and(starts_digit),
@@ -323,19 +366,25 @@ fn dated<'a>(prev: &str, mut next: impl Iterator<Item = &'a str>) -> bool {
 }
 
 /// A three-digit number from 100 to 599: the shape of an HTTP status.
-fn is_status_code(token: &str) -> bool {
-    let t = token.trim_end_matches([',', '.', ';', ')']);
-    t.len() == 3
-        && t.bytes().all(|b| b.is_ascii_digit())
-        && (b'1'..=b'5').contains(&t.as_bytes()[0])
+fn is_status_code(token: &[u8]) -> bool {
+    let trimmed = token
+        .iter()
+        .rposition(|&c| !matches!(c, b',' | b'.' | b';' | b')'))
+        .map_or(0, |p| p + 1);
+    let t = &token[..trimmed];
+    t.len() == 3 && t.iter().all(u8::is_ascii_digit) && (b'1'..=b'5').contains(&t[0])
 }
 
 /// Words after which a three-digit number is an outcome (`returned 503`, `status: 404`,
 /// `HTTP/1.1 500`, `code 429`). An outcome class is exactly what distinguishes two
 /// messages for a deploy check (a release that turns 404s into 503s broke something), so
 /// it stays part of the template instead of becoming `<*>`.
-fn announces_status(prev: &str) -> bool {
-    let p = prev.trim_end_matches([':', '=', ',']);
+fn announces_status(prev: &[u8]) -> bool {
+    let trimmed = prev
+        .iter()
+        .rposition(|&c| !matches!(c, b':' | b'=' | b','))
+        .map_or(0, |p| p + 1);
+    let p = &prev[..trimmed];
     [
         "status",
         "code",
@@ -346,8 +395,8 @@ fn announces_status(prev: &str) -> bool {
         "statuscode",
     ]
     .iter()
-    .any(|w| p.eq_ignore_ascii_case(w))
-        || p.get(..5).is_some_and(|h| h.eq_ignore_ascii_case("http/"))
+    .any(|w| p.eq_ignore_ascii_case(w.as_bytes()))
+        || p.get(..5).is_some_and(|h| h.eq_ignore_ascii_case(b"http/"))
 }
 
 /// A hash of a masked token's shape: its punctuation with every run of word bytes and
@@ -410,10 +459,17 @@ fn mask_quotes(message: &str, out: &mut String) {
     let mut copied = 0;
     let mut i = 0;
     while i < b.len() {
+        // Only a quote can open a quoted value: go straight to the next one.
+        match b[i..]
+            .iter()
+            .position(|&c| matches!(c, b'"' | b'\'' | b'`'))
+        {
+            Some(p) => i += p,
+            None => break,
+        }
         let q = b[i];
-        let is_quote = q == b'"' || q == b'\'' || q == b'`';
         let at_start = i == 0 || b[i - 1].is_ascii_whitespace() || opens_quote_after(b[i - 1]);
-        if is_quote && at_start {
+        if at_start {
             let close = (i + 1..b.len()).find(|&j| {
                 b[j] == q
                     && (j + 1 == b.len()
@@ -494,10 +550,19 @@ fn is_trailing_punct(b: u8) -> bool {
 
 fn mask_token(tok: &str, out: &mut String) {
     let b = tok.as_bytes();
-    // URLs and colon addresses need a `:`; most tokens have none, and skipping the two
-    // searches for them is a large share of the masking time.
-    let colons = b.iter().filter(|&&c| c == b':').count();
-    if let Some(p) = b.windows(3).position(|w| w == b"://") {
+    // Only tokens with a `:` get here. One pass counts the colons (an address has at
+    // least two) and finds the first `://` (a URL), instead of one search for each.
+    let mut colons = 0usize;
+    let mut scheme = None;
+    for (p, &c) in b.iter().enumerate() {
+        if c == b':' {
+            colons += 1;
+            if scheme.is_none() && b.get(p + 1..p + 3) == Some(&b"//"[..]) {
+                scheme = Some(p);
+            }
+        }
+    }
+    if let Some(p) = scheme {
         let mut s = p;
         while s > 0 && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'.' | b'-'))
         {
@@ -583,15 +648,22 @@ fn mask_runs(s: &str, out: &mut String) {
             }
             continue;
         }
+        // One table tells whether a byte continues the run and what it tells about it.
         let mut facts = 0u8;
-        while i < b.len() && is_run_byte(b[i]) {
-            facts |= FACT[b[i] as usize];
+        while i < b.len() {
+            let f = FACT[b[i] as usize];
+            if f == 0 {
+                break;
+            }
+            facts |= f;
             i += 1;
         }
         // Sentence dots and dashes after a value are not part of it ("port 22.").
         let mut end = i;
-        while end > start && matches!(b[end - 1], b'.' | b'-') {
-            end -= 1;
+        if facts & (DOT | DASH) != 0 {
+            while end > start && matches!(b[end - 1], b'.' | b'-') {
+                end -= 1;
+            }
         }
         let after_equals = start > 0 && b[start - 1] == b'=';
         let value = if after_equals {
@@ -682,19 +754,48 @@ const SLASH: u8 = 2;
 const BACKSLASH: u8 = 4;
 const AT: u8 = 8;
 const DOT: u8 = 16;
+const DASH: u8 = 32;
+/// Set for every byte that belongs to a run ([`RUN_BYTES`]), so that a zero entry ends
+/// the run.
+const RUN: u8 = 128;
 const FACT: [u8; 256] = {
     let mut t = [0u8; 256];
+    let mut r = 0usize;
+    while r < 256 {
+        if RUN_BYTES[r] {
+            t[r] = RUN;
+        }
+        r += 1;
+    }
     let mut c = b'0';
     while c <= b'9' {
-        t[c as usize] = DIGIT;
+        t[c as usize] |= DIGIT;
         c += 1;
     }
-    t[b'/' as usize] = SLASH;
-    t[b'\\' as usize] = BACKSLASH;
-    t[b'@' as usize] = AT;
-    t[b'.' as usize] = DOT;
+    t[b'/' as usize] |= SLASH;
+    t[b'\\' as usize] |= BACKSLASH;
+    t[b'@' as usize] |= AT;
+    t[b'.' as usize] |= DOT;
+    t[b'-' as usize] |= DASH;
     t
 };
+
+/// [`is_variable`] for a run without `/ \\ @ .` (a simple token), whose only fact is
+/// whether it has a digit: what most tokens are, so the rules that cannot apply are not
+/// asked.
+#[inline]
+fn is_plain_variable(run: &[u8], digit: bool) -> bool {
+    if digit {
+        return !is_indexed_name(run);
+    }
+    match run.len() {
+        4 | 5 => [&b"true"[..], b"false", b"null"]
+            .iter()
+            .any(|w| run.eq_ignore_ascii_case(w)),
+        0..=15 => false,
+        _ => run.iter().all(u8::is_ascii_hexdigit),
+    }
+}
 
 fn is_variable(run: &[u8], facts: u8) -> bool {
     if facts & DIGIT != 0 {

@@ -57,7 +57,8 @@
 //! `max_branch` per branch. One branch holds at most [`MinerConfig::max_branch`] live
 //! clusters, retiring its least recently used one, which bounds the similarity search.
 //! The exact-match cache holds at most twice `max_templates` texts and is emptied when
-//! full; the recent-message memo has 1,024 slots of at most 512 bytes.
+//! full; the recent-message memo has 2,048 slots (1,024 sets of two) of at most 512
+//! bytes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -165,10 +166,13 @@ pub struct TemplateRecord {
     pub first_seen: Option<Timestamp>,
 }
 
-/// Slots of the recent-message memo (a power of two).
-const RECENT_SLOTS: usize = 1024;
+/// Sets of the recent-message memo (a power of two); each holds [`RECENT_WAYS`] slots.
+const RECENT_SETS: usize = 1024;
+/// Slots per set of the recent-message memo.
+const RECENT_WAYS: usize = 2;
 /// Longest message the memo keeps; longer ones are masked every time (they are rare, and
-/// the bound keeps the memo's memory fixed: at most `RECENT_SLOTS` × this many bytes).
+/// the bound keeps the memo's memory fixed: at most `RECENT_SETS` × `RECENT_WAYS` × this
+/// many bytes).
 const RECENT_MAX_BYTES: usize = 512;
 
 /// One slot of the recent-message memo: a raw message (with its level byte) and the
@@ -180,6 +184,9 @@ struct Recent {
     text: String,
     slot: u32,
     generation: u32,
+    /// The miner's tick when the slot was last stored or hit: the older slot of a set
+    /// is the one replaced.
+    used: u64,
 }
 
 #[derive(Debug)]
@@ -424,38 +431,52 @@ impl TemplateMiner {
         // loop, a health check, the same error for every request of a failing
         // dependency): about half of the lines of each Loghub sample repeat one of the
         // last thousand messages byte for byte. A repeated message masks to the same
-        // text and so belongs to the same cluster as before, so a small direct-mapped
-        // table from the raw message to its cluster answers it without masking: a hash of
-        // the raw message's length and three of its words, one compare. It is fixed in size (no allocation once its
-        // slots have grown, bounded memory), and a slot freed by eviction is recognised
-        // by its generation, as in the masked-text cache. It changes no result: the
-        // cluster is the one the masked-text cache holds for the same text.
+        // text and so belongs to the same cluster as before, so a small table from the
+        // raw message to its cluster answers it without masking: a hash of the raw
+        // message's length and three of its words picks a set of two slots, then one
+        // compare per slot. Two slots per set, the older one replaced, instead of one:
+        // with one, two of the last thousand messages that share a slot keep evicting
+        // each other, which cost a tenth of the repeats on the Loghub samples. It is
+        // fixed in size (no allocation once its slots have grown, bounded memory), and a
+        // slot freed by eviction is recognised by its generation, as in the masked-text
+        // cache. It changes no result: the cluster is the one the masked-text cache
+        // holds for the same text.
         let level_tag = level.map_or(0u8, |l| level_byte(l) as u8);
         let hash = sampled_hash(message.as_bytes()) ^ u64::from(level_tag);
-        let at_recent = (hash as usize) & (RECENT_SLOTS - 1);
-        if let Some(r) = self.recent.get(at_recent) {
-            if r.hash == hash
-                && r.level == level_tag
-                && r.text == message
-                && self.generations[r.slot as usize] == r.generation
-                && self.slots[r.slot as usize].is_some()
-            {
-                let slot = r.slot;
-                return self.matched(slot, at);
+        let set = ((hash as usize) & (RECENT_SETS - 1)) * RECENT_WAYS;
+        let tick = self.tick;
+        if let Some(ways) = self.recent.get_mut(set..set + RECENT_WAYS) {
+            for r in ways {
+                if r.hash == hash
+                    && r.level == level_tag
+                    && r.text == message
+                    && self.generations[r.slot as usize] == r.generation
+                    && self.slots[r.slot as usize].is_some()
+                {
+                    r.used = tick;
+                    let slot = r.slot;
+                    return self.matched(slot, at);
+                }
             }
         }
         let slot = self.mine_masked(level, message);
         if message.len() <= RECENT_MAX_BYTES {
             if self.recent.is_empty() {
-                self.recent.resize_with(RECENT_SLOTS, Recent::default);
+                self.recent
+                    .resize_with(RECENT_SETS * RECENT_WAYS, Recent::default);
             }
-            let r = &mut self.recent[at_recent];
+            let ways = &mut self.recent[set..set + RECENT_WAYS];
+            let r = ways
+                .iter_mut()
+                .min_by_key(|r| r.used)
+                .expect("a set has slots");
             r.hash = hash;
             r.level = level_tag;
             r.text.clear();
             r.text.push_str(message);
             r.slot = slot;
             r.generation = self.generations[slot as usize];
+            r.used = tick;
         }
         self.matched(slot, at)
     }
@@ -994,7 +1015,7 @@ mod tests {
         assert!(m.cache.len() <= 2 * cap, "cache {}", m.cache.len());
         assert!(m.branches.len() <= cap && m.by_id.len() <= cap);
         assert!(m.retired_len() <= cap, "retired {}", m.retired_len());
-        assert!(m.recent.len() <= RECENT_SLOTS);
+        assert!(m.recent.len() <= RECENT_SETS * RECENT_WAYS);
         // The most recent templates are the ones kept.
         let last = m.add("aaaaaaaaaaa failed with x");
         assert!(m.template(last.signature).is_some());
