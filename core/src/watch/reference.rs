@@ -126,13 +126,23 @@ impl RankReference {
         }
         let mut sorted = residuals.to_vec();
         sorted.sort_by(f64::total_cmp);
+        Some(RankReference::from_sorted(sorted))
+    }
+
+    /// From residuals already sorted ascending.
+    pub fn from_sorted(sorted: Vec<f64>) -> RankReference {
         let fences = sorted.chunks(BLOCK).map(|c| c[c.len() - 1]).collect();
         let scores = score_table(sorted.len());
-        Some(RankReference {
+        RankReference {
             sorted,
             fences,
             scores,
-        })
+        }
+    }
+
+    /// The reference values, ascending.
+    pub fn sorted(&self) -> &[f64] {
+        &self.sorted
     }
 
     /// Number of reference values below `r`.
@@ -196,8 +206,31 @@ impl TailModel {
     /// Fits the tail of `residuals` (signed so that harmful is positive). `None` when the
     /// baseline has no spread (a constant series: the rank test alone speaks) or fewer
     /// than three values above its upper quartile.
+    #[cfg(test)]
     pub fn fit(
         residuals: &[f64],
+        rho: f64,
+        alpha: f64,
+        expected_samples: f64,
+        tolerance_samples: f64,
+    ) -> Option<TailModel> {
+        let mut sorted = residuals.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        TailModel::fit_sorted(
+            residuals,
+            &sorted,
+            rho,
+            alpha,
+            expected_samples,
+            tolerance_samples,
+        )
+    }
+
+    /// As [`TailModel::fit`], with the residuals also given sorted ascending (the rank
+    /// reference has them: one sort per test, not two).
+    pub fn fit_sorted(
+        residuals: &[f64],
+        residuals_sorted: &[f64],
         rho: f64,
         alpha: f64,
         expected_samples: f64,
@@ -208,8 +241,8 @@ impl TailModel {
             return None;
         }
         let in_time: Vec<f64> = residuals.iter().map(|r| r / scale).collect();
-        let mut sorted = in_time.clone();
-        sorted.sort_by(f64::total_cmp);
+        // Dividing by a positive scale keeps the order.
+        let sorted: Vec<f64> = residuals_sorted.iter().map(|r| r / scale).collect();
         let z = match without_incidents(&in_time, &sorted) {
             Some(mut kept) => {
                 kept.sort_by(f64::total_cmp);

@@ -268,11 +268,14 @@ impl ScoredDesign {
         // before the deploy: a level that is reached later is the sustained test's (or a
         // late change).
         let looks = attribution.min(steps) + tolerance;
+        let tail = rank.as_ref().and_then(|r| {
+            TailModel::fit_sorted(&residuals, r.sorted(), rho, share, tail_steps, tolerance)
+        });
         ScoredDesign {
             design,
             rank,
             widen,
-            tail: TailModel::fit(&residuals, rho, share, tail_steps, tolerance),
+            tail,
             level: LevelModel::new(base, &residuals, share, looks),
         }
     }
