@@ -59,6 +59,10 @@ pub fn alert_lease_ms(limit: i64) -> i64 {
     limit.max(1) * crate::alerts::DELIVERY_TIMEOUT.as_millis() as i64 + 60_000
 }
 
+/// One series' samples in a time range. SQLite reads through its own bulk-built index
+/// instead (store/sqlite/samples.rs); PostgreSQL keeps a plain index on the samples.
+const SERIES_SELECT_SAMPLES: &str = "SELECT id, body FROM samples WHERE service = $1 AND environment = $2 AND ts_ms >= $3 AND ts_ms <= $4 ORDER BY ts_ms, id LIMIT $5";
+
 /// Advisory lock keys (one 64-bit key space per database; "WDOG" in the high bits).
 const LOCK_MIGRATE: i64 = 0x5744_4f47_0000_0001;
 const LOCK_SAMPLES: i64 = 0x5744_4f47_0000_0002;
@@ -596,7 +600,7 @@ impl Store for PostgresStore {
         to_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<StoredRecord>> {
-        let rows = query(self.p, sql::SERIES_SELECT_SAMPLES)
+        let rows = query(self.p, SERIES_SELECT_SAMPLES)
             .bind(service)
             .bind(environment)
             .bind(from_ms)
