@@ -17,10 +17,11 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use crate::store::{NewRecord, StoreResult};
 
 /// How often the indexer runs. Each pass costs about a page write per series it touches,
-/// so fewer, larger passes are cheaper per sample: measured with a Python sqlite3 model
-/// of the store (10,000 series, 5,000-row commits), passes of 100k rows cost 2.7 s per
-/// million rows indexed, passes of 500k rows 1.1 s. At 100k samples/s five seconds is
-/// a 500k-row pass; at ordinary rates a pass is small and quick.
+/// so fewer, larger passes are cheaper per sample: in `scripts/eval/sqlite_index.py bulk`
+/// (10,000 series, 5,000-row commits) passes of 100k rows cost 2.7 s per million rows
+/// indexed, passes of 500k rows 1.1 s. At 100k samples/s five seconds is a 500k-row
+/// pass (it holds the writer for about half a second: the p99 of a soak's requests);
+/// at ordinary rates a pass is small and quick.
 const INDEX_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Label pairs remembered at most; the map is emptied when it would grow past this (the
