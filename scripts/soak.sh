@@ -11,9 +11,14 @@
 #   scripts/soak.sh                  # the issue-12 soak: 30 min, 100k samples/s, 10k series
 #   DURATION=300 scripts/soak.sh     # 5 minutes
 #
-# Disk: every sample is stored (about 215 bytes each; retention runs hourly and keeps at
-# least a day), so 30 min at 100k/s needs about 40 GB free in SOAK_DIR (default /tmp).
-# The script checks before it starts and deletes the state directory when it ends.
+# Disk: every sample is stored (about 195 bytes each with its index entry; retention runs
+# hourly and keeps at least a day), so 30 min at 100k/s needs about 35 GB free in SOAK_DIR
+# (default /tmp). The script checks before it starts and deletes the state directory when
+# it ends.
+#
+# Memory: the engine keeps up to 2 x max_history points per metric and series (default
+# 1,024, so 2,048), and at 10 samples/s per series those fill within minutes; MAX_HISTORY
+# sets the detector's max_history for the run, to see how much of the RSS that is.
 set -euo pipefail
 
 DURATION=${DURATION:-1800}
@@ -26,6 +31,7 @@ DEPLOY_EVERY=${DEPLOY_EVERY:-20}
 WINDOW=${WINDOW:-120}
 # Churned series must be forgotten for memory to stay flat: 5 minutes idle (default 2 days).
 IDLE=${IDLE:-300}
+MAX_HISTORY=${MAX_HISTORY:-}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${WATCHDOG_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/watchdog}
@@ -34,7 +40,7 @@ if [ ! -x "$BIN" ] || [ -n "${SOAK_BUILD:-}" ]; then
 fi
 
 dir=$(mktemp -d "${SOAK_DIR:-/tmp}/watchdog-soak.XXXXXX")
-need_mib=$(( RATE * DURATION / 1024 * 230 / 1024 ))
+need_mib=$(( RATE * DURATION / 1024 * 200 / 1024 ))
 avail_mib=$(df -Pm "$dir" | awk 'NR==2 {print $4}')
 if (( avail_mib < need_mib + 4096 )); then
   echo "soak: needs about $need_mib MiB (+4 GiB spare) free in $dir, $avail_mib MiB are; lower DURATION or RATE, or set SOAK_DIR" >&2
@@ -52,6 +58,7 @@ trap cleanup EXIT
 cat >"$dir/soak.toml" <<TOML
 [detector]
 monitoring_window_secs = $WINDOW
+${MAX_HISTORY:+max_history = $MAX_HISTORY}
 
 [limits]
 series_idle_secs = $IDLE

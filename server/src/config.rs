@@ -98,8 +98,8 @@ impl fmt::Debug for Secret {
 /// and batching senders, and is far below the hour of a wrong time zone.
 pub const DEFAULT_MAX_FUTURE_SKEW_SECS: u64 = 300;
 
-/// Default of `retention_secs`: two weeks of samples and logs (at the ≈ 215 bytes a
-/// stored sample takes, 100 series at one sample per 10 s hold ≈ 2.6 GB).
+/// Default of `retention_secs`: two weeks of samples and logs (at the ≈ 195 bytes a
+/// stored sample takes, 100 series at one sample per 10 s hold ≈ 2.4 GB).
 pub const DEFAULT_RETENTION_SECS: u64 = 14 * 86_400;
 
 /// The history a restart and the detector reach back for: the longest baseline (or the

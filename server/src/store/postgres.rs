@@ -49,6 +49,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         20261201000010,
         include_str!("../../../supabase/migrations/20261201000010_log_templates.sql"),
     ),
+    (
+        20261201000020,
+        include_str!("../../../supabase/migrations/20261201000020_series.sql"),
+    ),
 ];
 
 /// How long a claimed batch of `limit` alerts stays invisible to other servers while one
@@ -58,6 +62,19 @@ const MIGRATIONS: &[(i64, &str)] = &[
 pub fn alert_lease_ms(limit: i64) -> i64 {
     limit.max(1) * crate::alerts::DELIVERY_TIMEOUT.as_millis() as i64 + 60_000
 }
+
+/// One series' samples in a time range. SQLite reads through its own bulk-built index
+/// instead (store/sqlite/samples.rs); PostgreSQL keeps a plain index on the samples.
+const SERIES_SELECT_SAMPLES: &str = "SELECT id, body FROM samples WHERE series_id = (SELECT id FROM series WHERE service = $1 AND environment = $2) AND ts_ms >= $3 AND ts_ms <= $4 ORDER BY ts_ms, id LIMIT $5";
+
+/// Creates the `series` rows of label pairs not seen before. Sorted, so that two servers
+/// creating the same new pairs take their row locks in the same order; a pair another
+/// transaction is creating waits for it and is then skipped.
+const INSERT_SERIES: &str = "INSERT INTO series (service, environment) SELECT DISTINCT service, environment FROM UNNEST($1::TEXT[], $2::TEXT[]) AS t(service, environment) ORDER BY service, environment ON CONFLICT DO NOTHING";
+
+/// Inserts samples with their series ids, in the order given (ids follow `n`), and
+/// returns the first and last new id.
+const INSERT_SAMPLES: &str = "WITH ins AS (INSERT INTO samples (ts_ms, series_id, body) SELECT t.ts_ms, r.id, t.body FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) WITH ORDINALITY AS t(ts_ms, service, environment, body, n) JOIN series r ON r.service = t.service AND r.environment = t.environment ORDER BY t.n RETURNING id) SELECT MIN(id), MAX(id) FROM ins";
 
 /// Advisory lock keys (one 64-bit key space per database; "WDOG" in the high bits).
 const LOCK_MIGRATE: i64 = 0x5744_4f47_0000_0001;
@@ -241,7 +258,7 @@ impl PostgresStore {
     /// Database failures.
     pub async fn truncate_all_for_tests(&self) -> StoreResult<()> {
         sqlx::raw_sql(
-            "TRUNCATE samples, sample_batches, logs, deploys, verdicts, incidents, notes, audit, explanations, alert_outbox, log_templates RESTART IDENTITY",
+            "TRUNCATE samples, series, sample_batches, logs, deploys, verdicts, incidents, notes, audit, explanations, alert_outbox, log_templates RESTART IDENTITY",
         )
         .execute(&self.pool)
         .await?;
@@ -283,7 +300,8 @@ async fn lock(p: bool, conn: &mut PgConnection, key: i64) -> StoreResult<()> {
 }
 
 /// Inserts records in one statement (arrays unnested server-side: one round trip and one
-/// plan whatever the batch size). Returns the first and last new id.
+/// plan whatever the batch size). Logs go in as they are; samples get their series id
+/// (creating new series first). Returns the first and last new id.
 async fn insert_records(
     p: bool,
     conn: &mut PgConnection,
@@ -294,9 +312,18 @@ async fn insert_records(
     let services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
     let envs: Vec<&str> = rows.iter().map(|r| r.environment.as_str()).collect();
     let bodies: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();
-    let sql = format!(
-        "WITH ins AS (INSERT INTO {table} (ts_ms, service, environment, body) SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) RETURNING id) SELECT MIN(id), MAX(id) FROM ins"
-    );
+    let sql = if table == "samples" {
+        query(p, INSERT_SERIES)
+            .bind(&services)
+            .bind(&envs)
+            .execute(&mut *conn)
+            .await?;
+        INSERT_SAMPLES.to_string()
+    } else {
+        format!(
+            "WITH ins AS (INSERT INTO {table} (ts_ms, service, environment, body) SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) RETURNING id) SELECT MIN(id), MAX(id) FROM ins"
+        )
+    };
     let row = query(p, AssertSqlSafe(sql))
         .bind(ts)
         .bind(services)
@@ -596,7 +623,7 @@ impl Store for PostgresStore {
         to_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<StoredRecord>> {
-        let rows = query(self.p, sql::SERIES_SELECT_SAMPLES)
+        let rows = query(self.p, SERIES_SELECT_SAMPLES)
             .bind(service)
             .bind(environment)
             .bind(from_ms)

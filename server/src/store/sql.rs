@@ -26,7 +26,6 @@ pub const PRUNE_DELETE_SAMPLE_BATCHES: &str = "DELETE FROM sample_batches WHERE 
 pub const PRUNE_DELETE_LOGS: &str =
     "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE ts_ms < $1 ORDER BY id LIMIT $2)";
 pub const OLDEST_UNJUDGED_DEPLOY_MS_SELECT_DEPLOYS: &str = "SELECT MIN(d.deployed_at_ms) FROM deploys d WHERE d.deployed_at_ms < $1 AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.deploy_row_id = d.id)";
-pub const SERIES_SELECT_SAMPLES: &str = "SELECT id, body FROM samples WHERE service = $1 AND environment = $2 AND ts_ms >= $3 AND ts_ms <= $4 ORDER BY ts_ms, id LIMIT $5";
 pub const LATEST_EVENT_MS_SELECT_SAMPLE_BATCHES: &str = "SELECT MAX(max_ts_ms) FROM sample_batches";
 pub const LATEST_EVENT_MS_SELECT_DEPLOYS: &str = "SELECT MAX(deployed_at_ms) FROM deploys";
 pub const ADD_LATE_AFTER_VERDICT_UPDATE_VERDICTS: &str =
