@@ -668,6 +668,7 @@ impl Engine {
         for &(MetricKey(id), v) in values {
             let additive = self.summed.get(id) == Some(&true);
             let h = &mut series.histories[id];
+            h.make_room(max_history);
             let added = h.add(t, v, bin_ms, additive);
             // Bounded memory: by count, and by age relative to the newest sample.
             while h.len() > max_history || h.front().is_some_and(|p| p.0 < keep_from) {

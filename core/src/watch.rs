@@ -191,6 +191,16 @@ impl History {
         self.open_from = i64::MAX;
     }
 
+    /// Before adding to a history kept at `limit` points: when its buffer is full, drop
+    /// the oldest point first, so the buffer never doubles past the limit (trimming after
+    /// the push would grow a 2,048-point buffer to 4,096 and keep it, twice the memory of
+    /// every series).
+    pub(crate) fn make_room(&mut self, limit: usize) {
+        if self.points.len() >= limit && self.points.len() == self.points.capacity() {
+            self.pop_oldest();
+        }
+    }
+
     /// Drops the oldest point.
     pub(crate) fn pop_oldest(&mut self) {
         self.points.pop_front();
@@ -793,6 +803,20 @@ mod tests {
         }
         // counts are summed
         assert_eq!(filled(&samples, true)[1], (1_000, 145.0));
+    }
+
+    #[test]
+    fn a_history_at_its_limit_does_not_double_its_buffer() {
+        let mut h = History::new();
+        for i in 0..10_000 {
+            h.make_room(2_048);
+            h.add(i * 10_000, 1.0, 1_000, false);
+            while h.len() > 2_048 {
+                h.pop_oldest();
+            }
+        }
+        assert_eq!(h.len(), 2_048);
+        assert!(h.capacity() < 4_096, "{}", h.capacity());
     }
 
     #[test]
