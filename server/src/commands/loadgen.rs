@@ -81,8 +81,10 @@ impl IngestCounts {
 }
 
 /// Posts a deploy of a live service every `every_secs` until `deadline`; returns how
-/// many were stored. The service is among the newest names, which live longest under
-/// churn, so that its watch sees data after the deploy.
+/// many were stored. Under churn the service is among the names of the step before the
+/// newest: old enough (one churn interval) to have a baseline, since dense series are
+/// pooled into bins of a few seconds and a baseline needs a dozen of them, and young
+/// enough to live on through the watch.
 #[allow(clippy::too_many_arguments)]
 async fn post_deploys(
     client: reqwest::Client,
@@ -107,7 +109,13 @@ async fn post_deploys(
         } else {
             services.max(1)
         };
-        let service = offset + services.max(1) - 1 - k % spread.min(services.max(1));
+        // The step before the newest, when there are two steps' worth of names.
+        let back = if churn_every > 0 && services >= 2 * spread {
+            spread
+        } else {
+            0
+        };
+        let service = offset + services.max(1) - 1 - back - k % spread.min(services.max(1));
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
