@@ -198,6 +198,8 @@ pub struct Engine {
     summed: Vec<bool>,
     /// What one sample feeds the running watch: (metric, time, value, requests).
     feed_scratch: Vec<(usize, i64, f64, Option<f64>)>,
+    /// `config.sample_bin_ms()`, once (the config does not change).
+    bin_ms: i64,
     scratch: Vec<(MetricKey, f64)>,
     series: Vec<SeriesState>,
     /// Service → environment → series index.
@@ -231,6 +233,7 @@ impl Engine {
     /// [`Error::Config`] when the configuration is out of range.
     pub fn new(config: Config) -> Result<Engine, Error> {
         config.validate()?;
+        let bin_ms = config.sample_bin_ms();
         Ok(Engine {
             config,
             metric_names: Vec::new(),
@@ -239,6 +242,7 @@ impl Engine {
             requests_id: None,
             summed: Vec::new(),
             feed_scratch: Vec::new(),
+            bin_ms,
             scratch: Vec::new(),
             series: Vec::new(),
             series_ids: FastMap::default(),
@@ -661,10 +665,12 @@ impl Engine {
         // Pool the sample into its bin (see `History`) and gather what the running watch
         // is to be fed: completed dense bins, and the sample itself when its series is
         // sparse.
-        let bin_ms = config.sample_bin_ms();
+        let bin_ms = self.bin_ms;
         let feeds = &mut self.feed_scratch;
         feeds.clear();
         let mut rewritten = false;
+        // Only a running watch is fed; without one the bins are kept and nothing else.
+        let watching = series.watch.is_some();
         for &(MetricKey(id), v) in values {
             let additive = self.summed.get(id) == Some(&true);
             let h = &mut series.histories[id];
@@ -673,6 +679,9 @@ impl Engine {
             // Bounded memory: by count, and by age relative to the newest sample.
             while h.len() > max_history || h.front().is_some_and(|p| p.0 < keep_from) {
                 h.pop_oldest();
+            }
+            if !watching {
+                continue;
             }
             match added {
                 Added::Fresh { closed } | Added::Opened { closed } => {

@@ -132,7 +132,10 @@ impl History {
             return Added::Fresh { closed: None };
         };
         let newest = self.points.len() - 1;
-        if slot(t) == slot(last) {
+        // A whole bin width after the newest point is surely a later bin: the common case
+        // of a sparse series needs no division.
+        let later = t >= last.saturating_add(bin_ms) || slot(t) > slot(last);
+        if !later && slot(t) == slot(last) {
             if t == last && self.count(newest) <= 1 {
                 if let Some(b) = self.points.back_mut() {
                     b.1 = v;
@@ -152,7 +155,7 @@ impl History {
                 Added::Pooled
             };
         }
-        if slot(t) > slot(last) {
+        if later {
             let closed = (self.open_from != i64::MAX).then_some((last, last_v));
             let dense = self.count(newest) > 1;
             self.push_newest(t, v);
@@ -513,6 +516,7 @@ impl Watch {
                 last_extreme: None,
                 tail_hit: None,
                 level_resid: Vec::new(),
+                level_above: 0,
                 level_hit: None,
                 seasonal_note: None,
                 trace: setup.tracing.then(Vec::new),
@@ -562,6 +566,7 @@ impl Watch {
                 last_extreme: None,
                 tail_hit: None,
                 level_resid: Vec::new(),
+                level_above: 0,
                 level_hit: None,
                 seasonal_note: None,
                 trace: setup.tracing.then(Vec::new),

@@ -159,12 +159,17 @@ impl Watch {
         if !tail_only
             && test.level_resid.len() < test.values().and_then(|v| v.level).map_or(0, |l| l.max_k)
         {
-            // Kept sorted: the median of each look is then read, not searched for.
-            let at = test.level_resid.partition_point(|&v| v < resid);
-            test.level_resid.insert(at, resid);
+            test.level_resid.push(resid);
             let level = test.values().and_then(|v| v.level);
-            if let Some((effect, z)) =
-                level.and_then(|l| l.check(&test.level_resid, test.min_effect))
+            // The median can only clear the test's floor when half the residuals do;
+            // counting them spares the median on almost every healthy sample.
+            if level.is_some_and(|l| resid >= l.floor(test.min_effect)) {
+                test.level_above += 1;
+            }
+            let may_fire = 2 * test.level_above >= test.level_resid.len();
+            if let Some((effect, z)) = level
+                .filter(|_| may_fire)
+                .and_then(|l| l.check(&test.level_resid, test.min_effect))
             {
                 // As for the other tests: did the same clock time the day before move as
                 // much, from the recorded deploy on?

@@ -41,7 +41,7 @@
 //! looks share most of their samples).
 
 use crate::baseline::Baseline;
-use crate::stats::normal_quantile;
+use crate::stats::{median_in_place, normal_quantile};
 
 /// One metric's level test, from its baseline.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -105,19 +105,20 @@ impl LevelModel {
         (kf + 2.0 * sum) / (kf * kf)
     }
 
+    /// The least the median must reach to decide: positive, material and above the
+    /// baseline's own bursts. A median reaches it only when half the residuals do.
+    pub fn floor(&self, min_effect: f64) -> f64 {
+        self.guard.max(min_effect).max(0.0)
+    }
+
     /// The median residual of the samples since the deploy and its standardized size,
-    /// when it is a material harmful shift beyond the critical value. `sorted`: the
-    /// residuals of the samples since the deploy, in ascending order.
-    pub fn check(&self, sorted: &[f64], min_effect: f64) -> Option<(f64, f64)> {
-        let k = sorted.len();
+    /// when it is a material harmful shift beyond the critical value.
+    pub fn check(&self, resid: &[f64], min_effect: f64) -> Option<(f64, f64)> {
+        let k = resid.len();
         if k < MIN_K {
             return None;
         }
-        let median = if k % 2 == 1 {
-            sorted[k / 2]
-        } else {
-            0.5 * (sorted[k / 2 - 1] + sorted[k / 2])
-        };
+        let median = median_in_place(&mut resid.to_vec());
         if !(median > 0.0 && median >= min_effect && median > self.guard) {
             return None;
         }
@@ -162,9 +163,9 @@ mod tests {
     #[test]
     fn a_lone_spike_decides_nothing_and_a_level_does() {
         let m = model(0.0);
-        assert!(m.check(&[-0.2, 0.1, 50.0], 0.5).is_none());
+        assert!(m.check(&[50.0, 0.1, -0.2], 0.5).is_none());
         assert!(m.check(&[50.0, 0.1], 0.5).is_none());
-        let (median, z) = m.check(&[4.0, 4.5, 5.0, 6.0], 0.5).unwrap();
+        let (median, z) = m.check(&[4.0, 5.0, 4.5, 6.0], 0.5).unwrap();
         assert!((median - 4.75).abs() < 1e-12 && z > 3.0);
         // below the material floor: nothing
         assert!(m.check(&[4.0, 4.5, 5.0, 6.0], 10.0).is_none());

@@ -119,6 +119,8 @@ pub(crate) struct Test {
     /// Residuals of the samples since the deploy, sorted, for the level test (its first
     /// samples only), and its statistic and threshold when it fired.
     pub(super) level_resid: Vec<f64>,
+    /// How many of them reach the level test's floor (see `LevelModel::floor`).
+    pub(super) level_above: usize,
     pub(super) level_hit: Option<(f64, f64)>,
     /// Last time the effect floor was checked and failed: (statistic, samples).
     pub(super) last_effect_check: Option<(f64, usize)>,
@@ -158,6 +160,7 @@ impl Test {
         self.last_extreme = None;
         self.tail_hit = None;
         self.level_resid.clear();
+        self.level_above = 0;
         self.level_hit = None;
     }
 
