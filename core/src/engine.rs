@@ -700,11 +700,7 @@ impl Engine {
         // A completed bin of `errors` is weighed against the `requests` of the same bin.
         if let Some(r) = self.requests_id {
             for f in feeds.iter_mut().filter(|f| f.3.is_none()) {
-                f.3 = series
-                    .histories
-                    .get(r)
-                    .and_then(|h| h.get(lower_bound(h, f.1)).filter(|p| p.0 == f.1))
-                    .map(|p| p.1);
+                f.3 = series.histories.get(r).and_then(|h| h.value_at(f.1));
             }
         }
         if let Some(w) = series.watch.as_mut() {
@@ -1205,9 +1201,7 @@ impl Engine {
         let requests = self.requests_id.and_then(|r| series.histories.get(r));
         for (m, h) in series.histories.iter().enumerate() {
             if let Some((t, v)) = h.open_point().filter(|p| p.0 <= until_ms) {
-                let r = requests
-                    .and_then(|rh| rh.get(lower_bound(rh, t)).filter(|p| p.0 == t))
-                    .map(|p| p.1);
+                let r = requests.and_then(|rh| rh.value_at(t));
                 watch.on_value(m, t, v, r, &series.histories, &self.config);
             }
         }

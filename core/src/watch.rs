@@ -221,6 +221,14 @@ impl History {
         self.open_from
     }
 
+    /// The value of the point at exactly `t`, if there is one.
+    pub(crate) fn value_at(&self, t: i64) -> Option<f64> {
+        self.points
+            .get(lower_bound(self, t))
+            .filter(|p| p.0 == t)
+            .map(|p| p.1)
+    }
+
     /// The newest point while its bin is still filling (not yet fed to the tests).
     pub(crate) fn open_point(&self) -> Option<(i64, f64)> {
         (self.open_from != i64::MAX)

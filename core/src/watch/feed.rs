@@ -156,11 +156,9 @@ impl Watch {
             }
         }
         // The level of the first samples since the deploy (see `level`).
-        if !tail_only
-            && test.level_resid.len() < test.values().and_then(|v| v.level).map_or(0, |l| l.max_k)
-        {
+        let level = test.values().and_then(|v| v.level);
+        if !tail_only && test.level_resid.len() < level.map_or(0, |l| l.max_k) {
             test.level_resid.push(resid);
-            let level = test.values().and_then(|v| v.level);
             // The median can only clear the test's floor when half the residuals do;
             // counting them spares the median on almost every healthy sample.
             if level.is_some_and(|l| resid >= l.floor(test.min_effect)) {
