@@ -36,12 +36,19 @@ impl Baseline {
     /// Fits a baseline to `(timestamp_ms, value)` points in time order. `None` with fewer
     /// than three points.
     pub fn fit(points: &[(i64, f64)]) -> Option<Baseline> {
+        Baseline::fit_with(points, None)
+    }
+
+    /// [`Baseline::fit`], given the [`robust_location_scale`] of the points' values when
+    /// the caller has it already (a watch computes it once per metric for the level-shift
+    /// search, the effect floor and the fit).
+    pub fn fit_with(points: &[(i64, f64)], raw: Option<(f64, f64)>) -> Option<Baseline> {
         let n = points.len();
         if n < 3 {
             return None;
         }
         let values: Vec<f64> = points.iter().map(|p| p.1).collect();
-        let (raw_median, raw_spread) = robust_location_scale(&values);
+        let (raw_median, raw_spread) = raw.unwrap_or_else(|| robust_location_scale(&values));
         let summary = Summary {
             n,
             median: raw_median,
@@ -75,7 +82,12 @@ impl Baseline {
             .iter()
             .map(|&(t, v)| v - slope * (t - anchor_ms) as f64 / 1000.0)
             .collect();
-        let (mut level, spread) = robust_location_scale(&residuals);
+        // Without a trend the residuals are the values themselves.
+        let (mut level, spread) = if slope == 0.0 {
+            (raw_median, raw_spread)
+        } else {
+            robust_location_scale(&residuals)
+        };
         if slope != 0.0 {
             // A line is only a local description: on a curved stretch (the shoulder of a
             // daily cycle) the line through the whole window misses its end, and the
@@ -179,6 +191,16 @@ fn shift_robust_noise(values: &[f64]) -> f64 {
 /// only taken when a step explains the data better than a straight line (smaller
 /// residual spread), so a daily ramp stays a trend.
 pub fn level_shift(points: &[(i64, f64)], min_effect: f64) -> Option<usize> {
+    level_shift_with(points, None, min_effect)
+}
+
+/// [`level_shift`], given the [`robust_location_scale`] of the points' values when the
+/// caller has it already.
+pub fn level_shift_with(
+    points: &[(i64, f64)],
+    raw: Option<(f64, f64)>,
+    min_effect: f64,
+) -> Option<usize> {
     let n = points.len();
     if n < 20 {
         return None;
@@ -188,7 +210,7 @@ pub fn level_shift(points: &[(i64, f64)], min_effect: f64) -> Option<usize> {
     if noise <= 0.0 || !noise.is_finite() {
         return None;
     }
-    let (med, sd) = robust_location_scale(&values);
+    let (med, sd) = raw.unwrap_or_else(|| robust_location_scale(&values));
     let clip = 4.0 * sd.max(noise);
     let w: Vec<f64> = values
         .iter()

@@ -415,11 +415,17 @@ impl Watch {
             }
             // A level shift inside the baseline: judge the deploy against the level after
             // it, or say that too little of it is known yet.
-            let typical = crate::stats::median(&points.iter().map(|p| p.1).collect::<Vec<_>>());
+            // The values' median and spread serve the effect floor, the level-shift search
+            // and, when the baseline is not re-based, the fit.
+            let raw = crate::stats::robust_location_scale(
+                &points.iter().map(|p| p.1).collect::<Vec<_>>(),
+            );
+            let typical = raw.0;
             let floor = cfg
                 .min_absolute_effect(name)
                 .max(cfg.min_relative_effect(name) * typical.abs());
-            let (points, pre_from, short) = match crate::baseline::level_shift(&points, floor) {
+            let shift = crate::baseline::level_shift_with(&points, Some(raw), floor);
+            let (points, pre_from, short) = match shift {
                 Some(tau) => {
                     let from = points[tau].0;
                     if points.len() - tau < cfg.min_baseline_samples {
@@ -434,7 +440,8 @@ impl Watch {
                 }
                 None => (points, None, false),
             };
-            let Some(base) = Baseline::fit(&points) else {
+            let unchanged = pre_from.is_none() || short;
+            let Some(base) = Baseline::fit_with(&points, unchanged.then_some(raw)) else {
                 continue;
             };
             cadences.push(base.cadence_ms);
@@ -671,21 +678,36 @@ impl Watch {
         // path feeds them, and all stop at the first detection as the live path does, so
         // that a watch rebuilt from stored data (a restart, a late sample) ends with the
         // very statistics of one fed as the data arrived.
-        let mut feed: Vec<(i64, usize, usize, f64, f64)> = Vec::new();
-        for i in 0..self.tests.len() {
-            let from = self.tail_start(i, histories);
-            let metric = self.tests[i].metric;
-            feed.extend(
-                self.points_for(i, histories, from, self.end_ms)
-                    .into_iter()
-                    .map(|(t, x, r)| (t, metric, i, x, r)),
-            );
-        }
-        feed.sort_by_key(|p| (p.0, p.1, p.2));
-        for (t, _, i, x, r) in feed {
+        // Each test's points are in time order already, so the feed is a merge of those
+        // runs by (time, metric, test), not a sort of their concatenation.
+        // (metric, its points as (time, value, requests))
+        type Run = (usize, Vec<(i64, f64, f64)>);
+        let runs: Vec<Run> = (0..self.tests.len())
+            .map(|i| {
+                let from = self.tail_start(i, histories);
+                (
+                    self.tests[i].metric,
+                    self.points_for(i, histories, from, self.end_ms),
+                )
+            })
+            .collect();
+        let mut next = vec![0usize; runs.len()];
+        loop {
+            let mut best: Option<(i64, usize, usize)> = None;
+            for (i, (metric, run)) in runs.iter().enumerate() {
+                if let Some(p) = run.get(next[i]) {
+                    let key = (p.0, *metric, i);
+                    if best.is_none_or(|b| key < b) {
+                        best = Some(key);
+                    }
+                }
+            }
+            let Some((t, _, i)) = best else { break };
             if self.fired() {
                 break;
             }
+            let (_, x, r) = runs[i].1[next[i]];
+            next[i] += 1;
             self.feed_test(i, t, x, r, histories, cfg);
         }
         for (m, h) in histories.iter().enumerate() {

@@ -64,7 +64,7 @@
 //! after the deploy decides on a smaller excess than a uniform split would allow, and a
 //! lone excursion towards the end of the window has to be larger.
 
-use crate::stats::{normal_quantile, robust_location_scale};
+use crate::stats::{normal_quantile, robust_location_scale_sorted};
 
 /// Two samples beyond the tail threshold within this many consecutive samples decide.
 pub(crate) const PAIR_SPAN: usize = 3;
@@ -125,7 +125,7 @@ impl RankReference {
             return None;
         }
         let mut sorted = residuals.to_vec();
-        sorted.sort_by(f64::total_cmp);
+        crate::stats::sort_total(&mut sorted);
         Some(RankReference::from_sorted(sorted))
     }
 
@@ -215,7 +215,7 @@ impl TailModel {
         tolerance_samples: f64,
     ) -> Option<TailModel> {
         let mut sorted = residuals.to_vec();
-        sorted.sort_by(f64::total_cmp);
+        crate::stats::sort_total(&mut sorted);
         TailModel::fit_sorted(
             residuals,
             &sorted,
@@ -236,7 +236,7 @@ impl TailModel {
         expected_samples: f64,
         tolerance_samples: f64,
     ) -> Option<TailModel> {
-        let (_, scale) = robust_location_scale(residuals);
+        let (_, scale) = robust_location_scale_sorted(residuals, residuals_sorted);
         if !(scale.is_finite() && scale > 0.0) {
             return None;
         }
@@ -245,7 +245,7 @@ impl TailModel {
         let sorted: Vec<f64> = residuals_sorted.iter().map(|r| r / scale).collect();
         let z = match without_incidents(&in_time, &sorted) {
             Some(mut kept) => {
-                kept.sort_by(f64::total_cmp);
+                crate::stats::sort_total(&mut kept);
                 kept
             }
             None => sorted,
@@ -485,7 +485,7 @@ mod tests {
 
     fn screened(values: &[f64]) -> usize {
         let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
+        crate::stats::sort_total(&mut sorted);
         without_incidents(values, &sorted).map_or(values.len(), |k| k.len())
     }
 
