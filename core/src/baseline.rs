@@ -297,6 +297,16 @@ pub fn align_to_last_level(points: &[(i64, f64)], tau: usize) -> Vec<(i64, f64)>
 /// would produce: the difference of the two thirds' medians must exceed three standard
 /// errors, with the standard error widened for autocorrelation. A noisy or flat baseline
 /// thus gets slope zero, and the detector never extrapolates a trend that is not there.
+/// The median timestamp of points in time order, as [`median`] of the timestamps gives it.
+fn sorted_median_ms(points: &[(i64, f64)]) -> f64 {
+    let m = points.len();
+    if m % 2 == 1 {
+        points[m / 2].0 as f64
+    } else {
+        (points[m / 2 - 1].0 as f64 + points[m / 2].0 as f64) / 2.0
+    }
+}
+
 fn significant_trend(points: &[(i64, f64)], spread: f64) -> f64 {
     significant_trend_at(points, spread, 3.0)
 }
@@ -309,18 +319,9 @@ fn significant_trend_at(points: &[(i64, f64)], spread: f64, cutoff: f64) -> f64 
     let third = n / 3;
     let first: Vec<f64> = points[..third].iter().map(|p| p.1).collect();
     let last: Vec<f64> = points[n - third..].iter().map(|p| p.1).collect();
-    let t_first = median(
-        &points[..third]
-            .iter()
-            .map(|p| p.0 as f64)
-            .collect::<Vec<_>>(),
-    );
-    let t_last = median(
-        &points[n - third..]
-            .iter()
-            .map(|p| p.0 as f64)
-            .collect::<Vec<_>>(),
-    );
+    // The points are in time order, so the median time of a third is its middle point.
+    let t_first = sorted_median_ms(&points[..third]);
+    let t_last = sorted_median_ms(&points[n - third..]);
     let dt_secs = (t_last - t_first) / 1000.0;
     if dt_secs <= 0.0 {
         return 0.0;
