@@ -339,6 +339,12 @@ fn significant_trend_at(points: &[(i64, f64)], spread: f64, cutoff: f64) -> f64 
     // sticky series passes for a trend, and extrapolating it over the watch raises false
     // alarms. With the correlation priced in, three standard errors (a two-sided chance of
     // 0.3 % under no trend) are enough.
+    // The widening is at least 1, so a difference within the unwidened bound is never
+    // significant: most baselines have no trend and stop here, before the detrending.
+    let se_independent = 1.2533 * spread * (2.0 / third as f64).sqrt();
+    if diff.abs() <= cutoff * se_independent {
+        return 0.0;
+    }
     let candidate = diff / dt_secs;
     let t_end = points[n - 1].0;
     let detrended: Vec<f64> = points
@@ -353,7 +359,7 @@ fn significant_trend_at(points: &[(i64, f64)], spread: f64, cutoff: f64) -> f64 
     )
     .clamp(0.0, 0.95);
     let widen = ((1.0 + rho) / (1.0 - rho)).sqrt();
-    let se = 1.2533 * spread * (2.0 / third as f64).sqrt() * widen;
+    let se = se_independent * widen;
     if diff.abs() <= cutoff * se {
         return 0.0;
     }
