@@ -201,6 +201,10 @@ pub struct Engine {
     /// `config.sample_bin_ms()`, once (the config does not change).
     bin_ms: i64,
     scratch: Vec<(MetricKey, f64)>,
+    /// The metric id last seen at each position of a sample's metric list. Exporters send
+    /// the same metrics in the same order sample after sample, so one string comparison
+    /// usually resolves a name without hashing it.
+    metric_order: Vec<usize>,
     series: Vec<SeriesState>,
     /// Service → environment → series index.
     series_ids: FastMap<String, FastMap<String, usize>>,
@@ -244,6 +248,7 @@ impl Engine {
             feed_scratch: Vec::new(),
             bin_ms,
             scratch: Vec::new(),
+            metric_order: Vec::new(),
             series: Vec::new(),
             series_ids: FastMap::default(),
             pending: Vec::new(),
@@ -416,8 +421,20 @@ impl Engine {
         let metrics = own.as_ref().unwrap_or(&sample.metrics);
         let mut values = std::mem::take(&mut self.scratch);
         values.clear();
-        for (name, v) in metrics {
-            values.push((self.metric_key(name), *v));
+        for (j, (name, v)) in metrics.iter().enumerate() {
+            let id = match self.metric_order.get(j) {
+                Some(&id) if self.metric_names[id] == *name => id,
+                _ => {
+                    let id = self.metric_id(name);
+                    if j < self.metric_order.len() {
+                        self.metric_order[j] = id;
+                    } else if j == self.metric_order.len() && j < 256 {
+                        self.metric_order.push(id);
+                    }
+                    id
+                }
+            };
+            values.push((MetricKey(id), *v));
         }
         let result = self.ingest_values(series, sample.timestamp, &values);
         self.scratch = values;
@@ -1395,6 +1412,53 @@ mod tests {
         e.set_event_time_ceiling(Some(Timestamp(now_ms)));
         e.advance_to(Timestamp(now_ms));
         e
+    }
+
+    #[test]
+    fn metric_names_resolve_whatever_their_order_in_a_sample() {
+        // The same data, once with the metrics always in one order and once shuffled
+        // from sample to sample (with an extra metric now and then): the verdicts must be
+        // identical, so a name is never taken for the one last seen at its position.
+        let run = |shuffle: bool| {
+            let mut e = Engine::new(Config::default()).unwrap();
+            for (i, s) in error_series("api", T0, T0 + 5_400_000, T0 + 3_600_000)
+                .into_iter()
+                .enumerate()
+            {
+                let err = s.metrics[0].clone();
+                let lat = ("p95_latency_ms".to_string(), 200.0 + (i % 7) as f64);
+                let metrics = match (shuffle, i % 3) {
+                    (false, _) => vec![err, lat],
+                    (true, 0) => vec![lat, err],
+                    (true, 1) => vec![("cpu".to_string(), 0.5), err, lat],
+                    (true, _) => vec![err, lat],
+                };
+                e.ingest_sample(&Sample { metrics, ..s }).unwrap();
+            }
+            e.ingest_deploy(&deploy(T0 + 3_600_000, "v2", "api"))
+                .unwrap();
+            e.finish();
+            let mut v = e.take_verdicts();
+            assert_eq!(v.len(), 1);
+            let v = v.remove(0);
+            assert_eq!(v.verdict, crate::verdict::VerdictKind::Regression, "{v:?}");
+            let rate = v
+                .evidence
+                .iter()
+                .find(|m| m.metric == "error_rate")
+                .unwrap();
+            let lat = v
+                .evidence
+                .iter()
+                .find(|m| m.metric == "p95_latency_ms")
+                .unwrap();
+            (
+                rate.baseline.median,
+                rate.observed.median,
+                lat.baseline.median,
+            )
+        };
+        assert_eq!(run(false), run(true));
     }
 
     #[test]
