@@ -8,21 +8,18 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 use watchdog::alerts::Channel;
-use watchdog::config::{Clock, Secret, ServerConfig};
-use watchdog::explainer::{Explainer, ExplainerConfig};
+use watchdog::config::Clock;
 use watchdog::server::Server;
 
 use common::{metrics_ndjson, T0};
 
-const TOKEN: &str = "test-token";
+use common::app::TOKEN;
 
 /// A receiver that records every JSON body POSTed to `/events` (answering with `status`,
 /// counting every attempt), answers `/moved` with a 301 to `/landing`, and counts GETs of
@@ -85,34 +82,20 @@ impl Recorder {
 }
 
 async fn start(dir: &std::path::Path, channels: Vec<Channel>) -> Server {
-    let mut c = ServerConfig::for_state_dir(dir);
-    c.clock = Clock::Data;
-    c.api_token = Secret::new(TOKEN);
-    c.detector.monitoring_window_secs = 600;
-    let explainer = Explainer::new(ExplainerConfig::from_vars(|_| None).unwrap());
-    Server::start(c, channels, explainer).await.unwrap()
+    common::app::start(common::app::config(dir, Clock::Data), channels).await
 }
 
 async fn send(server: &Server, method: &str, uri: &str, body: String) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .unwrap();
-    let resp = watchdog::app::app(server.state.clone())
-        .oneshot(req)
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    let a = common::app::request(
+        server,
+        method,
+        uri,
+        Some(&common::app::bearer(TOKEN)),
+        Some("application/json"),
+        body,
     )
+    .await;
+    (a.status, a.json())
 }
 
 /// Ingests a regression and returns its incident id.

@@ -9,30 +9,27 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use watchdog::config::{Clock, Secret, ServerConfig};
-use watchdog::explainer::{Explainer, ExplainerConfig};
+use watchdog::config::{Clock, Secret};
 use watchdog::server::Server;
 
 use common::{metrics_ndjson, T0};
 
-const TOKEN: &str = "test-token";
+use common::app::{bearer, TOKEN};
+
 const READ: &str = "read-token";
 
 async fn start(dir: &std::path::Path) -> Server {
-    let mut c = ServerConfig::for_state_dir(dir);
-    c.clock = Clock::Data;
-    c.api_token = Secret::new(TOKEN);
+    let mut c = common::app::config(dir, Clock::Data);
     c.read_token = Secret::new(READ);
-    c.detector.monitoring_window_secs = 600;
     // A web app is present, as in production: its index.html must not answer API paths.
     let web = dir.join("dist");
     std::fs::create_dir_all(&web).unwrap();
     std::fs::write(web.join("index.html"), "<html>dashboard</html>").unwrap();
     c.web_dir = web;
-    let explainer = Explainer::new(ExplainerConfig::from_vars(|_| None).unwrap());
-    Server::start(c, Vec::new(), explainer).await.unwrap()
+    common::app::start(c, Vec::new()).await
 }
 
+/// A JSON request with this `Authorization` header if any: status, content type, JSON.
 async fn send(
     server: &Server,
     method: &str,
@@ -40,32 +37,9 @@ async fn send(
     auth: Option<&str>,
     body: impl Into<Body>,
 ) -> (StatusCode, String, Value) {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json");
-    if let Some(a) = auth {
-        req = req.header("authorization", a);
-    }
-    let resp = watchdog::app::app(server.state.clone())
-        .oneshot(req.body(body.into()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let ctype = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
-        .await
-        .unwrap();
-    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, ctype, v)
-}
-
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
+    let a = common::app::request(server, method, uri, auth, Some("application/json"), body).await;
+    let v = a.json();
+    (a.status, a.content_type, v)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,51 +9,20 @@ mod common;
 use std::path::Path;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt;
-use watchdog::config::{Clock, Secret, ServerConfig};
-use watchdog::explainer::{Explainer, ExplainerConfig};
+use watchdog::config::{Clock, ServerConfig};
 use watchdog::server::Server;
 use watchdog_core::{Deploy, Sample, Timestamp};
 
+use common::app::call;
 use common::{metrics_ndjson, T0};
 
-const TOKEN: &str = "test-token";
-
 fn config(dir: &Path) -> ServerConfig {
-    let mut c = ServerConfig::for_state_dir(dir);
-    c.clock = Clock::Data;
-    c.api_token = Secret::new(TOKEN);
-    c.detector.monitoring_window_secs = 600;
-    c
+    common::app::config(dir, Clock::Data)
 }
 
 async fn start(dir: &Path) -> Server {
-    let explainer = Explainer::new(ExplainerConfig::from_vars(|_| None).unwrap());
-    Server::start(config(dir), Vec::new(), explainer)
-        .await
-        .unwrap()
-}
-
-async fn call(server: &Server, method: &str, uri: &str, body: impl Into<Body>) -> Value {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(body.into())
-        .unwrap();
-    let resp = watchdog::app::app(server.state.clone())
-        .oneshot(req)
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
-        .await
-        .unwrap();
-    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    assert_eq!(status, StatusCode::OK, "{method} {uri}: {v}");
-    v
+    common::app::start(config(dir), Vec::new()).await
 }
 
 /// What one service sends, in its own order: batches of NDJSON samples, with its deploy

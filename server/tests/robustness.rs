@@ -11,35 +11,24 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use watchdog::config::{Clock, Secret, ServerConfig};
-use watchdog::explainer::{Explainer, ExplainerConfig};
+use watchdog::config::{Clock, ServerConfig};
 use watchdog::server::Server;
 use watchdog::store::{NewDeploy, NewRecord, Store};
 use watchdog_core::{Deploy, Sample, Timestamp};
 
+use common::app::{call_text, TOKEN};
 use common::{metrics_ndjson, T0};
 
-const TOKEN: &str = "test-token";
-
 fn config(dir: &Path, clock: Clock) -> ServerConfig {
-    let mut c = ServerConfig::for_state_dir(dir);
-    c.clock = clock;
-    c.api_token = Secret::new(TOKEN);
-    c.detector.monitoring_window_secs = 600;
-    c
-}
-
-async fn start(dir: &Path, clock: Clock) -> Server {
-    start_on(config(dir, clock), None).await
+    common::app::config(dir, clock)
 }
 
 async fn start_on(config: ServerConfig, store: Option<std::sync::Arc<dyn Store>>) -> Server {
-    let explainer = Explainer::new(ExplainerConfig::from_vars(|_| None).unwrap());
     match store {
-        Some(store) => Server::start_with_store(config, store, Vec::new(), explainer)
+        Some(store) => Server::start_with_store(config, store, Vec::new(), common::app::no_llm())
             .await
             .unwrap(),
-        None => Server::start(config, Vec::new(), explainer).await.unwrap(),
+        None => common::app::start(config, Vec::new()).await,
     }
 }
 
@@ -53,32 +42,8 @@ async fn call(
     (s, v)
 }
 
-async fn call_text(
-    server: &Server,
-    method: &str,
-    uri: &str,
-    body: impl Into<Body>,
-) -> (StatusCode, Value, String) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(body.into())
-        .unwrap();
-    let resp = watchdog::app::app(server.state.clone())
-        .oneshot(req)
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&bytes).to_string();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-    )
+async fn start(dir: &Path, clock: Clock) -> Server {
+    start_on(config(dir, clock), None).await
 }
 
 fn now_secs() -> i64 {

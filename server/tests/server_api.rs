@@ -17,15 +17,12 @@ use watchdog::server::Server;
 
 use common::{metrics_ndjson, Receiver, T0};
 
-const TOKEN: &str = "test-token";
+use common::app::TOKEN;
 
 fn config(dir: &std::path::Path) -> ServerConfig {
-    let mut c = ServerConfig::for_state_dir(dir);
-    c.clock = Clock::Data;
-    c.api_token = Secret::new(TOKEN);
+    let mut c = common::app::config(dir, Clock::Data);
     c.github_secret = Secret::new("It's a Secret to Everybody");
     c.max_body_bytes = 1024 * 1024;
-    c.detector.monitoring_window_secs = 600;
     c
 }
 
@@ -34,12 +31,10 @@ async fn start(dir: &std::path::Path, receiver: &Receiver) -> Server {
         url: receiver.url(),
         secret: None,
     }];
-    let explainer = Explainer::new(ExplainerConfig::from_vars(|_| None).unwrap());
-    Server::start(config(dir), channels, explainer)
-        .await
-        .unwrap()
+    common::app::start(config(dir), channels).await
 }
 
+/// A request with `token` if any: its status, its JSON when it answered JSON, its text.
 async fn call(
     server: &Server,
     method: &str,
@@ -47,30 +42,14 @@ async fn call(
     token: Option<&str>,
     body: impl Into<Body>,
 ) -> (StatusCode, Value, String) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let resp = watchdog::app::app(server.state.clone())
-        .oneshot(req.body(body.into()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let ctype = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&bytes).to_string();
-    let v = if ctype.starts_with("application/json") {
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+    let auth = token.map(common::app::bearer);
+    let a = common::app::request(server, method, uri, auth.as_deref(), None, body).await;
+    let v = if a.content_type.starts_with("application/json") {
+        a.json()
     } else {
         Value::Null
     };
-    (status, v, text)
+    (a.status, v, a.text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

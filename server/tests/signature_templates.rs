@@ -4,43 +4,16 @@
 mod common;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use serde_json::{json, Value};
-use tower::ServiceExt;
-use watchdog::config::{Clock, Secret, ServerConfig};
-use watchdog::explainer::{Explainer, ExplainerConfig};
+use serde_json::json;
+use watchdog::config::Clock;
 use watchdog::server::Server;
 use watchdog_core::Timestamp;
 
+use common::app::call;
 use common::{metrics_ndjson, T0};
 
-const TOKEN: &str = "test-token";
-
 async fn start(dir: &std::path::Path) -> Server {
-    let mut c = ServerConfig::for_state_dir(dir);
-    c.clock = Clock::Data;
-    c.api_token = Secret::new(TOKEN);
-    c.detector.monitoring_window_secs = 600;
-    let explainer = Explainer::new(ExplainerConfig::from_vars(|_| None).unwrap());
-    Server::start(c, vec![], explainer).await.unwrap()
-}
-
-async fn call(server: &Server, method: &str, uri: &str, body: impl Into<Body>) -> Value {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(body.into())
-        .unwrap();
-    let resp = watchdog::app::app(server.state.clone())
-        .oneshot(req)
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK, "{method} {uri}");
-    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
-        .await
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
+    common::app::start(common::app::config(dir, Clock::Data), vec![]).await
 }
 
 fn login_failures(from_secs: i64, step_secs: i64, users: &[&str]) -> String {

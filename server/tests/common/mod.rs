@@ -1,6 +1,7 @@
 //! Helpers shared by the server tests: data generators and a loopback alert receiver.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod cli;
 pub mod prometheus;
 
