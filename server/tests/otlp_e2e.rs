@@ -15,7 +15,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -41,30 +40,7 @@ fn now_ms() -> i64 {
 fn serve(dir: &Path, config: &str) -> (Killed, String) {
     let path = dir.join("watchdog.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_watchdog"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--config")
-        .arg(&path)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .env("WATCHDOG_API_TOKEN", TOKEN)
-        .env_remove("WATCHDOG_DATABASE_URL")
-        .env_remove("WATCHDOG_WEBHOOK_URL")
-        .env_remove("WATCHDOG_SLACK_WEBHOOK_URL")
-        .env_remove("WATCHDOG_PAGERDUTY_ROUTING_KEY")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting watchdog serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().expect("address line").unwrap();
-    let base = line
-        .strip_prefix("watchdog listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
-    (Killed(child), base)
+    common::cli::serve(&path, &dir.join("state"), TOKEN)
 }
 
 /// Polls the deploy list until every given service has a decided deploy.

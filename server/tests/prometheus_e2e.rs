@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +14,7 @@ use watchdog::commands::simulate_serve::{router, Replay};
 use watchdog_core::scenarios::{generate, ScenarioParams};
 use watchdog_core::Timestamp;
 
-use common::prometheus::{self, Killed};
+use common::prometheus;
 
 const TOKEN: &str = "prometheus-e2e-token";
 const SPEED: f64 = 20.0;
@@ -86,30 +84,7 @@ rate_window = "5s"
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_watchdog"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--config")
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(tmp.path().join("state"))
-        .env("WATCHDOG_API_TOKEN", TOKEN)
-        .env_remove("WATCHDOG_DATABASE_URL")
-        .env_remove("WATCHDOG_WEBHOOK_URL")
-        .env_remove("WATCHDOG_SLACK_WEBHOOK_URL")
-        .env_remove("WATCHDOG_PAGERDUTY_ROUTING_KEY")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting watchdog serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().expect("address line").unwrap();
-    let base = line
-        .strip_prefix("watchdog listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
-    let _watchdog = Killed(child);
+    let (_watchdog, base) = common::cli::serve(&config, &tmp.path().join("state"), TOKEN);
 
     // The deploy is announced when it happens on the wall clock.
     let wait = (deploy_wall_ms - now_ms()).max(0) as u64;

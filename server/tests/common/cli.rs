@@ -159,3 +159,34 @@ pub fn listening_on(stdout: &str) -> String {
         .expect("a listening line")
         .to_string()
 }
+
+/// `watchdog serve --listen 127.0.0.1:0 --config CONFIG --state-dir STATE` with a clean
+/// environment plus `WATCHDOG_API_TOKEN=token`, once it has said where it listens: the
+/// process (killed when dropped) and its base URL. Its further output is drained.
+pub fn serve(config: &Path, state_dir: &Path, token: &str) -> (super::prometheus::Killed, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_watchdog"));
+    child
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .env("RUST_LOG", "warn");
+    for k in CLEARED {
+        child.env_remove(k);
+    }
+    let mut child = child
+        .env("WATCHDOG_API_TOKEN", token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting watchdog serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().expect("address line").unwrap();
+    let base = line
+        .strip_prefix("watchdog listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (super::prometheus::Killed(child), base)
+}
