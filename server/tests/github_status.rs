@@ -7,6 +7,8 @@
 //! Deploys arrive as signed `deployment_status` webhooks
 //! (<https://docs.github.com/en/webhooks/webhook-events-and-payloads#deployment_status>).
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,9 +19,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use watchdog::config::{Clock, Secret, ServerConfig};
-use watchdog::explainer::{Explainer, ExplainerConfig};
 use watchdog::feedback::github::{post_status, GithubStatusConfig};
-use watchdog::server::Server;
 use watchdog_core::scenarios::{self, ScenarioParams, DEPLOY_AT};
 
 const GITHUB_TOKEN: &str = "ghp_loopbackTestToken123";
@@ -155,12 +155,7 @@ async fn a_regression_posts_failure_with_the_incident_and_a_healthy_watch_succes
         ))
         .unwrap(),
     );
-    let explainer = Explainer::new(ExplainerConfig::from_vars(|_| None).unwrap());
-    let server = Server::start(c, Vec::new(), explainer).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = watchdog::app::app(server.state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (_server, base) = common::app::listen(c, Vec::new()).await;
     let http = reqwest::Client::new();
 
     // checkout's release raises its error rate; search's, two minutes later, is healthy.

@@ -5,6 +5,8 @@
 //! write counters become rates and a version label change a deploy; bad bodies get a 4xx
 //! naming the problem and lose nothing else.
 
+mod common;
+
 use std::io::Write;
 use std::time::Duration;
 
@@ -22,7 +24,6 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde_json::Value;
 use watchdog::config::{Clock, Secret, ServerConfig};
-use watchdog::explainer::{Explainer, ExplainerConfig};
 use watchdog::ingest::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 use watchdog::server::Server;
 
@@ -227,14 +228,9 @@ async fn start_with(
     // Wait a little after a detection so that the log evidence is complete.
     c.detector.evidence_grace_secs = Some(120);
     adjust(&mut c);
-    let explainer = Explainer::new(ExplainerConfig::from_vars(|_| None).unwrap());
-    let server = Server::start(c, Vec::new(), explainer).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = watchdog::app::app(server.state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (server, base) = common::app::listen(c, Vec::new()).await;
     let api = Api {
-        base: format!("http://{addr}"),
+        base,
         http: reqwest::Client::new(),
     };
     (server, api)

@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use watchdog::config::{Clock, Secret, ServerConfig};
-use watchdog::explainer::{Explainer, ExplainerConfig};
 use watchdog::server::Server;
 use watchdog_core::scenarios::{self, ScenarioParams, DEPLOY_AT};
 use watchdog_core::Sample;
@@ -32,13 +31,7 @@ async fn start(dir: &std::path::Path) -> (Server, String) {
     c.clock = Clock::Data;
     c.api_token = Secret::new(FLAGGER_DOC_TOKEN);
     c.max_future_skew_secs = 6 * 3600;
-    let explainer = Explainer::new(ExplainerConfig::from_vars(|_| None).unwrap());
-    let server = Server::start(c, Vec::new(), explainer).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = watchdog::app::app(server.state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (server, base)
+    common::app::listen(c, Vec::new()).await
 }
 
 /// A canary scenario moved so that its deploy is `secs_ahead` seconds from now, with its

@@ -110,3 +110,14 @@ pub async fn call(server: &Server, method: &str, uri: &str, body: impl Into<Body
     assert_eq!(status, StatusCode::OK, "{method} {uri}: {text}");
     v
 }
+
+/// Starts a server and serves its app on a free loopback port, for clients that speak
+/// real HTTP: the server and its base URL (`http://127.0.0.1:PORT`).
+pub async fn listen(config: ServerConfig, channels: Vec<Channel>) -> (Server, String) {
+    let server = start(config, channels).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = watchdog::app::app(server.state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (server, base)
+}
