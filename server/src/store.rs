@@ -9,8 +9,10 @@ use async_trait::async_trait;
 use serde::Serialize;
 use watchdog_core::{DeployVerdict, Timestamp};
 
+mod exec;
 pub mod postgres;
 mod rows;
+mod shared;
 mod sql;
 pub mod sqlite;
 
