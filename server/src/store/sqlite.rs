@@ -148,7 +148,11 @@ impl SqliteStore {
             .await?;
         let alive = Arc::new(());
         tokio::spawn(checkpoint_loop(checkpointer, Arc::downgrade(&alive)));
-        tokio::spawn(samples::index_loop(writer.clone(), Arc::downgrade(&alive)));
+        tokio::spawn(samples::index_loop(
+            writer.clone(),
+            reader.clone(),
+            Arc::downgrade(&alive),
+        ));
         Ok(SqliteStore {
             writer,
             reader,
