@@ -357,6 +357,8 @@ impl Backend for PostgresStore {
     const UPSERT_TEMPLATE: &'static str = "INSERT INTO log_templates (service, environment, signature, level, template, first_seen_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (service, environment, signature) DO UPDATE SET template = excluded.template, level = excluded.level, \
          first_seen_ms = LEAST(log_templates.first_seen_ms, excluded.first_seen_ms), updated_at_ms = excluded.updated_at_ms";
+    const DELETE_EMPTY_SERIES: &'static str = "DELETE FROM series s WHERE s.id IN (SELECT id FROM series WHERE id > $1 ORDER BY id LIMIT $2) \
+         AND NOT EXISTS (SELECT 1 FROM samples x WHERE x.series_id = s.id)";
 
     async fn read(&self) -> StoreResult<Self::Conn> {
         Ok(PgConn {
@@ -378,6 +380,11 @@ impl Backend for PostgresStore {
 
     async fn lock_deploys(&self, tx: &mut WriteTx) -> StoreResult<()> {
         lock(self.p, &mut tx.conn, LOCK_DEPLOYS).await
+    }
+
+    /// The lock [`Backend::insert_sample_rows`] takes before it creates series.
+    async fn lock_samples(&self, tx: &mut WriteTx) -> StoreResult<()> {
+        lock(self.p, &mut tx.conn, LOCK_SAMPLES).await
     }
 
     async fn insert_sample_rows(&self, rows: &[NewRecord], now_ms: i64) -> StoreResult<()> {

@@ -41,6 +41,8 @@ pub(super) trait Backend: Send + Sync + std::fmt::Debug + 'static {
     const RECORD_VERDICT_INSERT_DEPLOYS: &'static str;
     /// Inserts or updates a log template (binds as in [`Store::upsert_templates`]).
     const UPSERT_TEMPLATE: &'static str;
+    /// Deletes, of the `$2` series with ids after `$1`, those without samples.
+    const DELETE_EMPTY_SERIES: &'static str;
 
     /// A connection for reads.
     fn read(&self) -> impl Future<Output = StoreResult<Self::Conn>> + Send;
@@ -54,6 +56,16 @@ pub(super) trait Backend: Send + Sync + std::fmt::Debug + 'static {
         let _ = tx;
         async { Ok(()) }
     }
+
+    /// Waits for whatever orders sample inserts across servers, held until `tx` ends.
+    fn lock_samples(&self, tx: &mut Self::Tx) -> impl Future<Output = StoreResult<()>> + Send {
+        let _ = tx;
+        async { Ok(()) }
+    }
+
+    /// Forgets any series ids cached: called in the transaction that deleted series rows,
+    /// before it commits.
+    fn forget_series(&self) {}
 
     /// [`Store::insert_samples`] of some rows; [`insert_sample_batch`] records the batch.
     fn insert_sample_rows(
@@ -95,6 +107,31 @@ pub(super) async fn insert_sample_batch(
     tx.execute(sql::INSERT_SAMPLES_INSERT_SAMPLE_BATCHES, &args)
         .await?;
     Ok(())
+}
+
+/// Deletes the series left without samples, [`PRUNE_CHUNK`] `* 5` series ids a
+/// transaction; returns how many. Sample inserts wait meanwhile ([`Backend::lock_samples`]),
+/// so none resolves a label pair to a row this deletes.
+async fn prune_series<B: Backend>(store: &B) -> StoreResult<u64> {
+    let mut deleted = 0;
+    let mut after = 0;
+    loop {
+        let mut tx = store.begin().await?;
+        store.lock_samples(&mut tx).await?;
+        let args = [Int(after), Int(PRUNE_CHUNK * 5)];
+        // The end of this stretch first: the deletion shortens it.
+        let last = opt_scalar(&mut tx, sql::PRUNE_SELECT_SERIES, &args).await?;
+        let done = tx.execute(B::DELETE_EMPTY_SERIES, &args).await?;
+        if done > 0 {
+            store.forget_series();
+        }
+        tx.commit().await?;
+        deleted += done;
+        match last {
+            Some(last) => after = last,
+            None => return Ok(deleted),
+        }
+    }
 }
 
 /// Maps every row.
@@ -278,6 +315,7 @@ impl<B: Backend> Store for B {
             }
         }
         self.prune_extra(before_ms).await?;
+        pruned.series = prune_series(self).await?;
         let logs_chunk = PRUNE_CHUNK * 50;
         loop {
             // A connection a statement: writers get theirs in between.

@@ -71,3 +71,7 @@ pub static GET_INCIDENT_SUMMARY: LazyLock<String> =
 pub const DUE_ALERTS_FROM_ALERT_OUTBOX: &str = " FROM alert_outbox o WHERE status = 'pending' AND next_attempt_ms <= $1 AND NOT EXISTS (SELECT 1 FROM alert_outbox e WHERE e.incident_id = o.incident_id AND e.channel = o.channel AND e.status = 'pending' AND e.id < o.id) ORDER BY next_attempt_ms, id LIMIT $2";
 /// The columns of an outbox row (`rows::outbox_item`).
 pub const OUTBOX_COLUMNS: &str = "id, incident_id, channel, kind, attempts";
+/// The last id of the `$2` series with ids after `$1`: a stretch of series a retention
+/// transaction handles.
+pub const PRUNE_SELECT_SERIES: &str =
+    "SELECT MAX(id) FROM (SELECT id FROM series WHERE id > $1 ORDER BY id LIMIT $2) AS t";

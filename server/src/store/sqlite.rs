@@ -322,6 +322,12 @@ impl Backend for SqliteStore {
     const UPSERT_TEMPLATE: &'static str = "INSERT INTO log_templates (service, environment, signature, level, template, first_seen_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (service, environment, signature) DO UPDATE SET template = excluded.template, level = excluded.level, \
          first_seen_ms = MIN(COALESCE(log_templates.first_seen_ms, excluded.first_seen_ms), COALESCE(excluded.first_seen_ms, log_templates.first_seen_ms)), updated_at_ms = excluded.updated_at_ms";
+    /// Samples are found by the index (an entry outlived by its sample keeps a series one
+    /// more retention run) and by the rows not indexed yet, whose series are listed once
+    /// per statement and only when a series has no entries.
+    const DELETE_EMPTY_SERIES: &'static str = "DELETE FROM series WHERE id IN (SELECT id FROM series WHERE id > $1 ORDER BY id LIMIT $2) \
+         AND NOT EXISTS (SELECT 1 FROM sample_index i WHERE i.series_id = series.id) \
+         AND id NOT IN (SELECT series_id FROM samples WHERE id > (SELECT indexed_through FROM sample_index_state WHERE id = 1))";
 
     async fn read(&self) -> StoreResult<Self::Conn> {
         Ok(Self::conn(self.reader.acquire().await?))
@@ -336,6 +342,10 @@ impl Backend for SqliteStore {
             conn: self.writer.begin().await?,
             persistent: true,
         })
+    }
+
+    fn forget_series(&self) {
+        self.series_ids.forget();
     }
 
     async fn insert_sample_rows(&self, rows: &[NewRecord], now_ms: i64) -> StoreResult<()> {
@@ -384,10 +394,7 @@ impl Backend for SqliteStore {
             let args = [Int(after), Int(PRUNE_CHUNK), Int(before_ms)];
             tx.execute(samples::PRUNE_INDEX, &args).await?;
             let last = tx
-                .fetch_one(
-                    "SELECT MAX(id) FROM (SELECT id FROM series WHERE id > $1 ORDER BY id LIMIT $2)",
-                    &args[..2],
-                )
+                .fetch_one(sql::PRUNE_SELECT_SERIES, &args[..2])
                 .await?
                 .opt_int(0)?;
             tx.commit().await?;

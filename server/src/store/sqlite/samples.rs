@@ -49,21 +49,32 @@ pub(super) struct SeriesIds(Arc<Mutex<Known>>);
 struct Known {
     by_env: HashMap<String, HashMap<String, i64>>,
     len: usize,
+    /// Counts [`SeriesIds::forget`]s: pairs resolved before one are not cached after it.
+    generation: u64,
+}
+
+/// The `series` rows a transaction created, to [`SeriesIds::remember`] once it commits.
+#[derive(Debug)]
+pub(super) struct NewSeries {
+    pairs: Vec<((String, String), i64)>,
+    generation: u64,
 }
 
 impl SeriesIds {
     /// The series id of every row, creating `series` rows for new pairs inside `tx`.
-    /// Returns the ids and the pairs created, to [`SeriesIds::remember`] once `tx` has
-    /// committed (a rolled-back id must not be cached).
+    /// Returns the ids and the pairs resolved by query, to [`SeriesIds::remember`] once
+    /// `tx` has committed (a rolled-back id must not be cached).
     pub(super) async fn resolve(
         &self,
         tx: &mut Transaction<'static, Sqlite>,
         rows: &[NewRecord],
-    ) -> StoreResult<(Vec<i64>, Vec<((String, String), i64)>)> {
+    ) -> StoreResult<(Vec<i64>, NewSeries)> {
         let mut ids = Vec::with_capacity(rows.len());
         let mut missing: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        let generation;
         {
             let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            generation = known.generation;
             for (i, r) in rows.iter().enumerate() {
                 match known
                     .by_env
@@ -106,17 +117,32 @@ impl SeriesIds {
             }
             found.push(((service.to_string(), environment.to_string()), id));
         }
+        let found = NewSeries {
+            pairs: found,
+            generation,
+        };
         Ok((ids, found))
     }
 
-    /// Caches pairs whose rows are committed.
-    pub(super) fn remember(&self, found: Vec<((String, String), i64)>) {
+    /// Caches pairs whose rows are committed, unless series rows were deleted since they
+    /// were resolved (retention may have deleted theirs).
+    pub(super) fn remember(&self, found: NewSeries) {
+        let NewSeries {
+            pairs: found,
+            generation,
+        } = found;
         if found.is_empty() {
             return;
         }
         let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if known.generation != generation {
+            return;
+        }
         if known.len + found.len() > MAX_CACHED_SERIES {
-            *known = Known::default();
+            *known = Known {
+                generation,
+                ..Known::default()
+            };
         }
         for ((service, environment), id) in found {
             if known
@@ -129,6 +155,16 @@ impl SeriesIds {
                 known.len += 1;
             }
         }
+    }
+
+    /// Forgets every pair: called while series rows are being deleted, on the writer, so
+    /// no insert resolves a pair in between.
+    pub(super) fn forget(&self) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *known = Known {
+            generation: known.generation + 1,
+            ..Known::default()
+        };
     }
 }
 
@@ -336,7 +372,7 @@ mod tests {
         // Batch b is wholly older than the cut, batch a is not: b goes, a's rows stay
         // in the table, but the index forgets everything older than the cut.
         let pruned = store.prune(150_000).await.unwrap();
-        assert_eq!(pruned.samples, 10);
+        assert_eq!((pruned.samples, pruned.series), (10, 0));
         let kept = store.series("search", "production", 0, i64::MAX, 1000);
         assert_eq!(kept.await.unwrap().len(), 50);
         store
@@ -344,7 +380,11 @@ mod tests {
             .await
             .unwrap();
         let pruned = store.prune(400_000).await.unwrap();
-        assert_eq!(pruned.samples, 301);
+        assert_eq!(
+            (pruned.samples, pruned.series),
+            (301, 2),
+            "indexed series emptied"
+        );
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sample_index")
             .fetch_one(&store.reader)
             .await
