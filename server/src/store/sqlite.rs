@@ -386,7 +386,7 @@ impl Backend for SqliteStore {
     }
 
     /// The index entries of the deleted samples, a few hundred series a transaction so
-    /// that ingestion waits for the writer no longer than for one index pass.
+    /// that ingestion takes turns with it.
     async fn prune_extra(&self, before_ms: i64) -> StoreResult<()> {
         let mut after = 0i64;
         loop {
