@@ -261,8 +261,8 @@ async fn retention(state: AppState, mut stop: watch::Receiver<bool>) {
                         use std::sync::atomic::Ordering::Relaxed;
                         state.metrics.pruned[0].fetch_add(p.samples, Relaxed);
                         state.metrics.pruned[1].fetch_add(p.logs, Relaxed);
-                        if p.samples + p.logs > 0 {
-                            tracing::info!(samples = p.samples, logs = p.logs, before = %Timestamp(before), "retention deleted old records");
+                        if p.samples + p.logs + p.series > 0 {
+                            tracing::info!(samples = p.samples, logs = p.logs, series = p.series, before = %Timestamp(before), "retention deleted old records");
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "retention failed; will try again"),

@@ -9,8 +9,10 @@ use async_trait::async_trait;
 use serde::Serialize;
 use watchdog_core::{DeployVerdict, Timestamp};
 
+mod exec;
 pub mod postgres;
 mod rows;
+mod shared;
 mod sql;
 pub mod sqlite;
 
@@ -121,6 +123,9 @@ pub struct Pruned {
     pub samples: u64,
     /// Log events.
     pub logs: u64,
+    /// Series left without samples (their label pairs; a pair that comes back is
+    /// stored again).
+    pub series: u64,
 }
 
 /// Status of an incident.
@@ -506,7 +511,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes the samples and log events with event time before `before_ms` (retention),
     /// in chunks so that writers are not held up; deploys, verdicts, incidents, notes,
     /// audit and alerts are kept. A sample is deleted once every sample stored in the same
-    /// batch is old enough, so a few may outlive the cutoff by a batch.
+    /// batch is old enough, so a few may outlive the cutoff by a batch. A series left
+    /// without samples is deleted too, so that churning label pairs do not pile up.
     async fn prune(&self, before_ms: i64) -> StoreResult<Pruned>;
     /// Event time of the oldest deploy before `before_ms` that has no verdict (a server
     /// down for longer than a watch left it undecided).

@@ -534,6 +534,48 @@ async fn retention(store: &dyn Store) {
     assert!(deploys[0].verdict.is_some(), "verdicts are kept");
 }
 
+/// Retention deletes the series it leaves without samples; a label pair that comes back
+/// afterwards is stored and read again.
+async fn series_retention(store: &dyn Store) {
+    let hour = |service: &str, from_ms: i64| -> Vec<NewRecord> {
+        (0..50)
+            .map(|i| record(from_ms + i * 1000, service, 1.0))
+            .collect()
+    };
+    store
+        .insert_samples(&hour("gone", T0_MS), T0_MS)
+        .await
+        .unwrap();
+    let other = hour("gone-too", T0_MS);
+    store.insert_samples(&other, T0_MS).await.unwrap();
+    let day = T0_MS + 86_400_000;
+    store
+        .insert_samples(&hour("kept", day), T0_MS)
+        .await
+        .unwrap();
+
+    let cut = T0_MS + 3_600_000;
+    let pruned = store.prune(cut).await.unwrap();
+    assert_eq!((pruned.samples, pruned.series), (100, 2));
+    assert_eq!(store.prune(cut).await.unwrap().series, 0);
+    let kept = store.series("kept", "production", 0, i64::MAX, 1000);
+    assert_eq!(kept.await.unwrap().len(), 50);
+
+    let back: Vec<NewRecord> = (0..5)
+        .map(|i| record(day + i * 1000, "gone", 3.0))
+        .collect();
+    store.insert_samples(&back, T0_MS).await.unwrap();
+    let read = store.series("gone", "production", 0, i64::MAX, 1000);
+    let read = read.await.unwrap();
+    assert_eq!(
+        read.len(),
+        5,
+        "a pair stored again after its series was deleted"
+    );
+    assert!(read.iter().all(|r| r.body.contains("\"error_rate\":3")));
+    assert_eq!(store.prune(cut).await.unwrap().series, 0);
+}
+
 /// Many tasks recording the same verdict at once store it once.
 async fn concurrent_verdicts(store: Arc<dyn Store>) {
     let v = verdict("error_spike");
@@ -652,6 +694,8 @@ async fn sqlite_store_suite() {
     let (_d, s) = fresh().await;
     retention(s.as_ref()).await;
     let (_d, s) = fresh().await;
+    series_retention(s.as_ref()).await;
+    let (_d, s) = fresh().await;
     log_templates(s.as_ref()).await;
     // One process per SQLite file: the lease is always granted.
     assert!(s
@@ -724,6 +768,7 @@ async fn postgres_store_suite() {
         outbox_order(fresh().await.as_ref()).await;
         unjudged_deploys(fresh().await.as_ref()).await;
         retention(fresh().await.as_ref()).await;
+        series_retention(fresh().await.as_ref()).await;
         log_templates(fresh().await.as_ref()).await;
         // Two servers' pools claiming alerts at once never get the same row.
         let other = Arc::new(PostgresStore::connect_url(&url).await.unwrap());

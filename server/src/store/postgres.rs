@@ -22,22 +22,18 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Postgres, Row, SqlSafeStr};
-use watchdog_core::{Deploy, DeployVerdict, Timestamp};
+use std::sync::LazyLock;
 
-use super::rows::{
-    deploy_row, incident_summary, like_pattern, parse_verdict, ts, Bind, DEPLOY_COLUMNS,
-    DEPLOY_FROM, INCIDENT_COLUMNS,
-};
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Postgres, Row, SqlSafeStr, Transaction};
+
+use super::exec::{Arg::Int, Exec, PgConn, Tx};
+use super::rows::outbox_item;
+use super::shared::{insert_sample_batch, Backend};
 use super::sql;
-use super::{
-    AuditEntry, DeployQuery, DeployRow, IncidentQuery, IncidentRecord, IncidentSort,
-    IncidentStatus, IncidentSummary, NewDeploy, NewIncident, NewRecord, Note, OutboxCounts,
-    OutboxItem, Pruned, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy,
-    StoredExplanation, StoredRecord, StoredTemplate,
-};
+use super::{Lease, LeaseRole, NewRecord, OutboxItem, StoreError, StoreResult};
 
 /// Migrations, applied in order at start (the same files `supabase db push` applies).
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -334,216 +330,83 @@ async fn insert_records(
     Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
-fn bind_all<'q>(
-    mut q: sqlx::query::Query<'q, Postgres, PgArguments>,
-    binds: &[Bind],
-) -> sqlx::query::Query<'q, Postgres, PgArguments> {
-    for b in binds {
-        q = match b {
-            Bind::Text(s) => q.bind(s.clone()),
-            Bind::Int(i) => q.bind(*i),
-        };
-    }
-    q
-}
+/// The pool's transaction.
+type WriteTx = PgConn<Transaction<'static, Postgres>>;
 
-async fn get_incident_summary(
-    p: bool,
-    conn: &mut PgConnection,
-    id: i64,
-) -> StoreResult<Option<IncidentSummary>> {
-    let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
-    let row = query(p, AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.as_ref().map(incident_summary).transpose()
-}
+/// Claims due alerts: rows another server is claiming right now are skipped, and the
+/// claimed ones become due again only when the lease (`$3`) runs out (the claimer crashed).
+static CLAIM_DUE_ALERTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE alert_outbox SET next_attempt_ms = $3 WHERE id IN (SELECT id{} FOR UPDATE SKIP LOCKED) RETURNING {}",
+        sql::DUE_ALERTS_FROM_ALERT_OUTBOX,
+        sql::OUTBOX_COLUMNS
+    )
+});
 
-async fn audit(
-    p: bool,
-    conn: &mut PgConnection,
-    incident_id: i64,
-    at_ms: i64,
-    actor: &str,
-    action: &str,
-    detail: &str,
-) -> StoreResult<()> {
-    query(p, sql::AUDIT_INSERT_AUDIT)
-        .bind(incident_id)
-        .bind(at_ms)
-        .bind(actor)
-        .bind(action)
-        .bind(detail)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
+impl Backend for PostgresStore {
+    type Conn = PgConn<PoolConnection<Postgres>>;
+    type Tx = WriteTx;
 
-async fn enqueue_alerts(
-    p: bool,
-    conn: &mut PgConnection,
-    incident_id: i64,
-    channels: &[String],
-    kind: &str,
-    now_ms: i64,
-) -> StoreResult<()> {
-    for channel in channels {
-        query(p, sql::ENQUEUE_ALERTS_INSERT_ALERT_OUTBOX)
-            .bind(incident_id)
-            .bind(channel.as_str())
-            .bind(kind)
-            .bind(now_ms)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
+    const SHARED: bool = true;
+    const SERIES: &'static str = SERIES_SELECT_SAMPLES;
+    /// FOR UPDATE: replicas adding counts to the same verdict take turns.
+    const ADD_LATE_AFTER_VERDICT: &'static str = "SELECT v.id, v.body FROM verdicts v JOIN deploys d ON d.id = v.deploy_row_id WHERE d.deploy_id = $1 AND d.service = $2 AND d.environment = $3 AND d.deployed_at_ms = $4 FOR UPDATE OF v";
+    /// A replica may be storing the same deploy meanwhile: the update returns its id.
+    const RECORD_VERDICT_INSERT_DEPLOYS: &'static str = "INSERT INTO deploys (deploy_id, service, environment, deployed_at_ms, source, received_at_ms) VALUES ($1, $2, $3, $4, 'engine', $5) ON CONFLICT (deploy_id, service, environment, deployed_at_ms) DO UPDATE SET source = deploys.source RETURNING id";
+    /// `LEAST` ignores NULLs.
+    const UPSERT_TEMPLATE: &'static str = "INSERT INTO log_templates (service, environment, signature, level, template, first_seen_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (service, environment, signature) DO UPDATE SET template = excluded.template, level = excluded.level, \
+         first_seen_ms = LEAST(log_templates.first_seen_ms, excluded.first_seen_ms), updated_at_ms = excluded.updated_at_ms";
+    const DELETE_EMPTY_SERIES: &'static str = "DELETE FROM series s WHERE s.id IN (SELECT id FROM series WHERE id > $1 ORDER BY id LIMIT $2) \
+         AND NOT EXISTS (SELECT 1 FROM samples x WHERE x.series_id = s.id)";
 
-#[async_trait]
-impl Store for PostgresStore {
-    fn shared(&self) -> bool {
-        true
+    async fn read(&self) -> StoreResult<Self::Conn> {
+        Ok(PgConn {
+            conn: self.pool.acquire().await?,
+            persistent: self.p,
+        })
     }
 
-    async fn ping(&self) -> StoreResult<()> {
-        query(self.p, sql::PING_SELECT).execute(&self.pool).await?;
-        Ok(())
+    async fn write(&self) -> StoreResult<Self::Conn> {
+        self.read().await
     }
 
-    async fn insert_samples(&self, rows: &[NewRecord], now_ms: i64) -> StoreResult<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
-        lock(self.p, &mut tx, LOCK_SAMPLES).await?;
-        let (first, last) = insert_records(self.p, &mut tx, "samples", rows).await?;
-        let min_ts = rows.iter().map(|r| r.ts_ms).min().unwrap_or(0);
-        let max_ts = rows.iter().map(|r| r.ts_ms).max().unwrap_or(0);
-        query(self.p, sql::INSERT_SAMPLES_INSERT_SAMPLE_BATCHES)
-            .bind(first)
-            .bind(last)
-            .bind(min_ts)
-            .bind(max_ts)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
+    async fn begin(&self) -> StoreResult<WriteTx> {
+        Ok(PgConn {
+            conn: self.pool.begin().await?,
+            persistent: self.p,
+        })
+    }
+
+    async fn lock_deploys(&self, tx: &mut WriteTx) -> StoreResult<()> {
+        lock(self.p, &mut tx.conn, LOCK_DEPLOYS).await
+    }
+
+    /// The lock [`Backend::insert_sample_rows`] takes before it creates series.
+    async fn lock_samples(&self, tx: &mut WriteTx) -> StoreResult<()> {
+        lock(self.p, &mut tx.conn, LOCK_SAMPLES).await
+    }
+
+    async fn insert_sample_rows(&self, rows: &[NewRecord], now_ms: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        lock(self.p, &mut tx.conn, LOCK_SAMPLES).await?;
+        let ids = insert_records(self.p, &mut tx.conn, "samples", rows).await?;
+        insert_sample_batch(&mut tx, ids, rows, now_ms).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn insert_logs(&self, rows: &[NewRecord]) -> StoreResult<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
-        lock(self.p, &mut tx, LOCK_LOGS).await?;
-        insert_records(self.p, &mut tx, "logs", rows).await?;
+    async fn insert_log_rows(&self, rows: &[NewRecord]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        lock(self.p, &mut tx.conn, LOCK_LOGS).await?;
+        insert_records(self.p, &mut tx.conn, "logs", rows).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn insert_deploys(
-        &self,
-        rows: &[NewDeploy],
-        now_ms: i64,
-    ) -> StoreResult<Vec<Option<i64>>> {
-        let mut tx = self.pool.begin().await?;
-        lock(self.p, &mut tx, LOCK_DEPLOYS).await?;
-        let mut ids = Vec::with_capacity(rows.len());
-        for r in rows {
-            let id: Option<i64> = scalar(self.p, sql::INSERT_DEPLOYS_INSERT_DEPLOYS)
-                .bind(r.deploy.deploy_id.as_str())
-                .bind(r.deploy.service.as_str())
-                .bind(r.deploy.environment.as_str())
-                .bind(r.deploy.timestamp.millis())
-                .bind(r.source.as_str())
-                .bind(now_ms)
-                .fetch_optional(&mut *tx)
-                .await?;
-            ids.push(id);
-        }
-        tx.commit().await?;
-        Ok(ids)
-    }
-
-    async fn samples_since(
-        &self,
-        from_ms: i64,
-        after_id: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<StoredRecord>> {
-        // Start at the first batch that reaches `from_ms`: batches are small and indexed
-        // by their latest event time, so this avoids a time index on every sample.
-        let start: Option<i64> = scalar(self.p, sql::SAMPLES_SINCE_SELECT_SAMPLE_BATCHES)
-            .bind(from_ms)
-            .fetch_one(&self.pool)
-            .await?;
-        let Some(start) = start else {
-            return Ok(Vec::new());
-        };
-        let rows = query(self.p, sql::SAMPLES_SINCE_SELECT_SAMPLES)
-            .bind(start)
-            .bind(after_id)
-            .bind(from_ms)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredRecord {
-                    id: r.try_get(0)?,
-                    body: r.try_get(1)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn logs_since(
-        &self,
-        from_ms: i64,
-        after_id: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<StoredRecord>> {
-        let rows = query(self.p, sql::LOGS_SINCE_SELECT_LOGS)
-            .bind(from_ms)
-            .bind(after_id)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredRecord {
-                    id: r.try_get(0)?,
-                    body: r.try_get(1)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn deploys_since(&self, from_ms: i64) -> StoreResult<Vec<StoredDeploy>> {
-        let rows = query(self.p, sql::DEPLOYS_SINCE_SELECT_DEPLOYS)
-            .bind(from_ms)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredDeploy {
-                    id: r.try_get(0)?,
-                    deploy: Deploy {
-                        deploy_id: r.try_get(1)?,
-                        service: r.try_get(2)?,
-                        environment: r.try_get(3)?,
-                        timestamp: ts(r.try_get(4)?),
-                    },
-                })
-            })
-            .collect()
-    }
-
-    async fn try_lead(&self, role: super::LeaseRole) -> StoreResult<Option<super::Lease>> {
+    async fn lead(&self, role: LeaseRole) -> StoreResult<Option<Lease>> {
         let key = match role {
-            super::LeaseRole::PrometheusPuller => LOCK_PROMETHEUS_PULLER,
+            LeaseRole::PrometheusPuller => LOCK_PROMETHEUS_PULLER,
         };
         let mut conn = self.pool.acquire().await?;
         // Session level, on a connection kept out of the pool's reuse while held: the
@@ -556,657 +419,19 @@ impl Store for PostgresStore {
         if !got {
             return Ok(None);
         }
-        Ok(Some(super::Lease(Box::new(AdvisoryLease {
-            conn: Some(conn),
-        }))))
+        Ok(Some(Lease(Box::new(AdvisoryLease { conn: Some(conn) }))))
     }
 
-    async fn prune(&self, before_ms: i64) -> StoreResult<Pruned> {
-        const CHUNK: i64 = 200;
-        let mut pruned = Pruned::default();
-        loop {
-            let mut tx = self.pool.begin().await?;
-            let batches = query(self.p, sql::PRUNE_SELECT_SAMPLE_BATCHES)
-                .bind(before_ms)
-                .bind(CHUNK)
-                .fetch_all(&mut *tx)
-                .await?;
-            for b in &batches {
-                let (id, first, last): (i64, i64, i64) =
-                    (b.try_get(0)?, b.try_get(1)?, b.try_get(2)?);
-                // The time test keeps another batch's newer rows that share the id range
-                // (concurrent writers may interleave ids).
-                let done = query(self.p, sql::PRUNE_DELETE_SAMPLES)
-                    .bind(first)
-                    .bind(last)
-                    .bind(before_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                pruned.samples += done.rows_affected();
-                query(self.p, sql::PRUNE_DELETE_SAMPLE_BATCHES)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            if (batches.len() as i64) < CHUNK {
-                break;
-            }
-        }
-        loop {
-            let done = query(self.p, sql::PRUNE_DELETE_LOGS)
-                .bind(before_ms)
-                .bind(CHUNK * 50)
-                .execute(&self.pool)
-                .await?;
-            pruned.logs += done.rows_affected();
-            if done.rows_affected() < (CHUNK * 50) as u64 {
-                break;
-            }
-        }
-        Ok(pruned)
-    }
-
-    async fn oldest_unjudged_deploy_ms(&self, before_ms: i64) -> StoreResult<Option<i64>> {
-        let sql = sql::OLDEST_UNJUDGED_DEPLOY_MS_SELECT_DEPLOYS;
-        Ok(scalar(self.p, sql)
-            .bind(before_ms)
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
-    async fn series(
-        &self,
-        service: &str,
-        environment: &str,
-        from_ms: i64,
-        to_ms: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<StoredRecord>> {
-        let rows = query(self.p, SERIES_SELECT_SAMPLES)
-            .bind(service)
-            .bind(environment)
-            .bind(from_ms)
-            .bind(to_ms)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredRecord {
-                    id: r.try_get(0)?,
-                    body: r.try_get(1)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn latest_event_ms(&self) -> StoreResult<Option<i64>> {
-        let a: Option<i64> = scalar(self.p, sql::LATEST_EVENT_MS_SELECT_SAMPLE_BATCHES)
-            .fetch_one(&self.pool)
-            .await?;
-        let b: Option<i64> = scalar(self.p, sql::LATEST_EVENT_MS_SELECT_DEPLOYS)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(a.max(b))
-    }
-
-    async fn add_late_after_verdict(&self, deploy: &Deploy, samples: u64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        // FOR UPDATE: replicas adding counts to the same verdict take turns.
-        let found = query(
-            self.p,
-            "SELECT v.id, v.body FROM verdicts v JOIN deploys d ON d.id = v.deploy_row_id WHERE d.deploy_id = $1 AND d.service = $2 AND d.environment = $3 AND d.deployed_at_ms = $4 FOR UPDATE OF v",
-        )
-        .bind(deploy.deploy_id.as_str())
-        .bind(deploy.service.as_str())
-        .bind(deploy.environment.as_str())
-        .bind(deploy.timestamp.millis())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = found else {
-            return Ok(false);
-        };
-        let id: i64 = row.try_get(0)?;
-        let body: String = row.try_get(1)?;
-        let body = super::with_late_after_verdict(&body, samples)?;
-        query(self.p, sql::ADD_LATE_AFTER_VERDICT_UPDATE_VERDICTS)
-            .bind(body)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn record_verdict(
-        &self,
-        verdict: &DeployVerdict,
-        incident: Option<&NewIncident>,
-        now_ms: i64,
-    ) -> StoreResult<Option<RecordedVerdict>> {
-        let body = serde_json::to_string(verdict)
-            .map_err(|e| StoreError::Corrupt(format!("verdict to JSON: {e}")))?;
-        let mut tx = self.pool.begin().await?;
-        let deploy_row_id: i64 = match scalar(self.p,
-            sql::RECORD_VERDICT_SELECT_DEPLOYS,
-        )
-        .bind(verdict.deploy_id.as_str())
-        .bind(verdict.service.as_str())
-        .bind(verdict.environment.as_str())
-        .bind(verdict.deployed_at.millis())
-        .fetch_optional(&mut *tx)
-        .await?
-        {
-            Some(id) => id,
-            None => {
-                scalar(self.p,
-                    "INSERT INTO deploys (deploy_id, service, environment, deployed_at_ms, source, received_at_ms) VALUES ($1, $2, $3, $4, 'engine', $5) ON CONFLICT (deploy_id, service, environment, deployed_at_ms) DO UPDATE SET source = deploys.source RETURNING id",
-                )
-                .bind(verdict.deploy_id.as_str())
-                .bind(verdict.service.as_str())
-                .bind(verdict.environment.as_str())
-                .bind(verdict.deployed_at.millis())
-                .bind(now_ms)
-                .fetch_one(&mut *tx)
-                .await?
-            }
-        };
-        let inserted: Option<i64> = scalar(self.p, sql::RECORD_VERDICT_INSERT_VERDICTS)
-            .bind(deploy_row_id)
-            .bind(verdict.verdict.as_str())
-            .bind(verdict.detected_at.map(Timestamp::millis))
-            .bind(body)
-            .bind(now_ms)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if inserted.is_none() {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        let mut opened = None;
-        if let Some(new) = incident {
-            let id: i64 = scalar(self.p, sql::RECORD_VERDICT_INSERT_INCIDENTS)
-                .bind(deploy_row_id)
-                .bind(new.title.as_str())
-                .bind(new.severity.as_str())
-                .bind(new.severity_rank)
-                .bind(verdict.service.as_str())
-                .bind(verdict.environment.as_str())
-                .bind(verdict.deploy_id.as_str())
-                .bind(new.headline.as_str())
-                .bind(now_ms)
-                .fetch_one(&mut *tx)
-                .await?;
-            audit(
-                self.p,
-                &mut tx,
-                id,
-                now_ms,
-                "watchdog",
-                "opened",
-                &format!("opened by a regression verdict ({} severity)", new.severity),
-            )
-            .await?;
-            enqueue_alerts(self.p, &mut tx, id, &new.channels, "opened", now_ms).await?;
-            opened = get_incident_summary(self.p, &mut tx, id).await?;
-        }
-        let sql = format!("SELECT {DEPLOY_COLUMNS} {DEPLOY_FROM} WHERE d.id = $1");
-        let row = query(self.p, AssertSqlSafe(sql))
-            .bind(deploy_row_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let deploy = deploy_row(&row)?;
-        tx.commit().await?;
-        Ok(Some(RecordedVerdict {
-            deploy,
-            incident: opened,
-        }))
-    }
-
-    async fn list_deploys(&self, q: &DeployQuery) -> StoreResult<(Vec<DeployRow>, i64)> {
-        let mut conds = Vec::new();
-        let mut binds = Vec::new();
-        let mut push = |cond: &str, b: Bind| {
-            binds.push(b);
-            conds.push(cond.replace('?', &format!("${}", binds.len())));
-        };
-        if let Some(s) = &q.service {
-            push("d.service = ?", Bind::Text(s.clone()));
-        }
-        if let Some(e) = &q.environment {
-            push("d.environment = ?", Bind::Text(e.clone()));
-        }
-        match q.verdict.as_deref() {
-            None => {}
-            Some("watching") => conds.push("v.id IS NULL".into()),
-            Some(v) => push("v.verdict = ?", Bind::Text(v.to_string())),
-        }
-        let where_sql = if conds.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conds.join(" AND "))
-        };
-        let count_sql = format!("SELECT COUNT(*) {DEPLOY_FROM} {where_sql}");
-        let total: i64 = {
-            let mut cq = scalar(self.p, AssertSqlSafe(count_sql));
-            for b in &binds {
-                cq = match b {
-                    Bind::Text(s) => cq.bind(s.clone()),
-                    Bind::Int(i) => cq.bind(*i),
-                };
-            }
-            cq.fetch_one(&self.pool).await?
-        };
-        let n = binds.len();
-        let sql = format!(
-            "SELECT {DEPLOY_COLUMNS} {DEPLOY_FROM} {where_sql} ORDER BY d.deployed_at_ms DESC, d.id DESC LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        binds.push(Bind::Int(q.limit));
-        binds.push(Bind::Int(q.offset));
-        let rows = bind_all(query(self.p, AssertSqlSafe(sql)), &binds)
-            .fetch_all(&self.pool)
-            .await?;
-        let items = rows.iter().map(deploy_row).collect::<StoreResult<_>>()?;
-        Ok((items, total))
-    }
-
-    async fn get_deploy(&self, id: i64) -> StoreResult<Option<DeployRow>> {
-        let sql = format!("SELECT {DEPLOY_COLUMNS} {DEPLOY_FROM} WHERE d.id = $1");
-        let row = query(self.p, AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(deploy_row).transpose()
-    }
-
-    async fn list_incidents(&self, q: &IncidentQuery) -> StoreResult<(Vec<IncidentSummary>, i64)> {
-        let mut conds = Vec::new();
-        let mut binds = Vec::new();
-        let mut push = |cond: &str, b: Bind| {
-            binds.push(b);
-            conds.push(cond.replace('?', &format!("${}", binds.len())));
-        };
-        if let Some(s) = q.status {
-            push("status = ?", Bind::Text(s.as_str().into()));
-        }
-        if let Some(s) = &q.severity {
-            push("severity = ?", Bind::Text(s.clone()));
-        }
-        if let Some(s) = &q.service {
-            push("service = ?", Bind::Text(s.clone()));
-        }
-        if let Some(e) = &q.environment {
-            push("environment = ?", Bind::Text(e.clone()));
-        }
-        if let Some(t) = q.text.as_deref().filter(|t| !t.trim().is_empty()) {
-            binds.push(Bind::Text(like_pattern(t.trim())));
-            let p = format!("${}", binds.len());
-            conds.push(format!(
-                "(LOWER(title) LIKE {p} ESCAPE '\\' OR LOWER(headline) LIKE {p} ESCAPE '\\' OR LOWER(deploy_id) LIKE {p} ESCAPE '\\' OR LOWER(service) LIKE {p} ESCAPE '\\')"
-            ));
-        }
-        let where_sql = if conds.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conds.join(" AND "))
-        };
-        let order = match q.sort {
-            IncidentSort::OpenedAt => "opened_at_ms ASC, id ASC",
-            IncidentSort::OpenedAtDesc => "opened_at_ms DESC, id DESC",
-            // Rank 0 is the most severe: "-severity" (most severe first) is rank ascending.
-            IncidentSort::Severity => "severity_rank DESC, opened_at_ms DESC, id DESC",
-            IncidentSort::SeverityDesc => "severity_rank ASC, opened_at_ms DESC, id DESC",
-            IncidentSort::UpdatedAt => "updated_at_ms ASC, id ASC",
-            IncidentSort::UpdatedAtDesc => "updated_at_ms DESC, id DESC",
-        };
-        let count_sql = format!("SELECT COUNT(*) FROM incidents {where_sql}");
-        let total: i64 = {
-            let mut cq = scalar(self.p, AssertSqlSafe(count_sql));
-            for b in &binds {
-                cq = match b {
-                    Bind::Text(s) => cq.bind(s.clone()),
-                    Bind::Int(i) => cq.bind(*i),
-                };
-            }
-            cq.fetch_one(&self.pool).await?
-        };
-        let n = binds.len();
-        let sql = format!(
-            "SELECT {INCIDENT_COLUMNS} FROM incidents {where_sql} ORDER BY {order} LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        binds.push(Bind::Int(q.limit));
-        binds.push(Bind::Int(q.offset));
-        let rows = bind_all(query(self.p, AssertSqlSafe(sql)), &binds)
-            .fetch_all(&self.pool)
-            .await?;
-        let items = rows
+    async fn claim_due_alerts(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>> {
+        let sql = CLAIM_DUE_ALERTS.as_str();
+        let args = [Int(now_ms), Int(limit), Int(now_ms + alert_lease_ms(limit))];
+        let rows = self.write().await?.fetch_all(sql, &args).await?;
+        let mut items = rows
             .iter()
-            .map(incident_summary)
-            .collect::<StoreResult<_>>()?;
-        Ok((items, total))
-    }
-
-    async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        let Some(summary) = get_incident_summary(self.p, &mut conn, id).await? else {
-            return Ok(None);
-        };
-        let body: String = scalar(self.p, sql::GET_INCIDENT_SELECT_VERDICTS)
-            .bind(summary.deploy_row_id)
-            .fetch_one(&mut *conn)
-            .await?;
-        let verdict = parse_verdict(&body)?;
-        let notes = query(self.p, sql::GET_INCIDENT_SELECT_NOTES)
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Note {
-                    id: r.try_get(0)?,
-                    incident_id: r.try_get(1)?,
-                    author: r.try_get(2)?,
-                    text: r.try_get(3)?,
-                    created_at: ts(r.try_get(4)?),
-                })
-            })
-            .collect::<StoreResult<_>>()?;
-        let audit = query(self.p, sql::GET_INCIDENT_SELECT_AUDIT)
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    id: r.try_get(0)?,
-                    at: ts(r.try_get(1)?),
-                    actor: r.try_get(2)?,
-                    action: r.try_get(3)?,
-                    detail: r.try_get(4)?,
-                })
-            })
-            .collect::<StoreResult<_>>()?;
-        Ok(Some(IncidentRecord {
-            summary,
-            verdict,
-            notes,
-            audit,
-        }))
-    }
-
-    async fn set_status(
-        &self,
-        id: i64,
-        status: IncidentStatus,
-        actor: &str,
-        channels: &[String],
-        now_ms: i64,
-    ) -> StoreResult<Option<IncidentSummary>> {
-        let mut tx = self.pool.begin().await?;
-        let Some(current) = get_incident_summary(self.p, &mut tx, id).await? else {
-            return Ok(None);
-        };
-        if current.status == status {
-            tx.rollback().await?;
-            return Ok(Some(current));
-        }
-        query(self.p, sql::SET_STATUS_UPDATE_INCIDENTS)
-            .bind(status.as_str())
-            .bind(now_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        audit(
-            self.p,
-            &mut tx,
-            id,
-            now_ms,
-            actor,
-            "status",
-            &format!("status {} -> {}", current.status.as_str(), status.as_str()),
-        )
-        .await?;
-        enqueue_alerts(self.p, &mut tx, id, channels, status.as_str(), now_ms).await?;
-        let updated = get_incident_summary(self.p, &mut tx, id).await?;
-        tx.commit().await?;
-        Ok(updated)
-    }
-
-    async fn add_note(
-        &self,
-        id: i64,
-        author: &str,
-        text: &str,
-        now_ms: i64,
-    ) -> StoreResult<Option<Note>> {
-        let mut tx = self.pool.begin().await?;
-        if get_incident_summary(self.p, &mut tx, id).await?.is_none() {
-            return Ok(None);
-        }
-        let note_id: i64 = scalar(self.p, sql::ADD_NOTE_INSERT_NOTES)
-            .bind(id)
-            .bind(author)
-            .bind(text)
-            .bind(now_ms)
-            .fetch_one(&mut *tx)
-            .await?;
-        query(self.p, sql::ADD_NOTE_UPDATE_INCIDENTS)
-            .bind(now_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        audit(
-            self.p,
-            &mut tx,
-            id,
-            now_ms,
-            author,
-            "note",
-            &format!("note #{note_id} added"),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(Note {
-            id: note_id,
-            incident_id: id,
-            author: author.to_string(),
-            text: text.to_string(),
-            created_at: ts(now_ms),
-        }))
-    }
-
-    async fn get_explanation(&self, id: i64) -> StoreResult<Option<StoredExplanation>> {
-        let row = query(self.p, sql::GET_EXPLANATION_SELECT_EXPLANATIONS)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(StoredExplanation {
-                text: r.try_get(0)?,
-                source: r.try_get(1)?,
-                model: r.try_get(2)?,
-                generated_at: ts(r.try_get(3)?),
-                fallback_reason: r.try_get(4)?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn put_explanation(
-        &self,
-        id: i64,
-        e: &StoredExplanation,
-        actor: &str,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        query(self.p, sql::PUT_EXPLANATION_INSERT_EXPLANATIONS)
-            .bind(id)
-            .bind(e.text.as_str())
-            .bind(e.source.as_str())
-            .bind(e.model.as_deref())
-            .bind(e.generated_at.millis())
-            .bind(e.fallback_reason.as_deref())
-            .execute(&mut *tx)
-            .await?;
-        audit(
-            self.p,
-            &mut tx,
-            id,
-            e.generated_at.millis(),
-            actor,
-            "explanation",
-            &format!("explanation generated ({})", e.source),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn installation_id(&self) -> StoreResult<String> {
-        // When the schema was first created, in milliseconds: set once per database.
-        let created: Option<i64> = scalar(self.p, sql::INSTALLATION_ID_SELECT_SCHEMA_MIGRATIONS)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(format!("{:x}", created.unwrap_or(0)))
-    }
-
-    async fn due_alerts(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>> {
-        // Claim: rows another server is claiming right now are skipped, and the claimed
-        // ones become due again only when the lease runs out (the claimer crashed).
-        let rows = query(self.p,
-            "UPDATE alert_outbox SET next_attempt_ms = $3 WHERE id IN (SELECT id FROM alert_outbox o WHERE status = 'pending' AND next_attempt_ms <= $1 AND NOT EXISTS (SELECT 1 FROM alert_outbox e WHERE e.incident_id = o.incident_id AND e.channel = o.channel AND e.status = 'pending' AND e.id < o.id) ORDER BY next_attempt_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, incident_id, channel, kind, attempts",
-        )
-        .bind(now_ms)
-        .bind(limit)
-        .bind(now_ms + alert_lease_ms(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxItem {
-                    id: r.try_get(0)?,
-                    incident_id: r.try_get(1)?,
-                    channel: r.try_get(2)?,
-                    kind: r.try_get(3)?,
-                    attempts: r.try_get(4)?,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()
-            .map(|mut items| {
-                items.sort_by_key(|i| i.id);
-                items
-            })
-    }
-
-    async fn next_alert_due_ms(&self) -> StoreResult<Option<i64>> {
-        Ok(scalar(self.p, sql::NEXT_ALERT_DUE_MS_SELECT_ALERT_OUTBOX)
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
-    async fn mark_alert_delivered(&self, id: i64, now_ms: i64) -> StoreResult<bool> {
-        let res = query(self.p, sql::MARK_ALERT_DELIVERED_UPDATE_ALERT_OUTBOX)
-            .bind(now_ms)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(res.rows_affected() == 1)
-    }
-
-    async fn mark_alert_failed(
-        &self,
-        id: i64,
-        error: &str,
-        next_ms: Option<i64>,
-    ) -> StoreResult<()> {
-        match next_ms {
-            Some(next) => {
-                query(self.p, sql::MARK_ALERT_FAILED_UPDATE_ALERT_OUTBOX)
-                    .bind(error)
-                    .bind(next)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?
-            }
-            None => {
-                query(self.p, sql::MARK_ALERT_FAILED_UPDATE_ALERT_OUTBOX_2)
-                    .bind(error)
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?
-            }
-        };
-        Ok(())
-    }
-
-    async fn alert_counts(&self) -> StoreResult<OutboxCounts> {
-        let rows = query(self.p, sql::ALERT_COUNTS_SELECT_ALERT_OUTBOX)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut c = OutboxCounts::default();
-        for r in rows {
-            let status: String = r.try_get(0)?;
-            let n: i64 = r.try_get(1)?;
-            match status.as_str() {
-                "pending" => c.pending = n,
-                "delivered" => c.delivered = n,
-                _ => c.failed += n,
-            }
-        }
-        Ok(c)
-    }
-    async fn upsert_templates(&self, rows: &[StoredTemplate], now_ms: i64) -> StoreResult<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
-        for r in rows {
-            query(
-                self.p,
-                "INSERT INTO log_templates (service, environment, signature, level, template, first_seen_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (service, environment, signature) DO UPDATE SET template = excluded.template, level = excluded.level, \
-                 first_seen_ms = LEAST(log_templates.first_seen_ms, excluded.first_seen_ms), updated_at_ms = excluded.updated_at_ms",
-            )
-            .bind(r.service.as_str())
-            .bind(r.environment.as_str())
-            .bind(r.record.signature.to_string())
-            .bind(r.record.level.map(|l| l.as_str()))
-            .bind(r.record.template.as_str())
-            .bind(r.record.first_seen.map(|t| t.millis()))
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn templates(&self) -> StoreResult<Vec<StoredTemplate>> {
-        let rows = query(self.p, sql::TEMPLATES_SELECT_LOG_TEMPLATES)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let signature: String = r.try_get(2)?;
-                let level: Option<String> = r.try_get(3)?;
-                let first_seen: Option<i64> = r.try_get(5)?;
-                Ok(StoredTemplate {
-                    service: r.try_get(0)?,
-                    environment: r.try_get(1)?,
-                    record: watchdog_core::signatures::TemplateRecord {
-                        signature: signature.parse().map_err(StoreError::Corrupt)?,
-                        level: super::parse_template_level(level.as_deref())?,
-                        template: r.try_get(4)?,
-                        first_seen: first_seen.map(ts),
-                    },
-                })
-            })
-            .collect()
+            .map(outbox_item)
+            .collect::<StoreResult<Vec<_>>>()?;
+        items.sort_by_key(|i| i.id);
+        Ok(items)
     }
 }
 

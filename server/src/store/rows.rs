@@ -1,11 +1,15 @@
 //! What both stores read back the same way: the column lists of deploy and incident rows,
-//! their mapping into [`DeployRow`] and [`IncidentSummary`] (through [`Columns`], one
-//! implementation per backend's row type), the bind values of dynamically built queries
-//! and the `LIKE` pattern of a search.
+//! the mapping of every row the shared queries return into its type (through [`Columns`],
+//! one implementation per backend's row type), the conditions and bind values of the
+//! filtered lists ([`Filter`]) and the `LIKE` pattern of a search.
 
-use watchdog_core::{DeployVerdict, Timestamp};
+use watchdog_core::{Deploy, DeployVerdict, Timestamp};
 
-use super::{DeployRow, IncidentStatus, IncidentSummary, StoreError, StoreResult};
+use super::exec::Arg;
+use super::{
+    AuditEntry, DeployRow, IncidentStatus, IncidentSummary, Note, OutboxItem, StoreError,
+    StoreResult, StoredDeploy, StoredExplanation, StoredRecord, StoredTemplate,
+};
 
 /// Reading a column by position, whatever the backend.
 pub(super) trait Columns {
@@ -95,10 +99,128 @@ pub(super) fn incident_summary(row: &impl Columns) -> StoreResult<IncidentSummar
     })
 }
 
-/// A bind value of a dynamically built query.
-pub(super) enum Bind {
-    Text(String),
-    Int(i64),
+/// A row `id, body` of samples or logs.
+pub(super) fn stored_record(row: &impl Columns) -> StoreResult<StoredRecord> {
+    Ok(StoredRecord {
+        id: row.int(0)?,
+        body: row.text(1)?,
+    })
+}
+
+/// A row `id, deploy_id, service, environment, deployed_at_ms` of deploys.
+pub(super) fn stored_deploy(row: &impl Columns) -> StoreResult<StoredDeploy> {
+    Ok(StoredDeploy {
+        id: row.int(0)?,
+        deploy: Deploy {
+            deploy_id: row.text(1)?,
+            service: row.text(2)?,
+            environment: row.text(3)?,
+            timestamp: ts(row.int(4)?),
+        },
+    })
+}
+
+/// A row `id, incident_id, author, text, created_at_ms` of notes.
+pub(super) fn note(row: &impl Columns) -> StoreResult<Note> {
+    Ok(Note {
+        id: row.int(0)?,
+        incident_id: row.int(1)?,
+        author: row.text(2)?,
+        text: row.text(3)?,
+        created_at: ts(row.int(4)?),
+    })
+}
+
+/// A row `id, at_ms, actor, action, detail` of the audit trail.
+pub(super) fn audit_entry(row: &impl Columns) -> StoreResult<AuditEntry> {
+    Ok(AuditEntry {
+        id: row.int(0)?,
+        at: ts(row.int(1)?),
+        actor: row.text(2)?,
+        action: row.text(3)?,
+        detail: row.text(4)?,
+    })
+}
+
+/// A row `text, source, model, generated_at_ms, fallback_reason` of explanations.
+pub(super) fn explanation(row: &impl Columns) -> StoreResult<StoredExplanation> {
+    Ok(StoredExplanation {
+        text: row.text(0)?,
+        source: row.text(1)?,
+        model: row.opt_text(2)?,
+        generated_at: ts(row.int(3)?),
+        fallback_reason: row.opt_text(4)?,
+    })
+}
+
+/// A row `id, incident_id, channel, kind, attempts` of the alert outbox.
+pub(super) fn outbox_item(row: &impl Columns) -> StoreResult<OutboxItem> {
+    Ok(OutboxItem {
+        id: row.int(0)?,
+        incident_id: row.int(1)?,
+        channel: row.text(2)?,
+        kind: row.text(3)?,
+        attempts: row.int(4)?,
+    })
+}
+
+/// A row `service, environment, signature, level, template, first_seen_ms` of templates.
+pub(super) fn stored_template(row: &impl Columns) -> StoreResult<StoredTemplate> {
+    let signature = row.text(2)?;
+    let level = row.opt_text(3)?;
+    Ok(StoredTemplate {
+        service: row.text(0)?,
+        environment: row.text(1)?,
+        record: watchdog_core::signatures::TemplateRecord {
+            signature: signature.parse().map_err(StoreError::Corrupt)?,
+            level: super::parse_template_level(level.as_deref())?,
+            template: row.text(4)?,
+            first_seen: row.opt_int(5)?.map(ts),
+        },
+    })
+}
+
+/// The conditions of a filtered list and their text bind values, numbered `$1…` in the
+/// order they are added.
+#[derive(Debug, Default)]
+pub(super) struct Filter {
+    conds: Vec<String>,
+    binds: Vec<String>,
+}
+
+impl Filter {
+    /// A condition without a value.
+    pub(super) fn cond(&mut self, cond: &str) {
+        self.conds.push(cond.to_string());
+    }
+
+    /// A condition on one value, written with `?` where the value goes.
+    pub(super) fn eq(&mut self, cond: &str, value: String) {
+        let p = self.bind(value);
+        self.conds.push(cond.replace('?', &p));
+    }
+
+    /// Adds a bind value; returns its placeholder.
+    pub(super) fn bind(&mut self, value: String) -> String {
+        self.binds.push(value);
+        format!("${}", self.binds.len())
+    }
+
+    /// `WHERE …`, or nothing without conditions.
+    pub(super) fn where_sql(&self) -> String {
+        if self.conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conds.join(" AND "))
+        }
+    }
+
+    /// The bind values, and the placeholders of `LIMIT` and `OFFSET` after them.
+    pub(super) fn args(&self) -> (Vec<Arg<'_>>, String) {
+        let n = self.binds.len();
+        let args = self.binds.iter().map(|b| Arg::Text(b)).collect();
+        (args, format!("LIMIT ${} OFFSET ${}", n + 1, n + 2))
+    }
 }
 
 /// Escapes `%`, `_` and `\` for `LIKE … ESCAPE '\'`.

@@ -2,7 +2,12 @@
 //! placeholders, `RETURNING`, `ON CONFLICT` and window functions, so only the real dialect
 //! differences stay in `sqlite.rs` and `postgres.rs` (bulk inserts, `UNNEST`, advisory
 //! locks, `FOR UPDATE SKIP LOCKED`, `last_insert_rowid()`, migrations' bookkeeping).
-//! Each name says where it is used first and what it does.
+//! Each name says where it is used first and what it does. Statements built from the
+//! shared column lists are put together once, on first use.
+
+use std::sync::LazyLock;
+
+use super::rows::{DEPLOY_COLUMNS, DEPLOY_FROM, INCIDENT_COLUMNS};
 
 pub const MIGRATE_SELECT_SCHEMA_MIGRATIONS: &str =
     "SELECT version FROM schema_migrations WHERE version = $1";
@@ -53,3 +58,20 @@ pub const MARK_ALERT_FAILED_UPDATE_ALERT_OUTBOX_2: &str = "UPDATE alert_outbox S
 pub const ALERT_COUNTS_SELECT_ALERT_OUTBOX: &str =
     "SELECT status, COUNT(*) FROM alert_outbox GROUP BY status";
 pub const TEMPLATES_SELECT_LOG_TEMPLATES: &str = "SELECT service, environment, signature, level, template, first_seen_ms FROM log_templates ORDER BY service, environment, signature";
+pub const MIGRATE_INSERT_SCHEMA_MIGRATIONS: &str =
+    "INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)";
+/// One deploy row with its verdict and incident.
+pub static GET_DEPLOY: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {DEPLOY_COLUMNS} {DEPLOY_FROM} WHERE d.id = $1"));
+/// One incident's summary.
+pub static GET_INCIDENT_SUMMARY: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"));
+/// The outbox rows due (`$1`: now, `$2`: limit), after `SELECT <columns>`: per incident
+/// and channel only the oldest pending one.
+pub const DUE_ALERTS_FROM_ALERT_OUTBOX: &str = " FROM alert_outbox o WHERE status = 'pending' AND next_attempt_ms <= $1 AND NOT EXISTS (SELECT 1 FROM alert_outbox e WHERE e.incident_id = o.incident_id AND e.channel = o.channel AND e.status = 'pending' AND e.id < o.id) ORDER BY next_attempt_ms, id LIMIT $2";
+/// The columns of an outbox row (`rows::outbox_item`).
+pub const OUTBOX_COLUMNS: &str = "id, incident_id, channel, kind, attempts";
+/// The last id of the `$2` series with ids after `$1`: a stretch of series a retention
+/// transaction handles.
+pub const PRUNE_SELECT_SERIES: &str =
+    "SELECT MAX(id) FROM (SELECT id FROM series WHERE id > $1 ORDER BY id LIMIT $2) AS t";

@@ -11,27 +11,20 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
-use watchdog_core::{Deploy, DeployVerdict, Timestamp};
+use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 
-use super::rows::{
-    deploy_row, incident_summary, like_pattern, parse_verdict, ts, Bind, DEPLOY_COLUMNS,
-    DEPLOY_FROM, INCIDENT_COLUMNS,
-};
+use super::exec::{Arg::Int, Exec, SqliteConn, Tx};
+use super::rows::{outbox_item, Columns};
+use super::shared::{insert_sample_batch, Backend, PRUNE_CHUNK};
 use super::sql;
-use super::{
-    AuditEntry, DeployQuery, DeployRow, IncidentQuery, IncidentRecord, IncidentSort,
-    IncidentStatus, IncidentSummary, NewDeploy, NewIncident, NewRecord, Note, OutboxCounts,
-    OutboxItem, Pruned, RecordedVerdict, Store, StoreError, StoreResult, StoredDeploy,
-    StoredExplanation, StoredRecord, StoredTemplate,
-};
+use super::{NewRecord, OutboxItem, StoreError, StoreResult};
 use samples::SeriesIds;
 
 mod samples;
@@ -155,7 +148,11 @@ impl SqliteStore {
             .await?;
         let alive = Arc::new(());
         tokio::spawn(checkpoint_loop(checkpointer, Arc::downgrade(&alive)));
-        tokio::spawn(samples::index_loop(writer.clone(), Arc::downgrade(&alive)));
+        tokio::spawn(samples::index_loop(
+            writer.clone(),
+            reader.clone(),
+            Arc::downgrade(&alive),
+        ));
         Ok(SqliteStore {
             writer,
             reader,
@@ -205,7 +202,7 @@ async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
         for stmt in split_sql(sql) {
             sqlx::raw_sql(AssertSqlSafe(stmt)).execute(&mut *tx).await?;
         }
-        sqlx::query("INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)")
+        sqlx::query(sql::MIGRATE_INSERT_SCHEMA_MIGRATIONS)
             .bind(version)
             .bind(now_ms())
             .execute(&mut *tx)
@@ -292,113 +289,87 @@ async fn insert_chunked<'r, T>(
     Ok((first_id.unwrap_or(last), last))
 }
 
-fn bind_all<'q>(
-    mut q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
-    binds: &[Bind],
-) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments> {
-    for b in binds {
-        q = match b {
-            Bind::Text(s) => q.bind(s.clone()),
-            Bind::Int(i) => q.bind(*i),
-        };
-    }
-    q
-}
+/// The writer's transaction.
+type WriteTx = SqliteConn<Transaction<'static, Sqlite>>;
 
-async fn get_incident_summary(
-    conn: &mut sqlx::SqliteConnection,
-    id: i64,
-) -> StoreResult<Option<IncidentSummary>> {
-    let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.as_ref().map(incident_summary).transpose()
-}
+/// Due alerts: the shared rule, read on the writer (there is one process to claim them).
+static DUE_ALERTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}{}",
+        sql::OUTBOX_COLUMNS,
+        sql::DUE_ALERTS_FROM_ALERT_OUTBOX
+    )
+});
 
-async fn audit(
-    conn: &mut sqlx::SqliteConnection,
-    incident_id: i64,
-    at_ms: i64,
-    actor: &str,
-    action: &str,
-    detail: &str,
-) -> StoreResult<()> {
-    sqlx::query(sql::AUDIT_INSERT_AUDIT)
-        .bind(incident_id)
-        .bind(at_ms)
-        .bind(actor)
-        .bind(action)
-        .bind(detail)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-async fn enqueue_alerts(
-    conn: &mut sqlx::SqliteConnection,
-    incident_id: i64,
-    channels: &[String],
-    kind: &str,
-    now_ms: i64,
-) -> StoreResult<()> {
-    for channel in channels {
-        sqlx::query(sql::ENQUEUE_ALERTS_INSERT_ALERT_OUTBOX)
-            .bind(incident_id)
-            .bind(channel.as_str())
-            .bind(kind)
-            .bind(now_ms)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query(sql::PING_SELECT).execute(&self.reader).await?;
-        Ok(())
-    }
-
-    async fn insert_samples(&self, rows: &[NewRecord], now_ms: i64) -> StoreResult<()> {
-        if rows.is_empty() {
-            return Ok(());
+impl SqliteStore {
+    fn conn(conn: PoolConnection<Sqlite>) -> SqliteConn<PoolConnection<Sqlite>> {
+        SqliteConn {
+            conn,
+            persistent: true,
         }
-        let mut tx = self.writer.begin().await?;
-        let (series, created) = self.series_ids.resolve(&mut tx, rows).await?;
+    }
+}
+
+impl Backend for SqliteStore {
+    type Conn = SqliteConn<PoolConnection<Sqlite>>;
+    type Tx = WriteTx;
+
+    const SHARED: bool = false;
+    const SERIES: &'static str = samples::SERIES_SELECT;
+    const ADD_LATE_AFTER_VERDICT: &'static str = "SELECT v.id, v.body FROM verdicts v JOIN deploys d ON d.id = v.deploy_row_id WHERE d.deploy_id = $1 AND d.service = $2 AND d.environment = $3 AND d.deployed_at_ms = $4";
+    const RECORD_VERDICT_INSERT_DEPLOYS: &'static str = "INSERT INTO deploys (deploy_id, service, environment, deployed_at_ms, source, received_at_ms) VALUES ($1, $2, $3, $4, 'engine', $5) RETURNING id";
+    /// SQLite's two-argument `MIN` is NULL when either is: each side falls back to the other.
+    const UPSERT_TEMPLATE: &'static str = "INSERT INTO log_templates (service, environment, signature, level, template, first_seen_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (service, environment, signature) DO UPDATE SET template = excluded.template, level = excluded.level, \
+         first_seen_ms = MIN(COALESCE(log_templates.first_seen_ms, excluded.first_seen_ms), COALESCE(excluded.first_seen_ms, log_templates.first_seen_ms)), updated_at_ms = excluded.updated_at_ms";
+    /// Samples are found by the index (an entry outlived by its sample keeps a series one
+    /// more retention run) and by the rows not indexed yet, whose series are listed once
+    /// per statement and only when a series has no entries.
+    const DELETE_EMPTY_SERIES: &'static str = "DELETE FROM series WHERE id IN (SELECT id FROM series WHERE id > $1 ORDER BY id LIMIT $2) \
+         AND NOT EXISTS (SELECT 1 FROM sample_index i WHERE i.series_id = series.id) \
+         AND id NOT IN (SELECT series_id FROM samples WHERE id > (SELECT indexed_through FROM sample_index_state WHERE id = 1))";
+
+    async fn read(&self) -> StoreResult<Self::Conn> {
+        Ok(Self::conn(self.reader.acquire().await?))
+    }
+
+    async fn write(&self) -> StoreResult<Self::Conn> {
+        Ok(Self::conn(self.writer.acquire().await?))
+    }
+
+    async fn begin(&self) -> StoreResult<WriteTx> {
+        Ok(SqliteConn {
+            conn: self.writer.begin().await?,
+            persistent: true,
+        })
+    }
+
+    fn forget_series(&self) {
+        self.series_ids.forget();
+    }
+
+    async fn insert_sample_rows(&self, rows: &[NewRecord], now_ms: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let (series, created) = self.series_ids.resolve(&mut tx.conn, rows).await?;
         let keyed: Vec<(i64, &NewRecord)> = series.into_iter().zip(rows).collect();
-        let (first, last) = insert_chunked(
-            &mut tx,
+        let ids = insert_chunked(
+            &mut tx.conn,
             "samples",
             &["series_id", "ts_ms", "body"],
             &keyed,
             |q, (series, r)| q.bind(*series).bind(r.ts_ms).bind(r.body.as_str()),
         )
         .await?;
-        let min_ts = rows.iter().map(|r| r.ts_ms).min().unwrap_or(0);
-        let max_ts = rows.iter().map(|r| r.ts_ms).max().unwrap_or(0);
-        sqlx::query(sql::INSERT_SAMPLES_INSERT_SAMPLE_BATCHES)
-            .bind(first)
-            .bind(last)
-            .bind(min_ts)
-            .bind(max_ts)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
+        insert_sample_batch(&mut tx, ids, rows, now_ms).await?;
         tx.commit().await?;
         self.series_ids.remember(created);
         Ok(())
     }
 
-    async fn insert_logs(&self, rows: &[NewRecord]) -> StoreResult<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.writer.begin().await?;
+    async fn insert_log_rows(&self, rows: &[NewRecord]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
         insert_chunked(
-            &mut tx,
+            &mut tx.conn,
             "logs",
             &["ts_ms", "service", "environment", "body"],
             rows,
@@ -414,759 +385,31 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn insert_deploys(
-        &self,
-        rows: &[NewDeploy],
-        now_ms: i64,
-    ) -> StoreResult<Vec<Option<i64>>> {
-        let mut tx = self.writer.begin().await?;
-        let mut ids = Vec::with_capacity(rows.len());
-        for r in rows {
-            let id: Option<i64> = sqlx::query_scalar(sql::INSERT_DEPLOYS_INSERT_DEPLOYS)
-                .bind(r.deploy.deploy_id.as_str())
-                .bind(r.deploy.service.as_str())
-                .bind(r.deploy.environment.as_str())
-                .bind(r.deploy.timestamp.millis())
-                .bind(r.source.as_str())
-                .bind(now_ms)
-                .fetch_optional(&mut *tx)
-                .await?;
-            ids.push(id);
-        }
-        tx.commit().await?;
-        Ok(ids)
-    }
-
-    async fn samples_since(
-        &self,
-        from_ms: i64,
-        after_id: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<StoredRecord>> {
-        // Start at the first batch that reaches `from_ms`: batches are small and indexed
-        // by their latest event time, so this avoids a time index on every sample.
-        let start: Option<i64> = sqlx::query_scalar(sql::SAMPLES_SINCE_SELECT_SAMPLE_BATCHES)
-            .bind(from_ms)
-            .fetch_one(&self.reader)
-            .await?;
-        let Some(start) = start else {
-            return Ok(Vec::new());
-        };
-        let rows = sqlx::query(sql::SAMPLES_SINCE_SELECT_SAMPLES)
-            .bind(start)
-            .bind(after_id)
-            .bind(from_ms)
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredRecord {
-                    id: r.try_get(0)?,
-                    body: r.try_get(1)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn logs_since(
-        &self,
-        from_ms: i64,
-        after_id: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<StoredRecord>> {
-        let rows = sqlx::query(sql::LOGS_SINCE_SELECT_LOGS)
-            .bind(from_ms)
-            .bind(after_id)
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredRecord {
-                    id: r.try_get(0)?,
-                    body: r.try_get(1)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn deploys_since(&self, from_ms: i64) -> StoreResult<Vec<StoredDeploy>> {
-        let rows = sqlx::query(sql::DEPLOYS_SINCE_SELECT_DEPLOYS)
-            .bind(from_ms)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredDeploy {
-                    id: r.try_get(0)?,
-                    deploy: Deploy {
-                        deploy_id: r.try_get(1)?,
-                        service: r.try_get(2)?,
-                        environment: r.try_get(3)?,
-                        timestamp: ts(r.try_get(4)?),
-                    },
-                })
-            })
-            .collect()
-    }
-
-    async fn prune(&self, before_ms: i64) -> StoreResult<Pruned> {
-        const CHUNK: i64 = 200;
-        let mut pruned = Pruned::default();
-        loop {
-            let mut tx = self.writer.begin().await?;
-            let batches = sqlx::query(sql::PRUNE_SELECT_SAMPLE_BATCHES)
-                .bind(before_ms)
-                .bind(CHUNK)
-                .fetch_all(&mut *tx)
-                .await?;
-            for b in &batches {
-                let (id, first, last): (i64, i64, i64) =
-                    (b.try_get(0)?, b.try_get(1)?, b.try_get(2)?);
-                // The time test keeps another batch's newer rows that share the id range
-                // (concurrent writers may interleave ids).
-                let done = sqlx::query(sql::PRUNE_DELETE_SAMPLES)
-                    .bind(first)
-                    .bind(last)
-                    .bind(before_ms)
-                    .execute(&mut *tx)
-                    .await?;
-                pruned.samples += done.rows_affected();
-                sqlx::query(sql::PRUNE_DELETE_SAMPLE_BATCHES)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            if (batches.len() as i64) < CHUNK {
-                break;
-            }
-        }
-        // The index entries of the deleted samples, a few hundred series a transaction so
-        // that ingestion waits for the writer no longer than for one index pass.
+    /// The index entries of the deleted samples, a few hundred series a transaction so
+    /// that ingestion takes turns with it.
+    async fn prune_extra(&self, before_ms: i64) -> StoreResult<()> {
         let mut after = 0i64;
         loop {
-            let mut tx = self.writer.begin().await?;
-            sqlx::query(samples::PRUNE_INDEX)
-                .bind(after)
-                .bind(CHUNK)
-                .bind(before_ms)
-                .execute(&mut *tx)
-                .await?;
-            let last: Option<i64> = sqlx::query_scalar(
-                "SELECT MAX(id) FROM (SELECT id FROM series WHERE id > $1 ORDER BY id LIMIT $2)",
-            )
-            .bind(after)
-            .bind(CHUNK)
-            .fetch_one(&mut *tx)
-            .await?;
+            let mut tx = self.begin().await?;
+            let args = [Int(after), Int(PRUNE_CHUNK), Int(before_ms)];
+            tx.execute(samples::PRUNE_INDEX, &args).await?;
+            let last = tx
+                .fetch_one(sql::PRUNE_SELECT_SERIES, &args[..2])
+                .await?
+                .opt_int(0)?;
             tx.commit().await?;
             match last {
                 Some(last) => after = last,
                 None => break,
             }
         }
-        loop {
-            let done = sqlx::query(sql::PRUNE_DELETE_LOGS)
-                .bind(before_ms)
-                .bind(CHUNK * 50)
-                .execute(&self.writer)
-                .await?;
-            pruned.logs += done.rows_affected();
-            if done.rows_affected() < (CHUNK * 50) as u64 {
-                break;
-            }
-        }
-        Ok(pruned)
-    }
-
-    async fn oldest_unjudged_deploy_ms(&self, before_ms: i64) -> StoreResult<Option<i64>> {
-        let sql = sql::OLDEST_UNJUDGED_DEPLOY_MS_SELECT_DEPLOYS;
-        Ok(sqlx::query_scalar(sql)
-            .bind(before_ms)
-            .fetch_one(&self.reader)
-            .await?)
-    }
-
-    async fn series(
-        &self,
-        service: &str,
-        environment: &str,
-        from_ms: i64,
-        to_ms: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<StoredRecord>> {
-        let rows = sqlx::query(samples::SERIES_SELECT)
-            .bind(service)
-            .bind(environment)
-            .bind(from_ms)
-            .bind(to_ms)
-            .bind(limit)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredRecord {
-                    id: r.try_get(0)?,
-                    body: r.try_get(1)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn latest_event_ms(&self) -> StoreResult<Option<i64>> {
-        let a: Option<i64> = sqlx::query_scalar(sql::LATEST_EVENT_MS_SELECT_SAMPLE_BATCHES)
-            .fetch_one(&self.reader)
-            .await?;
-        let b: Option<i64> = sqlx::query_scalar(sql::LATEST_EVENT_MS_SELECT_DEPLOYS)
-            .fetch_one(&self.reader)
-            .await?;
-        Ok(a.max(b))
-    }
-
-    async fn add_late_after_verdict(&self, deploy: &Deploy, samples: u64) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await?;
-        let found: Option<(i64, String)> = sqlx::query_as(
-            "SELECT v.id, v.body FROM verdicts v JOIN deploys d ON d.id = v.deploy_row_id WHERE d.deploy_id = $1 AND d.service = $2 AND d.environment = $3 AND d.deployed_at_ms = $4",
-        )
-        .bind(deploy.deploy_id.as_str())
-        .bind(deploy.service.as_str())
-        .bind(deploy.environment.as_str())
-        .bind(deploy.timestamp.millis())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((id, body)) = found else {
-            return Ok(false);
-        };
-        let body = super::with_late_after_verdict(&body, samples)?;
-        sqlx::query(sql::ADD_LATE_AFTER_VERDICT_UPDATE_VERDICTS)
-            .bind(body)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn record_verdict(
-        &self,
-        verdict: &DeployVerdict,
-        incident: Option<&NewIncident>,
-        now_ms: i64,
-    ) -> StoreResult<Option<RecordedVerdict>> {
-        let body = serde_json::to_string(verdict)
-            .map_err(|e| StoreError::Corrupt(format!("verdict to JSON: {e}")))?;
-        let mut tx = self.writer.begin().await?;
-        let deploy_row_id: i64 = match sqlx::query_scalar(
-            sql::RECORD_VERDICT_SELECT_DEPLOYS,
-        )
-        .bind(verdict.deploy_id.as_str())
-        .bind(verdict.service.as_str())
-        .bind(verdict.environment.as_str())
-        .bind(verdict.deployed_at.millis())
-        .fetch_optional(&mut *tx)
-        .await?
-        {
-            Some(id) => id,
-            None => {
-                sqlx::query_scalar(
-                    "INSERT INTO deploys (deploy_id, service, environment, deployed_at_ms, source, received_at_ms) VALUES ($1, $2, $3, $4, 'engine', $5) RETURNING id",
-                )
-                .bind(verdict.deploy_id.as_str())
-                .bind(verdict.service.as_str())
-                .bind(verdict.environment.as_str())
-                .bind(verdict.deployed_at.millis())
-                .bind(now_ms)
-                .fetch_one(&mut *tx)
-                .await?
-            }
-        };
-        let inserted: Option<i64> = sqlx::query_scalar(sql::RECORD_VERDICT_INSERT_VERDICTS)
-            .bind(deploy_row_id)
-            .bind(verdict.verdict.as_str())
-            .bind(verdict.detected_at.map(Timestamp::millis))
-            .bind(body)
-            .bind(now_ms)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if inserted.is_none() {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        let mut opened = None;
-        if let Some(new) = incident {
-            let id: i64 = sqlx::query_scalar(sql::RECORD_VERDICT_INSERT_INCIDENTS)
-                .bind(deploy_row_id)
-                .bind(new.title.as_str())
-                .bind(new.severity.as_str())
-                .bind(new.severity_rank)
-                .bind(verdict.service.as_str())
-                .bind(verdict.environment.as_str())
-                .bind(verdict.deploy_id.as_str())
-                .bind(new.headline.as_str())
-                .bind(now_ms)
-                .fetch_one(&mut *tx)
-                .await?;
-            audit(
-                &mut tx,
-                id,
-                now_ms,
-                "watchdog",
-                "opened",
-                &format!("opened by a regression verdict ({} severity)", new.severity),
-            )
-            .await?;
-            enqueue_alerts(&mut tx, id, &new.channels, "opened", now_ms).await?;
-            opened = get_incident_summary(&mut tx, id).await?;
-        }
-        let sql = format!("SELECT {DEPLOY_COLUMNS} {DEPLOY_FROM} WHERE d.id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(deploy_row_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let deploy = deploy_row(&row)?;
-        tx.commit().await?;
-        Ok(Some(RecordedVerdict {
-            deploy,
-            incident: opened,
-        }))
-    }
-
-    async fn list_deploys(&self, q: &DeployQuery) -> StoreResult<(Vec<DeployRow>, i64)> {
-        let mut conds = Vec::new();
-        let mut binds = Vec::new();
-        let mut push = |cond: &str, b: Bind| {
-            binds.push(b);
-            conds.push(cond.replace('?', &format!("${}", binds.len())));
-        };
-        if let Some(s) = &q.service {
-            push("d.service = ?", Bind::Text(s.clone()));
-        }
-        if let Some(e) = &q.environment {
-            push("d.environment = ?", Bind::Text(e.clone()));
-        }
-        match q.verdict.as_deref() {
-            None => {}
-            Some("watching") => conds.push("v.id IS NULL".into()),
-            Some(v) => push("v.verdict = ?", Bind::Text(v.to_string())),
-        }
-        let where_sql = if conds.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conds.join(" AND "))
-        };
-        let count_sql = format!("SELECT COUNT(*) {DEPLOY_FROM} {where_sql}");
-        let total: i64 = {
-            let mut cq = sqlx::query_scalar(AssertSqlSafe(count_sql));
-            for b in &binds {
-                cq = match b {
-                    Bind::Text(s) => cq.bind(s.clone()),
-                    Bind::Int(i) => cq.bind(*i),
-                };
-            }
-            cq.fetch_one(&self.reader).await?
-        };
-        let n = binds.len();
-        let sql = format!(
-            "SELECT {DEPLOY_COLUMNS} {DEPLOY_FROM} {where_sql} ORDER BY d.deployed_at_ms DESC, d.id DESC LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        binds.push(Bind::Int(q.limit));
-        binds.push(Bind::Int(q.offset));
-        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &binds)
-            .fetch_all(&self.reader)
-            .await?;
-        let items = rows.iter().map(deploy_row).collect::<StoreResult<_>>()?;
-        Ok((items, total))
-    }
-
-    async fn get_deploy(&self, id: i64) -> StoreResult<Option<DeployRow>> {
-        let sql = format!("SELECT {DEPLOY_COLUMNS} {DEPLOY_FROM} WHERE d.id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(deploy_row).transpose()
-    }
-
-    async fn list_incidents(&self, q: &IncidentQuery) -> StoreResult<(Vec<IncidentSummary>, i64)> {
-        let mut conds = Vec::new();
-        let mut binds = Vec::new();
-        let mut push = |cond: &str, b: Bind| {
-            binds.push(b);
-            conds.push(cond.replace('?', &format!("${}", binds.len())));
-        };
-        if let Some(s) = q.status {
-            push("status = ?", Bind::Text(s.as_str().into()));
-        }
-        if let Some(s) = &q.severity {
-            push("severity = ?", Bind::Text(s.clone()));
-        }
-        if let Some(s) = &q.service {
-            push("service = ?", Bind::Text(s.clone()));
-        }
-        if let Some(e) = &q.environment {
-            push("environment = ?", Bind::Text(e.clone()));
-        }
-        if let Some(t) = q.text.as_deref().filter(|t| !t.trim().is_empty()) {
-            binds.push(Bind::Text(like_pattern(t.trim())));
-            let p = format!("${}", binds.len());
-            conds.push(format!(
-                "(LOWER(title) LIKE {p} ESCAPE '\\' OR LOWER(headline) LIKE {p} ESCAPE '\\' OR LOWER(deploy_id) LIKE {p} ESCAPE '\\' OR LOWER(service) LIKE {p} ESCAPE '\\')"
-            ));
-        }
-        let where_sql = if conds.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conds.join(" AND "))
-        };
-        let order = match q.sort {
-            IncidentSort::OpenedAt => "opened_at_ms ASC, id ASC",
-            IncidentSort::OpenedAtDesc => "opened_at_ms DESC, id DESC",
-            // Rank 0 is the most severe: "-severity" (most severe first) is rank ascending.
-            IncidentSort::Severity => "severity_rank DESC, opened_at_ms DESC, id DESC",
-            IncidentSort::SeverityDesc => "severity_rank ASC, opened_at_ms DESC, id DESC",
-            IncidentSort::UpdatedAt => "updated_at_ms ASC, id ASC",
-            IncidentSort::UpdatedAtDesc => "updated_at_ms DESC, id DESC",
-        };
-        let count_sql = format!("SELECT COUNT(*) FROM incidents {where_sql}");
-        let total: i64 = {
-            let mut cq = sqlx::query_scalar(AssertSqlSafe(count_sql));
-            for b in &binds {
-                cq = match b {
-                    Bind::Text(s) => cq.bind(s.clone()),
-                    Bind::Int(i) => cq.bind(*i),
-                };
-            }
-            cq.fetch_one(&self.reader).await?
-        };
-        let n = binds.len();
-        let sql = format!(
-            "SELECT {INCIDENT_COLUMNS} FROM incidents {where_sql} ORDER BY {order} LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        binds.push(Bind::Int(q.limit));
-        binds.push(Bind::Int(q.offset));
-        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &binds)
-            .fetch_all(&self.reader)
-            .await?;
-        let items = rows
-            .iter()
-            .map(incident_summary)
-            .collect::<StoreResult<_>>()?;
-        Ok((items, total))
-    }
-
-    async fn get_incident(&self, id: i64) -> StoreResult<Option<IncidentRecord>> {
-        let mut conn = self.reader.acquire().await?;
-        let Some(summary) = get_incident_summary(&mut conn, id).await? else {
-            return Ok(None);
-        };
-        let body: String = sqlx::query_scalar(sql::GET_INCIDENT_SELECT_VERDICTS)
-            .bind(summary.deploy_row_id)
-            .fetch_one(&mut *conn)
-            .await?;
-        let verdict = parse_verdict(&body)?;
-        let notes = sqlx::query(sql::GET_INCIDENT_SELECT_NOTES)
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Note {
-                    id: r.try_get(0)?,
-                    incident_id: r.try_get(1)?,
-                    author: r.try_get(2)?,
-                    text: r.try_get(3)?,
-                    created_at: ts(r.try_get(4)?),
-                })
-            })
-            .collect::<StoreResult<_>>()?;
-        let audit = sqlx::query(sql::GET_INCIDENT_SELECT_AUDIT)
-            .bind(id)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    id: r.try_get(0)?,
-                    at: ts(r.try_get(1)?),
-                    actor: r.try_get(2)?,
-                    action: r.try_get(3)?,
-                    detail: r.try_get(4)?,
-                })
-            })
-            .collect::<StoreResult<_>>()?;
-        Ok(Some(IncidentRecord {
-            summary,
-            verdict,
-            notes,
-            audit,
-        }))
-    }
-
-    async fn set_status(
-        &self,
-        id: i64,
-        status: IncidentStatus,
-        actor: &str,
-        channels: &[String],
-        now_ms: i64,
-    ) -> StoreResult<Option<IncidentSummary>> {
-        let mut tx = self.writer.begin().await?;
-        let Some(current) = get_incident_summary(&mut tx, id).await? else {
-            return Ok(None);
-        };
-        if current.status == status {
-            tx.rollback().await?;
-            return Ok(Some(current));
-        }
-        sqlx::query(sql::SET_STATUS_UPDATE_INCIDENTS)
-            .bind(status.as_str())
-            .bind(now_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        audit(
-            &mut tx,
-            id,
-            now_ms,
-            actor,
-            "status",
-            &format!("status {} -> {}", current.status.as_str(), status.as_str()),
-        )
-        .await?;
-        enqueue_alerts(&mut tx, id, channels, status.as_str(), now_ms).await?;
-        let updated = get_incident_summary(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(updated)
-    }
-
-    async fn add_note(
-        &self,
-        id: i64,
-        author: &str,
-        text: &str,
-        now_ms: i64,
-    ) -> StoreResult<Option<Note>> {
-        let mut tx = self.writer.begin().await?;
-        if get_incident_summary(&mut tx, id).await?.is_none() {
-            return Ok(None);
-        }
-        let note_id: i64 = sqlx::query_scalar(sql::ADD_NOTE_INSERT_NOTES)
-            .bind(id)
-            .bind(author)
-            .bind(text)
-            .bind(now_ms)
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query(sql::ADD_NOTE_UPDATE_INCIDENTS)
-            .bind(now_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        audit(
-            &mut tx,
-            id,
-            now_ms,
-            author,
-            "note",
-            &format!("note #{note_id} added"),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(Note {
-            id: note_id,
-            incident_id: id,
-            author: author.to_string(),
-            text: text.to_string(),
-            created_at: ts(now_ms),
-        }))
-    }
-
-    async fn get_explanation(&self, id: i64) -> StoreResult<Option<StoredExplanation>> {
-        let row = sqlx::query(sql::GET_EXPLANATION_SELECT_EXPLANATIONS)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| {
-            Ok(StoredExplanation {
-                text: r.try_get(0)?,
-                source: r.try_get(1)?,
-                model: r.try_get(2)?,
-                generated_at: ts(r.try_get(3)?),
-                fallback_reason: r.try_get(4)?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn put_explanation(
-        &self,
-        id: i64,
-        e: &StoredExplanation,
-        actor: &str,
-    ) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(sql::PUT_EXPLANATION_INSERT_EXPLANATIONS)
-            .bind(id)
-            .bind(e.text.as_str())
-            .bind(e.source.as_str())
-            .bind(e.model.as_deref())
-            .bind(e.generated_at.millis())
-            .bind(e.fallback_reason.as_deref())
-            .execute(&mut *tx)
-            .await?;
-        audit(
-            &mut tx,
-            id,
-            e.generated_at.millis(),
-            actor,
-            "explanation",
-            &format!("explanation generated ({})", e.source),
-        )
-        .await?;
-        tx.commit().await?;
         Ok(())
     }
 
-    async fn installation_id(&self) -> StoreResult<String> {
-        // When the schema was first created, in milliseconds: set once per database.
-        let created: Option<i64> =
-            sqlx::query_scalar(sql::INSTALLATION_ID_SELECT_SCHEMA_MIGRATIONS)
-                .fetch_one(&self.writer)
-                .await?;
-        Ok(format!("{:x}", created.unwrap_or(0)))
-    }
-
-    async fn due_alerts(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>> {
-        let rows = sqlx::query(
-            "SELECT id, incident_id, channel, kind, attempts FROM alert_outbox o WHERE status = 'pending' AND next_attempt_ms <= $1 AND NOT EXISTS (SELECT 1 FROM alert_outbox e WHERE e.incident_id = o.incident_id AND e.channel = o.channel AND e.status = 'pending' AND e.id < o.id) ORDER BY next_attempt_ms, id LIMIT $2",
-        )
-        .bind(now_ms)
-        .bind(limit)
-        .fetch_all(&self.writer)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxItem {
-                    id: r.try_get(0)?,
-                    incident_id: r.try_get(1)?,
-                    channel: r.try_get(2)?,
-                    kind: r.try_get(3)?,
-                    attempts: r.try_get(4)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn next_alert_due_ms(&self) -> StoreResult<Option<i64>> {
-        Ok(
-            sqlx::query_scalar(sql::NEXT_ALERT_DUE_MS_SELECT_ALERT_OUTBOX)
-                .fetch_one(&self.writer)
-                .await?,
-        )
-    }
-
-    async fn mark_alert_delivered(&self, id: i64, now_ms: i64) -> StoreResult<bool> {
-        let res = sqlx::query(sql::MARK_ALERT_DELIVERED_UPDATE_ALERT_OUTBOX)
-            .bind(now_ms)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(res.rows_affected() == 1)
-    }
-
-    async fn mark_alert_failed(
-        &self,
-        id: i64,
-        error: &str,
-        next_ms: Option<i64>,
-    ) -> StoreResult<()> {
-        match next_ms {
-            Some(next) => {
-                sqlx::query(sql::MARK_ALERT_FAILED_UPDATE_ALERT_OUTBOX)
-                    .bind(error)
-                    .bind(next)
-                    .bind(id)
-                    .execute(&self.writer)
-                    .await?
-            }
-            None => {
-                sqlx::query(sql::MARK_ALERT_FAILED_UPDATE_ALERT_OUTBOX_2)
-                    .bind(error)
-                    .bind(id)
-                    .execute(&self.writer)
-                    .await?
-            }
-        };
-        Ok(())
-    }
-
-    async fn alert_counts(&self) -> StoreResult<OutboxCounts> {
-        let rows = sqlx::query(sql::ALERT_COUNTS_SELECT_ALERT_OUTBOX)
-            .fetch_all(&self.reader)
-            .await?;
-        let mut c = OutboxCounts::default();
-        for r in rows {
-            let status: String = r.try_get(0)?;
-            let n: i64 = r.try_get(1)?;
-            match status.as_str() {
-                "pending" => c.pending = n,
-                "delivered" => c.delivered = n,
-                _ => c.failed += n,
-            }
-        }
-        Ok(c)
-    }
-    async fn upsert_templates(&self, rows: &[StoredTemplate], now_ms: i64) -> StoreResult<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.writer.begin().await?;
-        for r in rows {
-            sqlx::query(
-                "INSERT INTO log_templates (service, environment, signature, level, template, first_seen_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (service, environment, signature) DO UPDATE SET template = excluded.template, level = excluded.level, \
-                 first_seen_ms = MIN(COALESCE(log_templates.first_seen_ms, excluded.first_seen_ms), COALESCE(excluded.first_seen_ms, log_templates.first_seen_ms)), updated_at_ms = excluded.updated_at_ms",
-            )
-            .bind(r.service.as_str())
-            .bind(r.environment.as_str())
-            .bind(r.record.signature.to_string())
-            .bind(r.record.level.map(|l| l.as_str()))
-            .bind(r.record.template.as_str())
-            .bind(r.record.first_seen.map(|t| t.millis()))
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn templates(&self) -> StoreResult<Vec<StoredTemplate>> {
-        let rows = sqlx::query(sql::TEMPLATES_SELECT_LOG_TEMPLATES)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let signature: String = r.try_get(2)?;
-                let level: Option<String> = r.try_get(3)?;
-                let first_seen: Option<i64> = r.try_get(5)?;
-                Ok(StoredTemplate {
-                    service: r.try_get(0)?,
-                    environment: r.try_get(1)?,
-                    record: watchdog_core::signatures::TemplateRecord {
-                        signature: signature.parse().map_err(StoreError::Corrupt)?,
-                        level: super::parse_template_level(level.as_deref())?,
-                        template: r.try_get(4)?,
-                        first_seen: first_seen.map(ts),
-                    },
-                })
-            })
-            .collect()
+    async fn claim_due_alerts(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<OutboxItem>> {
+        let sql = DUE_ALERTS.as_str();
+        let args = [Int(now_ms), Int(limit)];
+        let rows = self.write().await?.fetch_all(sql, &args).await?;
+        rows.iter().map(outbox_item).collect()
     }
 }

@@ -5,8 +5,10 @@
 //! - [`SeriesIds`] maps (service, environment) to the id of its `series` row, so that a
 //!   commit resolves a label pair with a hash lookup instead of a query.
 //! - [`index_loop`] copies the rows written since the last pass into `sample_index`,
-//!   sorted by series, on the writer connection.
-//! - [`SERIES_SELECT`] reads one series through the index plus the rows not indexed yet.
+//!   sorted by series, in transactions of [`INDEX_CHUNK_ROWS`] entries so that writers
+//!   take turns with it; the position moves when the whole pass is in.
+//! - [`SERIES_SELECT`] reads one series through the index entries up to the position
+//!   plus the rows after it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -20,9 +22,18 @@ use crate::store::{NewRecord, StoreResult};
 /// so fewer, larger passes are cheaper per sample: in `scripts/eval/sqlite_index.py bulk`
 /// (10,000 series, 5,000-row commits) passes of 100k rows cost 2.7 s per million rows
 /// indexed, passes of 500k rows 1.1 s. At 100k samples/s five seconds is a 500k-row
-/// pass (it holds the writer for about half a second: the p99 of a soak's requests);
-/// at ordinary rates a pass is small and quick.
+/// pass; at ordinary rates a pass is small and quick.
 const INDEX_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Index entries one write transaction of a pass adds at most. A pass sorts its rows by
+/// series first, so each transaction fills a stretch of the index's leaf pages and the
+/// pages are written about once per pass however it is cut; one transaction holds the
+/// writer for milliseconds instead of the whole pass (half a second for 500k rows, which
+/// was the p99 of ingestion requests in a soak).
+pub(super) const INDEX_CHUNK_ROWS: usize = 10_000;
+
+/// Index entries a statement inserts: three parameters each, far below SQLite's limit.
+const ENTRIES_PER_STATEMENT: usize = 256;
 
 /// Label pairs remembered at most; the map is emptied when it would grow past this (the
 /// `series` table keeps every pair, so a forgotten one costs one query the next time).
@@ -38,21 +49,32 @@ pub(super) struct SeriesIds(Arc<Mutex<Known>>);
 struct Known {
     by_env: HashMap<String, HashMap<String, i64>>,
     len: usize,
+    /// Counts [`SeriesIds::forget`]s: pairs resolved before one are not cached after it.
+    generation: u64,
+}
+
+/// The `series` rows a transaction created, to [`SeriesIds::remember`] once it commits.
+#[derive(Debug)]
+pub(super) struct NewSeries {
+    pairs: Vec<((String, String), i64)>,
+    generation: u64,
 }
 
 impl SeriesIds {
     /// The series id of every row, creating `series` rows for new pairs inside `tx`.
-    /// Returns the ids and the pairs created, to [`SeriesIds::remember`] once `tx` has
-    /// committed (a rolled-back id must not be cached).
+    /// Returns the ids and the pairs resolved by query, to [`SeriesIds::remember`] once
+    /// `tx` has committed (a rolled-back id must not be cached).
     pub(super) async fn resolve(
         &self,
         tx: &mut Transaction<'static, Sqlite>,
         rows: &[NewRecord],
-    ) -> StoreResult<(Vec<i64>, Vec<((String, String), i64)>)> {
+    ) -> StoreResult<(Vec<i64>, NewSeries)> {
         let mut ids = Vec::with_capacity(rows.len());
         let mut missing: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+        let generation;
         {
             let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            generation = known.generation;
             for (i, r) in rows.iter().enumerate() {
                 match known
                     .by_env
@@ -95,17 +117,32 @@ impl SeriesIds {
             }
             found.push(((service.to_string(), environment.to_string()), id));
         }
+        let found = NewSeries {
+            pairs: found,
+            generation,
+        };
         Ok((ids, found))
     }
 
-    /// Caches pairs whose rows are committed.
-    pub(super) fn remember(&self, found: Vec<((String, String), i64)>) {
+    /// Caches pairs whose rows are committed, unless series rows were deleted since they
+    /// were resolved (retention may have deleted theirs).
+    pub(super) fn remember(&self, found: NewSeries) {
+        let NewSeries {
+            pairs: found,
+            generation,
+        } = found;
         if found.is_empty() {
             return;
         }
         let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if known.generation != generation {
+            return;
+        }
         if known.len + found.len() > MAX_CACHED_SERIES {
-            *known = Known::default();
+            *known = Known {
+                generation,
+                ..Known::default()
+            };
         }
         for ((service, environment), id) in found {
             if known
@@ -119,17 +156,28 @@ impl SeriesIds {
             }
         }
     }
+
+    /// Forgets every pair: called while series rows are being deleted, on the writer, so
+    /// no insert resolves a pair in between.
+    pub(super) fn forget(&self) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *known = Known {
+            generation: known.generation + 1,
+            ..Known::default()
+        };
+    }
 }
 
-/// One series' samples in a time range, ordered by event time: the indexed rows, and the
-/// rows written since the last index pass (a range scan of the newest ids, at most one
-/// [`INDEX_INTERVAL`] of ingestion). One statement, so it reads one snapshot and an index
-/// pass committing meanwhile cannot make a row appear twice or not at all.
+/// One series' samples in a time range, ordered by event time: the index entries up to
+/// the position of the last complete pass, and the rows after it (a range scan of the
+/// newest ids, about one [`INDEX_INTERVAL`] of ingestion). One statement, so it reads
+/// one snapshot: entries a pass has added beyond the position are left to the scan until
+/// the position moves, so no row appears twice or not at all.
 pub(super) const SERIES_SELECT: &str = "WITH s AS (SELECT id FROM series WHERE service = $1 AND environment = $2), \
      pos AS (SELECT indexed_through FROM sample_index_state WHERE id = 1) \
      SELECT id, body FROM ( \
        SELECT x.id, x.ts_ms, x.body FROM sample_index i JOIN samples x ON x.id = i.sample_id \
-         WHERE i.series_id = (SELECT id FROM s) AND i.ts_ms >= $3 AND i.ts_ms <= $4 \
+         WHERE i.series_id = (SELECT id FROM s) AND i.ts_ms >= $3 AND i.ts_ms <= $4 AND i.sample_id <= (SELECT indexed_through FROM pos) \
        UNION ALL \
        SELECT id, ts_ms, body FROM samples \
          WHERE id > (SELECT indexed_through FROM pos) AND series_id = (SELECT id FROM s) AND ts_ms >= $3 AND ts_ms <= $4 \
@@ -142,43 +190,85 @@ pub(super) const SERIES_SELECT: &str = "WITH s AS (SELECT id FROM series WHERE s
 /// the whole batch is gone.
 pub(super) const PRUNE_INDEX: &str = "DELETE FROM sample_index WHERE series_id IN (SELECT id FROM series WHERE id > $1 ORDER BY id LIMIT $2) AND ts_ms < $3";
 
-/// Indexes the rows written since the last pass; returns how many.
+/// Indexes the rows written since the last pass, [`INDEX_CHUNK_ROWS`] entries a write
+/// transaction; returns how many entries were added.
 ///
 /// # Errors
-/// Database failures; the position is only moved in the same transaction as the entries.
-pub(super) async fn index_pass(writer: &SqlitePool) -> StoreResult<u64> {
-    let mut tx = writer.begin().await?;
+/// Database failures. The position only moves once every entry up to it is committed; a
+/// pass cut short leaves entries beyond it, which reads ignore and the next pass skips.
+pub(super) async fn index_pass(writer: &SqlitePool, reader: &SqlitePool) -> StoreResult<u64> {
+    index_pass_in_chunks(writer, reader, INDEX_CHUNK_ROWS).await
+}
+
+/// [`index_pass`] with `chunk_rows` entries a transaction.
+async fn index_pass_in_chunks(
+    writer: &SqlitePool,
+    reader: &SqlitePool,
+    chunk_rows: usize,
+) -> StoreResult<u64> {
+    // What to index is read on a reader: the writer is not held while the rows are read
+    // and sorted. One writer commits ids in order, so every id up to the newest one a
+    // reader sees is committed.
+    let mut conn = reader.acquire().await?;
     let from: i64 =
         sqlx::query_scalar("SELECT indexed_through FROM sample_index_state WHERE id = 1")
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *conn)
             .await?;
     let Some(to) = sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM samples")
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?
         .filter(|&to| to > from)
     else {
-        tx.rollback().await?;
         return Ok(0);
     };
+    let mut entries: Vec<(i64, i64, i64)> =
+        sqlx::query_as("SELECT series_id, ts_ms, id FROM samples WHERE id > $1 AND id <= $2")
+            .bind(from)
+            .bind(to)
+            .fetch_all(&mut *conn)
+            .await?;
+    drop(conn);
     // Sorted, so the entries go into the B-tree in key order: each leaf page is loaded
     // and written once for all of its new entries.
-    let done = sqlx::query(
-        "INSERT OR IGNORE INTO sample_index (series_id, ts_ms, sample_id) SELECT series_id, ts_ms, id FROM samples WHERE id > $1 AND id <= $2 ORDER BY series_id, ts_ms, id",
+    entries.sort_unstable();
+    let full_sql = insert_entries_sql(ENTRIES_PER_STATEMENT);
+    let mut added = 0;
+    for chunk in entries.chunks(chunk_rows.max(1)) {
+        let mut tx = writer.begin().await?;
+        for part in chunk.chunks(ENTRIES_PER_STATEMENT) {
+            let full = part.len() == ENTRIES_PER_STATEMENT;
+            let sql = if full {
+                full_sql.clone()
+            } else {
+                insert_entries_sql(part.len())
+            };
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(full);
+            for &(series_id, ts_ms, id) in part {
+                q = q.bind(series_id).bind(ts_ms).bind(id);
+            }
+            added += q.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+    }
+    // Never backwards: a pass started earlier may finish later.
+    sqlx::query(
+        "UPDATE sample_index_state SET indexed_through = MAX(indexed_through, $1) WHERE id = 1",
     )
-    .bind(from)
     .bind(to)
-    .execute(&mut *tx)
+    .execute(writer)
     .await?;
-    sqlx::query("UPDATE sample_index_state SET indexed_through = $1 WHERE id = 1")
-        .bind(to)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(done.rows_affected())
+    Ok(added)
+}
+
+/// `INSERT OR IGNORE` of `rows` index entries (an entry is there already when a pass was
+/// cut short), with anonymous placeholders (see `multi_insert` in sqlite.rs).
+fn insert_entries_sql(rows: usize) -> String {
+    let values = vec!["(?,?,?)"; rows].join(",");
+    format!("INSERT OR IGNORE INTO sample_index (series_id, ts_ms, sample_id) VALUES {values}")
 }
 
 /// Runs [`index_pass`] every [`INDEX_INTERVAL`] until the store is dropped.
-pub(super) async fn index_loop(writer: SqlitePool, alive: Weak<()>) {
+pub(super) async fn index_loop(writer: SqlitePool, reader: SqlitePool, alive: Weak<()>) {
     let mut tick = tokio::time::interval(INDEX_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate; nothing needs indexing at open (the migration indexed
@@ -190,7 +280,7 @@ pub(super) async fn index_loop(writer: SqlitePool, alive: Weak<()>) {
         if alive.strong_count() == 0 {
             break;
         }
-        if let Err(e) = index_pass(&writer).await {
+        if let Err(e) = index_pass(&writer, &reader).await {
             // Nothing is lost: the rows stay readable by the scan of unindexed ids, and
             // the next pass starts from the same position.
             tracing::warn!(error = %e, "indexing new samples failed; will try again");
@@ -218,7 +308,7 @@ mod tests {
     /// Runs an index pass (the background one may have run first) and checks that no
     /// row is left unindexed.
     async fn index_all(store: &SqliteStore) {
-        index_pass(&store.writer).await.unwrap();
+        index_pass(&store.writer, &store.reader).await.unwrap();
         let left: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM samples WHERE id > (SELECT indexed_through FROM sample_index_state)",
         )
@@ -282,7 +372,7 @@ mod tests {
         // Batch b is wholly older than the cut, batch a is not: b goes, a's rows stay
         // in the table, but the index forgets everything older than the cut.
         let pruned = store.prune(150_000).await.unwrap();
-        assert_eq!(pruned.samples, 10);
+        assert_eq!((pruned.samples, pruned.series), (10, 0));
         let kept = store.series("search", "production", 0, i64::MAX, 1000);
         assert_eq!(kept.await.unwrap().len(), 50);
         store
@@ -290,12 +380,104 @@ mod tests {
             .await
             .unwrap();
         let pruned = store.prune(400_000).await.unwrap();
-        assert_eq!(pruned.samples, 301);
+        assert_eq!(
+            (pruned.samples, pruned.series),
+            (301, 2),
+            "indexed series emptied"
+        );
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sample_index")
             .fetch_one(&store.reader)
             .await
             .unwrap();
         assert_eq!(left, 0, "index entries pruned with their samples");
+    }
+
+    /// Samples written while a pass runs, in many small transactions, are all readable,
+    /// once each, during and after it and after the next pass; and writers commit while
+    /// it runs instead of after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn samples_written_during_a_chunked_pass_are_all_readable() {
+        const SERIES: i64 = 20;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Durability::Normal)
+            .await
+            .unwrap();
+        let name = |i: i64| format!("s{}", i % SERIES);
+        let first: Vec<NewRecord> = (0..40_000).map(|i| record(i, &name(i))).collect();
+        store.insert_samples(&first, 0).await.unwrap();
+
+        let batches = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = tokio::spawn({
+            let (store, batches, stop) = (store.clone(), batches.clone(), stop.clone());
+            async move {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let k = batches.load(std::sync::atomic::Ordering::SeqCst);
+                    // Event times inside the indexed range too: reads merge both parts.
+                    let rows: Vec<NewRecord> =
+                        (0..SERIES).map(|i| record(k * 7 + i, &name(i))).collect();
+                    store.insert_samples(&rows, 0).await.unwrap();
+                    batches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        // A reader meanwhile: no row twice while entries beyond the position exist.
+        let reads = tokio::spawn({
+            let (store, stop) = (store.clone(), stop.clone());
+            async move {
+                let mut reads = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let rows = store.series("s3", "production", 0, i64::MAX, 1_000_000);
+                    let mut got = ids(&rows.await.unwrap());
+                    let n = got.len();
+                    got.sort_unstable();
+                    got.dedup();
+                    assert_eq!(got.len(), n, "a row read twice during a pass");
+                    reads += 1;
+                }
+                reads
+            }
+        });
+        while batches.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let before = batches.load(std::sync::atomic::Ordering::SeqCst);
+        let added = index_pass_in_chunks(&store.writer, &store.reader, 500)
+            .await
+            .unwrap();
+        let during = batches.load(std::sync::atomic::Ordering::SeqCst) - before;
+        assert!(added >= 40_000, "{added}");
+        assert!(during > 0, "no write committed while the pass ran");
+        // Reads while the writer keeps going, then after it stopped, before and after
+        // the next pass: each series has every one of its rows, once.
+        let check = |store: SqliteStore| async move {
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM samples")
+                .fetch_one(&store.reader)
+                .await
+                .unwrap();
+            let mut seen = 0;
+            for i in 0..SERIES {
+                let service = name(i);
+                let rows = store.series(&service, "production", 0, i64::MAX, 1_000_000);
+                let mut got = ids(&rows.await.unwrap());
+                let n = got.len();
+                got.sort_unstable();
+                got.dedup();
+                assert_eq!(got.len(), n, "a row read twice");
+                seen += n as i64;
+            }
+            (seen, total)
+        };
+        let (seen, total) = check(store.clone()).await;
+        assert!(seen >= total, "{seen} rows read of at least {total}");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        writer.await.unwrap();
+        assert!(reads.await.unwrap() > 0);
+        let (seen, total) = check(store.clone()).await;
+        assert_eq!(seen, total);
+        index_all(&store).await;
+        let (seen, total) = check(store.clone()).await;
+        assert_eq!(seen, total);
     }
 
     /// A database written before series were interned opens, keeps its samples under the
