@@ -564,7 +564,7 @@ const RUN_BYTES: [bool; 256] = {
 };
 
 #[inline]
-fn is_run_byte(b: u8) -> bool {
+pub(crate) fn is_run_byte(b: u8) -> bool {
     RUN_BYTES[b as usize]
 }
 
