@@ -19,6 +19,7 @@ mod mask;
 mod miner;
 mod parse;
 mod retired;
+mod skeleton;
 
 pub use evidence::{signature_evidence, LogHistory, MAX_EXAMPLE_BYTES, MIN_COUNT_AFTER};
 pub use miner::{Match, MatchRef, MinerConfig, SignatureId, TemplateMiner, TemplateRecord};

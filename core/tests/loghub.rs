@@ -26,8 +26,8 @@ const SYSTEMS: [&str; 8] = [
 /// Lowest acceptable GA per system and on average, a little under what the default
 /// configuration reaches (see docs/signatures.md), so a regression in masking or
 /// clustering fails here.
-const FLOORS: [f64; 8] = [0.99, 0.92, 0.80, 0.99, 0.94, 0.99, 0.95, 0.99];
-const AVERAGE_FLOOR: f64 = 0.95;
+const FLOORS: [f64; 8] = [0.99, 0.99, 0.80, 0.99, 0.94, 0.99, 0.95, 0.99];
+const AVERAGE_FLOOR: f64 = 0.96;
 
 /// Splits one CSV record (RFC 4180 quoting: `"a,b"`, `""` for a quote inside quotes).
 fn csv_fields(line: &str) -> Vec<String> {
