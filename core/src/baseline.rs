@@ -5,7 +5,7 @@
 //! robust constant otherwise), the typical spread around it, and the lag-1 autocorrelation
 //! that the detector needs to turn the spread into the noise of a running sum.
 
-use crate::stats::{lag1_autocorrelation, median, median_in_place, robust_location_scale};
+use crate::stats::{lag1_autocorrelation, median, robust_location_scale};
 use crate::verdict::Summary;
 
 /// A fitted baseline for one metric of one series.
@@ -56,11 +56,11 @@ impl Baseline {
             spread: raw_spread,
         };
         let anchor_ms = points[n - 1].0;
-        let mut gaps: Vec<f64> = points
+        let gaps: Vec<f64> = points
             .windows(2)
             .map(|w| (w[1].0 - w[0].0) as f64)
             .collect();
-        let cadence_ms = median_in_place(&mut gaps).max(1.0);
+        let cadence_ms = median(&gaps).max(1.0);
 
         let mut slope = significant_trend(points, raw_spread);
         if slope != 0.0 {

@@ -620,7 +620,7 @@ struct CountPair {
 }
 
 fn half_gap(h: &History) -> i64 {
-    let mut gaps: Vec<f64> = h
+    let gaps: Vec<f64> = h
         .iter()
         .zip(h.iter().skip(1))
         .map(|(a, b)| (b.0 - a.0) as f64)
@@ -628,7 +628,7 @@ fn half_gap(h: &History) -> i64 {
     if gaps.is_empty() {
         return 0;
     }
-    (crate::stats::median_in_place(&mut gaps) / 2.0) as i64
+    (crate::stats::median(&gaps) / 2.0) as i64
 }
 
 /// Index of the point of `h` nearest to `t`, when within `gap`.

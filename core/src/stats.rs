@@ -39,12 +39,6 @@ fn median_of_keys(keys: &mut [i64]) -> f64 {
     }
 }
 
-/// Median of `values`. `NaN` for an empty slice. (The slice is left as it was; the name
-/// is kept for the callers that hand over a scratch buffer.)
-pub fn median_in_place(values: &mut [f64]) -> f64 {
-    median(values)
-}
-
 /// Sorts `values` ascending in `f64::total_cmp` order. Values that compare equal in that
 /// order are bit-for-bit identical, so an unstable sort gives the same result as a stable
 /// one.

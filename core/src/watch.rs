@@ -32,7 +32,7 @@ use crate::baseline::Baseline;
 use crate::config::{Config, Direction};
 use crate::detector::{Cusum, CusumDesign};
 use crate::samples::Deploy;
-use crate::stats::median_in_place;
+use crate::stats::median;
 use crate::verdict::WatchEnd;
 
 /// Share of a deploy's false-alarm budget that its log-signature evidence may spend; the
@@ -468,13 +468,13 @@ impl Watch {
             }
         }
         if let Some((_, _, pairs)) = &counts {
-            let mut gaps: Vec<f64> = pairs.windows(2).map(|w| (w[1].0 - w[0].0) as f64).collect();
-            cadences.push(median_in_place(&mut gaps).max(1.0));
+            let gaps: Vec<f64> = pairs.windows(2).map(|w| (w[1].0 - w[0].0) as f64).collect();
+            cadences.push(median(&gaps).max(1.0));
         }
         watch.cadence_ms = if cadences.is_empty() {
             f64::NAN
         } else {
-            median_in_place(&mut cadences)
+            median(&cadences)
         };
         // A watch covers the monitoring window, and at least `min_watch_samples` sample
         // intervals when samples are sparse, so that it can reach a decision at all.
@@ -545,8 +545,8 @@ impl Watch {
                 watch.baseline_samples = n;
                 watch.baseline_from = Some(pairs[0].0);
             }
-            let mut gaps: Vec<f64> = pairs.windows(2).map(|w| (w[1].0 - w[0].0) as f64).collect();
-            let cadence = median_in_place(&mut gaps).max(1.0);
+            let gaps: Vec<f64> = pairs.windows(2).map(|w| (w[1].0 - w[0].0) as f64).collect();
+            let cadence = median(&gaps).max(1.0);
             watch.tests.push(Test {
                 metric: e,
                 requests_metric: Some(r),

@@ -6,7 +6,7 @@ use super::report::summarize;
 use super::History;
 use crate::config::Config;
 use crate::detector::CountDesign;
-use crate::stats::median_in_place;
+use crate::stats::median;
 use crate::verdict::Summary;
 
 /// Baseline design of the count test from `(t, errors, requests)` points.
@@ -34,8 +34,8 @@ pub(super) fn count_design(
     } else {
         1.0
     };
-    let mut gaps: Vec<f64> = pairs.windows(2).map(|w| (w[1].0 - w[0].0) as f64).collect();
-    let cadence = median_in_place(&mut gaps).max(1.0);
+    let gaps: Vec<f64> = pairs.windows(2).map(|w| (w[1].0 - w[0].0) as f64).collect();
+    let cadence = median(&gaps).max(1.0);
     let steps = (window_ms / cadence).max(1.0);
     let d = CountDesign::new(
         e,

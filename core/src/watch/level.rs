@@ -41,7 +41,7 @@
 //! looks share most of their samples).
 
 use crate::baseline::Baseline;
-use crate::stats::{median_in_place, normal_quantile};
+use crate::stats::{median, normal_quantile};
 
 /// One metric's level test, from its baseline.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -118,7 +118,7 @@ impl LevelModel {
         if k < MIN_K {
             return None;
         }
-        let median = median_in_place(&mut resid.to_vec());
+        let median = median(resid);
         if !(median > 0.0 && median >= min_effect && median > self.guard) {
             return None;
         }

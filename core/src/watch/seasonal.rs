@@ -4,7 +4,7 @@
 use super::test::Test;
 use super::{lower_bound, History};
 use crate::config::Config;
-use crate::stats::median_in_place;
+use crate::stats::median;
 
 /// Whether the day before, over the same clock-time stretch, the metric moved the same way
 /// by at least 80 % of today's shift: then the shift is the service's daily pattern (the
@@ -40,8 +40,8 @@ pub(super) fn daily_pattern_explains(
     if base_hi - base_lo < cfg.min_baseline_samples || hi - lo < min_points {
         return false;
     }
-    let mut base: Vec<f64> = h.range(base_lo..base_hi).map(|p| p.1).collect();
-    let level = median_in_place(&mut base);
+    let base: Vec<f64> = h.range(base_lo..base_hi).map(|p| p.1).collect();
+    let level = median(&base);
     let then = h.range(lo..hi).map(|p| p.1).sum::<f64>() / (hi - lo) as f64;
     t.sign * (then - level) >= 0.8 * effect
 }

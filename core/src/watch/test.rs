@@ -8,7 +8,7 @@ use super::{lower_bound, History};
 use crate::baseline::Baseline;
 use crate::config::{Config, Direction};
 use crate::detector::{CountDesign, Cusum, CusumDesign};
-use crate::stats::median_in_place;
+use crate::stats::median;
 
 /// What a test concluded so far.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -323,14 +323,14 @@ pub(super) fn run_effect(t: &Test, histories: &[History], from: i64, until: i64)
         }
         _ => {
             let h = &histories[t.metric];
-            let mut res: Vec<f64> = h
+            let res: Vec<f64> = h
                 .range(lower_bound(h, from)..lower_bound(h, until))
                 .map(|&(ts, x)| t.sign * (x - t.base.expected(ts)))
                 .collect();
             if res.is_empty() {
                 0.0
             } else {
-                median_in_place(&mut res)
+                median(&res)
             }
         }
     }
