@@ -86,7 +86,9 @@ pub struct Config {
     /// A shift that begins up to this long before the recorded deploy time is the
     /// deploy's: the baseline ends, and the tests begin, this much earlier. Default 600 s.
     /// Delivery systems usually record a deploy when its rollout has finished, minutes
-    /// after the first new instances took traffic; 0 trusts the recorded time exactly.
+    /// after the first new instances took traffic. It is never less than one sample
+    /// interval: a sample stamped by the start of the interval it aggregates can already
+    /// hold the new version's traffic. 0 trusts the recorded time to within that interval.
     pub deploy_tolerance_secs: u64,
     /// A change is the deploy's only when it begins within this long after the recorded
     /// deploy (and never sooner than three sample intervals). Default 1800 s. A change

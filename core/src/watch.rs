@@ -257,6 +257,26 @@ impl FromIterator<(i64, f64)> for History {
     }
 }
 
+/// The typical interval between the last samples before `t` (the median of up to 16
+/// gaps per metric), or 0 when no metric has two samples before it.
+fn recent_interval_ms(histories: &[History], t: i64) -> i64 {
+    let mut gaps: Vec<i64> = Vec::new();
+    for h in histories {
+        let hi = lower_bound(h, t);
+        let lo = hi.saturating_sub(17);
+        gaps.extend(
+            h.range(lo..hi)
+                .zip(h.range(lo..hi).skip(1))
+                .map(|(a, b)| b.0 - a.0),
+        );
+    }
+    if gaps.is_empty() {
+        return 0;
+    }
+    let mid = gaps.len() / 2;
+    *gaps.select_nth_unstable(mid).1
+}
+
 /// Index of the first point at or after `t`.
 pub(crate) fn lower_bound(h: &History, t: i64) -> usize {
     h.partition_point(|p| p.0 < t)
@@ -314,7 +334,18 @@ impl Watch {
         // The baseline ends, and the test begins, `deploy_tolerance_secs` before the
         // recorded deploy: most delivery systems record a deploy when the rollout has
         // finished, after the new version began taking traffic.
-        let tolerant_ms = deploy_ms - cfg.deploy_tolerance_secs as i64 * 1000;
+        //
+        // The tolerance is never less than one sample interval. A sample stands for the
+        // interval it aggregates, and many sources stamp that interval by its start (NAB,
+        // CloudWatch and most rollups; Prometheus' `rate` over a range ending at the
+        // stamp is the mirror case). Then the sample just before the recorded deploy can
+        // already hold the new version's traffic, and it belongs to neither side cleanly:
+        // in the baseline it would make the deploy's own first effect look normal.
+        let interval_ms = recent_interval_ms(setup.histories, deploy_ms);
+        let tolerance_ms = (cfg.deploy_tolerance_secs as i64)
+            .saturating_mul(1000)
+            .max(interval_ms);
+        let tolerant_ms = deploy_ms.saturating_sub(tolerance_ms);
         // Only when the history before it is long enough to be a baseline: a service
         // whose samples began just before the deploy is judged on what it has.
         let enough = |cut: i64| {
@@ -497,7 +528,15 @@ impl Watch {
                 .min_absolute_effect(name)
                 .max(cfg.min_relative_effect(name) * level.abs());
             let noise = floor_noise(p.base.sum_noise(), level, min_effect);
-            let scored = ScoredDesign::new(&p.base, &p.points, p.sign, alpha_test, steps, cfg);
+            let scored = ScoredDesign::new(
+                &p.base,
+                &p.points,
+                p.sign,
+                alpha_test,
+                steps,
+                deploy_ms - cut_ms,
+                cfg,
+            );
             watch.tests.push(Test {
                 metric: p.metric,
                 requests_metric: None,

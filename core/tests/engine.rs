@@ -912,3 +912,45 @@ fn a_sticky_series_that_jumps_far_is_a_regression_and_one_that_wanders_is_not() 
         "{accused} of 40 healthy sticky deploys accused"
     );
 }
+
+/// Hourly samples stamped at the start of their hour, a deploy half-way through one: the
+/// sample stamped before the deploy already holds the new version's first half hour. It is
+/// the deploy's (the tolerance is never less than one sample interval), not a baseline
+/// value that would make the deploy's own effect look normal.
+#[test]
+fn the_sample_whose_interval_holds_the_deploy_is_not_baseline() {
+    for seed in 0..10 {
+        let mut rng = watchdog_core::scenarios::Rng::new(seed);
+        let mut s = Vec::new();
+        for i in 0..90i32 {
+            // The last baseline sample is 30 minutes before the deploy.
+            let t = T0.add_secs(3600.0 * f64::from(i - 60) + 1800.0);
+            // It is the highest: the samples after the deploy, though far above the
+            // baseline, stay below it.
+            let v = match i {
+                59 => 400.0,
+                60..=62 => 250.0 + 10.0 * rng.normal(),
+                _ => 100.0 + 5.0 * rng.normal(),
+            };
+            s.push(sample(t, "svc", &[("p95_latency_ms", v)]));
+        }
+        let v = &run(Config::default(), &s, &[deploy(T0, "v2", "svc")])[0];
+        assert_eq!(
+            v.verdict,
+            VerdictKind::Regression,
+            "seed {seed}: {}",
+            v.reason
+        );
+        let e = &v.evidence[0];
+        assert!(
+            (e.baseline.mean - 100.0).abs() < 5.0,
+            "seed {seed}: the baseline holds the deploy's sample: {:?}",
+            e.baseline
+        );
+        assert!(
+            e.change_started_at.unwrap() < T0,
+            "seed {seed}: the change began with the sample before the deploy: {:?}",
+            v.evidence[0]
+        );
+    }
+}

@@ -121,10 +121,16 @@ impl Watch {
                 && tail.exceeds_alone(r, tail_i)
                 && !daily_pattern_explains(test, histories, deploy_ms, (t, t + 1), r, cfg, 1)
             {
+                // An exceedance just before it (inside the tolerance) is where the change
+                // began.
+                let start_ms = match test.last_extreme {
+                    Some((first_ms, n)) if test.n_post - n < reference::PAIR_SPAN => first_ms,
+                    _ => t,
+                };
                 test.tail_hit = Some((r / tail.scale, tail.single_threshold(tail_i)));
                 test.phase = Phase::Fired {
                     at_ms: t.max(actual_deploy),
-                    start_ms: t,
+                    start_ms,
                 };
                 return;
             }
@@ -290,7 +296,15 @@ impl Watch {
                         .max(cfg.min_relative_effect(&test.name) * level.abs());
                     let noise = floor_noise(base.sum_noise(), level, min_effect);
                     let steps = (window_ms / base.cadence_ms).max(1.0);
-                    let scored = ScoredDesign::new(&base, &pts, test.sign, alpha_test, steps, cfg);
+                    let scored = ScoredDesign::new(
+                        &base,
+                        &pts,
+                        test.sign,
+                        alpha_test,
+                        steps,
+                        self.deploy_ms - self.test_from_ms,
+                        cfg,
+                    );
                     test.design = scored.design;
                     test.model = Model::Values(ValueModel {
                         noise,

@@ -227,6 +227,7 @@ impl ScoredDesign {
         sign: f64,
         alpha_test: f64,
         steps: f64,
+        tolerance_ms: i64,
         cfg: &Config,
     ) -> ScoredDesign {
         let residuals: Vec<f64> = points
@@ -259,9 +260,7 @@ impl ScoredDesign {
         } else {
             steps
         };
-        let tolerance = (cfg.deploy_tolerance_secs as f64 * 1000.0 / base.cadence_ms)
-            .floor()
-            .max(0.0);
+        let tolerance = (tolerance_ms as f64 / base.cadence_ms).floor().max(0.0);
         let tolerance = if tolerance.is_finite() {
             tolerance
         } else {
