@@ -954,3 +954,38 @@ fn the_sample_whose_interval_holds_the_deploy_is_not_baseline() {
         );
     }
 }
+
+/// A level reached at the recorded deploy is measured from there, not only from the start
+/// of the deploy tolerance, whose samples are still at the old level and hold its median
+/// back.
+#[test]
+fn a_level_reached_at_the_deploy_is_not_diluted_by_the_tolerance() {
+    let mut caught = 0;
+    for seed in 0..20 {
+        let mut rng = watchdog_core::scenarios::Rng::new(seed);
+        let mut s = Vec::new();
+        let mut noise = 0.0;
+        // Five-minute samples of a sticky series (lag-1 autocorrelation 0.8), the deploy
+        // half-way between two of them; the default tolerance of 600 s holds two.
+        for i in 0..70i32 {
+            noise = 0.8 * noise + 6.0 * rng.normal();
+            let t = T0.add_secs(300.0 * f64::from(i - 60) + 150.0);
+            let v = match i {
+                60 | 62 => 140.0 + 2.0 * rng.normal(),
+                61 => 105.0,
+                _ => 100.0 + noise,
+            };
+            s.push(sample(t, "svc", &[("p95_latency_ms", v)]));
+        }
+        let v = &run(Config::default(), &s, &[deploy(T0, "v2", "svc")])[0];
+        if v.verdict == VerdictKind::Regression {
+            caught += 1;
+            assert!(
+                v.evidence[0].change_started_at.unwrap() >= T0,
+                "seed {seed}"
+            );
+        }
+    }
+    // Measured from the start of the tolerance alone, the level test finds 7 of 20.
+    assert!(caught >= 12, "caught {caught} of 20");
+}

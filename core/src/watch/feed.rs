@@ -161,20 +161,34 @@ impl Watch {
                 }
             }
         }
-        // The level of the first samples since the deploy (see `level`).
+        // The level of the first samples since the deploy (see `level`), counted from the
+        // start of the tolerance and, separately, from the recorded deploy.
         let level = test.values().and_then(|v| v.level);
-        if !tail_only && test.level_resid.len() < level.map_or(0, |l| l.max_k) {
+        if let Some(l) = level.filter(|l| !tail_only && test.level_resid.len() < l.max_k) {
             test.level_resid.push(resid);
+            let before = t < actual_deploy;
+            if before {
+                test.level_tolerance += 1;
+            }
             // The median can only clear the test's floor when half the residuals do;
             // counting them spares the median on almost every healthy sample.
-            if level.is_some_and(|l| resid >= l.floor(test.min_effect)) {
+            if resid >= l.floor(test.min_effect) {
                 test.level_above += 1;
+                if !before {
+                    test.level_above_post += 1;
+                }
             }
-            let may_fire = 2 * test.level_above >= test.level_resid.len();
-            if let Some((effect, z)) = level
-                .filter(|_| may_fire)
-                .and_then(|l| l.check(&test.level_resid, test.min_effect))
-            {
+            let all = &test.level_resid[..];
+            let since_deploy = &test.level_resid[test.level_tolerance..];
+            let hit = [
+                (all, test.level_above, actual_deploy.min(t)),
+                (since_deploy, test.level_above_post, actual_deploy),
+            ]
+            .into_iter()
+            .take(if test.level_tolerance > 0 { 2 } else { 1 })
+            .filter(|(r, above, _)| 2 * above >= r.len())
+            .find_map(|(r, _, from)| l.check(r, test.min_effect).map(|(e, z)| (e, z, from)));
+            if let Some((effect, z, from)) = hit {
                 // As for the other tests: did the same clock time the day before move as
                 // much, from the recorded deploy on?
                 if daily_pattern_explains(
@@ -188,10 +202,8 @@ impl Watch {
                 ) {
                     test.seasonal_note = Some(deploy_ms);
                 } else {
-                    let z_crit = level.map_or(f64::NAN, |l| l.z_crit);
-                    test.level_hit = Some((z, z_crit));
-                    test.phase =
-                        Phase::decided(t, actual_deploy.min(t), actual_deploy, attributable_until);
+                    test.level_hit = Some((z, l.z_crit));
+                    test.phase = Phase::decided(t, from, actual_deploy, attributable_until);
                     return;
                 }
             }

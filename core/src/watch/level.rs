@@ -34,11 +34,19 @@
 //! level the baseline reached in a burst of its own is not the deploy's doing, whatever
 //! the normal approximation says.
 //!
+//! # Where the stretch begins
+//! A change that began inside the deploy tolerance shows best in the median of the
+//! samples from the start of the tolerance; one that began at the recorded deploy shows
+//! best from there, because the tolerance samples before it are still at the old level and
+//! pull the median back (with a tolerance of two samples and a watch of six, a third of
+//! the samples would be old ones). So the test measures both stretches, both ending at
+//! the newest sample.
+//!
 //! # Its budget
 //! It looks once per sample over the samples in which a change can still be the deploy's
-//! (the deploy tolerance and the attribution window), each look with an equal share of its
-//! third of the test's budget (Bonferroni over the looks: conservative, as neighbouring
-//! looks share most of their samples).
+//! (the deploy tolerance and the attribution window), on each of the two stretches, each
+//! look with an equal share of its third of the test's budget (Bonferroni over the looks:
+//! conservative, as neighbouring looks share most of their samples).
 
 use crate::baseline::Baseline;
 use crate::stats::{median, normal_quantile};
@@ -62,11 +70,19 @@ pub(crate) struct LevelModel {
 const MIN_K: usize = 3;
 
 impl LevelModel {
-    /// `alpha`: the test's budget; `looks`: samples it may look at. `None` for a
+    /// `alpha`: the test's budget; `window`: samples after the recorded deploy it may
+    /// look at, `tolerance`: samples before it, inside the deploy tolerance. `None` for a
     /// baseline without spread (any change there is beyond every baseline value, which
     /// the other two tests see).
-    pub fn new(base: &Baseline, residuals: &[f64], alpha: f64, looks: f64) -> Option<LevelModel> {
+    pub fn new(
+        base: &Baseline,
+        residuals: &[f64],
+        alpha: f64,
+        window: f64,
+        tolerance: f64,
+    ) -> Option<LevelModel> {
         let spread = base.spread;
+        let looks = window + tolerance;
         if !(spread.is_finite() && spread > 0.0 && looks.is_finite() && base.n >= 2) {
             return None;
         }
@@ -79,7 +95,14 @@ impl LevelModel {
             .fold(f64::NEG_INFINITY, f64::max);
         let rho = base.rho.clamp(0.0, 0.95);
         let max_k = (looks.ceil() as usize).clamp(MIN_K, 10_000);
-        let n_looks = (max_k + 1 - MIN_K) as f64;
+        // Looks from the start of the tolerance, and from the recorded deploy when the
+        // tolerance holds samples.
+        let from_deploy = if tolerance >= 1.0 {
+            ((window.ceil() as usize).min(max_k) + 1).saturating_sub(MIN_K)
+        } else {
+            0
+        };
+        let n_looks = (max_k + 1 - MIN_K + from_deploy) as f64;
         Some(LevelModel {
             spread,
             rho,
@@ -198,7 +221,7 @@ mod tests {
             })
             .map(|x| x - base.level)
             .collect();
-        let m = LevelModel::new(&base, &residuals, 0.003, 30.0).unwrap();
+        let m = LevelModel::new(&base, &residuals, 0.003, 30.0, 0.0).unwrap();
         // the burst had three samples at 6: a new stretch at 5 is no news
         assert!(m.check(&[5.0, 5.0, 5.0, 5.0], 0.01).is_none());
         // beyond it, it is

@@ -116,11 +116,15 @@ pub(crate) struct Test {
     pub(super) last_extreme: Option<(i64, usize)>,
     /// When the tail test fired: (standardized residual, threshold it exceeded).
     pub(super) tail_hit: Option<(f64, f64)>,
-    /// Residuals of the samples since the deploy, sorted, for the level test (its first
-    /// samples only), and its statistic and threshold when it fired.
+    /// Residuals of the samples since the start of the tolerance, in time order, for the
+    /// level test (its first samples only), and its statistic and threshold when it fired.
     pub(super) level_resid: Vec<f64>,
-    /// How many of them reach the level test's floor (see `LevelModel::floor`).
+    /// How many of them lie inside the tolerance (before the recorded deploy).
+    pub(super) level_tolerance: usize,
+    /// How many of them reach the level test's floor (see `LevelModel::floor`), and how
+    /// many of those are after the recorded deploy.
     pub(super) level_above: usize,
+    pub(super) level_above_post: usize,
     pub(super) level_hit: Option<(f64, f64)>,
     /// Last time the effect floor was checked and failed: (statistic, samples).
     pub(super) last_effect_check: Option<(f64, usize)>,
@@ -160,7 +164,9 @@ impl Test {
         self.last_extreme = None;
         self.tail_hit = None;
         self.level_resid.clear();
+        self.level_tolerance = 0;
         self.level_above = 0;
+        self.level_above_post = 0;
         self.level_hit = None;
     }
 
@@ -269,7 +275,7 @@ impl ScoredDesign {
         // The level test looks at the samples of the attribution window and the tolerance
         // before the deploy: a level that is reached later is the sustained test's (or a
         // late change).
-        let looks = attribution.min(steps) + tolerance;
+        let window = attribution.min(steps);
         let tail = rank.as_ref().and_then(|r| {
             TailModel::fit_sorted(&residuals, r.sorted(), rho, share, tail_steps, tolerance)
         });
@@ -278,7 +284,7 @@ impl ScoredDesign {
             rank,
             widen,
             tail,
-            level: LevelModel::new(base, &residuals, share, looks),
+            level: LevelModel::new(base, &residuals, share, window, tolerance),
         }
     }
 }
