@@ -21,15 +21,89 @@ pub enum Direction {
 }
 
 impl Direction {
-    /// The harmful direction of a metric by its name, before any configuration:
-    /// `error_rate`, `errors` and `*_latency_ms` go up, `request_rate` and `requests` go
-    /// down, anything else is watched both ways.
+    /// The harmful direction of a metric by its name, before any configuration.
+    ///
+    /// The name is split into words at every character that is not a letter or a digit
+    /// (`http_5xx_rate`, `checkout.latency.p99`, `orders-per-sec`), case aside, and read
+    /// in this order:
+    /// - errors and failures go up: a word `error(s)`, `err`, `fail(s|ed|ure|ures)`,
+    ///   `timeout(s)`, `exception(s)`, `5xx`, `panic(s)`, `crash(es)`, `restarts`, `oom`;
+    /// - so do latencies: `latency`, `duration`, `rtt`, except a histogram's count of
+    ///   observations (`http_request_duration_seconds_count`), which is traffic;
+    /// - success and traffic go down: `success(es)`, `availability`, `apdex`,
+    ///   `throughput`, `qps`, `rps`, `tps`, `ops`, and `requests` or `request_rate` at
+    ///   the end of the name (`http_requests_total`, `checkout_requests`), not in the
+    ///   middle (`request_size_bytes` is no traffic figure);
+    /// - anything else is watched both ways.
+    ///
+    /// Errors come first so that `failed_requests` goes up, latencies before traffic so
+    /// that `ops_latency_ms` does. A name these words misread takes a
+    /// `metrics.<name>.direction` in the configuration.
     pub fn default_for(metric: &str) -> Direction {
-        match metric {
-            "error_rate" | "errors" => Direction::Up,
-            "request_rate" | "requests" | "throughput" => Direction::Down,
-            m if m.ends_with("_latency_ms") || m.ends_with("_latency") => Direction::Up,
-            _ => Direction::Both,
+        let lower = metric.to_ascii_lowercase();
+        let words: Vec<&str> = lower
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        let any = |set: &[&str]| words.iter().any(|w| set.contains(w));
+        const ERRORS: &[&str] = &[
+            "error",
+            "errors",
+            "err",
+            "fail",
+            "fails",
+            "failed",
+            "failure",
+            "failures",
+            "timeout",
+            "timeouts",
+            "exception",
+            "exceptions",
+            "5xx",
+            "panic",
+            "panics",
+            "crash",
+            "crashes",
+            "restarts",
+            "oom",
+        ];
+        const LATENCY: &[&str] = &["latency", "duration", "rtt"];
+        const TRAFFIC: &[&str] = &[
+            "success",
+            "successes",
+            "availability",
+            "apdex",
+            "throughput",
+            "qps",
+            "rps",
+            "tps",
+            "ops",
+        ];
+        if any(ERRORS) {
+            return Direction::Up;
+        }
+        let tail: Vec<&str> = words
+            .iter()
+            .rev()
+            .copied()
+            .skip_while(|w| matches!(*w, "total" | "per" | "sec" | "second" | "s"))
+            .take(2)
+            .collect();
+        // A histogram's `_count` (`http_request_duration_seconds_count`) counts requests.
+        if tail.first() == Some(&"count") && any(LATENCY) {
+            return Direction::Down;
+        }
+        if any(LATENCY) {
+            return Direction::Up;
+        }
+        let requests_at_end = matches!(
+            tail.as_slice(),
+            ["requests" | "request", ..] | ["rate", "request" | "requests"]
+        );
+        if any(TRAFFIC) || requests_at_end {
+            Direction::Down
+        } else {
+            Direction::Both
         }
     }
 }
@@ -346,6 +420,29 @@ mod tests {
         assert_eq!(c.direction("p99_latency_ms"), Direction::Up);
         assert_eq!(c.direction("request_rate"), Direction::Down);
         assert_eq!(c.direction("queue_depth"), Direction::Both);
+        for (name, d) in [
+            ("error_rate", Direction::Up),
+            ("errors", Direction::Up),
+            ("http_5xx_rate", Direction::Up),
+            ("failed_requests", Direction::Up),
+            ("Checkout.Latency.P99", Direction::Up),
+            ("http_request_duration_seconds", Direction::Up),
+            ("ops_latency_ms", Direction::Up),
+            (
+                "http_request_duration_seconds_count_per_sec",
+                Direction::Down,
+            ),
+            ("requests", Direction::Down),
+            ("http_requests_total", Direction::Down),
+            ("requests_per_sec", Direction::Down),
+            ("workload_ops", Direction::Down),
+            ("success_rate", Direction::Down),
+            ("request_size_bytes", Direction::Both),
+            ("cpu_usage", Direction::Both),
+            ("value", Direction::Both),
+        ] {
+            assert_eq!(c.direction(name), d, "{name}");
+        }
         c.metrics.insert(
             "queue_depth".into(),
             MetricConfig {
