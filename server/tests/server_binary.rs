@@ -3,14 +3,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use common::prometheus::Killed;
 use common::{metrics_ndjson, Receiver, T0};
 
 /// The deploy under watch.
@@ -18,52 +20,32 @@ const DEPLOY_AT: i64 = T0 + 1800;
 
 const TOKEN: &str = "binary-test-token";
 
+/// A `watchdog serve` process (killed when dropped) and its base URL.
 struct Running {
-    child: Child,
+    process: Killed,
     base: String,
 }
 
-impl Drop for Running {
-    /// A failing test must not leave its server behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(state_dir: &std::path::Path, receiver: &Receiver) -> Running {
+fn spawn(state_dir: &Path, receiver: &Receiver) -> Running {
     spawn_with_hook(state_dir, &receiver.url())
 }
 
-fn spawn_with_hook(state_dir: &std::path::Path, hook_url: &str) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_watchdog"))
-        // Event time drives the engine, so the test controls when windows pass.
-        .args(["serve", "--listen", "127.0.0.1:0", "--clock", "data"])
-        .args(["--monitoring-window-secs", "600"])
-        .arg("--state-dir")
-        .arg(state_dir)
-        .env("WATCHDOG_API_TOKEN", TOKEN)
-        .env("WATCHDOG_WEBHOOK_URL", hook_url)
-        .env_remove("WATCHDOG_EXPLAINER")
-        .env_remove("WATCHDOG_SLACK_WEBHOOK_URL")
-        .env_remove("WATCHDOG_PAGERDUTY_ROUTING_KEY")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting watchdog serve");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = lines
-        .next()
-        .expect("the server printed its address")
-        .unwrap();
-    let base = line
-        .strip_prefix("watchdog listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
-    Running { child, base }
+fn spawn_with_hook(state_dir: &Path, hook_url: &str) -> Running {
+    // Event time drives the engine, so the test controls when windows pass.
+    let args: [&OsStr; 6] = [
+        "--clock".as_ref(),
+        "data".as_ref(),
+        "--monitoring-window-secs".as_ref(),
+        "600".as_ref(),
+        "--state-dir".as_ref(),
+        state_dir.as_os_str(),
+    ];
+    let env = [
+        ("WATCHDOG_API_TOKEN", TOKEN),
+        ("WATCHDOG_WEBHOOK_URL", hook_url),
+    ];
+    let (process, base) = common::cli::serve_with(args, &env);
+    Running { process, base }
 }
 
 async fn post(client: &reqwest::Client, url: String, body: String) -> reqwest::Response {
@@ -103,14 +85,14 @@ async fn wait_for_incidents(client: &reqwest::Client, base: &str, n: i64) -> Val
 
 fn terminate(r: Running) {
     let mut r = r;
-    let pid = r.child.id().to_string();
+    let pid = r.process.0.id().to_string();
     let ok = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success();
     assert!(ok);
-    let status = r.child.wait().unwrap();
+    let status = r.process.0.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
 
@@ -205,8 +187,8 @@ async fn kill_9_loses_nothing_acknowledged_and_sends_each_alert_once() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    server.child.kill().unwrap(); // SIGKILL
-    server.child.wait().unwrap();
+    server.process.0.kill().unwrap(); // SIGKILL
+    server.process.0.wait().unwrap();
     stop.store(true, Ordering::SeqCst);
     for w in writers {
         w.await.unwrap();
@@ -301,8 +283,8 @@ async fn kill_9_between_sending_an_alert_and_marking_it_resends_it_with_the_same
     }
     let first = held.lock().unwrap().clone();
     assert_eq!(first.len(), 1, "the alert was sent: {first:?}");
-    server.child.kill().unwrap(); // SIGKILL while the delivery is in flight
-    server.child.wait().unwrap();
+    server.process.0.kill().unwrap(); // SIGKILL while the delivery is in flight
+    server.process.0.wait().unwrap();
 
     let receiver = Receiver::start(200).await;
     let server = spawn(dir.path(), &receiver);
