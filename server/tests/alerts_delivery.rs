@@ -1,6 +1,8 @@
 //! Alert payloads delivered to real HTTP receivers on loopback: shape of each channel's
 //! body, the webhook signature, and which failures are worth a retry.
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../src/alerts.rs"]
 mod alerts;
@@ -84,9 +86,7 @@ async fn receiver() -> (String, Log) {
     let app = Router::new()
         .route("/{*path}", post(receive))
         .with_state(log.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = common::loopback::serve(app).await;
     (format!("http://{addr}"), log)
 }
 
@@ -392,9 +392,7 @@ async fn failures_are_classified_retryable_or_permanent_without_leaking_secrets(
     assert_eq!(e.detail, "no answer within 300 ms");
 
     // A port nobody listens on: connection refused, worth retrying.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = common::cli::free_port();
     let refused = Channel::Slack {
         webhook_url: format!("http://127.0.0.1:{port}/services/T0/B0/SLACKSECRET"),
     };

@@ -3,6 +3,8 @@
 //! fall back to the local text with the reason; the same against an Ollama stand-in on
 //! its own `/api/chat`.
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../src/explainer.rs"]
 mod explainer;
@@ -66,9 +68,7 @@ async fn llm_server() -> (String, Seen) {
     let app = Router::new()
         .route("/{behaviour}/v1/chat/completions", post(chat))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = common::loopback::serve(app).await;
     (format!("http://{addr}"), seen)
 }
 
@@ -162,9 +162,7 @@ async fn failures_fall_back_to_the_local_text_with_the_reason() {
 
 #[tokio::test]
 async fn an_unreachable_server_falls_back() {
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let base = format!("http://127.0.0.1:{}", common::cli::free_port());
     let out = llm(&base, "good", 2000).explain(&verdict()).await;
     assert_eq!(out.source, ExplanationSource::Local);
     assert!(out.fallback_reason.unwrap().starts_with("request failed"));
@@ -255,9 +253,7 @@ async fn ollama_mode_speaks_ollamas_chat_api() {
     let app = Router::new()
         .route("/{behaviour}/api/chat", post(ollama_chat))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = common::loopback::serve_url(app).await;
     let ollama = |behaviour: &str| {
         Explainer::new(ExplainerConfig {
             mode: ExplainerMode::Ollama,

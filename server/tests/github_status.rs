@@ -104,9 +104,7 @@ async fn fake_github() -> (String, Log) {
             post(statuses),
         )
         .with_state(log.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = common::loopback::serve_url(app).await;
     (url, log)
 }
 

@@ -53,9 +53,7 @@ async fn ollama_stand_in() -> (String, Arc<Mutex<Vec<Value>>>) {
             ),
         )
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = common::loopback::serve(app).await;
     (format!("http://{addr}"), seen)
 }
 

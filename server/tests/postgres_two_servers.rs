@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,21 +18,13 @@ const TOKEN: &str = "two-servers-token";
 
 /// `watchdog serve` on `db_url`, alerting `receiver`: the process and its base URL.
 fn spawn(db_url: &str, state_dir: &Path, receiver: &Receiver) -> (Killed, String) {
-    let args: [&OsStr; 6] = [
-        "--clock".as_ref(),
-        "data".as_ref(),
-        "--monitoring-window-secs".as_ref(),
-        "600".as_ref(),
-        "--state-dir".as_ref(),
-        state_dir.as_os_str(),
-    ];
     let hook = receiver.url();
     let env = [
         ("WATCHDOG_DATABASE_URL", db_url),
         ("WATCHDOG_API_TOKEN", TOKEN),
         ("WATCHDOG_WEBHOOK_URL", &hook),
     ];
-    common::cli::serve_with(args, &env)
+    common::cli::serve_data_clock(state_dir, &env)
 }
 
 async fn post(client: &reqwest::Client, url: String, body: String) {

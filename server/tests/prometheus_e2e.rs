@@ -43,9 +43,7 @@ async fn a_bad_deploy_is_caught_through_prometheus() {
     let data = generate("error_spike", &params).unwrap();
     let replay = Arc::new(Replay::new(&data, SPEED, now_ms()).unwrap());
     let deploy_wall_ms = replay.wall_ms(data.deploys[0].timestamp);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(replay)).await.unwrap() });
+    let target = common::loopback::serve(router(replay)).await;
 
     // A real Prometheus scraping it every second.
     let prometheus = prometheus::start(&prometheus_bin, tmp.path(), |_| {

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,20 +30,11 @@ fn spawn(state_dir: &Path, receiver: &Receiver) -> Running {
 }
 
 fn spawn_with_hook(state_dir: &Path, hook_url: &str) -> Running {
-    // Event time drives the engine, so the test controls when windows pass.
-    let args: [&OsStr; 6] = [
-        "--clock".as_ref(),
-        "data".as_ref(),
-        "--monitoring-window-secs".as_ref(),
-        "600".as_ref(),
-        "--state-dir".as_ref(),
-        state_dir.as_os_str(),
-    ];
     let env = [
         ("WATCHDOG_API_TOKEN", TOKEN),
         ("WATCHDOG_WEBHOOK_URL", hook_url),
     ];
-    let (process, base) = common::cli::serve_with(args, &env);
+    let (process, base) = common::cli::serve_data_clock(state_dir, &env);
     Running { process, base }
 }
 
@@ -81,6 +71,19 @@ async fn wait_for_incidents(client: &reqwest::Client, base: &str, n: i64) -> Val
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("no {n} incident(s) within 30 s");
+}
+
+/// The server's SQLite state database in `dir`, opened beside it.
+async fn state_db(dir: &Path) -> sqlx::SqlitePool {
+    let db = dir.join("watchdog.db");
+    sqlx::sqlite::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap()
+}
+
+/// The answer of a `SELECT COUNT(*) …`.
+async fn count(pool: &sqlx::SqlitePool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
 fn terminate(r: Running) {
@@ -199,33 +202,24 @@ async fn kill_9_loses_nothing_acknowledged_and_sends_each_alert_once() {
     receiver.set_status(200);
     let server = spawn(dir.path(), &receiver);
     // Every acknowledged sample is in the database (220 = baseline and regression).
-    let db = dir.path().join("watchdog.db");
-    let pool = sqlx::sqlite::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM samples")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let pool = state_db(dir.path()).await;
+    let stored: i64 = count(&pool, "SELECT COUNT(*) FROM samples").await;
     assert!(
         stored >= acked as i64 + 220,
         "stored {stored} < acknowledged {acked} + 220"
     );
-    let deploys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deploys")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let deploys: i64 = count(&pool, "SELECT COUNT(*) FROM deploys").await;
     assert_eq!(deploys, 1);
     // The incident is there once, and its alert is delivered exactly once.
     wait_for_incidents(&client, &server.base, 1).await;
     receiver.wait_for(1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.ids().len(), 1, "{:?}", receiver.ids());
-    let delivered: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM alert_outbox WHERE status = 'delivered'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let delivered: i64 = count(
+        &pool,
+        "SELECT COUNT(*) FROM alert_outbox WHERE status = 'delivered'",
+    )
+    .await;
     assert_eq!(delivered, 1);
     pool.close().await;
     terminate(server);
@@ -256,9 +250,7 @@ async fn holding_receiver() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
             ),
         )
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = common::loopback::serve(app).await;
     (format!("http://{addr}/hold"), seen)
 }
 
@@ -295,15 +287,12 @@ async fn kill_9_between_sending_an_alert_and_marking_it_resends_it_with_the_same
         first,
         "resent once, with the same delivery id"
     );
-    let db = dir.path().join("watchdog.db");
-    let pool = sqlx::sqlite::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    let delivered: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM alert_outbox WHERE status = 'delivered'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let pool = state_db(dir.path()).await;
+    let delivered: i64 = count(
+        &pool,
+        "SELECT COUNT(*) FROM alert_outbox WHERE status = 'delivered'",
+    )
+    .await;
     assert_eq!(delivered, 1);
     pool.close().await;
     terminate(server);

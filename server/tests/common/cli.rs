@@ -178,6 +178,22 @@ pub fn serve(config: &Path, state_dir: &Path, token: &str) -> (Killed, String) {
     )
 }
 
+/// [`serve_with`] with event time driving the engine (`--clock data`, so a test controls
+/// when windows pass), a 10-minute monitoring window and its state in `state_dir`.
+pub fn serve_data_clock(state_dir: &Path, env: &[(&str, &str)]) -> (Killed, String) {
+    serve_with(
+        [
+            "--clock".as_ref(),
+            "data".as_ref(),
+            "--monitoring-window-secs".as_ref(),
+            "600".as_ref(),
+            "--state-dir".as_ref(),
+            state_dir.as_os_str(),
+        ],
+        env,
+    )
+}
+
 /// `watchdog serve --listen 127.0.0.1:0 ARGS…` with a clean environment plus `env`, once
 /// it has said where it listens: the process (killed when dropped) and its base URL. Its
 /// further output is drained; its stderr goes to the test's.
