@@ -27,6 +27,9 @@ use watchdog::config::{Clock, Secret, ServerConfig};
 use watchdog::ingest::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 use watchdog::server::Server;
 
+use common::deploys::{decided, deploy, deploy_of, evidence, has_signature};
+use common::loopback::get_json;
+
 const TOKEN: &str = "otlp-test-token";
 /// 2026-03-30T18:00:00Z in nanoseconds.
 const T0_NS: u64 = 1_774_893_600 * 1_000_000_000;
@@ -201,14 +204,7 @@ impl Api {
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        get_json(&self.http, format!("{}{path}", self.base)).await
     }
 }
 
@@ -234,14 +230,6 @@ async fn start_with(
         http: reqwest::Client::new(),
     };
     (server, api)
-}
-
-fn deploy_of<'a>(list: &'a Value, service: &str) -> Option<&'a Value> {
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["service"] == service)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,20 +324,15 @@ async fn a_version_bump_over_otlp_is_a_deploy_and_a_bad_one_a_regression() {
 
     // The version change is a deploy at the first sample carrying v2, and a regression
     // with the new error signature as evidence.
-    let mut list = Value::Null;
-    for _ in 0..100 {
-        list = api.get("/api/v1/deploys").await;
-        let decided = ["checkout", "cart"]
-            .iter()
-            .all(|s| deploy_of(&list, s).is_some_and(|d| d["status"] == "decided"));
-        if decided {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let list = decided(
+        &api.base,
+        &["checkout", "cart"],
+        100,
+        Duration::from_millis(100),
+    )
+    .await;
     for service in ["checkout", "cart"] {
-        let d =
-            deploy_of(&list, service).unwrap_or_else(|| panic!("no deploy of {service}: {list}"));
+        let d = deploy(&list, service);
         assert_eq!(d["deploy_id"], "v2", "{d}");
         assert_eq!(d["source"], "otlp", "{d}");
         let bump_ms = (T0_NS / 1_000_000) as i64 + (bump_step * STEP_SECS * 1000) as i64;
@@ -361,19 +344,11 @@ async fn a_version_bump_over_otlp_is_a_deploy_and_a_bad_one_a_regression() {
         let v = &d["verdict"];
         assert_eq!(v["verdict"], "regression", "{service}: {v}");
         // The count-aware error-rate test fired on the OTLP-derived counts, not only the logs.
-        let error_rate = v["evidence"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["metric"] == "error_rate")
+        let error_rate = evidence(v, "error_rate")
             .unwrap_or_else(|| panic!("{service}: no error_rate evidence: {v}"));
         assert_eq!(error_rate["status"], "regressed", "{service}: {error_rate}");
-        let sig = v["signatures"].as_array().unwrap();
         assert!(
-            sig.iter().any(|s| s["template"]
-                .as_str()
-                .unwrap()
-                .contains("payment gateway timeout")),
+            has_signature(v, "payment gateway timeout"),
             "{service}: {v}"
         );
     }

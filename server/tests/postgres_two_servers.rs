@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use watchdog::store::postgres::PostgresStore;
 
+use common::loopback::get_json;
 use common::prometheus::Killed;
 use common::{metrics_ndjson, Receiver, T0};
 
@@ -37,10 +38,6 @@ async fn post(client: &reqwest::Client, url: String, body: String) {
         .unwrap();
     let status = r.status();
     assert_eq!(status, 200, "{}", r.text().await.unwrap());
-}
-
-async fn get(client: &reqwest::Client, url: String) -> Value {
-    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 #[tokio::test]
@@ -98,7 +95,7 @@ async fn two_servers_decide_each_deploy_once() {
     // Both servers answer from the same store: three decided deploys, two regressions.
     let mut decided = Value::Null;
     for _ in 0..300 {
-        decided = get(&client, format!("{b_base}/api/v1/deploys?limit=50")).await;
+        decided = get_json(&client, format!("{b_base}/api/v1/deploys?limit=50")).await;
         let items = decided["items"].as_array().cloned().unwrap_or_default();
         if items.len() == 3 && items.iter().all(|d| d["status"] == "decided") {
             break;
@@ -121,7 +118,7 @@ async fn two_servers_decide_each_deploy_once() {
         let baseline = d["verdict"]["window"]["baseline_samples"].as_u64().unwrap();
         assert!(baseline > 180, "baseline of {baseline} samples: {d}");
     }
-    let incidents = get(&client, format!("{a_base}/api/v1/incidents")).await;
+    let incidents = get_json(&client, format!("{a_base}/api/v1/incidents")).await;
     assert_eq!(incidents["total"], 2, "{incidents}");
 
     // Two alerts, each delivered by one server only; wait past a second outbox poll of

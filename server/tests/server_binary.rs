@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use common::loopback::get_json;
 use common::prometheus::Killed;
 use common::{metrics_ndjson, Receiver, T0};
 
@@ -48,10 +49,6 @@ async fn post(client: &reqwest::Client, url: String, body: String) -> reqwest::R
         .unwrap()
 }
 
-async fn get(client: &reqwest::Client, url: String) -> Value {
-    client.get(url).send().await.unwrap().json().await.unwrap()
-}
-
 /// Baseline before `deploy_at`, the deploy, all stored.
 async fn baseline_and_deploy(client: &reqwest::Client, base: &str, deploy_at: i64) {
     let baseline = metrics_ndjson("checkout", "production", deploy_at - 1800, 180, 10, 0.01);
@@ -64,7 +61,7 @@ async fn baseline_and_deploy(client: &reqwest::Client, base: &str, deploy_at: i6
 
 async fn wait_for_incidents(client: &reqwest::Client, base: &str, n: i64) -> Value {
     for _ in 0..300 {
-        let v = get(client, format!("{base}/api/v1/incidents")).await;
+        let v = get_json(&client, format!("{base}/api/v1/incidents")).await;
         if v["total"].as_i64() == Some(n) {
             return v;
         }
@@ -111,7 +108,7 @@ async fn a_watch_survives_a_restart() {
     let healthy = metrics_ndjson("checkout", "production", deploy_at + 10, 20, 10, 0.01);
     let r = post(&client, format!("{}/api/v1/metrics", server.base), healthy).await;
     assert_eq!(r.status(), 200);
-    let v = get(&client, format!("{}/api/v1/deploys", server.base)).await;
+    let v = get_json(&client, format!("{}/api/v1/deploys", server.base)).await;
     assert_eq!(v["items"][0]["status"], "watching");
     let text = client
         .get(format!("{}/metrics", server.base))

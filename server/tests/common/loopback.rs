@@ -158,3 +158,8 @@ impl BodyReceiver {
         panic!("no request reached the receiver in {secs} s");
     }
 }
+
+/// `GET url` (no token) that must answer JSON: the JSON.
+pub async fn get_json(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}

@@ -4,8 +4,10 @@
 
 pub mod app;
 pub mod cli;
+pub mod deploys;
 pub mod loopback;
 pub mod prometheus;
+pub mod scenario;
 
 use std::fmt::Write;
 
