@@ -50,11 +50,25 @@ pub async fn decided(base: &str, services: &[&str], tries: usize, every: Duratio
     last
 }
 
-/// Whether one of a verdict's log signatures has a template containing `text`.
-pub fn has_signature(verdict: &Value, text: &str) -> bool {
-    verdict["signatures"]
+/// The log signature (of a verdict, or of a deploy's traces answer) whose template
+/// contains `text`, if any.
+pub fn signature<'a>(v: &'a Value, text: &str) -> Option<&'a Value> {
+    v["signatures"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|s| s["template"].as_str().unwrap().contains(text))
+        .find(|s| s["template"].as_str().unwrap().contains(text))
+}
+
+/// The verdict of the simulated service's bad version (payment gateway timeouts, 500s):
+/// a regression, the error rate regressed, the new signature among the evidence.
+pub fn assert_payment_timeout_regression(service: &str, v: &Value) {
+    assert_eq!(v["verdict"], "regression", "{service}: {v}");
+    let error_rate = evidence(v, "error_rate")
+        .unwrap_or_else(|| panic!("{service}: no error_rate evidence: {v}"));
+    assert_eq!(error_rate["status"], "regressed", "{service}: {error_rate}");
+    assert!(
+        signature(v, "payment gateway timeout").is_some(),
+        "{service}: {v}"
+    );
 }
