@@ -32,6 +32,16 @@ fn completion(content: &str) -> Value {
     })
 }
 
+/// Keeps a request the stand-in got in `seen`: the text it was asked to rephrase (the
+/// user message).
+fn keep(seen: &Seen, headers: HeaderMap, req: &Value) -> String {
+    seen.lock().unwrap().push((headers, req.clone()));
+    req["messages"][1]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
 /// `/{behaviour}/v1/chat/completions`, where the behaviour is `good`, `changed`, `slow`,
 /// `e500`, `garbage` or `empty`.
 async fn chat(
@@ -40,11 +50,7 @@ async fn chat(
     headers: HeaderMap,
     Json(req): Json<Value>,
 ) -> Response {
-    seen.lock().unwrap().push((headers, req.clone()));
-    let original = req["messages"][1]["content"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let original = keep(&seen, headers, &req);
     match behaviour.as_str() {
         // Same facts and figures, different wording.
         "good" => Json(completion(&format!(
@@ -73,26 +79,7 @@ async fn llm_server() -> (String, Seen) {
 }
 
 fn verdict() -> DeployVerdict {
-    serde_json::from_value(json!({
-        "deploy_id": "v1.4.2", "service": "checkout", "environment": "production",
-        "deployed_at": "2026-03-30T19:30:00Z", "verdict": "regression",
-        "detected_at": "2026-03-30T19:33:00Z", "reason": "error_rate rose",
-        "inconclusive_cause": null, "needed": null,
-        "window": {"baseline_from": "2026-03-30T18:30:00Z", "baseline_samples": 60,
-                   "watched_until": "2026-03-30T19:33:00Z", "watched_secs": 180.0,
-                   "samples_after": 6, "ended_by": "detection"},
-        "evidence": [{
-            "metric": "error_rate", "direction": "up", "status": "regressed", "test": "cusum",
-            "baseline": {"n": 60, "median": 0.005, "mean": 0.005, "spread": 0.002},
-            "observed": {"n": 6, "median": 0.062, "mean": 0.062, "spread": 0.004},
-            "effect_absolute": 0.057, "effect_relative": 11.4, "effect_sigmas": 28.5,
-            "min_effect": 0.005, "change_started_at": "2026-03-30T19:31:00Z",
-            "detected_at": "2026-03-30T19:33:00Z", "statistic": 48.2, "threshold": 5.3,
-            "autocorrelation": 0.1, "counts": null, "note": null
-        }],
-        "signatures": [], "warnings": [], "false_alarm_rate": 0.01
-    }))
-    .unwrap()
+    serde_json::from_value(common::regression_verdict_json()).unwrap()
 }
 
 fn llm(base: &str, behaviour: &str, timeout_ms: u64) -> Explainer {
@@ -226,11 +213,7 @@ async fn ollama_chat(
     headers: HeaderMap,
     Json(req): Json<Value>,
 ) -> Response {
-    seen.lock().unwrap().push((headers, req.clone()));
-    let original = req["messages"][1]["content"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let original = keep(&seen, headers, &req);
     let answer = |content: String| {
         Json(json!({
             "model": req["model"], "created_at": "2026-03-30T19:30:00Z",

@@ -45,3 +45,28 @@ pub fn metrics_ndjson(
     }
     out
 }
+
+/// A regression verdict as the API writes it: checkout v1.4.2 in production, the error
+/// rate up from 0.5 % to 6.2 % (CUSUM), no log signatures. Tests add what they need
+/// before reading it as a `DeployVerdict`.
+pub fn regression_verdict_json() -> serde_json::Value {
+    serde_json::json!({
+        "deploy_id": "v1.4.2", "service": "checkout", "environment": "production",
+        "deployed_at": "2026-03-30T19:30:00Z", "verdict": "regression",
+        "detected_at": "2026-03-30T19:33:00Z", "reason": "error_rate rose",
+        "inconclusive_cause": null, "needed": null,
+        "window": {"baseline_from": "2026-03-30T18:30:00Z", "baseline_samples": 60,
+                   "watched_until": "2026-03-30T19:33:00Z", "watched_secs": 180.0,
+                   "samples_after": 6, "ended_by": "detection"},
+        "evidence": [{
+            "metric": "error_rate", "direction": "up", "status": "regressed", "test": "cusum",
+            "baseline": {"n": 60, "median": 0.005, "mean": 0.005, "spread": 0.002},
+            "observed": {"n": 6, "median": 0.062, "mean": 0.062, "spread": 0.004},
+            "effect_absolute": 0.057, "effect_relative": 11.4, "effect_sigmas": 28.5,
+            "min_effect": 0.005, "change_started_at": "2026-03-30T19:31:00Z",
+            "detected_at": "2026-03-30T19:33:00Z", "statistic": 48.2, "threshold": 5.3,
+            "autocorrelation": 0.1, "counts": null, "note": null
+        }],
+        "signatures": [], "warnings": [], "false_alarm_rate": 0.01
+    })
+}
