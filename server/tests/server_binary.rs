@@ -78,6 +78,9 @@ async fn state_db(dir: &Path) -> sqlx::SqlitePool {
         .unwrap()
 }
 
+/// How many alerts the outbox marks delivered.
+const DELIVERED: &str = "SELECT COUNT(*) FROM alert_outbox WHERE status = 'delivered'";
+
 /// The answer of a `SELECT COUNT(*) …`.
 async fn count(pool: &sqlx::SqlitePool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
@@ -212,11 +215,7 @@ async fn kill_9_loses_nothing_acknowledged_and_sends_each_alert_once() {
     receiver.wait_for(1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.ids().len(), 1, "{:?}", receiver.ids());
-    let delivered: i64 = count(
-        &pool,
-        "SELECT COUNT(*) FROM alert_outbox WHERE status = 'delivered'",
-    )
-    .await;
+    let delivered: i64 = count(&pool, DELIVERED).await;
     assert_eq!(delivered, 1);
     pool.close().await;
     terminate(server);
@@ -285,11 +284,7 @@ async fn kill_9_between_sending_an_alert_and_marking_it_resends_it_with_the_same
         "resent once, with the same delivery id"
     );
     let pool = state_db(dir.path()).await;
-    let delivered: i64 = count(
-        &pool,
-        "SELECT COUNT(*) FROM alert_outbox WHERE status = 'delivered'",
-    )
-    .await;
+    let delivered: i64 = count(&pool, DELIVERED).await;
     assert_eq!(delivered, 1);
     pool.close().await;
     terminate(server);
