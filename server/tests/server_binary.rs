@@ -61,7 +61,7 @@ async fn baseline_and_deploy(client: &reqwest::Client, base: &str, deploy_at: i6
 
 async fn wait_for_incidents(client: &reqwest::Client, base: &str, n: i64) -> Value {
     for _ in 0..300 {
-        let v = get_json(&client, format!("{base}/api/v1/incidents")).await;
+        let v = get_json(client, format!("{base}/api/v1/incidents")).await;
         if v["total"].as_i64() == Some(n) {
             return v;
         }
