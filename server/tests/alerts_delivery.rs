@@ -1,6 +1,8 @@
 //! Alert payloads delivered to real HTTP receivers on loopback: shape of each channel's
 //! body, the webhook signature, and which failures are worth a retry.
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../src/alerts.rs"]
 mod alerts;
@@ -84,9 +86,7 @@ async fn receiver() -> (String, Log) {
     let app = Router::new()
         .route("/{*path}", post(receive))
         .with_state(log.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = common::loopback::serve(app).await;
     (format!("http://{addr}"), log)
 }
 
@@ -94,41 +94,26 @@ fn t(s: &str) -> Timestamp {
     Timestamp::parse(s).unwrap()
 }
 
+/// [`common::regression_verdict_json`] with a p95 latency that stayed ok and a new error
+/// signature.
 fn verdict() -> DeployVerdict {
-    serde_json::from_value(json!({
-        "deploy_id": "v1.4.2", "service": "checkout", "environment": "production",
-        "deployed_at": "2026-03-30T19:30:00Z", "verdict": "regression",
-        "detected_at": "2026-03-30T19:33:00Z", "reason": "error_rate rose",
-        "inconclusive_cause": null, "needed": null,
-        "window": {"baseline_from": "2026-03-30T18:30:00Z", "baseline_samples": 60,
-                   "watched_until": "2026-03-30T19:33:00Z", "watched_secs": 180.0,
-                   "samples_after": 6, "ended_by": "detection"},
-        "evidence": [{
-            "metric": "error_rate", "direction": "up", "status": "regressed", "test": "cusum",
-            "baseline": {"n": 60, "median": 0.005, "mean": 0.005, "spread": 0.002},
-            "observed": {"n": 6, "median": 0.062, "mean": 0.062, "spread": 0.004},
-            "effect_absolute": 0.057, "effect_relative": 11.4, "effect_sigmas": 28.5,
-            "min_effect": 0.005, "change_started_at": "2026-03-30T19:31:00Z",
-            "detected_at": "2026-03-30T19:33:00Z", "statistic": 48.2, "threshold": 5.3,
-            "autocorrelation": 0.1, "counts": null, "note": null
-        }, {
-            "metric": "p95_latency_ms", "direction": "up", "status": "ok", "test": "cusum",
-            "baseline": {"n": 60, "median": 190.0, "mean": 190.0, "spread": 10.0},
-            "observed": {"n": 6, "median": 192.0, "mean": 192.0, "spread": 10.0},
-            "effect_absolute": 2.0, "effect_relative": 0.0105, "effect_sigmas": 0.2,
-            "min_effect": 19.0, "change_started_at": null, "detected_at": null,
-            "statistic": 1.1, "threshold": 5.3, "autocorrelation": 0.1, "counts": null, "note": null
-        }],
-        "signatures": [{
-            "signature": "a1b2c3d4", "template": "Timeout connecting to <*> & retrying",
-            "change": "new", "level": "error", "count_before": 0, "count_after": 1234,
-            "rate_before_per_min": 0.0, "rate_after_per_min": 41.0,
-            "first_seen": "2026-03-30T19:30:45Z",
-            "example": "Timeout connecting to db-1:5432 & retrying", "score": 30.0
-        }],
-        "warnings": [], "false_alarm_rate": 0.01
-    }))
-    .unwrap()
+    let mut v = common::regression_verdict_json();
+    v["evidence"].as_array_mut().unwrap().push(json!({
+        "metric": "p95_latency_ms", "direction": "up", "status": "ok", "test": "cusum",
+        "baseline": {"n": 60, "median": 190.0, "mean": 190.0, "spread": 10.0},
+        "observed": {"n": 6, "median": 192.0, "mean": 192.0, "spread": 10.0},
+        "effect_absolute": 2.0, "effect_relative": 0.0105, "effect_sigmas": 0.2,
+        "min_effect": 19.0, "change_started_at": null, "detected_at": null,
+        "statistic": 1.1, "threshold": 5.3, "autocorrelation": 0.1, "counts": null, "note": null
+    }));
+    v["signatures"] = json!([{
+        "signature": "a1b2c3d4", "template": "Timeout connecting to <*> & retrying",
+        "change": "new", "level": "error", "count_before": 0, "count_after": 1234,
+        "rate_before_per_min": 0.0, "rate_after_per_min": 41.0,
+        "first_seen": "2026-03-30T19:30:45Z",
+        "example": "Timeout connecting to db-1:5432 & retrying", "score": 30.0
+    }]);
+    serde_json::from_value(v).unwrap()
 }
 
 fn event(kind: AlertKind) -> AlertEvent {
@@ -231,6 +216,13 @@ async fn slack_gets_block_kit_with_deltas_signature_timeline_and_link() {
     );
 }
 
+/// Delivers the incident's `opened` and then its `resolved` alert on `ch`; both succeed.
+async fn open_and_resolve(ch: &Channel) {
+    for kind in [AlertKind::Opened, AlertKind::Resolved] {
+        deliver(&client(), ch, &event(kind)).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn pagerduty_triggers_on_open_and_resolves_by_the_same_dedup_key() {
     let (base, log) = receiver().await;
@@ -238,12 +230,7 @@ async fn pagerduty_triggers_on_open_and_resolves_by_the_same_dedup_key() {
         routing_key: "R0UTINGKEY".into(),
         events_url: format!("{base}/accepted/v2/enqueue"),
     };
-    deliver(&client(), &ch, &event(AlertKind::Opened))
-        .await
-        .unwrap();
-    deliver(&client(), &ch, &event(AlertKind::Resolved))
-        .await
-        .unwrap();
+    open_and_resolve(&ch).await;
     let got = log.lock().unwrap().clone();
     let trigger = got[0].json();
     assert_eq!(trigger["routing_key"], "R0UTINGKEY");
@@ -291,12 +278,7 @@ async fn webhook_is_alertmanager_shaped_and_signed_over_the_exact_body() {
         url: format!("{base}/ok/hook"),
         secret: Some("s3cret".into()),
     };
-    deliver(&client(), &ch, &event(AlertKind::Opened))
-        .await
-        .unwrap();
-    deliver(&client(), &ch, &event(AlertKind::Resolved))
-        .await
-        .unwrap();
+    open_and_resolve(&ch).await;
     let got = log.lock().unwrap().clone();
 
     let sig = got[0].headers[SIGNATURE_HEADER].to_str().unwrap();
@@ -392,9 +374,7 @@ async fn failures_are_classified_retryable_or_permanent_without_leaking_secrets(
     assert_eq!(e.detail, "no answer within 300 ms");
 
     // A port nobody listens on: connection refused, worth retrying.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = common::cli::free_port();
     let refused = Channel::Slack {
         webhook_url: format!("http://127.0.0.1:{port}/services/T0/B0/SLACKSECRET"),
     };

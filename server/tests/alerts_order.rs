@@ -60,9 +60,7 @@ impl Recorder {
                 }),
             )
             .with_state(r.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let addr = common::loopback::serve(app).await;
         (r, addr)
     }
 

@@ -3,6 +3,8 @@
 //! fall back to the local text with the reason; the same against an Ollama stand-in on
 //! its own `/api/chat`.
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../src/explainer.rs"]
 mod explainer;
@@ -30,6 +32,16 @@ fn completion(content: &str) -> Value {
     })
 }
 
+/// Keeps a request the stand-in got in `seen`: the text it was asked to rephrase (the
+/// user message).
+fn keep(seen: &Seen, headers: HeaderMap, req: &Value) -> String {
+    seen.lock().unwrap().push((headers, req.clone()));
+    req["messages"][1]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
 /// `/{behaviour}/v1/chat/completions`, where the behaviour is `good`, `changed`, `slow`,
 /// `e500`, `garbage` or `empty`.
 async fn chat(
@@ -38,11 +50,7 @@ async fn chat(
     headers: HeaderMap,
     Json(req): Json<Value>,
 ) -> Response {
-    seen.lock().unwrap().push((headers, req.clone()));
-    let original = req["messages"][1]["content"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let original = keep(&seen, headers, &req);
     match behaviour.as_str() {
         // Same facts and figures, different wording.
         "good" => Json(completion(&format!(
@@ -66,33 +74,12 @@ async fn llm_server() -> (String, Seen) {
     let app = Router::new()
         .route("/{behaviour}/v1/chat/completions", post(chat))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = common::loopback::serve(app).await;
     (format!("http://{addr}"), seen)
 }
 
 fn verdict() -> DeployVerdict {
-    serde_json::from_value(json!({
-        "deploy_id": "v1.4.2", "service": "checkout", "environment": "production",
-        "deployed_at": "2026-03-30T19:30:00Z", "verdict": "regression",
-        "detected_at": "2026-03-30T19:33:00Z", "reason": "error_rate rose",
-        "inconclusive_cause": null, "needed": null,
-        "window": {"baseline_from": "2026-03-30T18:30:00Z", "baseline_samples": 60,
-                   "watched_until": "2026-03-30T19:33:00Z", "watched_secs": 180.0,
-                   "samples_after": 6, "ended_by": "detection"},
-        "evidence": [{
-            "metric": "error_rate", "direction": "up", "status": "regressed", "test": "cusum",
-            "baseline": {"n": 60, "median": 0.005, "mean": 0.005, "spread": 0.002},
-            "observed": {"n": 6, "median": 0.062, "mean": 0.062, "spread": 0.004},
-            "effect_absolute": 0.057, "effect_relative": 11.4, "effect_sigmas": 28.5,
-            "min_effect": 0.005, "change_started_at": "2026-03-30T19:31:00Z",
-            "detected_at": "2026-03-30T19:33:00Z", "statistic": 48.2, "threshold": 5.3,
-            "autocorrelation": 0.1, "counts": null, "note": null
-        }],
-        "signatures": [], "warnings": [], "false_alarm_rate": 0.01
-    }))
-    .unwrap()
+    serde_json::from_value(common::regression_verdict_json()).unwrap()
 }
 
 fn llm(base: &str, behaviour: &str, timeout_ms: u64) -> Explainer {
@@ -162,9 +149,7 @@ async fn failures_fall_back_to_the_local_text_with_the_reason() {
 
 #[tokio::test]
 async fn an_unreachable_server_falls_back() {
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let base = format!("http://127.0.0.1:{}", common::cli::free_port());
     let out = llm(&base, "good", 2000).explain(&verdict()).await;
     assert_eq!(out.source, ExplanationSource::Local);
     assert!(out.fallback_reason.unwrap().starts_with("request failed"));
@@ -228,11 +213,7 @@ async fn ollama_chat(
     headers: HeaderMap,
     Json(req): Json<Value>,
 ) -> Response {
-    seen.lock().unwrap().push((headers, req.clone()));
-    let original = req["messages"][1]["content"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let original = keep(&seen, headers, &req);
     let answer = |content: String| {
         Json(json!({
             "model": req["model"], "created_at": "2026-03-30T19:30:00Z",
@@ -255,9 +236,7 @@ async fn ollama_mode_speaks_ollamas_chat_api() {
     let app = Router::new()
         .route("/{behaviour}/api/chat", post(ollama_chat))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = common::loopback::serve_url(app).await;
     let ollama = |behaviour: &str| {
         Explainer::new(ExplainerConfig {
             mode: ExplainerMode::Ollama,

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::loopback::get_json;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -104,9 +106,7 @@ async fn fake_github() -> (String, Log) {
             post(statuses),
         )
         .with_state(log.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = common::loopback::serve_url(app).await;
     (url, log)
 }
 
@@ -230,14 +230,7 @@ async fn a_regression_posts_failure_with_the_incident_and_a_healthy_watch_succes
         "{link}"
     );
     // The link is the incident the verdict opened.
-    let incidents: Value = http
-        .get(format!("{base}/api/v1/incidents"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let incidents: Value = get_json(&http, format!("{base}/api/v1/incidents")).await;
     let incident_id = incidents["items"][0]["id"].as_i64().unwrap();
     assert!(
         link.ends_with(&format!("/incidents/{incident_id}")),
@@ -251,14 +244,7 @@ async fn a_regression_posts_failure_with_the_incident_and_a_healthy_watch_succes
         .unwrap()
         .contains("/deploys/"));
     // Stored with where it came from.
-    let deploys: Value = http
-        .get(format!("{base}/api/v1/deploys?service=checkout"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let deploys: Value = get_json(&http, format!("{base}/api/v1/deploys?service=checkout")).await;
     assert_eq!(deploys["items"][0]["source"], "github:octo-org/checkout#42");
     let _ = DEPLOY_AT;
 }

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use common::cli::{free_port, listening_on, run_to_end, text, Running, CLEARED};
+use common::loopback::get_json;
 use common::BodyReceiver;
 
 /// `simulate --state-dir DIR --deploy ID [--bad-deploy]`, checked to succeed.
@@ -53,10 +54,22 @@ async fn ollama_stand_in() -> (String, Arc<Mutex<Vec<Value>>>) {
             ),
         )
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = common::loopback::serve(app).await;
     (format!("http://{addr}"), seen)
+}
+
+/// `watchdog run --state-dir STATE --webhook-url HOOK` with the explainer `mode` and
+/// Ollama (model `gemma3`) at `ollama`.
+fn run_with_ollama(cwd: &Path, state: &str, hook: &str, mode: &str, ollama: &str) -> Running {
+    Running::start(
+        cwd,
+        &["run", "--state-dir", state, "--webhook-url", hook],
+        &[
+            ("WATCHDOG_EXPLAINER", mode),
+            ("WATCHDOG_OLLAMA_URL", ollama),
+            ("WATCHDOG_OLLAMA_MODEL", "gemma3"),
+        ],
+    )
 }
 
 #[test]
@@ -97,15 +110,7 @@ async fn a_bad_simulated_deploy_is_caught_by_run_and_posted_to_slack_with_an_oll
     let slack = BodyReceiver::start().await;
     let (ollama, asked) = ollama_stand_in().await;
     let hook = slack.url("/services/T000/B000/XXXX");
-    let mut run = Running::start(
-        cwd,
-        &["run", "--state-dir", ".WatchDog", "--webhook-url", &hook],
-        &[
-            ("WATCHDOG_EXPLAINER", "ollama"),
-            ("WATCHDOG_OLLAMA_URL", &ollama),
-            ("WATCHDOG_OLLAMA_MODEL", "gemma3"),
-        ],
-    );
+    let mut run = run_with_ollama(cwd, ".WatchDog", &hook, "ollama", &ollama);
     let out = run
         .wait_stdout(
             &["watching deploy v1.4.2", "verdict: REGRESSION", "triage:"],
@@ -153,12 +158,7 @@ async fn a_bad_simulated_deploy_is_caught_by_run_and_posted_to_slack_with_an_oll
     );
     serve.wait_stdout(&["watchdog listening on "], 60).await;
     let base = format!("http://127.0.0.1:{port}");
-    let list: Value = reqwest::get(format!("{base}/api/v1/incidents"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(&reqwest::Client::new(), format!("{base}/api/v1/incidents")).await;
     assert!(
         list.to_string().contains("regression after deploy v1.4.2"),
         "{list}"
@@ -173,12 +173,11 @@ async fn a_bad_simulated_deploy_is_caught_by_run_and_posted_to_slack_with_an_oll
         md.starts_with("# Incident 1: app in production: regression after deploy v1.4.2"),
         "{md}"
     );
-    let doc: Value = reqwest::get(format!("{base}/api/v1/incidents/1/export?format=json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = get_json(
+        &reqwest::Client::new(),
+        format!("{base}/api/v1/incidents/1/export?format=json"),
+    )
+    .await;
     assert!(
         doc.to_string().contains("\"deploy_id\":\"v1.4.2\""),
         "{doc}"
@@ -193,15 +192,7 @@ async fn a_plain_webhook_gets_the_text_body_and_auto_falls_back_to_local() {
     let plain = BodyReceiver::start().await;
     let hook = plain.url("/watchdog");
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let mut run = Running::start(
-        cwd,
-        &["run", "--state-dir", "state", "--webhook-url", &hook],
-        &[
-            ("WATCHDOG_EXPLAINER", "auto"),
-            ("WATCHDOG_OLLAMA_URL", &dead),
-            ("WATCHDOG_OLLAMA_MODEL", "gemma3"),
-        ],
-    );
+    let mut run = run_with_ollama(cwd, "state", &hook, "auto", &dead);
     let out = run
         .wait_stdout(&["verdict: REGRESSION", "triage:"], 120)
         .await;
@@ -236,15 +227,7 @@ async fn a_healthy_simulated_deploy_is_healthy_and_sends_nothing() {
     let url = hook.url("/watchdog");
     // local: the Ollama settings are there, and never used.
     let (ollama, asked) = ollama_stand_in().await;
-    let mut run = Running::start(
-        cwd,
-        &["run", "--state-dir", ".WatchDog", "--webhook-url", &url],
-        &[
-            ("WATCHDOG_EXPLAINER", "local"),
-            ("WATCHDOG_OLLAMA_URL", &ollama),
-            ("WATCHDOG_OLLAMA_MODEL", "gemma3"),
-        ],
-    );
+    let mut run = run_with_ollama(cwd, ".WatchDog", &url, "local", &ollama);
     let out = run.wait_stdout(&["verdict: HEALTHY", "triage:"], 120).await;
     assert!(asked.lock().unwrap().is_empty());
     assert!(
@@ -538,12 +521,7 @@ async fn deploy_sh_works_in_file_mode_and_against_a_server() {
     let base = listening_on(&out);
     let out = deploy_sh(&[("WATCHDOG_SERVER", &base), ("WATCHDOG_API_TOKEN", token)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let list: Value = reqwest::get(format!("{base}/api/v1/deploys"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(&reqwest::Client::new(), format!("{base}/api/v1/deploys")).await;
     let s = list.to_string();
     assert!(
         s.contains("\"deploy_id\":\"v1.4.2\"") && s.contains("\"checkout\""),

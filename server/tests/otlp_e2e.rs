@@ -17,65 +17,20 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use watchdog::commands::simulate_serve::{router, Replay};
-use watchdog_core::scenarios::{generate, ScenarioParams};
-use watchdog_core::Timestamp;
-
+use common::deploys::{assert_payment_timeout_regression, decided, deploy, evidence, signature};
+use common::loopback::get_json;
 use common::prometheus::{self, Killed};
+use common::scenario;
 
 const TOKEN: &str = "otlp-e2e-token";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// Starts `watchdog serve` on a free loopback port; returns it and its base URL.
 fn serve(dir: &Path, config: &str) -> (Killed, String) {
     let path = dir.join("watchdog.toml");
     std::fs::write(&path, config).unwrap();
     common::cli::serve(&path, &dir.join("state"), TOKEN)
-}
-
-/// Polls the deploy list until every given service has a decided deploy.
-async fn decided(base: &str, services: &[&str], tries: usize) -> Value {
-    let client = reqwest::Client::new();
-    let mut last = Value::Null;
-    for _ in 0..tries {
-        last = client
-            .get(format!("{base}/api/v1/deploys"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let items = last["items"].as_array().cloned().unwrap_or_default();
-        if services.iter().all(|s| {
-            items
-                .iter()
-                .any(|d| d["service"] == *s && d["status"] == "decided")
-        }) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    last
-}
-
-fn deploy<'a>(list: &'a Value, service: &str) -> &'a Value {
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["service"] == service)
-        .unwrap_or_else(|| panic!("no deploy of {service}: {list}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,51 +80,25 @@ async fn the_python_sdk_version_bump_is_a_deploy_and_a_bad_one_a_regression() {
         let status = tokio::task::block_in_place(|| p.0.wait()).unwrap();
         assert!(status.success(), "otlp_service.py failed: {status}");
     }
-    let list = decided(&base, &["checkout", "cart"], 80).await;
+    let list = decided(&base, &["checkout", "cart"], 80, Duration::from_millis(500)).await;
     for service in ["checkout", "cart"] {
         let d = deploy(&list, service);
         assert_eq!(d["deploy_id"], "1.4.2", "{d}");
         assert_eq!(d["source"], "otlp", "{d}");
         let v = &d["verdict"];
-        assert_eq!(v["verdict"], "regression", "{service}: {v}");
-        let error_rate = v["evidence"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["metric"] == "error_rate")
-            .unwrap_or_else(|| panic!("{service}: no error_rate evidence: {v}"));
-        assert_eq!(error_rate["status"], "regressed", "{service}: {error_rate}");
-        let signatures = v["signatures"].as_array().unwrap();
-        assert!(
-            signatures.iter().any(|s| s["template"]
-                .as_str()
-                .unwrap()
-                .contains("payment gateway timeout")),
-            "{service}: {v}"
-        );
+        assert_payment_timeout_regression(service, v);
         // Baseline from the SDK's one-second exports.
         assert!(
             v["window"]["baseline_samples"].as_u64().unwrap() >= 20,
             "{v}"
         );
         // The SDK logged inside spans: the signature leads to their trace ids.
-        let t: Value = reqwest::get(format!("{base}/api/v1/deploys/{}/traces", d["id"]))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let payment = t["signatures"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| {
-                s["template"]
-                    .as_str()
-                    .unwrap()
-                    .contains("payment gateway timeout")
-            })
-            .unwrap_or_else(|| panic!("{t}"));
+        let t = get_json(
+            &reqwest::Client::new(),
+            format!("{base}/api/v1/deploys/{}/traces", d["id"]),
+        )
+        .await;
+        let payment = signature(&t, "payment gateway timeout").unwrap_or_else(|| panic!("{t}"));
         let first = &payment["traces"][0];
         let trace_id = first["trace_id"].as_str().unwrap_or_else(|| panic!("{t}"));
         assert_eq!(trace_id.len(), 32, "{first}");
@@ -194,49 +123,24 @@ async fn a_bad_deploy_is_caught_through_prometheus_remote_write() {
     );
 
     // The scenario target: 20 minutes of baseline and 10 after the deploy, at 20x.
-    let params = ScenarioParams {
-        baseline_mins: 20,
-        after_mins: 10,
-        ..ScenarioParams::default()
-    };
-    let data = generate("error_spike", &params).unwrap();
-    let replay = Arc::new(Replay::new(&data, 20.0, now_ms()).unwrap());
-    let deploy_wall_ms = replay.wall_ms(data.deploys[0].timestamp);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(replay)).await.unwrap() });
+    let target = scenario::error_spike(20.0).await;
+    let target_addr = target.addr;
 
     // A real Prometheus scraping it every second and forwarding with remote_write.
     let _prometheus = prometheus::start(&prometheus_bin, tmp.path(), |_| {
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['{target}']\nremote_write:\n  - url: {base}/api/v1/write\n    authorization:\n      credentials: {TOKEN}\n    queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n"
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: shop\n    static_configs:\n      - targets: ['{target_addr}']\nremote_write:\n  - url: {base}/api/v1/write\n    authorization:\n      credentials: {TOKEN}\n    queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n"
         )
     })
     .await;
 
     // The deploy is announced when it happens on the wall clock.
-    let client = reqwest::Client::new();
-    let wait = (deploy_wall_ms - now_ms()).max(0) as u64;
-    tokio::time::sleep(Duration::from_millis(wait)).await;
-    let d = json!([{"timestamp": Timestamp(deploy_wall_ms), "deploy_id": "v1.4.2", "service": "checkout", "environment": "production"}]);
-    let r = client
-        .post(format!("{base}/api/v1/deploys"))
-        .bearer_auth(TOKEN)
-        .body(d.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    scenario::announce_deploy(&base, TOKEN, target.deploy_wall_ms).await;
 
-    let list = decided(&base, &["checkout"], 120).await;
+    let list = decided(&base, &["checkout"], 120, Duration::from_millis(500)).await;
     let v = &deploy(&list, "checkout")["verdict"];
     assert_eq!(v["verdict"], "regression", "{list}");
-    let error_rate = v["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["metric"] == "error_rate")
-        .expect("error_rate evidence from remote write");
+    let error_rate = evidence(v, "error_rate").expect("error_rate evidence from remote write");
     assert_eq!(error_rate["status"], "regressed", "{error_rate}");
     // The baseline came through remote write too, one sample per scrape.
     assert!(

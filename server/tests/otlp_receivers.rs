@@ -27,6 +27,9 @@ use watchdog::config::{Clock, Secret, ServerConfig};
 use watchdog::ingest::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 use watchdog::server::Server;
 
+use common::deploys::{assert_payment_timeout_regression, decided, deploy, deploy_of, signature};
+use common::loopback::get_json;
+
 const TOKEN: &str = "otlp-test-token";
 /// 2026-03-30T18:00:00Z in nanoseconds.
 const T0_NS: u64 = 1_774_893_600 * 1_000_000_000;
@@ -67,6 +70,16 @@ struct Process {
 const BOUNDS: [f64; 3] = [0.1, 0.2, 0.5];
 
 impl Process {
+    /// A process of `version` started at `start_ns` that has served nothing yet.
+    fn started(version: &'static str, start_ns: u64) -> Process {
+        Process {
+            version,
+            start_ns,
+            ok: [0; 4],
+            err: [0; 4],
+        }
+    }
+
     /// One export interval: `n` requests, `errors` of them 500s, all under 100 ms but a
     /// tenth in (100, 200] ms.
     fn serve(&mut self, n: u64, errors: u64) {
@@ -201,14 +214,13 @@ impl Api {
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        get_json(&self.http, format!("{}{path}", self.base)).await
+    }
+
+    /// The status of `GET path` (no token).
+    async fn get_status(&self, path: &str) -> u16 {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await;
+        r.unwrap().status().as_u16()
     }
 }
 
@@ -236,14 +248,6 @@ async fn start_with(
     (server, api)
 }
 
-fn deploy_of<'a>(list: &'a Value, service: &str) -> Option<&'a Value> {
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["service"] == service)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_bump_over_otlp_is_a_deploy_and_a_bad_one_a_regression() {
     let dir = tempfile::tempdir().unwrap();
@@ -266,12 +270,7 @@ async fn a_version_bump_over_otlp_is_a_deploy_and_a_bad_one_a_regression() {
         let now = T0_NS + step * STEP_SECS * S;
         for (service, json, p) in processes.iter_mut() {
             if step == bump_step {
-                *p = Process {
-                    version: "v2",
-                    start_ns: now - STEP_SECS * S,
-                    ok: [0; 4],
-                    err: [0; 4],
-                };
+                *p = Process::started("v2", now - STEP_SECS * S);
             }
             let bad = p.version == "v2";
             p.serve(400, if bad { 48 } else { 2 + step % 3 });
@@ -336,20 +335,15 @@ async fn a_version_bump_over_otlp_is_a_deploy_and_a_bad_one_a_regression() {
 
     // The version change is a deploy at the first sample carrying v2, and a regression
     // with the new error signature as evidence.
-    let mut list = Value::Null;
-    for _ in 0..100 {
-        list = api.get("/api/v1/deploys").await;
-        let decided = ["checkout", "cart"]
-            .iter()
-            .all(|s| deploy_of(&list, s).is_some_and(|d| d["status"] == "decided"));
-        if decided {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let list = decided(
+        &api.base,
+        &["checkout", "cart"],
+        100,
+        Duration::from_millis(100),
+    )
+    .await;
     for service in ["checkout", "cart"] {
-        let d =
-            deploy_of(&list, service).unwrap_or_else(|| panic!("no deploy of {service}: {list}"));
+        let d = deploy(&list, service);
         assert_eq!(d["deploy_id"], "v2", "{d}");
         assert_eq!(d["source"], "otlp", "{d}");
         let bump_ms = (T0_NS / 1_000_000) as i64 + (bump_step * STEP_SECS * 1000) as i64;
@@ -359,23 +353,8 @@ async fn a_version_bump_over_otlp_is_a_deploy_and_a_bad_one_a_regression() {
             "{d}"
         );
         let v = &d["verdict"];
-        assert_eq!(v["verdict"], "regression", "{service}: {v}");
         // The count-aware error-rate test fired on the OTLP-derived counts, not only the logs.
-        let error_rate = v["evidence"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["metric"] == "error_rate")
-            .unwrap_or_else(|| panic!("{service}: no error_rate evidence: {v}"));
-        assert_eq!(error_rate["status"], "regressed", "{service}: {error_rate}");
-        let sig = v["signatures"].as_array().unwrap();
-        assert!(
-            sig.iter().any(|s| s["template"]
-                .as_str()
-                .unwrap()
-                .contains("payment gateway timeout")),
-            "{service}: {v}"
-        );
+        assert_payment_timeout_regression(service, v);
     }
     // The new error signature leads to the traces that logged it.
     let id = deploy_of(&list, "checkout").unwrap()["id"]
@@ -384,17 +363,7 @@ async fn a_version_bump_over_otlp_is_a_deploy_and_a_bad_one_a_regression() {
     let t = api
         .get(&format!("/api/v1/deploys/{id}/traces?limit=5"))
         .await;
-    let payment = t["signatures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| {
-            s["template"]
-                .as_str()
-                .unwrap()
-                .contains("payment gateway timeout")
-        })
-        .unwrap_or_else(|| panic!("{t}"));
+    let payment = signature(&t, "payment gateway timeout").unwrap_or_else(|| panic!("{t}"));
     let traces = payment["traces"].as_array().unwrap();
     assert_eq!(traces.len(), 5, "{t}");
     assert_eq!(traces[0]["trace_id"], "5a".repeat(16));
@@ -403,13 +372,7 @@ async fn a_version_bump_over_otlp_is_a_deploy_and_a_bad_one_a_regression() {
         .as_str()
         .unwrap()
         .starts_with("payment gateway timeout"));
-    let r = api
-        .http
-        .get(format!("{}/api/v1/deploys/999999/traces", api.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(api.get_status("/api/v1/deploys/999999/traces").await, 404);
 
     // Exactly one deploy per service: v1 was the running version, not a deploy.
     assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
@@ -419,12 +382,7 @@ async fn a_version_bump_over_otlp_is_a_deploy_and_a_bad_one_a_regression() {
 async fn bad_bodies_get_a_4xx_naming_the_problem_and_lose_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let (server, api) = start(dir.path()).await;
-    let mut p = Process {
-        version: "v1",
-        start_ns: T0_NS - 5 * S,
-        ok: [0; 4],
-        err: [0; 4],
-    };
+    let mut p = Process::started("v1", T0_NS - 5 * S);
     p.serve(100, 1);
     let (s, _) = api.proto("/v1/metrics", &p.export("checkout", T0_NS)).await;
     assert_eq!(s, 200);
@@ -616,13 +574,7 @@ async fn bad_bodies_get_a_4xx_naming_the_problem_and_lose_nothing_else() {
     // good point of the partial one.
     let stored = server.state.store.samples_since(0, 0, 1000).await.unwrap();
     assert_eq!(stored.len(), 2, "{stored:?}");
-    let r = api
-        .http
-        .get(format!("{}/healthz", api.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(api.get_status("/healthz").await, 200);
 }
 
 fn rw_series(labels: &[(&str, &str)], t_ms: i64, v: f64) -> TimeSeries {
@@ -729,23 +681,13 @@ async fn version_deploys_can_be_turned_off() {
     .await;
     let t0 = (T0_NS / 1_000_000) as i64;
     write_versions(&api, t0).await;
-    let mut p = Process {
-        version: "v1",
-        start_ns: T0_NS - 5 * S,
-        ok: [0; 4],
-        err: [0; 4],
-    };
+    let mut p = Process::started("v1", T0_NS - 5 * S);
     p.serve(10, 0);
     assert_eq!(
         api.proto("/v1/metrics", &p.export("cart", T0_NS)).await.0,
         200
     );
-    p = Process {
-        version: "v2",
-        start_ns: T0_NS + 5 * S,
-        ok: [0; 4],
-        err: [0; 4],
-    };
+    p = Process::started("v2", T0_NS + 5 * S);
     p.serve(10, 0);
     assert_eq!(
         api.proto("/v1/metrics", &p.export("cart", T0_NS + 10 * S))

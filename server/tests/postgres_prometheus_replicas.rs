@@ -7,31 +7,19 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::Command;
-
-use common::prometheus;
 use std::time::Duration;
 
-use watchdog::config::{Clock, Secret, ServerConfig};
-use watchdog::explainer::{Explainer, ExplainerConfig};
-use watchdog::ingest::prometheus::PrometheusConfig;
+use watchdog::config::Secret;
 use watchdog::server::Server;
 use watchdog::store::Store;
-use watchdog_core::Sample;
+
+use common::prometheus;
 
 async fn start(dir: &std::path::Path, prom: &str, db: &str) -> Server {
-    let mut c = ServerConfig::for_state_dir(dir);
+    let mut c = prometheus::self_pulling_config(dir, prom);
     c.database_url = Secret::new(db);
-    c.clock = Clock::Wall;
-    c.api_token = Secret::new("t");
-    c.detector.baseline_window_secs = 60;
-    let toml_text = format!(
-        "url = \"{prom}\"\npoll_secs = 1\nstep_secs = 1\ntimeout_secs = 5\n[[services]]\nservice = \"prometheus\"\n[services.queries]\nup = 'up{{job=\"self\"}}'\nscrape_duration_secs = 'scrape_duration_seconds{{job=\"self\"}}'\n"
-    );
-    c.prometheus = Some(toml::from_str::<PrometheusConfig>(&toml_text).unwrap());
-    let explainer = Explainer::new(ExplainerConfig::from_vars(|_| None).unwrap());
-    Server::start(c, Vec::new(), explainer).await.unwrap()
+    common::app::start(c, Vec::new()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,13 +63,7 @@ async fn replicas_pull_prometheus_once() {
         .await
         .unwrap();
     let rows = store.samples_since(0, 0, 1_000_000).await.unwrap();
-    let mut seen: HashMap<(i64, String), usize> = HashMap::new();
-    for r in &rows {
-        let s = Sample::from_json_line(&r.body).unwrap();
-        for (m, _) in &s.metrics {
-            *seen.entry((s.timestamp.millis(), m.clone())).or_default() += 1;
-        }
-    }
+    let seen = prometheus::stored_points(&rows);
     let ups: Vec<i64> = seen
         .keys()
         .filter(|(_, m)| m == "up")

@@ -5,57 +5,27 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use watchdog::store::postgres::PostgresStore;
 
+use common::loopback::get_json;
+use common::prometheus::Killed;
 use common::{metrics_ndjson, Receiver, T0};
 
 const TOKEN: &str = "two-servers-token";
 
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(db_url: &str, state_dir: &std::path::Path, receiver: &Receiver) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_watchdog"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--clock", "data"])
-        .args(["--monitoring-window-secs", "600"])
-        .arg("--state-dir")
-        .arg(state_dir)
-        .env("WATCHDOG_DATABASE_URL", db_url)
-        .env("WATCHDOG_API_TOKEN", TOKEN)
-        .env("WATCHDOG_WEBHOOK_URL", receiver.url())
-        .env_remove("WATCHDOG_EXPLAINER")
-        .env_remove("WATCHDOG_SLACK_WEBHOOK_URL")
-        .env_remove("WATCHDOG_PAGERDUTY_ROUTING_KEY")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting watchdog serve");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines
-        .next()
-        .expect("the server printed its address")
-        .unwrap();
-    let base = line
-        .strip_prefix("watchdog listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
-    Running { child, base }
+/// `watchdog serve` on `db_url`, alerting `receiver`: the process and its base URL.
+fn spawn(db_url: &str, state_dir: &Path, receiver: &Receiver) -> (Killed, String) {
+    let hook = receiver.url();
+    let env = [
+        ("WATCHDOG_DATABASE_URL", db_url),
+        ("WATCHDOG_API_TOKEN", TOKEN),
+        ("WATCHDOG_WEBHOOK_URL", &hook),
+    ];
+    common::cli::serve_data_clock(state_dir, &env)
 }
 
 async fn post(client: &reqwest::Client, url: String, body: String) {
@@ -70,10 +40,6 @@ async fn post(client: &reqwest::Client, url: String, body: String) {
     assert_eq!(status, 200, "{}", r.text().await.unwrap());
 }
 
-async fn get(client: &reqwest::Client, url: String) -> Value {
-    client.get(url).send().await.unwrap().json().await.unwrap()
-}
-
 #[tokio::test]
 async fn two_servers_decide_each_deploy_once() {
     let Ok(url) = std::env::var("WATCHDOG_TEST_DATABASE_URL") else {
@@ -84,10 +50,10 @@ async fn two_servers_decide_each_deploy_once() {
     store.truncate_all_for_tests().await.unwrap();
     let receiver = Receiver::start(200).await;
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = spawn(&url, dirs.0.path(), &receiver);
+    let (_a, a_base) = spawn(&url, dirs.0.path(), &receiver);
     // The second one through the pooler-safe mode, so both modes share a database.
-    let b = spawn(&format!("{url}?pgbouncer=true"), dirs.1.path(), &receiver);
-    let servers = [&a.base, &b.base];
+    let (_b, b_base) = spawn(&format!("{url}?pgbouncer=true"), dirs.1.path(), &receiver);
+    let servers = [&a_base, &b_base];
     let client = reqwest::Client::new();
 
     // Three services, two bad deploys; every request goes to one server or the other.
@@ -129,7 +95,7 @@ async fn two_servers_decide_each_deploy_once() {
     // Both servers answer from the same store: three decided deploys, two regressions.
     let mut decided = Value::Null;
     for _ in 0..300 {
-        decided = get(&client, format!("{}/api/v1/deploys?limit=50", b.base)).await;
+        decided = get_json(&client, format!("{b_base}/api/v1/deploys?limit=50")).await;
         let items = decided["items"].as_array().cloned().unwrap_or_default();
         if items.len() == 3 && items.iter().all(|d| d["status"] == "decided") {
             break;
@@ -152,7 +118,7 @@ async fn two_servers_decide_each_deploy_once() {
         let baseline = d["verdict"]["window"]["baseline_samples"].as_u64().unwrap();
         assert!(baseline > 180, "baseline of {baseline} samples: {d}");
     }
-    let incidents = get(&client, format!("{}/api/v1/incidents", a.base)).await;
+    let incidents = get_json(&client, format!("{a_base}/api/v1/incidents")).await;
     assert_eq!(incidents["total"], 2, "{incidents}");
 
     // Two alerts, each delivered by one server only; wait past a second outbox poll of

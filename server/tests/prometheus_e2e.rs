@@ -6,25 +6,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use watchdog::commands::simulate_serve::{router, Replay};
-use watchdog_core::scenarios::{generate, ScenarioParams};
-use watchdog_core::Timestamp;
-
-use common::prometheus;
+use common::deploys::{decided, evidence};
+use common::{prometheus, scenario};
 
 const TOKEN: &str = "prometheus-e2e-token";
 const SPEED: f64 = 20.0;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_deploy_is_caught_through_prometheus() {
@@ -35,25 +23,14 @@ async fn a_bad_deploy_is_caught_through_prometheus() {
     let tmp = tempfile::tempdir().unwrap();
 
     // The scenario target: 20 minutes of baseline and 10 after the deploy, at 20x.
-    let params = ScenarioParams {
-        baseline_mins: 20,
-        after_mins: 10,
-        ..ScenarioParams::default()
-    };
-    let data = generate("error_spike", &params).unwrap();
-    let replay = Arc::new(Replay::new(&data, SPEED, now_ms()).unwrap());
-    let deploy_wall_ms = replay.wall_ms(data.deploys[0].timestamp);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let target = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(replay)).await.unwrap() });
+    let target = scenario::error_spike(SPEED).await;
 
     // A real Prometheus scraping it every second.
     let prometheus = prometheus::start(&prometheus_bin, tmp.path(), |_| {
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: checkout\n    static_configs:\n      - targets: ['{target}']\n")
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: checkout\n    static_configs:\n      - targets: ['{}']\n", target.addr)
     })
     .await;
     let prom = prometheus.url.clone();
-    let client = reqwest::Client::new();
 
     // watchdog serve pulling the service with the ready-made http template.
     let config = tmp.path().join("watchdog.toml");
@@ -87,41 +64,12 @@ rate_window = "5s"
     let (_watchdog, base) = common::cli::serve(&config, &tmp.path().join("state"), TOKEN);
 
     // The deploy is announced when it happens on the wall clock.
-    let wait = (deploy_wall_ms - now_ms()).max(0) as u64;
-    tokio::time::sleep(Duration::from_millis(wait)).await;
-    let deploy = json!([{"timestamp": Timestamp(deploy_wall_ms), "deploy_id": "v1.4.2", "service": "checkout", "environment": "production"}]);
-    let r = client
-        .post(format!("{base}/api/v1/deploys"))
-        .bearer_auth(TOKEN)
-        .body(deploy.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    scenario::announce_deploy(&base, TOKEN, target.deploy_wall_ms).await;
 
-    let mut last = Value::Null;
-    for _ in 0..120 {
-        last = client
-            .get(format!("{base}/api/v1/deploys"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if last["items"][0]["status"] == "decided" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let last = decided(&base, &["checkout"], 120, Duration::from_millis(500)).await;
     let v = &last["items"][0]["verdict"];
     assert_eq!(v["verdict"], "regression", "{last}");
-    let error_rate = v["evidence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["metric"] == "error_rate")
-        .expect("error_rate evidence pulled from Prometheus");
+    let error_rate = evidence(v, "error_rate").expect("error_rate evidence pulled from Prometheus");
     assert_eq!(error_rate["status"], "regressed", "{error_rate}");
     // The baseline came through Prometheus too, one point per second.
     assert!(

@@ -6,27 +6,15 @@
 
 mod common;
 
-use common::prometheus;
-use std::collections::HashMap;
 use std::time::Duration;
 
-use watchdog::config::{Clock, Secret, ServerConfig};
-use watchdog::explainer::{Explainer, ExplainerConfig};
-use watchdog::ingest::prometheus::PrometheusConfig;
+use watchdog::config::ServerConfig;
 use watchdog::server::Server;
-use watchdog_core::Sample;
+
+use common::prometheus;
 
 async fn start(dir: &std::path::Path, prom: &str) -> Server {
-    let mut c = ServerConfig::for_state_dir(dir);
-    c.clock = Clock::Wall;
-    c.api_token = Secret::new("t");
-    c.detector.baseline_window_secs = 60;
-    let toml_text = format!(
-        "url = \"{prom}\"\npoll_secs = 1\nstep_secs = 1\ntimeout_secs = 5\n[[services]]\nservice = \"prometheus\"\n[services.queries]\nup = 'up{{job=\"self\"}}'\nscrape_duration_secs = 'scrape_duration_seconds{{job=\"self\"}}'\n"
-    );
-    c.prometheus = Some(toml::from_str::<PrometheusConfig>(&toml_text).unwrap());
-    let explainer = Explainer::new(ExplainerConfig::from_vars(|_| None).unwrap());
-    Server::start(c, Vec::new(), explainer).await.unwrap()
+    common::app::start(prometheus::self_pulling_config(dir, prom), Vec::new()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,13 +37,7 @@ async fn a_restart_does_not_pull_the_same_points_again() {
     let c = ServerConfig::for_state_dir(&state);
     let store = watchdog::server::open_store(&c).await.unwrap();
     let rows = store.samples_since(0, 0, 1_000_000).await.unwrap();
-    let mut seen: HashMap<(i64, String), usize> = HashMap::new();
-    for r in &rows {
-        let s = Sample::from_json_line(&r.body).unwrap();
-        for (m, _) in &s.metrics {
-            *seen.entry((s.timestamp.millis(), m.clone())).or_default() += 1;
-        }
-    }
+    let seen = prometheus::stored_points(&rows);
     let ups = seen.keys().filter(|(_, m)| m == "up").count();
     assert!(ups >= 5, "points were pulled: {ups}");
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();

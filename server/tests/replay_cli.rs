@@ -58,6 +58,19 @@ fn replay(dir: &Path, metrics: &str, deploys: &str, extra: &[&str]) -> (i32, Vec
     (out.status.code().unwrap_or(-1), verdicts, text(&out.stderr))
 }
 
+/// `deploys.jsonl` in `dir` holding [`DEPLOY`] alone: its path.
+fn write_one_deploy(dir: &Path) -> String {
+    write(dir, "deploys.jsonl", format!("{DEPLOY}\n").as_bytes())
+}
+
+/// [`replay`] without options, which must exit 1 with no verdict: its stderr.
+fn replay_refused(dir: &Path, metrics: &str, deploys: &str) -> String {
+    let (code, verdicts, err) = replay(dir, metrics, deploys, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(verdicts.is_empty());
+    err
+}
+
 #[test]
 fn a_line_with_a_byte_that_is_not_utf8_is_one_bad_line_named_by_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,15 +84,9 @@ fn a_line_with_a_byte_that_is_not_utf8_is_one_bad_line_named_by_file_and_line() 
         + 2;
     m.insert(at, 0xff);
     let m = write(dir.path(), "metrics.jsonl", &m);
-    let d = write(
-        dir.path(),
-        "deploys.jsonl",
-        format!("{DEPLOY}\n").as_bytes(),
-    );
+    let d = write_one_deploy(dir.path());
 
-    let (code, verdicts, err) = replay(dir.path(), &m, &d, &[]);
-    assert_eq!(code, 1, "{err}");
-    assert!(verdicts.is_empty());
+    let err = replay_refused(dir.path(), &m, &d);
     assert!(
         err.contains("metrics.jsonl:5: not valid UTF-8: byte 0xff at column 3"),
         "{err}"
@@ -146,14 +153,8 @@ fn a_timestamp_without_a_zone_is_refused_naming_file_line_and_field() {
         .replace("2026-03-30T19:00:30Z", "2026-03-30 19:00:30")
         .replace("\"timestamp\"", "\"time\"");
     let m = write(dir.path(), "metrics.jsonl", &lines(&m));
-    let d = write(
-        dir.path(),
-        "deploys.jsonl",
-        format!("{DEPLOY}\n").as_bytes(),
-    );
-    let (code, verdicts, err) = replay(dir.path(), &m, &d, &[]);
-    assert_eq!(code, 1, "{err}");
-    assert!(verdicts.is_empty());
+    let d = write_one_deploy(dir.path());
+    let err = replay_refused(dir.path(), &m, &d);
     assert!(
         err.contains(
             "metrics.jsonl:3: field `timestamp`: timestamp \"2026-03-30T19:00:20\" has no time zone"

@@ -71,6 +71,36 @@ fn late_deploy_data(service: &str, deploy_secs: i64, until_secs: i64) -> (String
     (before, after)
 }
 
+/// The store rows of these sample lines, as the ingest path would write them.
+fn records<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<NewRecord> {
+    lines
+        .into_iter()
+        .map(|l| {
+            let s = Sample::from_json_line(l).unwrap();
+            NewRecord {
+                ts_ms: s.timestamp.millis(),
+                service: s.service,
+                environment: s.environment,
+                body: l.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Stores a deploy as if the API had received it at `now_ms`, with no engine watching.
+async fn insert_deploy(store: &dyn Store, deploy: Deploy, now_ms: i64) {
+    store
+        .insert_deploys(
+            &[NewDeploy {
+                deploy,
+                source: "api".into(),
+            }],
+            now_ms,
+        )
+        .await
+        .unwrap();
+}
+
 /// The one deploy's row from `GET /api/v1/deploys`.
 async fn deploy_row(server: &Server, service: &str) -> Value {
     server.state.engine.barrier().await.unwrap();
@@ -215,32 +245,11 @@ async fn late_data_is_reported_and_judged_as_after_a_restart() {
     let dir_b = tempfile::tempdir().unwrap();
     let config_b = config(dir_b.path(), Clock::Wall);
     let store = watchdog::server::open_store(&config_b).await.unwrap();
-    let rows: Vec<NewRecord> = before
-        .lines()
-        .chain(after.lines())
-        .map(|l| {
-            let s = Sample::from_json_line(l).unwrap();
-            NewRecord {
-                ts_ms: s.timestamp.millis(),
-                service: s.service,
-                environment: s.environment,
-                body: l.to_string(),
-            }
-        })
-        .collect();
+    let rows = records(before.lines().chain(after.lines()));
     store.insert_samples(&rows, now * 1000).await.unwrap();
     let d: Vec<Value> = serde_json::from_str(&deploy).unwrap();
     let d = Deploy::from_json_line(&d[0].to_string()).unwrap();
-    store
-        .insert_deploys(
-            &[NewDeploy {
-                deploy: d,
-                source: "api".into(),
-            }],
-            now * 1000,
-        )
-        .await
-        .unwrap();
+    insert_deploy(store.as_ref(), d, now * 1000).await;
     let restarted = start_on(config_b, Some(store)).await;
     let rebuilt = deploy_row(&restarted, "checkout").await;
     let r = &rebuilt["verdict"];
@@ -354,19 +363,7 @@ async fn a_deploy_left_undecided_by_a_long_outage_is_judged_at_start() {
     let deployed = now - 3 * 3600;
     let (before, after) = late_deploy_data("checkout", deployed, deployed + 1200);
     let store = watchdog::server::open_store(&config).await.unwrap();
-    let rows: Vec<NewRecord> = before
-        .lines()
-        .chain(after.lines())
-        .map(|l| {
-            let s = Sample::from_json_line(l).unwrap();
-            NewRecord {
-                ts_ms: s.timestamp.millis(),
-                service: s.service,
-                environment: s.environment,
-                body: l.to_string(),
-            }
-        })
-        .collect();
+    let rows = records(before.lines().chain(after.lines()));
     store.insert_samples(&rows, now * 1000).await.unwrap();
     let d = Deploy {
         timestamp: Timestamp::from_secs(deployed),
@@ -374,16 +371,7 @@ async fn a_deploy_left_undecided_by_a_long_outage_is_judged_at_start() {
         service: "checkout".into(),
         environment: "production".into(),
     };
-    store
-        .insert_deploys(
-            &[NewDeploy {
-                deploy: d,
-                source: "api".into(),
-            }],
-            now * 1000,
-        )
-        .await
-        .unwrap();
+    insert_deploy(store.as_ref(), d, now * 1000).await;
     let server = start_on(config, Some(store)).await;
     let row = deploy_row(&server, "checkout").await;
     assert_eq!(row["status"], "decided", "{row}");
@@ -494,18 +482,7 @@ async fn retention_deletes_old_samples_and_logs_and_keeps_verdicts() {
     let now = now_secs();
     let store = watchdog::server::open_store(&c).await.unwrap();
     let rows = |from_secs: i64| -> Vec<NewRecord> {
-        metrics_ndjson("checkout", "production", from_secs, 100, 10, 0.01)
-            .lines()
-            .map(|l| {
-                let s = Sample::from_json_line(l).unwrap();
-                NewRecord {
-                    ts_ms: s.timestamp.millis(),
-                    service: s.service,
-                    environment: s.environment,
-                    body: l.to_string(),
-                }
-            })
-            .collect()
+        records(metrics_ndjson("checkout", "production", from_secs, 100, 10, 0.01).lines())
     };
     let old_secs = now - 30 * 86_400;
     store

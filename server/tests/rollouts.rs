@@ -15,6 +15,8 @@
 
 mod common;
 
+use common::loopback::get_json;
+
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -261,14 +263,7 @@ async fn argo_rollouts_fails_a_bad_canary_and_passes_one_hit_by_a_shared_outage(
         .next()
         .unwrap()
         .to_string();
-    let series: Value = http
-        .get(format!("{base}/api/v1/incidents/{incident}/series"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let series: Value = get_json(&http, format!("{base}/api/v1/incidents/{incident}/series")).await;
     let metrics = series["metrics"].as_array().unwrap();
     assert!(!metrics.is_empty(), "{series}");
     for m in metrics {
@@ -320,16 +315,11 @@ async fn argo_rollouts_fails_a_bad_canary_and_passes_one_hit_by_a_shared_outage(
     );
 
     // A version nobody registered, asked read-only: unknown, neither condition.
-    let r: Value = http
-        .get(format!(
-            "{base}/api/v1/rollouts/analysis?service=search&version=nope"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = get_json(
+        &http,
+        format!("{base}/api/v1/rollouts/analysis?service=search&version=nope"),
+    )
+    .await;
     assert_eq!(r["verdict"], "unknown", "{r}");
     // Bad input names the field.
     let r = http

@@ -3,14 +3,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use common::loopback::get_json;
+use common::prometheus::Killed;
 use common::{metrics_ndjson, Receiver, T0};
 
 /// The deploy under watch.
@@ -18,52 +20,23 @@ const DEPLOY_AT: i64 = T0 + 1800;
 
 const TOKEN: &str = "binary-test-token";
 
+/// A `watchdog serve` process (killed when dropped) and its base URL.
 struct Running {
-    child: Child,
+    process: Killed,
     base: String,
 }
 
-impl Drop for Running {
-    /// A failing test must not leave its server behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(state_dir: &std::path::Path, receiver: &Receiver) -> Running {
+fn spawn(state_dir: &Path, receiver: &Receiver) -> Running {
     spawn_with_hook(state_dir, &receiver.url())
 }
 
-fn spawn_with_hook(state_dir: &std::path::Path, hook_url: &str) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_watchdog"))
-        // Event time drives the engine, so the test controls when windows pass.
-        .args(["serve", "--listen", "127.0.0.1:0", "--clock", "data"])
-        .args(["--monitoring-window-secs", "600"])
-        .arg("--state-dir")
-        .arg(state_dir)
-        .env("WATCHDOG_API_TOKEN", TOKEN)
-        .env("WATCHDOG_WEBHOOK_URL", hook_url)
-        .env_remove("WATCHDOG_EXPLAINER")
-        .env_remove("WATCHDOG_SLACK_WEBHOOK_URL")
-        .env_remove("WATCHDOG_PAGERDUTY_ROUTING_KEY")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting watchdog serve");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = lines
-        .next()
-        .expect("the server printed its address")
-        .unwrap();
-    let base = line
-        .strip_prefix("watchdog listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
-    Running { child, base }
+fn spawn_with_hook(state_dir: &Path, hook_url: &str) -> Running {
+    let env = [
+        ("WATCHDOG_API_TOKEN", TOKEN),
+        ("WATCHDOG_WEBHOOK_URL", hook_url),
+    ];
+    let (process, base) = common::cli::serve_data_clock(state_dir, &env);
+    Running { process, base }
 }
 
 async fn post(client: &reqwest::Client, url: String, body: String) -> reqwest::Response {
@@ -74,10 +47,6 @@ async fn post(client: &reqwest::Client, url: String, body: String) -> reqwest::R
         .send()
         .await
         .unwrap()
-}
-
-async fn get(client: &reqwest::Client, url: String) -> Value {
-    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// Baseline before `deploy_at`, the deploy, all stored.
@@ -92,7 +61,7 @@ async fn baseline_and_deploy(client: &reqwest::Client, base: &str, deploy_at: i6
 
 async fn wait_for_incidents(client: &reqwest::Client, base: &str, n: i64) -> Value {
     for _ in 0..300 {
-        let v = get(client, format!("{base}/api/v1/incidents")).await;
+        let v = get_json(client, format!("{base}/api/v1/incidents")).await;
         if v["total"].as_i64() == Some(n) {
             return v;
         }
@@ -101,16 +70,32 @@ async fn wait_for_incidents(client: &reqwest::Client, base: &str, n: i64) -> Val
     panic!("no {n} incident(s) within 30 s");
 }
 
+/// The server's SQLite state database in `dir`, opened beside it.
+async fn state_db(dir: &Path) -> sqlx::SqlitePool {
+    let db = dir.join("watchdog.db");
+    sqlx::sqlite::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap()
+}
+
+/// How many alerts the outbox marks delivered.
+const DELIVERED: &str = "SELECT COUNT(*) FROM alert_outbox WHERE status = 'delivered'";
+
+/// The answer of a `SELECT COUNT(*) …`.
+async fn count(pool: &sqlx::SqlitePool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
 fn terminate(r: Running) {
     let mut r = r;
-    let pid = r.child.id().to_string();
+    let pid = r.process.0.id().to_string();
     let ok = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success();
     assert!(ok);
-    let status = r.child.wait().unwrap();
+    let status = r.process.0.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
 
@@ -126,7 +111,7 @@ async fn a_watch_survives_a_restart() {
     let healthy = metrics_ndjson("checkout", "production", deploy_at + 10, 20, 10, 0.01);
     let r = post(&client, format!("{}/api/v1/metrics", server.base), healthy).await;
     assert_eq!(r.status(), 200);
-    let v = get(&client, format!("{}/api/v1/deploys", server.base)).await;
+    let v = get_json(&client, format!("{}/api/v1/deploys", server.base)).await;
     assert_eq!(v["items"][0]["status"], "watching");
     let text = client
         .get(format!("{}/metrics", server.base))
@@ -205,8 +190,8 @@ async fn kill_9_loses_nothing_acknowledged_and_sends_each_alert_once() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    server.child.kill().unwrap(); // SIGKILL
-    server.child.wait().unwrap();
+    server.process.0.kill().unwrap(); // SIGKILL
+    server.process.0.wait().unwrap();
     stop.store(true, Ordering::SeqCst);
     for w in writers {
         w.await.unwrap();
@@ -217,33 +202,20 @@ async fn kill_9_loses_nothing_acknowledged_and_sends_each_alert_once() {
     receiver.set_status(200);
     let server = spawn(dir.path(), &receiver);
     // Every acknowledged sample is in the database (220 = baseline and regression).
-    let db = dir.path().join("watchdog.db");
-    let pool = sqlx::sqlite::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM samples")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let pool = state_db(dir.path()).await;
+    let stored: i64 = count(&pool, "SELECT COUNT(*) FROM samples").await;
     assert!(
         stored >= acked as i64 + 220,
         "stored {stored} < acknowledged {acked} + 220"
     );
-    let deploys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deploys")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let deploys: i64 = count(&pool, "SELECT COUNT(*) FROM deploys").await;
     assert_eq!(deploys, 1);
     // The incident is there once, and its alert is delivered exactly once.
     wait_for_incidents(&client, &server.base, 1).await;
     receiver.wait_for(1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.ids().len(), 1, "{:?}", receiver.ids());
-    let delivered: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM alert_outbox WHERE status = 'delivered'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let delivered: i64 = count(&pool, DELIVERED).await;
     assert_eq!(delivered, 1);
     pool.close().await;
     terminate(server);
@@ -274,9 +246,7 @@ async fn holding_receiver() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
             ),
         )
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = common::loopback::serve(app).await;
     (format!("http://{addr}/hold"), seen)
 }
 
@@ -301,8 +271,8 @@ async fn kill_9_between_sending_an_alert_and_marking_it_resends_it_with_the_same
     }
     let first = held.lock().unwrap().clone();
     assert_eq!(first.len(), 1, "the alert was sent: {first:?}");
-    server.child.kill().unwrap(); // SIGKILL while the delivery is in flight
-    server.child.wait().unwrap();
+    server.process.0.kill().unwrap(); // SIGKILL while the delivery is in flight
+    server.process.0.wait().unwrap();
 
     let receiver = Receiver::start(200).await;
     let server = spawn(dir.path(), &receiver);
@@ -313,15 +283,8 @@ async fn kill_9_between_sending_an_alert_and_marking_it_resends_it_with_the_same
         first,
         "resent once, with the same delivery id"
     );
-    let db = dir.path().join("watchdog.db");
-    let pool = sqlx::sqlite::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    let delivered: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM alert_outbox WHERE status = 'delivered'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let pool = state_db(dir.path()).await;
+    let delivered: i64 = count(&pool, DELIVERED).await;
     assert_eq!(delivered, 1);
     pool.close().await;
     terminate(server);

@@ -115,9 +115,6 @@ pub async fn call(server: &Server, method: &str, uri: &str, body: impl Into<Body
 /// real HTTP: the server and its base URL (`http://127.0.0.1:PORT`).
 pub async fn listen(config: ServerConfig, channels: Vec<Channel>) -> (Server, String) {
     let server = start(config, channels).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = watchdog::app::app(server.state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = super::loopback::serve_url(watchdog::app::app(server.state.clone())).await;
     (server, base)
 }

@@ -1,10 +1,13 @@
 //! Running the built `watchdog` binary in tests: a clean environment, collected output.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use super::prometheus::Killed;
 
 /// Variables of the developer's shell that would change what the binary does.
 pub const CLEARED: &[&str] = &[
@@ -163,30 +166,66 @@ pub fn listening_on(stdout: &str) -> String {
 /// `watchdog serve --listen 127.0.0.1:0 --config CONFIG --state-dir STATE` with a clean
 /// environment plus `WATCHDOG_API_TOKEN=token`, once it has said where it listens: the
 /// process (killed when dropped) and its base URL. Its further output is drained.
-pub fn serve(config: &Path, state_dir: &Path, token: &str) -> (super::prometheus::Killed, String) {
+pub fn serve(config: &Path, state_dir: &Path, token: &str) -> (Killed, String) {
+    serve_with(
+        [
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--state-dir".as_ref(),
+            state_dir.as_os_str(),
+        ],
+        &[("WATCHDOG_API_TOKEN", token)],
+    )
+}
+
+/// [`serve_with`] with event time driving the engine (`--clock data`, so a test controls
+/// when windows pass), a 10-minute monitoring window and its state in `state_dir`.
+pub fn serve_data_clock(state_dir: &Path, env: &[(&str, &str)]) -> (Killed, String) {
+    serve_with(
+        [
+            "--clock".as_ref(),
+            "data".as_ref(),
+            "--monitoring-window-secs".as_ref(),
+            "600".as_ref(),
+            "--state-dir".as_ref(),
+            state_dir.as_os_str(),
+        ],
+        env,
+    )
+}
+
+/// `watchdog serve --listen 127.0.0.1:0 ARGS…` with a clean environment plus `env`, once
+/// it has said where it listens: the process (killed when dropped) and its base URL. Its
+/// further output is drained; its stderr goes to the test's.
+pub fn serve_with<A: AsRef<OsStr>>(
+    args: impl IntoIterator<Item = A>,
+    env: &[(&str, &str)],
+) -> (Killed, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_watchdog"));
     child
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--config")
-        .arg(config)
-        .arg("--state-dir")
-        .arg(state_dir)
+        .args(args)
         .env("RUST_LOG", "warn");
     for k in CLEARED {
         child.env_remove(k);
     }
+    for (k, v) in env {
+        child.env(k, v);
+    }
     let mut child = child
-        .env("WATCHDOG_API_TOKEN", token)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("starting watchdog serve");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().expect("address line").unwrap();
+    let line = lines
+        .next()
+        .expect("the server printed its address")
+        .unwrap();
     let base = line
         .strip_prefix("watchdog listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
     std::thread::spawn(move || for _ in lines {});
-    (super::prometheus::Killed(child), base)
+    (Killed(child), base)
 }

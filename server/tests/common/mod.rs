@@ -1,19 +1,18 @@
-//! Helpers shared by the server tests: data generators and a loopback alert receiver.
+//! Helpers shared by the server tests: data generators, loopback receivers, servers
+//! in process and as processes, a real Prometheus.
 #![allow(dead_code)]
 
 pub mod app;
 pub mod cli;
+pub mod deploys;
+pub mod loopback;
 pub mod prometheus;
+pub mod scenario;
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
+#[allow(unused_imports)]
+pub use loopback::{BodyReceiver, Received, Receiver};
 
 /// 2026-03-30T18:00:00Z in seconds.
 pub const T0: i64 = 1_774_893_600;
@@ -47,141 +46,27 @@ pub fn metrics_ndjson(
     out
 }
 
-/// What the receiver's handler shares: the delivery ids seen, the status to answer.
-type ReceiverState = (Arc<Mutex<Vec<String>>>, Arc<AtomicU16>);
-
-/// A webhook receiver on loopback that records the `X-WatchDog-Delivery` id of every
-/// request and answers with a fixed status.
-#[derive(Clone)]
-pub struct Receiver {
-    pub addr: std::net::SocketAddr,
-    pub deliveries: Arc<Mutex<Vec<String>>>,
-    pub status: Arc<AtomicU16>,
-}
-
-impl Receiver {
-    pub async fn start(status: u16) -> Receiver {
-        let deliveries = Arc::new(Mutex::new(Vec::new()));
-        let status = Arc::new(AtomicU16::new(status));
-        let app = Router::new()
-            .route(
-                "/hook",
-                post(
-                    |State((log, status)): State<ReceiverState>, headers: HeaderMap| async move {
-                        let id = headers
-                            .get("x-watchdog-delivery")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        let code = StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap();
-                        if code.is_success() {
-                            log.lock().unwrap().push(id);
-                        }
-                        code
-                    },
-                ),
-            )
-            .with_state((deliveries.clone(), status.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver {
-            addr,
-            deliveries,
-            status,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
-    }
-
-    pub fn count(&self) -> usize {
-        self.deliveries.lock().unwrap().len()
-    }
-
-    pub fn ids(&self) -> Vec<String> {
-        self.deliveries.lock().unwrap().clone()
-    }
-
-    /// Changes the status it answers with.
-    pub fn set_status(&self, status: u16) {
-        self.status.store(status, Ordering::SeqCst);
-    }
-
-    /// Waits (at most 30 s) until `n` alerts arrived.
-    pub async fn wait_for(&self, n: usize) {
-        for _ in 0..300 {
-            if self.count() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("expected {n} alerts, got {:?}", self.ids());
-    }
-}
-
-/// One request a [`BodyReceiver`] got.
-#[derive(Clone, Debug)]
-pub struct Received {
-    pub path: String,
-    pub content_type: String,
-    pub body: String,
-}
-
-/// A receiver on loopback that keeps every POST it gets, on any path (Slack-shaped
-/// `/services/…` paths included), and answers 200.
-#[derive(Clone)]
-pub struct BodyReceiver {
-    pub addr: std::net::SocketAddr,
-    pub got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl BodyReceiver {
-    pub async fn start() -> BodyReceiver {
-        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let app = Router::new()
-            .fallback(
-                |State(got): State<Arc<Mutex<Vec<Received>>>>,
-                 uri: axum::http::Uri,
-                 headers: HeaderMap,
-                 body: String| async move {
-                    got.lock().unwrap().push(Received {
-                        path: uri.path().to_string(),
-                        content_type: headers
-                            .get("content-type")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string(),
-                        body,
-                    });
-                    "ok"
-                },
-            )
-            .with_state(got.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        BodyReceiver { addr, got }
-    }
-
-    /// `http://127.0.0.1:PORT{path}`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub fn received(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Waits (at most `secs`) for a request, and returns the first.
-    pub async fn first(&self, secs: u64) -> Received {
-        for _ in 0..secs * 10 {
-            if let Some(r) = self.received().into_iter().next() {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("no request reached the receiver in {secs} s");
-    }
+/// A regression verdict as the API writes it: checkout v1.4.2 in production, the error
+/// rate up from 0.5 % to 6.2 % (CUSUM), no log signatures. Tests add what they need
+/// before reading it as a `DeployVerdict`.
+pub fn regression_verdict_json() -> serde_json::Value {
+    serde_json::json!({
+        "deploy_id": "v1.4.2", "service": "checkout", "environment": "production",
+        "deployed_at": "2026-03-30T19:30:00Z", "verdict": "regression",
+        "detected_at": "2026-03-30T19:33:00Z", "reason": "error_rate rose",
+        "inconclusive_cause": null, "needed": null,
+        "window": {"baseline_from": "2026-03-30T18:30:00Z", "baseline_samples": 60,
+                   "watched_until": "2026-03-30T19:33:00Z", "watched_secs": 180.0,
+                   "samples_after": 6, "ended_by": "detection"},
+        "evidence": [{
+            "metric": "error_rate", "direction": "up", "status": "regressed", "test": "cusum",
+            "baseline": {"n": 60, "median": 0.005, "mean": 0.005, "spread": 0.002},
+            "observed": {"n": 6, "median": 0.062, "mean": 0.062, "spread": 0.004},
+            "effect_absolute": 0.057, "effect_relative": 11.4, "effect_sigmas": 28.5,
+            "min_effect": 0.005, "change_started_at": "2026-03-30T19:31:00Z",
+            "detected_at": "2026-03-30T19:33:00Z", "statistic": 48.2, "threshold": 5.3,
+            "autocorrelation": 0.1, "counts": null, "note": null
+        }],
+        "signatures": [], "warnings": [], "false_alarm_rate": 0.01
+    })
 }

@@ -1,9 +1,15 @@
 //! A real Prometheus for the tests that need one: started on a free loopback port with the
 //! configuration a test gives, ready before it is returned, killed when dropped.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use watchdog::config::{Clock, Secret, ServerConfig};
+use watchdog::ingest::prometheus::PrometheusConfig;
+use watchdog::store::StoredRecord;
+use watchdog_core::Sample;
 
 /// A child process killed (and reaped) when dropped, so a failing test leaves nothing
 /// running.
@@ -88,4 +94,31 @@ pub async fn start_self_scraping(bin: &str, dir: &Path) -> Prometheus {
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     prometheus
+}
+
+/// A server configuration with its state in `dir`, the wall clock, a one-minute baseline
+/// and a puller that reads the self-scraping Prometheus at `prom` (see
+/// [`start_self_scraping`]) every second as service `prometheus`.
+pub fn self_pulling_config(dir: &Path, prom: &str) -> ServerConfig {
+    let mut c = ServerConfig::for_state_dir(dir);
+    c.clock = Clock::Wall;
+    c.api_token = Secret::new("t");
+    c.detector.baseline_window_secs = 60;
+    let toml_text = format!(
+        "url = \"{prom}\"\npoll_secs = 1\nstep_secs = 1\ntimeout_secs = 5\n[[services]]\nservice = \"prometheus\"\n[services.queries]\nup = 'up{{job=\"self\"}}'\nscrape_duration_secs = 'scrape_duration_seconds{{job=\"self\"}}'\n"
+    );
+    c.prometheus = Some(toml::from_str::<PrometheusConfig>(&toml_text).unwrap());
+    c
+}
+
+/// How many times each point (timestamp in ms, metric) is among the stored samples.
+pub fn stored_points(rows: &[StoredRecord]) -> HashMap<(i64, String), usize> {
+    let mut seen: HashMap<(i64, String), usize> = HashMap::new();
+    for r in rows {
+        let s = Sample::from_json_line(&r.body).unwrap();
+        for (m, _) in &s.metrics {
+            *seen.entry((s.timestamp.millis(), m.clone())).or_default() += 1;
+        }
+    }
+    seen
 }
