@@ -62,7 +62,7 @@
 //! clusters, retiring its least recently used one, which bounds the similarity search.
 //! The exact-match cache holds at most twice `max_templates` texts and is emptied when
 //! full; the recent-message memo has 2,048 slots (1,024 sets of two) of at most 512
-//! bytes, the skeleton memo 512 (256 sets of two) of at most 512 bytes.
+//! bytes, the skeleton memo 512 (64 sets of eight) of at most 512 bytes.
 
 use std::fmt;
 use std::str::FromStr;
