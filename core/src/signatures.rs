@@ -16,6 +16,7 @@
 
 mod evidence;
 mod mask;
+mod memo;
 mod miner;
 mod parse;
 mod retired;

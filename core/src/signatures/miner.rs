@@ -62,7 +62,7 @@
 //! clusters, retiring its least recently used one, which bounds the similarity search.
 //! The exact-match cache holds at most twice `max_templates` texts and is emptied when
 //! full; the recent-message memo has 2,048 slots (1,024 sets of two) of at most 512
-//! bytes, the skeleton memo 512 (256 sets of two) of at most 512 bytes.
+//! bytes, the skeleton memo 512 (64 sets of eight) of at most 512 bytes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -70,6 +70,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::mask::{mask_message, shape_hash, token_spans, WILDCARD};
+use super::memo::Memo;
 use super::retired::Retired;
 use super::skeleton::{self, SkeletonMemo};
 use crate::hash::{fnv1a, fnv1a_from, sampled_hash, FnvMap};
@@ -180,20 +181,6 @@ const RECENT_WAYS: usize = 2;
 /// many bytes).
 const RECENT_MAX_BYTES: usize = 512;
 
-/// One slot of the recent-message memo: a raw message (with its level byte) and the
-/// cluster it was placed in.
-#[derive(Debug, Default)]
-struct Recent {
-    hash: u64,
-    level: u8,
-    text: String,
-    slot: u32,
-    generation: u32,
-    /// The miner's tick when the slot was last stored or hit: the older slot of a set
-    /// is the one replaced.
-    used: u64,
-}
-
 #[derive(Debug)]
 pub(super) struct Cluster {
     pub(super) id: SignatureId,
@@ -229,7 +216,7 @@ pub struct TemplateMiner {
     /// Exact-match cache, keyed by the level byte (if any) followed by the masked text.
     cache: FnvMap<Box<str>, (u32, u32)>,
     /// Recent-message memo, in front of masking; see [`TemplateMiner::mine`].
-    recent: Vec<Recent>,
+    recent: Memo<RECENT_SETS, RECENT_WAYS>,
     /// Memo of recent messages' digit skeletons, after the recent-message memo and in
     /// front of masking (`skeleton.rs`).
     skeletons: SkeletonMemo,
@@ -291,7 +278,7 @@ impl TemplateMiner {
             branches: FnvMap::default(),
             by_id: FnvMap::default(),
             cache: FnvMap::default(),
-            recent: Vec::new(),
+            recent: Memo::default(),
             skeletons: SkeletonMemo::default(),
             tick: 0,
             wildcard: fnv1a(WILDCARD.as_bytes()),
@@ -449,43 +436,29 @@ impl TemplateMiner {
         // fixed in size (no allocation once its slots have grown, bounded memory), and a
         // slot freed by eviction is recognised by its generation, as in the masked-text
         // cache. It changes no result: the cluster is the one the masked-text cache
-        // holds for the same text.
+        // holds for the same text. (The table is `memo.rs`, shared with the skeleton
+        // memo.)
         let level_tag = level.map_or(0u8, |l| level_byte(l) as u8);
         let hash = sampled_hash(message.as_bytes()) ^ u64::from(level_tag);
-        let set = ((hash as usize) & (RECENT_SETS - 1)) * RECENT_WAYS;
-        let tick = self.tick;
-        if let Some(ways) = self.recent.get_mut(set..set + RECENT_WAYS) {
-            for r in ways {
-                if r.hash == hash
-                    && r.level == level_tag
-                    && r.text == message
-                    && self.generations[r.slot as usize] == r.generation
-                    && self.slots[r.slot as usize].is_some()
-                {
-                    r.used = tick;
-                    let slot = r.slot;
-                    return self.matched(slot, at);
-                }
-            }
+        let (generations, slots) = (&self.generations, &self.slots);
+        let found = self
+            .recent
+            .find(hash, level_tag, message.as_bytes(), self.tick, |slot, g| {
+                generations[slot as usize] == g && slots[slot as usize].is_some()
+            });
+        if let Some(slot) = found {
+            return self.matched(slot, at);
         }
         let slot = self.mine_masked(level, message);
         if message.len() <= RECENT_MAX_BYTES {
-            if self.recent.is_empty() {
-                self.recent
-                    .resize_with(RECENT_SETS * RECENT_WAYS, Recent::default);
-            }
-            let ways = &mut self.recent[set..set + RECENT_WAYS];
-            let r = ways
-                .iter_mut()
-                .min_by_key(|r| r.used)
-                .expect("a set has slots");
-            r.hash = hash;
-            r.level = level_tag;
-            r.text.clear();
-            r.text.push_str(message);
-            r.slot = slot;
-            r.generation = self.generations[slot as usize];
-            r.used = tick;
+            let generation = self.generations[slot as usize];
+            self.recent.store(
+                hash,
+                level_tag,
+                message.as_bytes(),
+                (slot, generation),
+                self.tick,
+            );
         }
         self.matched(slot, at)
     }
@@ -1122,7 +1095,7 @@ mod tests {
         assert!(m.cache.len() <= 2 * cap, "cache {}", m.cache.len());
         assert!(m.branches.len() <= cap && m.by_id.len() <= cap);
         assert!(m.retired_len() <= cap, "retired {}", m.retired_len());
-        assert!(m.recent.len() <= RECENT_SETS * RECENT_WAYS);
+        assert!(m.recent.capacity() <= RECENT_SETS * RECENT_WAYS);
         assert!(m.skeletons.capacity() <= 512);
         // The most recent templates are the ones kept.
         let last = m.add("aaaaaaaaaaa failed with x");
