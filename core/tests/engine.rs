@@ -885,17 +885,18 @@ fn a_sticky_series_that_jumps_far_is_a_regression_and_one_that_wanders_is_not() 
     };
     let d = deploy(T0, "v2", "svc");
     let cfg = Config::default();
-    let jumped = run(cfg.clone(), &build(7, 30.0), std::slice::from_ref(&d));
+    let jumped = run(cfg.clone(), &build(7, 40.0), std::slice::from_ref(&d));
     assert_eq!(
         jumped[0].verdict,
         VerdictKind::Regression,
         "{}",
         jumped[0].reason
     );
-    assert_eq!(
+    // Four marginal spreads: the extreme test or the level test, whichever sees it first.
+    assert!(matches!(
         jumped[0].evidence[0].test,
-        watchdog_core::TestKind::LevelShift
-    );
+        watchdog_core::TestKind::LevelShift | watchdog_core::TestKind::TailExceedance
+    ));
     let accused = (0..40)
         .filter(|&seed| {
             run(
@@ -957,35 +958,69 @@ fn the_sample_whose_interval_holds_the_deploy_is_not_baseline() {
 
 /// A level reached at the recorded deploy is measured from there, not only from the start
 /// of the deploy tolerance, whose samples are still at the old level and hold its median
-/// back.
+/// back: the change is found by the third sample after the deploy.
 #[test]
 fn a_level_reached_at_the_deploy_is_not_diluted_by_the_tolerance() {
-    let mut caught = 0;
-    for seed in 0..20 {
+    for seed in 0..10 {
         let mut rng = watchdog_core::scenarios::Rng::new(seed);
         let mut s = Vec::new();
-        let mut noise = 0.0;
-        // Five-minute samples of a sticky series (lag-1 autocorrelation 0.8), the deploy
-        // half-way between two of them; the default tolerance of 600 s holds two.
-        for i in 0..70i32 {
-            noise = 0.8 * noise + 6.0 * rng.normal();
-            let t = T0.add_secs(300.0 * f64::from(i - 60) + 150.0);
+        // Five-minute samples, the deploy half-way between two of them; the default
+        // tolerance of 600 s holds two. After the deploy: 114, 101, 114, 114, 114. From the
+        // start of the tolerance the median of the first five is 101; from the deploy, the
+        // median of the first three is 114.
+        let at = |i: i32| T0.add_secs(300.0 * f64::from(i - 60) + 150.0);
+        for i in 0..80i32 {
             let v = match i {
-                60 | 62 => 140.0 + 2.0 * rng.normal(),
-                61 => 105.0,
-                _ => 100.0 + noise,
+                61 => 101.0,
+                60..=64 => 114.0,
+                _ => 100.0 + 3.0 * rng.normal(),
             };
-            s.push(sample(t, "svc", &[("p95_latency_ms", v)]));
+            s.push(sample(at(i), "svc", &[("p95_latency_ms", v)]));
         }
         let v = &run(Config::default(), &s, &[deploy(T0, "v2", "svc")])[0];
-        if v.verdict == VerdictKind::Regression {
-            caught += 1;
-            assert!(
-                v.evidence[0].change_started_at.unwrap() >= T0,
-                "seed {seed}"
-            );
+        assert_eq!(
+            v.verdict,
+            VerdictKind::Regression,
+            "seed {seed}: {}",
+            v.reason
+        );
+        let e = &v.evidence[0];
+        assert!(
+            e.detected_at.unwrap() <= at(62),
+            "seed {seed}: {:?} {:?}",
+            e.test,
+            e.detected_at
+        );
+    }
+}
+
+/// The level test keeps its false-alarm rate on sticky noise: the lag-1 autocorrelation of
+/// a 60-sample baseline comes out low (ρ = 0.9 is often read as 0.6–0.8) and its spread
+/// short of the process's. With the plain estimates the level test alone accused 15 of
+/// these 200 healthy deploys; corrected, 5. That is still above its share of the budget
+/// (a sixth of 1 % for a metric watched both ways): what is left to calibrate.
+#[test]
+fn the_level_test_holds_its_false_alarm_rate_on_sticky_noise() {
+    let d = deploy(T0, "v2", "svc");
+    let mut by_level = 0;
+    for seed in 0..200u64 {
+        let mut rng = watchdog_core::scenarios::Rng::new(5000 + seed);
+        let mut x = 0.0;
+        let samples: Vec<_> = (0..150)
+            .map(|i| {
+                x = 0.9 * x + 10.0 * (1.0f64 - 0.81).sqrt() * rng.normal();
+                let t = T0.add_secs(60.0 * (f64::from(i) - 120.0));
+                sample(t, "svc", &[("queue_depth", 100.0 + x)])
+            })
+            .collect();
+        let v = &run(Config::default(), &samples, std::slice::from_ref(&d))[0];
+        if v.verdict == VerdictKind::Regression
+            && v.evidence
+                .iter()
+                .any(|e| e.detected_at.is_some() && e.test == watchdog_core::TestKind::LevelShift)
+        {
+            by_level += 1;
         }
     }
-    // Measured from the start of the tolerance alone, the level test finds 7 of 20.
-    assert!(caught >= 12, "caught {caught} of 20");
+    assert!(by_level <= 7, "the level test accused {by_level} of 200");
 }
