@@ -167,9 +167,9 @@ impl Watch {
         if let Some(l) = level.filter(|l| !tail_only && test.level_resid.len() < l.max_k) {
             test.level_resid.push(resid);
             let before = t < actual_deploy;
-            if before {
-                test.level_tolerance += 1;
-            }
+            // The tolerance samples come first (samples are fed in time order; a late one
+            // restarts the test), so they are the first of the residuals.
+            let in_tolerance = test.n_tolerance.min(test.level_resid.len());
             // The median can only clear the test's floor when half the residuals do;
             // counting them spares the median on almost every healthy sample.
             if resid >= l.floor(test.min_effect) {
@@ -179,13 +179,13 @@ impl Watch {
                 }
             }
             let all = &test.level_resid[..];
-            let since_deploy = &test.level_resid[test.level_tolerance..];
+            let since_deploy = &test.level_resid[in_tolerance..];
             let hit = [
                 (all, test.level_above, actual_deploy.min(t)),
                 (since_deploy, test.level_above_post, actual_deploy),
             ]
             .into_iter()
-            .take(if test.level_tolerance > 0 { 2 } else { 1 })
+            .take(if in_tolerance > 0 { 2 } else { 1 })
             .filter(|(r, above, _)| 2 * above >= r.len())
             .find_map(|(r, _, from)| l.check(r, test.min_effect).map(|(e, z)| (e, z, from)));
             if let Some((effect, z, from)) = hit {

@@ -119,8 +119,6 @@ pub(crate) struct Test {
     /// Residuals of the samples since the start of the tolerance, in time order, for the
     /// level test (its first samples only), and its statistic and threshold when it fired.
     pub(super) level_resid: Vec<f64>,
-    /// How many of them lie inside the tolerance (before the recorded deploy).
-    pub(super) level_tolerance: usize,
     /// How many of them reach the level test's floor (see `LevelModel::floor`), and how
     /// many of those are after the recorded deploy.
     pub(super) level_above: usize,
@@ -164,7 +162,6 @@ impl Test {
         self.last_extreme = None;
         self.tail_hit = None;
         self.level_resid.clear();
-        self.level_tolerance = 0;
         self.level_above = 0;
         self.level_above_post = 0;
         self.level_hit = None;
