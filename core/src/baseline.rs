@@ -15,12 +15,18 @@ pub struct Baseline {
     pub n: usize,
     /// Expected level at `anchor_ms` (the median of the detrended samples).
     pub level: f64,
+    /// Where the series stood at the end of the baseline without a trend: the median of
+    /// the last quarter's values (at least 12) when it trends, `level` otherwise. The
+    /// expectation after the baseline when its trend is not extrapolated (see
+    /// [`Baseline::for_harm`]).
+    pub held_level: f64,
     /// Trend in units per second; zero unless the baseline trends significantly.
     pub slope_per_sec: f64,
     /// Instant the level refers to (the last baseline sample).
     pub anchor_ms: i64,
     /// Time constant, in milliseconds, over which the trend is damped after `anchor_ms`
-    /// (a quarter of the baseline's span; see [`Baseline::expected`]).
+    /// (a quarter of the baseline's span; see [`Baseline::expected`]); zero when the trend
+    /// is not extrapolated at all (see [`Baseline::for_harm`]).
     pub damping_ms: f64,
     /// Robust standard deviation of the samples around the (trend) line.
     pub spread: f64,
@@ -83,6 +89,7 @@ impl Baseline {
             .map(|&(t, v)| v - slope * (t - anchor_ms) as f64 / 1000.0)
             .collect();
         // Without a trend the residuals are the values themselves.
+        let mut held_level = f64::NAN;
         let (mut level, spread) = if slope == 0.0 {
             (raw_median, raw_spread)
         } else {
@@ -96,12 +103,14 @@ impl Baseline {
             // is anchored on the median residual of the last quarter (at least 12 samples).
             let k = (n / 4).max(12).min(n);
             level = median(&residuals[n - k..]);
+            held_level = median(&values[n - k..]);
         }
         let rho = lag1_autocorrelation(&residuals, level, 3.0 * spread.max(f64::MIN_POSITIVE))
             .clamp(0.0, 0.95);
         Some(Baseline {
             n,
             level,
+            held_level: if slope == 0.0 { level } else { held_level },
             slope_per_sec: slope,
             anchor_ms,
             damping_ms: ((anchor_ms - points[0].0) as f64 / 4.0).max(1.0),
@@ -127,8 +136,36 @@ impl Baseline {
         if dt <= 0.0 || self.slope_per_sec == 0.0 {
             return self.level + self.slope_per_sec * dt / 1000.0;
         }
+        if self.damping_ms <= 0.0 {
+            return self.held_level;
+        }
         let tau = self.damping_ms.max(1.0);
         self.level + self.slope_per_sec * tau * (1.0 - (-dt / tau).exp()) / 1000.0
+    }
+
+    /// This baseline as the expectation of a test for which `sign · (x − expected)` is
+    /// harmful: a trend that runs the harmless way (a latency falling, a throughput
+    /// rising) is not extrapolated past the baseline's end, and the expectation holds at
+    /// the median of the baseline's last values, where the series stood without counting
+    /// on the trend at all (the line through those values, anchored at their end, already
+    /// assumes the trend went on through them).
+    ///
+    /// # Why only one way
+    /// A trend seen over a baseline window is a local estimate, and the most common thing
+    /// a healthy series does next is to stop trending: a ramp levels off, a drain reaches
+    /// its floor, a recovery completes. Extrapolating a trend that runs the harmless way
+    /// turns that ordinary levelling-off into a harmful residual that grows with the
+    /// horizon (a falling queue that stops falling "rises" against the line). Continuing a
+    /// trend that runs the harmful way is the cautious choice: the test then asks for a
+    /// change beyond the worsening already under way. Either way the test only ever takes
+    /// the expectation less favourable to an alarm, so no change to a series' own trend
+    /// can make a false alarm more likely.
+    pub fn for_harm(&self, sign: f64) -> Baseline {
+        let mut b = self.clone();
+        if b.slope_per_sec * sign < 0.0 {
+            b.damping_ms = 0.0;
+        }
+        b
     }
 
     /// Standard deviation of the noise as it accumulates in a running sum.
@@ -437,6 +474,31 @@ mod tests {
         assert!((b.slope_per_sec - 0.1).abs() < 0.02, "{}", b.slope_per_sec);
         let next = b.expected(60 * 10_000);
         assert!((next - 160.0).abs() < 4.0, "{next}");
+    }
+
+    #[test]
+    fn a_trend_is_extrapolated_only_the_harmful_way() {
+        let v: Vec<f64> = (0..60)
+            .map(|i| 100.0 - i as f64 + ((i * 37) % 5) as f64 * 0.2)
+            .collect();
+        let b = Baseline::fit(&pts(&v)).unwrap();
+        assert!(b.slope_per_sec < 0.0);
+        let later = b.anchor_ms + 600_000;
+        // a falling series: the test of a fall follows the line down ...
+        let down = b.for_harm(-1.0);
+        assert_eq!(down.expected(later), b.expected(later));
+        assert!(down.expected(later) < b.expected(b.anchor_ms));
+        // ... the test of a rise holds where the last values stood, so a fall that
+        // merely stops is not a rise
+        let up = b.for_harm(1.0);
+        let recent = median(&v[45..]);
+        assert_eq!(up.expected(later), recent);
+        assert!(up.expected(later) > b.expected(later));
+        // inside the baseline both are the fitted line
+        assert_eq!(
+            up.expected(b.anchor_ms - 50_000),
+            b.expected(b.anchor_ms - 50_000)
+        );
     }
 
     #[test]

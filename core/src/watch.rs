@@ -487,7 +487,7 @@ impl Watch {
                     metric: id,
                     direction,
                     sign,
-                    base: base.clone(),
+                    base: base.for_harm(sign),
                     points: points.clone(),
                     pre_from,
                     short,
@@ -596,6 +596,7 @@ impl Watch {
                 base: Baseline {
                     n,
                     level: base.0 / base.1.max(1.0),
+                    held_level: base.0 / base.1.max(1.0),
                     slope_per_sec: 0.0,
                     anchor_ms: pairs[n - 1].0,
                     damping_ms: 1.0,

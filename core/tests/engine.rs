@@ -1024,3 +1024,35 @@ fn the_level_test_holds_its_false_alarm_rate_on_sticky_noise() {
     }
     assert!(by_level <= 7, "the level test accused {by_level} of 200");
 }
+
+#[test]
+fn a_fall_that_stops_before_the_deploy_is_not_a_rise_and_a_real_rise_is() {
+    // A queue drains by two units a minute through the hour before the deploy and stops
+    // draining ten minutes before it (at the start of the default deploy tolerance).
+    // Against the extrapolated line the flat queue looks like a rise; against where it
+    // stood it is nothing. A real rise after the deploy is still one.
+    let d = deploy(T0, "v2", "svc");
+    let noise = |i: i32| f64::from((i * 37).rem_euclid(11) - 5) * 0.3;
+    let series = |after: f64| -> Vec<watchdog_core::Sample> {
+        (0..90)
+            .map(|i| {
+                let t = T0.add_secs(60.0 * (f64::from(i) - 60.0));
+                let v = if i < 60 {
+                    220.0 - 2.0 * f64::from(i.min(50))
+                } else {
+                    after
+                };
+                sample(t, "svc", &[("queue_depth", v + noise(i))])
+            })
+            .collect()
+    };
+    let stopped = &run(Config::default(), &series(120.0), std::slice::from_ref(&d))[0];
+    assert_ne!(
+        stopped.verdict,
+        VerdictKind::Regression,
+        "{}",
+        stopped.reason
+    );
+    let rose = &run(Config::default(), &series(160.0), std::slice::from_ref(&d))[0];
+    assert_eq!(rose.verdict, VerdictKind::Regression, "{}", rose.reason);
+}

@@ -301,7 +301,7 @@ impl Watch {
                     .range(lower_bound(h, start)..lower_bound(h, deploy_ms))
                     .copied()
                     .collect();
-                if let Some(base) = Baseline::fit(&pts) {
+                if let Some(base) = Baseline::fit(&pts).map(|b| b.for_harm(test.sign)) {
                     let level = base.expected(deploy_ms);
                     let min_effect = cfg
                         .min_absolute_effect(&test.name)
