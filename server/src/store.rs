@@ -12,6 +12,7 @@ use watchdog_core::{DeployVerdict, Timestamp};
 mod exec;
 pub mod postgres;
 mod rows;
+mod series_ids;
 mod shared;
 mod sql;
 pub mod sqlite;

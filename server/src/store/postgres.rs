@@ -31,6 +31,7 @@ use sqlx::{AssertSqlSafe, Postgres, Row, SqlSafeStr, Transaction};
 
 use super::exec::{Arg::Int, Exec, PgConn, Tx};
 use super::rows::outbox_item;
+use super::series_ids::{Lookup, NewSeries, SeriesIds};
 use super::shared::{insert_sample_batch, Backend};
 use super::sql;
 use super::{Lease, LeaseRole, NewRecord, OutboxItem, StoreError, StoreResult};
@@ -49,6 +50,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         20261201000020,
         include_str!("../../../supabase/migrations/20261201000020_series.sql"),
     ),
+    (
+        20261202000030,
+        include_str!("../../../supabase/migrations/20261202000030_series_state.sql"),
+    ),
 ];
 
 /// How long a claimed batch of `limit` alerts stays invisible to other servers while one
@@ -63,14 +68,22 @@ pub fn alert_lease_ms(limit: i64) -> i64 {
 /// instead (store/sqlite/samples.rs); PostgreSQL keeps a plain index on the samples.
 const SERIES_SELECT_SAMPLES: &str = "SELECT id, body FROM samples WHERE series_id = (SELECT id FROM series WHERE service = $1 AND environment = $2) AND ts_ms >= $3 AND ts_ms <= $4 ORDER BY ts_ms, id LIMIT $5";
 
-/// Creates the `series` rows of label pairs not seen before. Sorted, so that two servers
-/// creating the same new pairs take their row locks in the same order; a pair another
-/// transaction is creating waits for it and is then skipped.
-const INSERT_SERIES: &str = "INSERT INTO series (service, environment) SELECT DISTINCT service, environment FROM UNNEST($1::TEXT[], $2::TEXT[]) AS t(service, environment) ORDER BY service, environment ON CONFLICT DO NOTHING";
+/// Creates the `series` rows of label pairs not seen before and returns the id of every
+/// pair given: the rows it created (`RETURNING`: the statement's own snapshot does not
+/// see them) and the ones that were there. Series rows are only created under the sample
+/// insert lock, so no other transaction creates one of these pairs meanwhile; sorted all
+/// the same, so that row locks are taken in one order.
+const RESOLVE_SERIES: &str = "WITH want AS (SELECT DISTINCT service, environment FROM UNNEST($1::TEXT[], $2::TEXT[]) AS t(service, environment)), \
+     ins AS (INSERT INTO series (service, environment) SELECT service, environment FROM want ORDER BY service, environment ON CONFLICT DO NOTHING RETURNING id, service, environment) \
+     SELECT id, service, environment FROM ins \
+     UNION ALL SELECT r.id, r.service, r.environment FROM series r JOIN want w ON r.service = w.service AND r.environment = w.environment";
+
+/// The count of series deletions (see `series_state.sql`), read under the insert lock.
+const SERIES_GENERATION: &str = "SELECT generation FROM series_state WHERE id = 1";
 
 /// Inserts samples with their series ids, in the order given (ids follow `n`), and
 /// returns the first and last new id.
-const INSERT_SAMPLES: &str = "WITH ins AS (INSERT INTO samples (ts_ms, series_id, body) SELECT t.ts_ms, r.id, t.body FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) WITH ORDINALITY AS t(ts_ms, service, environment, body, n) JOIN series r ON r.service = t.service AND r.environment = t.environment ORDER BY t.n RETURNING id) SELECT MIN(id), MAX(id) FROM ins";
+const INSERT_SAMPLES: &str = "WITH ins AS (INSERT INTO samples (ts_ms, series_id, body) SELECT t.ts_ms, t.series_id, t.body FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[]) WITH ORDINALITY AS t(ts_ms, series_id, body, n) ORDER BY t.n RETURNING id) SELECT MIN(id), MAX(id) FROM ins";
 
 /// Advisory lock keys (one 64-bit key space per database; "WDOG" in the high bits).
 const LOCK_MIGRATE: i64 = 0x5744_4f47_0000_0001;
@@ -122,6 +135,8 @@ pub struct PostgresStore {
     pool: PgPool,
     /// Whether statements may be prepared once and reused (false behind a pooler).
     p: bool,
+    /// Series ids resolved lately (see [`super::series_ids`]).
+    series_ids: SeriesIds,
 }
 
 /// Connection settings read from a `postgres://` URL.
@@ -198,6 +213,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             p: settings.prepared_statements,
+            series_ids: SeriesIds::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -254,10 +270,12 @@ impl PostgresStore {
     /// Database failures.
     pub async fn truncate_all_for_tests(&self) -> StoreResult<()> {
         sqlx::raw_sql(
-            "TRUNCATE samples, series, sample_batches, logs, deploys, verdicts, incidents, notes, audit, explanations, alert_outbox, log_templates RESTART IDENTITY",
+            "TRUNCATE samples, series, sample_batches, logs, deploys, verdicts, incidents, notes, audit, explanations, alert_outbox, log_templates RESTART IDENTITY; \
+             UPDATE series_state SET generation = generation + 1 WHERE id = 1",
         )
         .execute(&self.pool)
         .await?;
+        self.series_ids.forget();
         Ok(())
     }
 }
@@ -295,9 +313,8 @@ async fn lock(p: bool, conn: &mut PgConnection, key: i64) -> StoreResult<()> {
     Ok(())
 }
 
-/// Inserts records in one statement (arrays unnested server-side: one round trip and one
-/// plan whatever the batch size). Logs go in as they are; samples get their series id
-/// (creating new series first). Returns the first and last new id.
+/// Inserts log records in one statement (arrays unnested server-side: one round trip and
+/// one plan whatever the batch size). Returns the first and last new id.
 async fn insert_records(
     p: bool,
     conn: &mut PgConnection,
@@ -308,18 +325,9 @@ async fn insert_records(
     let services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
     let envs: Vec<&str> = rows.iter().map(|r| r.environment.as_str()).collect();
     let bodies: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();
-    let sql = if table == "samples" {
-        query(p, INSERT_SERIES)
-            .bind(&services)
-            .bind(&envs)
-            .execute(&mut *conn)
-            .await?;
-        INSERT_SAMPLES.to_string()
-    } else {
-        format!(
-            "WITH ins AS (INSERT INTO {table} (ts_ms, service, environment, body) SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) RETURNING id) SELECT MIN(id), MAX(id) FROM ins"
-        )
-    };
+    let sql = format!(
+        "WITH ins AS (INSERT INTO {table} (ts_ms, service, environment, body) SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) RETURNING id) SELECT MIN(id), MAX(id) FROM ins"
+    );
     let row = query(p, AssertSqlSafe(sql))
         .bind(ts)
         .bind(services)
@@ -328,6 +336,57 @@ async fn insert_records(
         .fetch_one(&mut *conn)
         .await?;
     Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// Inserts samples under their series ids: the ids the cache knows (after checking, under
+/// the insert lock the caller holds, that no server deleted series since), the others
+/// resolved in one statement that creates the new pairs. Returns the first and last new
+/// id and the pairs resolved, to remember once the transaction commits.
+async fn insert_samples(
+    p: bool,
+    conn: &mut PgConnection,
+    cache: &SeriesIds,
+    rows: &[NewRecord],
+) -> StoreResult<((i64, i64), NewSeries)> {
+    let generation: i64 = scalar(p, SERIES_GENERATION).fetch_one(&mut *conn).await?;
+    cache.at_generation(generation);
+    let Lookup {
+        mut ids,
+        missing,
+        mut found,
+    } = cache.lookup(rows);
+    if !missing.is_empty() {
+        let (services, envs): (Vec<&str>, Vec<&str>) = missing.keys().copied().unzip();
+        let resolved: Vec<(i64, String, String)> = sqlx::query_as(RESOLVE_SERIES)
+            .persistent(p)
+            .bind(&services)
+            .bind(&envs)
+            .fetch_all(&mut *conn)
+            .await?;
+        for (id, service, environment) in resolved {
+            if let Some(at) = missing.get(&(service.as_str(), environment.as_str())) {
+                for &i in at {
+                    ids[i] = id;
+                }
+                found.add(&service, &environment, id);
+            }
+        }
+        if let Some(i) = ids.iter().position(|&id| id == 0) {
+            return Err(StoreError::Corrupt(format!(
+                "no series row for service {:?}, environment {:?} after creating it",
+                rows[i].service, rows[i].environment
+            )));
+        }
+    }
+    let ts: Vec<i64> = rows.iter().map(|r| r.ts_ms).collect();
+    let bodies: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();
+    let row = query(p, INSERT_SAMPLES)
+        .bind(ts)
+        .bind(ids)
+        .bind(bodies)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(((row.try_get(0)?, row.try_get(1)?), found))
 }
 
 /// The pool's transaction.
@@ -357,7 +416,10 @@ impl Backend for PostgresStore {
     const UPSERT_TEMPLATE: &'static str = "INSERT INTO log_templates (service, environment, signature, level, template, first_seen_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (service, environment, signature) DO UPDATE SET template = excluded.template, level = excluded.level, \
          first_seen_ms = LEAST(log_templates.first_seen_ms, excluded.first_seen_ms), updated_at_ms = excluded.updated_at_ms";
-    const DELETE_EMPTY_SERIES: &'static str = "DELETE FROM series s WHERE s.id IN (SELECT id FROM series WHERE id > $1 ORDER BY id LIMIT $2) \
+    /// Counts the deletion in `series_state` for the other servers' caches (once a
+    /// chunk, whether it deleted any: a needless count costs one query per pair later).
+    const DELETE_EMPTY_SERIES: &'static str = "WITH g AS (UPDATE series_state SET generation = generation + 1 WHERE id = 1) \
+         DELETE FROM series s WHERE s.id IN (SELECT id FROM series WHERE id > $1 ORDER BY id LIMIT $2) \
          AND NOT EXISTS (SELECT 1 FROM samples x WHERE x.series_id = s.id)";
 
     async fn read(&self) -> StoreResult<Self::Conn> {
@@ -382,6 +444,10 @@ impl Backend for PostgresStore {
         lock(self.p, &mut tx.conn, LOCK_DEPLOYS).await
     }
 
+    fn forget_series(&self) {
+        self.series_ids.forget();
+    }
+
     /// The lock [`Backend::insert_sample_rows`] takes before it creates series.
     async fn lock_samples(&self, tx: &mut WriteTx) -> StoreResult<()> {
         lock(self.p, &mut tx.conn, LOCK_SAMPLES).await
@@ -390,9 +456,10 @@ impl Backend for PostgresStore {
     async fn insert_sample_rows(&self, rows: &[NewRecord], now_ms: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         lock(self.p, &mut tx.conn, LOCK_SAMPLES).await?;
-        let ids = insert_records(self.p, &mut tx.conn, "samples", rows).await?;
+        let (ids, found) = insert_samples(self.p, &mut tx.conn, &self.series_ids, rows).await?;
         insert_sample_batch(&mut tx, ids, rows, now_ms).await?;
         tx.commit().await?;
+        self.series_ids.remember(found);
         Ok(())
     }
 

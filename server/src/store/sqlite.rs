@@ -22,10 +22,10 @@ use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 
 use super::exec::{Arg::Int, Exec, SqliteConn, Tx};
 use super::rows::{outbox_item, Columns};
+use super::series_ids::SeriesIds;
 use super::shared::{insert_sample_batch, Backend, PRUNE_CHUNK};
 use super::sql;
 use super::{NewRecord, OutboxItem, StoreError, StoreResult};
-use samples::SeriesIds;
 
 mod samples;
 
@@ -350,7 +350,7 @@ impl Backend for SqliteStore {
 
     async fn insert_sample_rows(&self, rows: &[NewRecord], now_ms: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let (series, created) = self.series_ids.resolve(&mut tx.conn, rows).await?;
+        let (series, created) = samples::resolve(&self.series_ids, &mut tx.conn, rows).await?;
         let keyed: Vec<(i64, &NewRecord)> = series.into_iter().zip(rows).collect();
         let ids = insert_chunked(
             &mut tx.conn,

@@ -2,20 +2,21 @@
 //! appended in id order, and a series index built in bulk behind ingestion (migration
 //! `0020_series.sql` says why).
 //!
-//! - [`SeriesIds`] maps (service, environment) to the id of its `series` row, so that a
-//!   commit resolves a label pair with a hash lookup instead of a query.
+//! - [`resolve`] maps (service, environment) to the id of its `series` row through the
+//!   [`SeriesIds`] cache, so that a commit resolves a label pair with a hash lookup
+//!   instead of a query.
 //! - [`index_loop`] copies the rows written since the last pass into `sample_index`,
 //!   sorted by series, in transactions of [`INDEX_CHUNK_ROWS`] entries so that writers
 //!   take turns with it; the position moves when the whole pass is in.
 //! - [`SERIES_SELECT`] reads one series through the index entries up to the position
 //!   plus the rows after it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Weak;
 use std::time::Duration;
 
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use crate::store::series_ids::{Lookup, NewSeries, SeriesIds};
 use crate::store::{NewRecord, StoreResult};
 
 /// How often the indexer runs. Each pass costs about a page write per series it touches,
@@ -35,137 +36,45 @@ pub(super) const INDEX_CHUNK_ROWS: usize = 10_000;
 /// Index entries a statement inserts: three parameters each, far below SQLite's limit.
 const ENTRIES_PER_STATEMENT: usize = 256;
 
-/// Label pairs remembered at most; the map is emptied when it would grow past this (the
-/// `series` table keeps every pair, so a forgotten one costs one query the next time).
-/// Churning names (pods) would otherwise grow it for as long as the server runs.
-const MAX_CACHED_SERIES: usize = 100_000;
-
-/// The series id of each label pair seen lately, by environment and then service: two
-/// levels so that a lookup borrows the row's strings instead of building a key.
-#[derive(Debug, Default, Clone)]
-pub(super) struct SeriesIds(Arc<Mutex<Known>>);
-
-#[derive(Debug, Default)]
-struct Known {
-    by_env: HashMap<String, HashMap<String, i64>>,
-    len: usize,
-    /// Counts [`SeriesIds::forget`]s: pairs resolved before one are not cached after it.
-    generation: u64,
-}
-
-/// The `series` rows a transaction created, to [`SeriesIds::remember`] once it commits.
-#[derive(Debug)]
-pub(super) struct NewSeries {
-    pairs: Vec<((String, String), i64)>,
-    generation: u64,
-}
-
-impl SeriesIds {
-    /// The series id of every row, creating `series` rows for new pairs inside `tx`.
-    /// Returns the ids and the pairs resolved by query, to [`SeriesIds::remember`] once
-    /// `tx` has committed (a rolled-back id must not be cached).
-    pub(super) async fn resolve(
-        &self,
-        tx: &mut Transaction<'static, Sqlite>,
-        rows: &[NewRecord],
-    ) -> StoreResult<(Vec<i64>, NewSeries)> {
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut missing: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
-        let generation;
+/// The series id of every row, creating `series` rows for new pairs inside `tx`.
+/// Returns the ids and the pairs resolved by query, to [`SeriesIds::remember`] once `tx`
+/// has committed (a rolled-back id must not be cached).
+pub(super) async fn resolve(
+    cache: &SeriesIds,
+    tx: &mut Transaction<'static, Sqlite>,
+    rows: &[NewRecord],
+) -> StoreResult<(Vec<i64>, NewSeries)> {
+    let Lookup {
+        mut ids,
+        missing,
+        mut found,
+    } = cache.lookup(rows);
+    for ((service, environment), at) in missing {
+        let id: i64 = match sqlx::query_scalar(
+            "SELECT id FROM series WHERE service = $1 AND environment = $2",
+        )
+        .bind(service)
+        .bind(environment)
+        .fetch_optional(&mut **tx)
+        .await?
         {
-            let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            generation = known.generation;
-            for (i, r) in rows.iter().enumerate() {
-                match known
-                    .by_env
-                    .get(r.environment.as_str())
-                    .and_then(|m| m.get(r.service.as_str()))
-                {
-                    Some(&id) => ids.push(id),
-                    None => {
-                        ids.push(0);
-                        missing
-                            .entry((r.service.as_str(), r.environment.as_str()))
-                            .or_default()
-                            .push(i);
-                    }
-                }
-            }
-        }
-        let mut found = Vec::with_capacity(missing.len());
-        for ((service, environment), at) in missing {
-            let id: i64 =
-                match sqlx::query_scalar(
-                    "SELECT id FROM series WHERE service = $1 AND environment = $2",
+            Some(id) => id,
+            None => {
+                sqlx::query_scalar(
+                    "INSERT INTO series (service, environment) VALUES ($1, $2) RETURNING id",
                 )
                 .bind(service)
                 .bind(environment)
-                .fetch_optional(&mut **tx)
+                .fetch_one(&mut **tx)
                 .await?
-                {
-                    Some(id) => id,
-                    None => sqlx::query_scalar(
-                        "INSERT INTO series (service, environment) VALUES ($1, $2) RETURNING id",
-                    )
-                    .bind(service)
-                    .bind(environment)
-                    .fetch_one(&mut **tx)
-                    .await?,
-                };
-            for i in at {
-                ids[i] = id;
             }
-            found.push(((service.to_string(), environment.to_string()), id));
-        }
-        let found = NewSeries {
-            pairs: found,
-            generation,
         };
-        Ok((ids, found))
+        for i in at {
+            ids[i] = id;
+        }
+        found.add(service, environment, id);
     }
-
-    /// Caches pairs whose rows are committed, unless series rows were deleted since they
-    /// were resolved (retention may have deleted theirs).
-    pub(super) fn remember(&self, found: NewSeries) {
-        let NewSeries {
-            pairs: found,
-            generation,
-        } = found;
-        if found.is_empty() {
-            return;
-        }
-        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if known.generation != generation {
-            return;
-        }
-        if known.len + found.len() > MAX_CACHED_SERIES {
-            *known = Known {
-                generation,
-                ..Known::default()
-            };
-        }
-        for ((service, environment), id) in found {
-            if known
-                .by_env
-                .entry(environment)
-                .or_default()
-                .insert(service, id)
-                .is_none()
-            {
-                known.len += 1;
-            }
-        }
-    }
-
-    /// Forgets every pair: called while series rows are being deleted, on the writer, so
-    /// no insert resolves a pair in between.
-    pub(super) fn forget(&self) {
-        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *known = Known {
-            generation: known.generation + 1,
-            ..Known::default()
-        };
-    }
+    Ok((ids, found))
 }
 
 /// One series' samples in a time range, ordered by event time: the index entries up to
