@@ -202,6 +202,7 @@ mod tests {
     use super::*;
     use crate::store::sqlite::{Durability, SqliteStore, MIGRATIONS};
     use crate::store::Store;
+    use std::sync::Arc;
 
     fn record(ts_ms: i64, service: &str) -> NewRecord {
         NewRecord {
