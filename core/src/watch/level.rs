@@ -45,12 +45,13 @@
 //!
 //! # Its budget
 //! It looks once per sample over the samples in which a change can still be the deploy's
-//! (the deploy tolerance and the attribution window), on each of the two stretches, each
-//! look with an equal share of its third of the test's budget (Bonferroni over the looks:
-//! conservative, as neighbouring looks share most of their samples).
+//! (the deploy tolerance and the attribution window), on each of the two stretches. The
+//! looks of a stretch are nested (each holds the one before), so they are priced together
+//! as one correlated family rather than one Bonferroni share each (see
+//! `repeated_look_critical`), and the two stretches split the budget.
 
 use crate::baseline::Baseline;
-use crate::stats::{median, normal_quantile};
+use crate::stats::{median, normal_quantile, normal_sf};
 
 /// One metric's level test, from its baseline.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -118,13 +119,16 @@ impl LevelModel {
         } else {
             0
         };
-        let n_looks = (max_k + 1 - MIN_K + from_deploy) as f64;
+        let mut families = vec![max_k];
+        if from_deploy > 0 {
+            families.push(from_deploy + MIN_K - 1);
+        }
         Some(LevelModel {
             spread,
             rho,
             base_var: (1.0 + rho) / ((1.0 - rho) * base.n as f64),
             max_k,
-            z_crit: normal_quantile(1.0 - alpha / n_looks),
+            z_crit: repeated_look_critical(alpha, &families),
             guard,
         })
     }
@@ -165,6 +169,52 @@ impl LevelModel {
         let z = median / se;
         (z > self.z_crit).then_some((median, z))
     }
+}
+
+/// The critical value that keeps the chance of any look firing under `alpha`, for
+/// families of looks at stretches of `MIN_K..=k_max` samples (one `k_max` per family).
+///
+/// Bonferroni prices every look as if it were independent, but the looks of one family
+/// are nested: the stretch of `k` samples is part of that of `k + 1`, and the standardized
+/// shifts of two stretches of `k` and `m` samples correlate by about `√(k/m)` (exactly so
+/// for the means of independent noise). In the log of the stretch length that is the
+/// correlation `exp(−|Δ|/2)` of an Ornstein–Uhlenbeck process, whose chance of passing
+/// `z` anywhere in a stretch of length `L = ln(k_max / MIN_K)` is, for large `z`, about
+/// `P(Z > z) + (L/2)·z·φ(z)` (Pickands' approximation, with the crossing rate of that
+/// correlation). Looks taken at whole samples rather than continuously cross less often,
+/// and a baseline level shared by every look correlates them further, so the figure errs
+/// on the safe side. Both it and Bonferroni bound the chance; the smaller is used (for a
+/// few looks Bonferroni is the tighter), and the families add.
+///
+/// Why it carries to any series: it depends only on how many looks are taken and how
+/// they nest, not on the data; the noise model of each look is `LevelModel::check`'s.
+fn repeated_look_critical(alpha: f64, families: &[usize]) -> f64 {
+    let phi = |z: f64| (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    let chance = |z: f64| -> f64 {
+        families
+            .iter()
+            .map(|&k_max| {
+                let looks = (k_max + 1).saturating_sub(MIN_K).max(1) as f64;
+                let span = (k_max.max(MIN_K) as f64 / MIN_K as f64).ln();
+                let nested = normal_sf(z) + 0.5 * span * z * phi(z);
+                (looks * normal_sf(z)).min(nested)
+            })
+            .sum()
+    };
+    if !(alpha > 0.0 && alpha < 1.0) {
+        return normal_quantile(1.0 - alpha);
+    }
+    // The chance falls as z rises (for z above 1, where any useful threshold lies).
+    let (mut lo, mut hi) = (1.0_f64, 40.0_f64);
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if chance(mid) > alpha {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
 }
 
 #[cfg(test)]
@@ -242,5 +292,41 @@ mod tests {
         assert!(m.check(&[5.0, 5.0, 5.0, 5.0], 0.01).is_none());
         // beyond it, it is
         assert!(m.check(&[9.0, 9.0, 9.0, 9.0], 0.01).is_some());
+    }
+
+    #[test]
+    fn nested_looks_cost_less_than_bonferroni_and_still_hold_the_rate() {
+        // one look: the plain quantile
+        let one = repeated_look_critical(0.01, &[MIN_K]);
+        assert!((one - normal_quantile(0.99)).abs() < 1e-6);
+        // 31 nested looks: below Bonferroni's, above a single look's
+        let z = repeated_look_critical(0.01, &[33]);
+        let bonferroni = normal_quantile(1.0 - 0.01 / 31.0);
+        assert!(z < bonferroni - 0.2 && z > one + 0.2, "{z} vs {bonferroni}");
+        // Monte Carlo on independent normal noise: the largest standardized mean of the
+        // stretches of 3..=33 samples passes z in at most about 1 % of runs.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let runs = 40_000;
+        let mut fired = 0;
+        for _ in 0..runs {
+            let mut sum = 0.0;
+            let mut max = f64::NEG_INFINITY;
+            for k in 1..=33 {
+                let (u, v) = (uniform(), uniform());
+                sum += (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos();
+                if k >= MIN_K {
+                    max = max.max(sum / (k as f64).sqrt());
+                }
+            }
+            fired += usize::from(max > z);
+        }
+        let rate = fired as f64 / runs as f64;
+        assert!(rate < 0.012 && rate > 0.003, "rate {rate}");
     }
 }
