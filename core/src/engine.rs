@@ -93,6 +93,10 @@ pub struct EngineStats {
     /// Series held now.
     #[serde(default)]
     pub series: u64,
+    /// Metric points held now over every series (each at most `2 × max_history` per
+    /// metric): what the engine's memory grows with, apart from log templates.
+    #[serde(default)]
+    pub points: u64,
 }
 
 /// A deploy being watched now.
@@ -281,6 +285,12 @@ impl Engine {
         EngineStats {
             active_watches: self.series.iter().filter(|s| s.watch.is_some()).count() as u64,
             series: self.series.len() as u64,
+            points: self
+                .series
+                .iter()
+                .flat_map(|s| s.histories.iter())
+                .map(|h| h.len() as u64)
+                .sum(),
             ..self.stats
         }
     }

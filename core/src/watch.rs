@@ -92,6 +92,11 @@ pub(crate) enum Added {
 }
 
 impl History {
+    /// Points held.
+    pub(crate) fn len(&self) -> usize {
+        self.points.len()
+    }
+
     pub(crate) fn new() -> History {
         History {
             points: VecDeque::new(),

@@ -137,6 +137,11 @@ impl Metrics {
                 "Idle series forgotten by the engine (limits.series_idle_secs).",
                 &[("", e.evicted_series)],
             );
+            let _ = writeln!(
+                out,
+                "# HELP watchdog_series Series the engine holds now.\n# TYPE watchdog_series gauge\nwatchdog_series {}\n# HELP watchdog_engine_points Metric points the engine holds now, over every series.\n# TYPE watchdog_engine_points gauge\nwatchdog_engine_points {}",
+                e.series, e.points
+            );
         }
         if let Some(n) = active_watches {
             let _ = writeln!(
