@@ -84,7 +84,7 @@ status=0
 
 echo "--- server"
 curl -fsS "http://127.0.0.1:$port/metrics" \
-  | grep -E '^watchdog_(samples_|items_rejected|series_|verdicts_|active_watches|deploys_ingested)' || true
+  | grep -E '^watchdog_(samples_|items_rejected|series|engine_points|verdicts_|active_watches|deploys_ingested)' || true
 echo "state_dir: $(du -sh "$dir/state" | cut -f1)"
 echo "--- inconclusive verdicts (cause: reason)"
 curl -fsS -H "authorization: Bearer $WATCHDOG_API_TOKEN" \

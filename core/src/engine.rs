@@ -1512,9 +1512,13 @@ mod tests {
         e.ingest_sample(&sample(T0 + 610_000, "checkout", 0.01))
             .unwrap();
         assert_eq!(e.series_count(), 1001);
+        let held = e.stats().points;
+        assert!(held > 1000, "{held}");
         assert_eq!(e.evict_idle_series(Timestamp(T0 + 1)), 1000);
         assert_eq!(e.series_count(), 1);
         assert_eq!(e.stats().evicted_series, 1000);
+        // The evicted pods' one point each went with them.
+        assert_eq!(e.stats().points, held - 1000);
         // The watch of the series kept goes on, and an evicted name comes back as new.
         for s in error_series("checkout", T0 + 620_000, T0 + 2_400_000, T0 + 620_000) {
             e.ingest_sample(&s).unwrap();

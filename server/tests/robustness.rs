@@ -469,6 +469,11 @@ async fn a_cardinality_attack_is_refused_and_idle_series_are_forgotten() {
     let (stats, _) = server.state.engine.status().await.unwrap();
     assert!(stats.series <= 200, "{stats:?}");
     assert!(stats.evicted_series >= 200, "{stats:?}");
+    // One point per pod name: the points of the forgotten names went with them.
+    assert!(
+        stats.points >= 100 && stats.points <= stats.series,
+        "{stats:?}"
+    );
     assert!(server.state.admission.series() <= 100);
     server.shutdown().await;
 }

@@ -346,6 +346,13 @@ async fn ingestion_verdicts_incidents_and_alerts() {
         text.contains("watchdog_alert_deliveries_total{outcome=\"delivered\"} 3"),
         "{text}"
     );
+    let gauge = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert!(gauge("watchdog_series") >= 1);
+    assert!(gauge("watchdog_engine_points") >= gauge("watchdog_series"));
     server.shutdown().await;
 
     // A restart re-feeds the engine; nothing is decided or alerted twice.

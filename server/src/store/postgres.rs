@@ -315,26 +315,25 @@ async fn lock(p: bool, conn: &mut PgConnection, key: i64) -> StoreResult<()> {
 
 /// Inserts log records in one statement (arrays unnested server-side: one round trip and
 /// one plan whatever the batch size). Returns the first and last new id.
-async fn insert_records(
+async fn insert_logs(
     p: bool,
     conn: &mut PgConnection,
-    table: &str,
     rows: &[NewRecord],
 ) -> StoreResult<(i64, i64)> {
     let ts: Vec<i64> = rows.iter().map(|r| r.ts_ms).collect();
     let services: Vec<&str> = rows.iter().map(|r| r.service.as_str()).collect();
     let envs: Vec<&str> = rows.iter().map(|r| r.environment.as_str()).collect();
     let bodies: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();
-    let sql = format!(
-        "WITH ins AS (INSERT INTO {table} (ts_ms, service, environment, body) SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) RETURNING id) SELECT MIN(id), MAX(id) FROM ins"
-    );
-    let row = query(p, AssertSqlSafe(sql))
-        .bind(ts)
-        .bind(services)
-        .bind(envs)
-        .bind(bodies)
-        .fetch_one(&mut *conn)
-        .await?;
+    let row = query(
+        p,
+        "WITH ins AS (INSERT INTO logs (ts_ms, service, environment, body) SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) RETURNING id) SELECT MIN(id), MAX(id) FROM ins",
+    )
+    .bind(ts)
+    .bind(services)
+    .bind(envs)
+    .bind(bodies)
+    .fetch_one(&mut *conn)
+    .await?;
     Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
@@ -466,7 +465,7 @@ impl Backend for PostgresStore {
     async fn insert_log_rows(&self, rows: &[NewRecord]) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         lock(self.p, &mut tx.conn, LOCK_LOGS).await?;
-        insert_records(self.p, &mut tx.conn, "logs", rows).await?;
+        insert_logs(self.p, &mut tx.conn, rows).await?;
         tx.commit().await?;
         Ok(())
     }
