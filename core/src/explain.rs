@@ -159,6 +159,9 @@ fn certainty_sentence(v: &DeployVerdict, e: &MetricEvidence) -> String {
         TestKind::LevelShift => {
             "level test (median since the deploy against the baseline's level, in standard errors)"
         }
+        TestKind::LocalLevel => {
+            "local-level test (median since the deploy against the level just before it, in standard errors of the series' own steps)"
+        }
         TestKind::BinomialCusum => "error-count test (binomial CUSUM of errors among requests)",
     };
     format!(

@@ -81,6 +81,9 @@ pub enum TestKind {
     /// The median of the samples since the deploy against the baseline's level, with an
     /// error that allows for autocorrelation (see `watch::level`).
     LevelShift,
+    /// The median of the samples since the deploy against the level just before it,
+    /// with the error of a random walk (a sticky series; see `watch::level`).
+    LocalLevel,
     /// Bernoulli-likelihood CUSUM on error and request counts.
     BinomialCusum,
 }

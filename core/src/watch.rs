@@ -571,6 +571,7 @@ impl Watch {
                 s_at_deploy: 0.0,
                 run_start_at_deploy: None,
                 pre_existing_from: p.pre_from,
+                short_since: p.short.then_some(p.pre_from).flatten(),
                 last_effect_check: None,
                 last_extreme: None,
                 tail_hit: None,
@@ -578,6 +579,9 @@ impl Watch {
                 level_above: 0,
                 level_above_post: 0,
                 level_hit: None,
+                local_above: 0,
+                local_above_post: 0,
+                level_local: None,
                 seasonal_note: None,
                 trace: setup.tracing.then(Vec::new),
             });
@@ -623,6 +627,7 @@ impl Watch {
                 s_at_deploy: 0.0,
                 run_start_at_deploy: None,
                 pre_existing_from: None,
+                short_since: None,
                 last_effect_check: None,
                 last_extreme: None,
                 tail_hit: None,
@@ -630,6 +635,9 @@ impl Watch {
                 level_above: 0,
                 level_above_post: 0,
                 level_hit: None,
+                local_above: 0,
+                local_above_post: 0,
+                level_local: None,
                 seasonal_note: None,
                 trace: setup.tracing.then(Vec::new),
             });
@@ -709,9 +717,13 @@ impl Watch {
     pub fn replay(&mut self, histories: &[History], cfg: &Config) {
         let deploy_ms = self.test_from_ms;
         for t in self.tests.iter_mut() {
-            if !matches!(t.phase, Phase::PreExistingShort { .. }) {
-                t.phase = Phase::Running;
-            }
+            // A test stopped by a pre-existing shift stays stopped, also when one of the
+            // tests that still run after it (extreme, local level) had fired: fed again,
+            // it must take the same path.
+            t.phase = match t.short_since {
+                Some(start_ms) => Phase::PreExistingShort { start_ms },
+                None => Phase::Running,
+            };
             t.restart();
             if let Some(tr) = t.trace.as_mut() {
                 tr.clear();

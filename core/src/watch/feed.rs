@@ -162,33 +162,62 @@ impl Watch {
             }
         }
         // The level of the first samples since the deploy (see `level`), counted from the
-        // start of the tolerance and, separately, from the recorded deploy.
+        // start of the tolerance and, separately, from the recorded deploy; against the
+        // baseline's level and against the level just before the deploy. After a shift
+        // that began before the deploy only the second applies: the baseline's level is
+        // not the service's any more, the level just before the deploy still is.
         let level = test.values().and_then(|v| v.level);
-        if let Some(l) = level.filter(|l| !tail_only && test.level_resid.len() < l.max_k) {
+        if let Some(l) =
+            level.filter(|l| test.level_resid.len() < l.max_k && (!tail_only || l.local.is_some()))
+        {
             test.level_resid.push(resid);
             let before = t < actual_deploy;
             // The tolerance samples come first (samples are fed in time order; a late one
             // restarts the test), so they are the first of the residuals.
             let in_tolerance = test.n_tolerance.min(test.level_resid.len());
-            // The median can only clear the test's floor when half the residuals do;
-            // counting them spares the median on almost every healthy sample.
+            // The median can only clear a floor when half the residuals do; counting
+            // them spares the median on almost every healthy sample.
             if resid >= l.floor(test.min_effect) {
                 test.level_above += 1;
                 if !before {
                     test.level_above_post += 1;
                 }
             }
+            if l.local_floor(test.min_effect).is_some_and(|f| resid >= f) {
+                test.local_above += 1;
+                if !before {
+                    test.local_above_post += 1;
+                }
+            }
             let all = &test.level_resid[..];
             let since_deploy = &test.level_resid[in_tolerance..];
-            let hit = [
-                (all, test.level_above, actual_deploy.min(t)),
-                (since_deploy, test.level_above_post, actual_deploy),
-            ]
-            .into_iter()
-            .take(if in_tolerance > 0 { 2 } else { 1 })
-            .filter(|(r, above, _)| 2 * above >= r.len())
-            .find_map(|(r, _, from)| l.check(r, test.min_effect).map(|(e, z)| (e, z, from)));
-            if let Some((effect, z, from)) = hit {
+            let stretches = if in_tolerance > 0 { 2 } else { 1 };
+            let stretch = [
+                (all, 0, actual_deploy.min(t)),
+                (since_deploy, in_tolerance, actual_deploy),
+            ];
+            let global = stretch
+                .iter()
+                .zip([test.level_above, test.level_above_post])
+                .take(if tail_only { 0 } else { stretches })
+                .filter(|((r, _, _), above)| 2 * above >= r.len())
+                .find_map(|((r, _, from), _)| {
+                    l.check(r, test.min_effect)
+                        .map(|(e, z)| (e, z, *from, None))
+                });
+            let hit = global.or_else(|| {
+                let reference = l.local.map(|c| c.reference);
+                stretch
+                    .iter()
+                    .zip([test.local_above, test.local_above_post])
+                    .take(stretches)
+                    .filter(|((r, _, _), above)| 2 * above >= r.len())
+                    .find_map(|((r, gap, from), _)| {
+                        l.check_local(r, *gap, test.min_effect)
+                            .map(|(e, z)| (e, z, *from, reference))
+                    })
+            });
+            if let Some((effect, z, from, local)) = hit {
                 // As for the other tests: did the same clock time the day before move as
                 // much, from the recorded deploy on?
                 if daily_pattern_explains(
@@ -203,6 +232,7 @@ impl Watch {
                     test.seasonal_note = Some(deploy_ms);
                 } else {
                     test.level_hit = Some((z, l.z_crit));
+                    test.level_local = local;
                     test.phase = Phase::decided(t, from, actual_deploy, attributable_until);
                     return;
                 }
@@ -274,6 +304,7 @@ impl Watch {
         };
         if n_clean < cfg.min_baseline_samples {
             self.tests[i].phase = Phase::PreExistingShort { start_ms: start };
+            self.tests[i].short_since = Some(start);
             return;
         }
         let window_ms = (self.end_ms - deploy_ms) as f64;

@@ -349,7 +349,9 @@ impl Watch {
             (None, Phase::Late { at_ms, start_ms }) => (start_ms, at_ms + 1),
             (None, _) => (self.deploy_ms, until_ms + 1),
         };
-        let level = t.base.expected(self.deploy_ms);
+        // A local-level decision measured the change from the level just before the
+        // deploy, so that is the "before" of its evidence.
+        let level = t.base.expected(self.deploy_ms) + t.level_local.map_or(0.0, |r| t.sign * r);
         let (observed, counts) = match t.counts() {
             Some(&CountModel {
                 design: d,
@@ -420,6 +422,8 @@ impl Watch {
                 TestKind::BinomialCusum
             } else if t.tail_hit.is_some() {
                 TestKind::TailExceedance
+            } else if t.level_local.is_some() {
+                TestKind::LocalLevel
             } else if t.level_hit.is_some() {
                 TestKind::LevelShift
             } else {
@@ -459,9 +463,17 @@ impl Watch {
             ),
             autocorrelation: t.base.rho,
             counts,
-            note: t
-                .pre_existing_from
-                .map(|f| format!("re-based after a shift that began at {}", Timestamp(f))),
+            note: match (t.level_local, t.pre_existing_from) {
+                (Some(_), Some(f)) => Some(format!(
+                    "a shift began at {} before the deploy; judged against the level just before the deploy",
+                    Timestamp(f)
+                )),
+                (Some(_), None) => Some(
+                    "the series wanders; judged against the level just before the deploy, not the baseline's median"
+                        .into(),
+                ),
+                (None, f) => f.map(|f| format!("re-based after a shift that began at {}", Timestamp(f))),
+            },
         }
     }
 }

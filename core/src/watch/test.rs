@@ -112,6 +112,9 @@ pub(crate) struct Test {
     pub(super) run_start_at_deploy: Option<i64>,
     /// Start of a pre-existing shift that the test was re-based after.
     pub(super) pre_existing_from: Option<i64>,
+    /// Start of a pre-existing shift with too little known after it to re-base on: the
+    /// test runs only its extreme and local-level parts, and does so again when fed anew.
+    pub(super) short_since: Option<i64>,
     /// The latest sample beyond the tail threshold: (time, its index after the deploy).
     pub(super) last_extreme: Option<(i64, usize)>,
     /// When the tail test fired: (standardized residual, threshold it exceeded).
@@ -124,6 +127,11 @@ pub(crate) struct Test {
     pub(super) level_above: usize,
     pub(super) level_above_post: usize,
     pub(super) level_hit: Option<(f64, f64)>,
+    /// The same counts against the local level's floor (see `LevelModel::local_floor`).
+    pub(super) local_above: usize,
+    pub(super) local_above_post: usize,
+    /// When the level test decided against the local level: that level's residual.
+    pub(super) level_local: Option<f64>,
     /// Last time the effect floor was checked and failed: (statistic, samples).
     pub(super) last_effect_check: Option<(f64, usize)>,
     /// Start of a shift that the same clock time the day before also showed (a daily
@@ -165,6 +173,9 @@ impl Test {
         self.level_above = 0;
         self.level_above_post = 0;
         self.level_hit = None;
+        self.local_above = 0;
+        self.local_above_post = 0;
+        self.level_local = None;
     }
 
     /// The smallest shift the watch must be able to see to call a deploy healthy, in the
