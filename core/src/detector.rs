@@ -65,15 +65,7 @@ pub fn siegmund_arl0(k: f64, h: f64) -> f64 {
 pub fn cusum_threshold(k: f64, alpha: f64, steps: f64) -> f64 {
     let steps = steps.max(1.0);
     let target_arl = steps / -(1.0 - alpha).ln();
-    let (mut lo, mut hi) = (0.0_f64, 200.0_f64);
-    for _ in 0..100 {
-        let mid = 0.5 * (lo + hi);
-        if siegmund_arl0(k, mid) < target_arl {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
+    let hi = crate::stats::bisect_hi(0.0, 200.0, 100, |h| siegmund_arl0(k, h) < target_arl);
     // Siegmund's formula is an approximation for moderate k; for large k (shift floors far
     // above the noise) it can ask for less than a single-sample normal test would, so the
     // threshold never goes below the one-step bound `P(z > k + h) = alpha / steps`.

@@ -24,6 +24,13 @@ fn median_of_keys(keys: &mut [i64]) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
+    // All equal (the gaps of a series sampled at a fixed interval): the selection below
+    // would find that value on both sides of the middle, and so does this.
+    let first = keys[0];
+    if keys.iter().all(|&k| k == first) {
+        let v = from_order_key(first);
+        return if n % 2 == 1 { v } else { (v + v) / 2.0 };
+    }
     let mid = n / 2;
     let (lower, hi, _) = keys.select_nth_unstable(mid);
     let hi = from_order_key(*hi);
@@ -166,6 +173,39 @@ pub fn lag1_autocorrelation(values: &[f64], center: f64, clip: f64) -> f64 {
     } else {
         num / den
     }
+}
+
+/// Bisection on `[lo, hi]` for the point where `below` turns false (`below(x)` true
+/// left of it, false right of it): `iterations` halvings, each moving `lo` up to the
+/// midpoint when `below(mid)` holds and `hi` down to it otherwise; returns `hi`.
+///
+/// It stops early, with the very `hi` that all the halvings would have left, once the
+/// midpoint of the two bounds rounds to one of them (they are neighbouring doubles, after
+/// about 55 halvings of an interval like `[1, 40]`): a midpoint equal to `hi` leaves `hi`
+/// where it is whichever way `below` answers, and so do all later ones; a midpoint equal
+/// to `lo` is decided once more, and after that the bounds stay put (`lo` again, or both
+/// bounds equal). The thresholds of a watch's tests come from such searches, one per test
+/// and watch start, each a transcendental function per halving, and the remaining 45 of
+/// 100 halvings would only repeat themselves. `lo + hi` must not overflow (`below` is
+/// expected to be a pure function of its argument).
+pub fn bisect_hi(lo: f64, hi: f64, iterations: usize, mut below: impl FnMut(f64) -> bool) -> f64 {
+    let (mut lo, mut hi) = (lo, hi);
+    for _ in 0..iterations {
+        let mid = 0.5 * (lo + hi);
+        if mid == hi {
+            break;
+        }
+        let settled = mid == lo;
+        if below(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        if settled {
+            break;
+        }
+    }
+    hi
 }
 
 /// Quantile function of the standard normal distribution.
@@ -342,6 +382,48 @@ mod tests {
                     "n {n} shape {shape}: {a:?} vs {b:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn bisection_stopped_early_ends_where_all_halvings_end() {
+        let full = |lo: f64, hi: f64, below: &dyn Fn(f64) -> bool| {
+            let (mut lo, mut hi) = (lo, hi);
+            for _ in 0..100 {
+                let mid = 0.5 * (lo + hi);
+                if below(mid) {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            hi
+        };
+        let mut rng = crate::scenarios::Rng::new(3);
+        for _ in 0..2_000 {
+            let root = 1.0 + 39.0 * rng.uniform();
+            let cases: [&dyn Fn(f64) -> bool; 4] = [
+                &|x| x < root,
+                &|x| x <= root,
+                &|x| (x * x).exp() < (root * root).exp(),
+                &|x| normal_sf(x) > normal_sf(root),
+            ];
+            for below in cases {
+                let want = full(1.0, 40.0, below);
+                assert_eq!(bisect_hi(1.0, 40.0, 100, below).to_bits(), want.to_bits());
+            }
+        }
+        // the ends of the interval, and a search that never converges in 100 steps
+        for (lo, hi, below) in [
+            (1.0, 40.0, &(|_| true) as &dyn Fn(f64) -> bool),
+            (1.0, 40.0, &|_| false),
+            (0.0, 200.0, &|x| x < 1e-200),
+            (0.0, 200.0, &|_| false),
+        ] {
+            assert_eq!(
+                bisect_hi(lo, hi, 100, below).to_bits(),
+                full(lo, hi, below).to_bits()
+            );
         }
     }
 

@@ -751,23 +751,31 @@ impl Watch {
             })
             .collect();
         let mut next = vec![0usize; runs.len()];
+        // The runs in (metric, test) order: the first run with the earliest time is then
+        // the least (time, metric, test), with one comparison of times per run.
+        let mut order: Vec<usize> = (0..runs.len()).collect();
+        order.sort_by_key(|&i| (runs[i].0, i));
+        // Feeding test `i` changes no other test's phase, so whether any test has fired
+        // is kept up to date from the test just fed instead of asked of every test at
+        // every point.
+        let mut fired = self.fired();
         loop {
-            let mut best: Option<(i64, usize, usize)> = None;
-            for (i, (metric, run)) in runs.iter().enumerate() {
-                if let Some(p) = run.get(next[i]) {
-                    let key = (p.0, *metric, i);
-                    if best.is_none_or(|b| key < b) {
-                        best = Some(key);
+            let mut best: Option<(i64, usize)> = None;
+            for &i in &order {
+                if let Some(p) = runs[i].1.get(next[i]) {
+                    if best.is_none_or(|b| p.0 < b.0) {
+                        best = Some((p.0, i));
                     }
                 }
             }
-            let Some((t, _, i)) = best else { break };
-            if self.fired() {
+            let Some((t, i)) = best else { break };
+            if fired {
                 break;
             }
             let (_, x, r) = runs[i].1[next[i]];
             next[i] += 1;
             self.feed_test(i, t, x, r, histories, cfg);
+            fired = self.tests[i].fired().is_some();
         }
         for (m, h) in histories.iter().enumerate() {
             let hi = lower_bound(h, self.end_ms.min(h.fed_until()));

@@ -25,7 +25,6 @@ impl Watch {
     ) {
         let deploy_ms = self.test_from_ms;
         let actual_deploy = self.deploy_ms;
-        let attributable_until = self.attributable_until_ms(i, cfg);
         let test = &mut self.tests[i];
         // A shift that began before the deploy, with too little of it known to re-base on,
         // stops the sustained test; the extreme test goes on against the whole baseline,
@@ -152,8 +151,12 @@ impl Watch {
                             test.last_extreme = None;
                         } else {
                             test.tail_hit = Some((r / tail.scale, tail.threshold(tail_i)));
-                            test.phase =
-                                Phase::decided(t, first_ms, actual_deploy, attributable_until);
+                            test.phase = Phase::decided(
+                                t,
+                                first_ms,
+                                actual_deploy,
+                                attributable_until_ms(actual_deploy, test.base.cadence_ms, cfg),
+                            );
                             return;
                         }
                     }
@@ -233,7 +236,12 @@ impl Watch {
                 } else {
                     test.level_hit = Some((z, l.z_crit));
                     test.level_local = local;
-                    test.phase = Phase::decided(t, from, actual_deploy, attributable_until);
+                    test.phase = Phase::decided(
+                        t,
+                        from,
+                        actual_deploy,
+                        attributable_until_ms(actual_deploy, test.base.cadence_ms, cfg),
+                    );
                     return;
                 }
             }
@@ -265,22 +273,15 @@ impl Watch {
             test.seasonal_note = Some(start);
         }
         if effect >= test.min_effect && effect > 0.0 && !seasonal {
-            test.phase = Phase::decided(t, start, actual_deploy, attributable_until);
+            test.phase = Phase::decided(
+                t,
+                start,
+                actual_deploy,
+                attributable_until_ms(actual_deploy, test.base.cadence_ms, cfg),
+            );
         } else {
             test.last_effect_check = Some((s, test.n_post));
         }
-    }
-
-    /// The latest instant a change in test `i` may begin and still be the deploy's: the
-    /// attribution window after the recorded deploy, at least three sample intervals.
-    fn attributable_until_ms(&self, i: usize, cfg: &Config) -> i64 {
-        let cadence = self.tests[i].base.cadence_ms;
-        let window = (cfg.attribution_window_secs as f64 * 1000.0).max(if cadence.is_finite() {
-            3.0 * cadence
-        } else {
-            0.0
-        });
-        self.deploy_ms.saturating_add(window as i64)
     }
 
     /// A shift began before the deploy. Re-base the test on the samples since it began, or
@@ -374,4 +375,16 @@ impl Watch {
             }
         }
     }
+}
+
+/// The latest instant a change in a test with sample interval `cadence_ms` may begin and
+/// still be the deploy's: the attribution window after the recorded deploy, at least
+/// three sample intervals. Worked out only when a test decides, not for every sample.
+fn attributable_until_ms(deploy_ms: i64, cadence_ms: f64, cfg: &Config) -> i64 {
+    let window = (cfg.attribution_window_secs as f64 * 1000.0).max(if cadence_ms.is_finite() {
+        3.0 * cadence_ms
+    } else {
+        0.0
+    });
+    deploy_ms.saturating_add(window as i64)
 }

@@ -106,6 +106,12 @@ pub(crate) struct LocalLevel {
 /// Fewest samples since the deploy the test decides on.
 const MIN_K: usize = 3;
 
+/// The median of a window of three values.
+fn median_of_three(w: &[f64]) -> f64 {
+    let (a, b, c) = (w[0], w[1], w[2]);
+    a.min(b).max(a.max(b).min(c))
+}
+
 impl LevelModel {
     /// `alpha`: the test's budget; `window`: samples after the recorded deploy it may
     /// look at, `tolerance`: samples before it, inside the deploy tolerance. `None` for a
@@ -123,13 +129,10 @@ impl LevelModel {
         if !(spread.is_finite() && spread > 0.0 && looks.is_finite() && base.n >= 2) {
             return None;
         }
-        let guard = residuals
-            .windows(MIN_K)
-            .map(|w| {
-                let (a, b, c) = (w[0], w[1], w[2]);
-                a.min(b).max(a.max(b).min(c))
-            })
-            .fold(f64::NEG_INFINITY, f64::max);
+        // The median of every three consecutive residuals, once: the guard here and the
+        // local level's guard both read them.
+        let med3: Vec<f64> = residuals.windows(MIN_K).map(median_of_three).collect();
+        let guard = med3.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         // The lag-1 autocorrelation of a short baseline comes out low: for AR(1) noise
         // with its mean estimated, E[ρ̂] ≈ ρ − (1 + 4ρ)/n (Kendall's bias), and on a sticky
         // series that is what lets a wander pass for a level. The correction adds it back.
@@ -157,7 +160,7 @@ impl LevelModel {
         // The longest stretch of each family of looks: from the tolerance start, and from
         // the recorded deploy when the tolerance holds samples; each against the
         // baseline's level and against the local one.
-        let local = LocalLevel::new(residuals);
+        let local = LocalLevel::new(residuals, &med3);
         let from_deploy_k = from_deploy + MIN_K - 1;
         let mut families = [max_k, from_deploy_k, max_k, from_deploy_k];
         let used = match (from_deploy > 0, local.is_some()) {
@@ -252,17 +255,14 @@ impl LevelModel {
 }
 
 impl LocalLevel {
-    /// From the baseline residuals in time order; `None` when there are too few of them
+    /// From the baseline residuals in time order and the medians of their windows of
+    /// three (`med3[j]` of `residuals[j..j + 3]`); `None` when there are too few of them
     /// or the baseline never moved.
-    fn new(residuals: &[f64]) -> Option<LocalLevel> {
+    fn new(residuals: &[f64], med3: &[f64]) -> Option<LocalLevel> {
         let n = residuals.len();
         if n < 4 * MIN_K {
             return None;
         }
-        let med3 = |w: &[f64]| {
-            let (a, b, c) = (w[0], w[1], w[2]);
-            a.min(b).max(a.max(b).min(c))
-        };
         let steps: Vec<f64> = residuals.windows(2).map(|w| w[1] - w[0]).collect();
         // The steps' spread, robust to the odd jump (winsorized at three MADs), and their
         // lag-1 correlation, clipped the same way so one jump cannot fake it.
@@ -271,11 +271,12 @@ impl LocalLevel {
             return None;
         }
         let phi = crate::stats::lag1_autocorrelation(&steps, center, 3.0 * s).clamp(0.0, 0.9);
+        // From the three residuals before `j` to the three from `j` on.
         let guard = (MIN_K..=n - MIN_K)
-            .map(|j| med3(&residuals[j..j + MIN_K]) - med3(&residuals[j - MIN_K..j]))
+            .map(|j| med3[j] - med3[j - MIN_K])
             .fold(f64::NEG_INFINITY, f64::max);
         Some(LocalLevel {
-            reference: med3(&residuals[n - MIN_K..]),
+            reference: med3[n - MIN_K],
             step: s * ((1.0 + phi) / (1.0 - phi)).sqrt(),
             guard,
         })
@@ -301,14 +302,24 @@ impl LocalLevel {
 /// they nest, not on the data; the noise model of each look is `LevelModel::check`'s.
 fn repeated_look_critical(alpha: f64, families: &[usize]) -> f64 {
     let phi = |z: f64| (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    // Each family's number of looks and log span do not depend on `z`: worked out once,
+    // not at every step of the search (the same values, so the same sums).
+    let shape: Vec<(f64, f64)> = families
+        .iter()
+        .map(|&k_max| {
+            (
+                (k_max + 1).saturating_sub(MIN_K).max(1) as f64,
+                (k_max.max(MIN_K) as f64 / MIN_K as f64).ln(),
+            )
+        })
+        .collect();
     let chance = |z: f64| -> f64 {
-        families
+        let (sf, density) = (normal_sf(z), phi(z));
+        shape
             .iter()
-            .map(|&k_max| {
-                let looks = (k_max + 1).saturating_sub(MIN_K).max(1) as f64;
-                let span = (k_max.max(MIN_K) as f64 / MIN_K as f64).ln();
-                let nested = normal_sf(z) + 0.5 * span * z * phi(z);
-                (looks * normal_sf(z)).min(nested)
+            .map(|&(looks, span)| {
+                let nested = sf + 0.5 * span * z * density;
+                (looks * sf).min(nested)
             })
             .sum()
     };
@@ -316,16 +327,7 @@ fn repeated_look_critical(alpha: f64, families: &[usize]) -> f64 {
         return normal_quantile(1.0 - alpha);
     }
     // The chance falls as z rises (for z above 1, where any useful threshold lies).
-    let (mut lo, mut hi) = (1.0_f64, 40.0_f64);
-    for _ in 0..100 {
-        let mid = 0.5 * (lo + hi);
-        if chance(mid) > alpha {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    hi
+    crate::stats::bisect_hi(1.0, 40.0, 100, |z| chance(z) > alpha)
 }
 
 #[cfg(test)]

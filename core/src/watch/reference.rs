@@ -84,6 +84,10 @@ const BLOCK: usize = 16;
 pub(crate) struct RankReference {
     sorted: Vec<f64>,
     fences: Vec<f64>,
+    /// No NaN among the values (`f64::total_cmp` puts any at the ends), so that every
+    /// comparison with them is monotone along `sorted` and a run of ties ends where its
+    /// first larger value is.
+    ordered: bool,
     /// `scores[below + not_above]`: the score of a value with `below` baseline values
     /// under it and `not_above` not above it.
     scores: std::sync::Arc<[f64]>,
@@ -133,9 +137,12 @@ impl RankReference {
     pub fn from_sorted(sorted: Vec<f64>) -> RankReference {
         let fences = sorted.chunks(BLOCK).map(|c| c[c.len() - 1]).collect();
         let scores = score_table(sorted.len());
+        let ordered = !sorted.first().is_some_and(|v| v.is_nan())
+            && !sorted.last().is_some_and(|v| v.is_nan());
         RankReference {
             sorted,
             fences,
+            ordered,
             scores,
         }
     }
@@ -163,11 +170,17 @@ impl RankReference {
     pub fn score(&self, r: f64) -> f64 {
         let below = self.below(r);
         // Ties are rare on continuous metrics and common on coarse ones; only then is
-        // the end of the run searched for.
-        let not_above = if self.sorted.get(below).is_some_and(|&v| v <= r) {
-            below + self.sorted[below..].partition_point(|&v| v <= r)
-        } else {
-            below
+        // the end of the run searched for. A tie of one value is the usual one (a
+        // baseline residual fed again, when a watch starts on the second half of its
+        // baseline), so the value after it is looked at before any search: when it lies
+        // above `r`, the run ends there, which is where the search would end too.
+        let not_above = match self.sorted.get(below..) {
+            Some([v, rest @ ..]) if *v <= r => match rest.first() {
+                Some(&next) if next > r && self.ordered => below + 1,
+                None => below + 1,
+                _ => below + self.sorted[below..].partition_point(|&v| v <= r),
+            },
+            _ => below,
         };
         self.scores[below + not_above]
     }
