@@ -205,16 +205,48 @@ fn robust_var(values: &[f64]) -> f64 {
 /// `1+ρ`; the long-run deviation is then `σ·√((1+ρ)/(1−ρ))`. A wandering, random-walk-like
 /// series comes out with ρ near 1 and a large long-run noise, which makes the shift test
 /// below cautious exactly where it should be.
-fn shift_robust_noise(values: &[f64]) -> f64 {
-    let d1: Vec<f64> = values.windows(2).map(|w| w[1] - w[0]).collect();
+///
+/// `v1` is the robust variance of the lag-1 differences (see [`lag1_difference_var`]).
+fn shift_robust_noise(values: &[f64], v1: f64) -> f64 {
     let d2: Vec<f64> = values.windows(3).map(|w| w[2] - w[0]).collect();
-    let (v1, v2) = (robust_var(&d1), robust_var(&d2));
+    let v2 = robust_var(&d2);
     if v1 <= 0.0 {
         return 0.0;
     }
     let rho = (v2 / v1 - 1.0).clamp(0.0, 0.95);
     let var = v1 / (2.0 * (1.0 - rho));
     (var * (1.0 + rho) / (1.0 - rho)).sqrt()
+}
+
+/// The robust variance of the lag-1 differences of `values`, the first part of
+/// [`shift_robust_noise`].
+fn lag1_difference_var(values: &[f64]) -> f64 {
+    let d1: Vec<f64> = values.windows(2).map(|w| w[1] - w[0]).collect();
+    robust_var(&d1)
+}
+
+/// The largest two-sample z statistic over the split points of `w` for long-run noise
+/// `noise` (see [`level_shift`]), where it is reached, and the prefix sums of `w`.
+fn best_split(w: &[f64], noise: f64) -> (f64, usize, Vec<f64>) {
+    let n = w.len();
+    let mut prefix = Vec::with_capacity(n + 1);
+    prefix.push(0.0);
+    for v in w {
+        prefix.push(prefix.last().copied().unwrap_or(0.0) + v);
+    }
+    let total = prefix[n];
+    let (mut best, mut best_at) = (0.0, 0);
+    for (tau, &before) in prefix.iter().enumerate().take(n - 2).skip((n / 10).max(3)) {
+        let (n1, n2) = (tau as f64, (n - tau) as f64);
+        let m1 = before / n1;
+        let m2 = (total - before) / n2;
+        let z = (m2 - m1).abs() / (noise * (1.0 / n1 + 1.0 / n2).sqrt());
+        if z > best {
+            best = z;
+            best_at = tau;
+        }
+    }
+    (best, best_at, prefix)
 }
 
 /// Looks for a level shift inside a baseline and returns the index where the latest
@@ -238,38 +270,53 @@ pub fn level_shift_with(
     raw: Option<(f64, f64)>,
     min_effect: f64,
 ) -> Option<usize> {
+    level_shift_search(points, raw, min_effect, true)
+}
+
+/// [`level_shift_with`], with or without the early answer for a baseline whose bound
+/// already rules a shift out (the same result either way; the tests compare them).
+fn level_shift_search(
+    points: &[(i64, f64)],
+    raw: Option<(f64, f64)>,
+    min_effect: f64,
+    early: bool,
+) -> Option<usize> {
     let n = points.len();
     if n < 20 {
         return None;
     }
     let values: Vec<f64> = points.iter().map(|p| p.1).collect();
-    let noise = shift_robust_noise(&values);
-    if noise <= 0.0 || !noise.is_finite() {
+    let v1 = lag1_difference_var(&values);
+    if v1 <= 0.0 {
         return None;
     }
     let (med, sd) = raw.unwrap_or_else(|| robust_location_scale(&values));
+    // Most baselines have no shift, and that can be told before the lag-2 differences
+    // are looked at. The long-run noise is never below `√(v1/2)` (its correlation
+    // factors are at least 1, and every rounding step is monotone), so the statistic
+    // with that floor for the noise bounds the true one from above, provided the clip
+    // at `4·max(sd, noise)` moves no value: when no value lies beyond the clip at the
+    // floor, none lies beyond the wider true clip either, and the clipped values are the
+    // values themselves. A bound under 5 is then a `None`, as the full search would give.
+    if early && v1.is_finite() {
+        let floor = (v1 / 2.0).sqrt();
+        let clip = 4.0 * sd.max(floor);
+        let (lo, hi) = (med - clip, med + clip);
+        if values.iter().all(|v| *v >= lo && *v <= hi) && best_split(&values, floor).0 < 5.0 {
+            return None;
+        }
+    }
+    let noise = shift_robust_noise(&values, v1);
+    if noise <= 0.0 || !noise.is_finite() {
+        return None;
+    }
     let clip = 4.0 * sd.max(noise);
     let w: Vec<f64> = values
         .iter()
         .map(|v| v.clamp(med - clip, med + clip))
         .collect();
-    let mut prefix = Vec::with_capacity(n + 1);
-    prefix.push(0.0);
-    for v in &w {
-        prefix.push(prefix.last().copied().unwrap_or(0.0) + v);
-    }
+    let (best, best_at, prefix) = best_split(&w, noise);
     let total = prefix[n];
-    let (mut best, mut best_at) = (0.0, 0);
-    for (tau, &before) in prefix.iter().enumerate().take(n - 2).skip((n / 10).max(3)) {
-        let (n1, n2) = (tau as f64, (n - tau) as f64);
-        let m1 = before / n1;
-        let m2 = (total - before) / n2;
-        let z = (m2 - m1).abs() / (noise * (1.0 / n1 + 1.0 / n2).sqrt());
-        if z > best {
-            best = z;
-            best_at = tau;
-        }
-    }
     if best < 5.0 {
         return None;
     }
@@ -499,6 +546,37 @@ mod tests {
             up.expected(b.anchor_ms - 50_000),
             b.expected(b.anchor_ms - 50_000)
         );
+    }
+
+    #[test]
+    fn the_early_answer_of_the_shift_search_matches_the_full_search() {
+        let mut rng = crate::scenarios::Rng::new(11);
+        let mut shifts = 0;
+        for case in 0..600 {
+            let n = 20 + case % 7 * 50;
+            let rho = [0.0, 0.5, 0.9, 0.99][case % 4];
+            let step = [0.0, 1.0, 3.0, 8.0][case / 4 % 4];
+            let mut x = 0.0;
+            let v: Vec<f64> = (0..n)
+                .map(|i| {
+                    x = rho * x + rng.normal();
+                    let spike = if rng.uniform() < 0.02 { 20.0 } else { 0.0 };
+                    100.0 + x + spike + if i > n / 2 { step } else { 0.0 }
+                })
+                .collect();
+            let p = pts(&v);
+            for min_effect in [0.0, 0.5, 2.0] {
+                let early = level_shift_search(&p, None, min_effect, true);
+                assert_eq!(
+                    early,
+                    level_shift_search(&p, None, min_effect, false),
+                    "case {case}"
+                );
+                shifts += usize::from(early.is_some());
+            }
+        }
+        // both answers occur
+        assert!(shifts > 100 && shifts < 1_500, "{shifts}");
     }
 
     #[test]
