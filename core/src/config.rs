@@ -150,7 +150,13 @@ pub struct Config {
     /// When the baseline window holds fewer samples than this, the baseline reaches
     /// further back (up to `max_baseline_window_secs`) to collect them. Default 60.
     pub target_baseline_samples: usize,
-    /// Furthest look back for a sparse metric's baseline. Default 86400 s (a day).
+    /// Furthest look back for a sparse metric's baseline. Default 604800 s (a week).
+    /// What a baseline needs is samples, not hours: a metric sampled hourly, or one
+    /// whose scrapes come in bursts, holds its target samples only days back, and with
+    /// a day's cap it would get no verdict at all (`short_baseline`). A week is the
+    /// longest cycle most service metrics have (weekdays and weekends), so the cap stops
+    /// a sparse metric from reaching more than one such cycle back. A dense metric never
+    /// gets near it: its preferred window already holds the target.
     pub max_baseline_window_secs: u64,
     /// A watch lasts at least this many sample intervals, even when that is longer than
     /// the monitoring window (sparse metrics). Default 12.
@@ -210,7 +216,7 @@ impl Default for Config {
             baseline_window_secs: 3600,
             min_baseline_samples: 12,
             target_baseline_samples: 60,
-            max_baseline_window_secs: 86_400,
+            max_baseline_window_secs: 604_800,
             min_watch_samples: 12,
             allowed_lateness_secs: 120,
             deploy_tolerance_secs: 600,

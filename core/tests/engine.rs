@@ -694,6 +694,94 @@ fn a_change_long_after_the_deploy_is_reported_but_not_blamed() {
     }
 }
 
+/// A series that went quiet around the deploy: its first samples after the gap are the
+/// earliest evidence there is, so a shift they show is the deploy's, however long the
+/// gap; the same shift after as many normal samples as the attribution window holds is a
+/// late change.
+#[test]
+fn a_shift_seen_first_after_a_gap_in_the_data_is_the_deploys() {
+    let cfg = || Config {
+        monitoring_window_secs: 4 * 3600,
+        ..Config::default()
+    };
+    for seed in 0..5 {
+        let mut rng = watchdog_core::scenarios::Rng::new(seed);
+        // One sample a minute for an hour, the deploy, nothing for two hours, then the
+        // service at a level 10 σ higher.
+        let mut gap = Vec::new();
+        for i in 0..60 {
+            let t = T0.add_secs(60.0 * (i as f64 - 60.0));
+            gap.push(sample(
+                t,
+                "svc",
+                &[("p95_latency_ms", 200.0 + 5.0 * rng.normal())],
+            ));
+        }
+        for i in 0..20 {
+            let t = T0.add_secs(7200.0 + 60.0 * i as f64);
+            gap.push(sample(
+                t,
+                "svc",
+                &[("p95_latency_ms", 250.0 + 5.0 * rng.normal())],
+            ));
+        }
+        let v = &run(cfg(), &gap, &[deploy(T0, "v2", "svc")])[0];
+        assert_eq!(
+            v.verdict,
+            VerdictKind::Regression,
+            "seed {seed}: {}",
+            v.reason
+        );
+        // With the samples there, the same shift two hours on is late.
+        let mut steady = gap[..60].to_vec();
+        for i in 0..140 {
+            let t = T0.add_secs(60.0 * i as f64);
+            let level = if i >= 120 { 250.0 } else { 200.0 };
+            steady.push(sample(
+                t,
+                "svc",
+                &[("p95_latency_ms", level + 5.0 * rng.normal())],
+            ));
+        }
+        let v = &run(cfg(), &steady, &[deploy(T0, "v2", "svc")])[0];
+        assert_eq!(
+            v.inconclusive_cause,
+            Some(InconclusiveCause::LateChange),
+            "seed {seed}: {}",
+            v.reason
+        );
+    }
+}
+
+/// An hourly metric has its 60 baseline samples only two and a half days back: it is
+/// judged (not `short_baseline`), and a level twice its usual one after the deploy is a
+/// regression.
+#[test]
+fn an_hourly_metric_gets_a_baseline_of_days() {
+    let mut rng = watchdog_core::scenarios::Rng::new(3);
+    let mut s = Vec::new();
+    for i in 0..72 {
+        let t = T0.add_secs(3600.0 * (i as f64 - 60.0));
+        let level = if i >= 60 { 2.0 } else { 1.0 };
+        s.push(sample(
+            t,
+            "svc",
+            &[("queue_depth", level + 0.05 * rng.normal())],
+        ));
+    }
+    let cfg = Config {
+        monitoring_window_secs: 12 * 3600,
+        ..Config::default()
+    };
+    let v = &run(cfg, &s, &[deploy(T0, "v2", "svc")])[0];
+    assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+    assert!(
+        v.evidence[0].baseline.n > 24,
+        "{:?}",
+        v.evidence[0].baseline
+    );
+}
+
 /// A coarse metric (a p90 that takes a few values, as small services report it) ties at
 /// its upper quartile; two huge samples right after the deploy still decide, even when
 /// the baseline had one spike of its own.

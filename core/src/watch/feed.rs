@@ -155,7 +155,12 @@ impl Watch {
                                 t,
                                 first_ms,
                                 actual_deploy,
-                                attributable_until_ms(actual_deploy, test.base.cadence_ms, cfg),
+                                attributable_until_ms(
+                                    actual_deploy,
+                                    test.base.cadence_ms,
+                                    &histories[test.metric],
+                                    cfg,
+                                ),
                             );
                             return;
                         }
@@ -240,7 +245,12 @@ impl Watch {
                         t,
                         from,
                         actual_deploy,
-                        attributable_until_ms(actual_deploy, test.base.cadence_ms, cfg),
+                        attributable_until_ms(
+                            actual_deploy,
+                            test.base.cadence_ms,
+                            &histories[test.metric],
+                            cfg,
+                        ),
                     );
                     return;
                 }
@@ -277,7 +287,12 @@ impl Watch {
                 t,
                 start,
                 actual_deploy,
-                attributable_until_ms(actual_deploy, test.base.cadence_ms, cfg),
+                attributable_until_ms(
+                    actual_deploy,
+                    test.base.cadence_ms,
+                    &histories[test.metric],
+                    cfg,
+                ),
             );
         } else {
             test.last_effect_check = Some((s, test.n_post));
@@ -379,12 +394,27 @@ impl Watch {
 
 /// The latest instant a change in a test with sample interval `cadence_ms` may begin and
 /// still be the deploy's: the attribution window after the recorded deploy, at least
-/// three sample intervals. Worked out only when a test decides, not for every sample.
-fn attributable_until_ms(deploy_ms: i64, cadence_ms: f64, cfg: &Config) -> i64 {
+/// three sample intervals, and never before the sample that many intervals' worth of
+/// samples after the deploy. The tests price their looks by samples, so a series that
+/// went quiet around the deploy (a scrape outage, a sparse metric) still has its first
+/// samples after it judged as the deploy's: they are the earliest evidence there is, and
+/// a change they show may have begun at any moment of the gap. Worked out only when a
+/// test decides, not for every sample.
+fn attributable_until_ms(deploy_ms: i64, cadence_ms: f64, history: &History, cfg: &Config) -> i64 {
     let window = (cfg.attribution_window_secs as f64 * 1000.0).max(if cadence_ms.is_finite() {
         3.0 * cadence_ms
     } else {
         0.0
     });
-    deploy_ms.saturating_add(window as i64)
+    let by_time = deploy_ms.saturating_add(window as i64);
+    if !(cadence_ms.is_finite() && cadence_ms > 0.0) {
+        return by_time;
+    }
+    let samples = (window / cadence_ms).round().max(1.0) as usize;
+    let first = lower_bound(history, deploy_ms);
+    // Until that many samples have arrived, every sample so far is among them.
+    let by_samples = history
+        .get(first + samples - 1)
+        .map_or(i64::MAX, |&(t, _)| t);
+    by_time.max(by_samples)
 }
