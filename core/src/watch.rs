@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 pub(crate) use count::joined;
 use count::{count_design, rate_summary};
 pub(crate) use report::human_secs;
-use test::{floor_noise, CountModel, Model, Phase, ScoredDesign, Test, ValueModel};
+use test::{floor_noise, CountModel, DesignPoints, Model, Phase, ScoredDesign, Test, ValueModel};
 
 use crate::baseline::Baseline;
 use crate::config::{Config, Direction};
@@ -427,6 +427,8 @@ impl Watch {
             sign: f64,
             base: Baseline,
             points: Vec<(i64, f64)>,
+            /// The points' values sorted ascending (`None` when not at hand).
+            sorted: Option<Vec<f64>>,
             pre_from: Option<i64>,
             short: bool,
         }
@@ -453,9 +455,13 @@ impl Watch {
             // it, or say that too little of it is known yet.
             // The values' median and spread serve the effect floor, the level-shift search
             // and, when the baseline is not re-based, the fit.
-            let raw = crate::stats::robust_location_scale(
-                &points.iter().map(|p| p.1).collect::<Vec<_>>(),
-            );
+            // The values are sorted once: the median and spread are read off the sorted
+            // values, and each test's rank reference is the sorted values mapped through
+            // its residual (see `ScoredDesign::new`) instead of a sort of its own.
+            let values: Vec<f64> = points.iter().map(|p| p.1).collect();
+            let mut sorted = values.clone();
+            crate::stats::sort_total(&mut sorted);
+            let raw = crate::stats::robust_location_scale_sorted(&values, &sorted);
             let typical = raw.0;
             let floor = cfg
                 .min_absolute_effect(name)
@@ -476,6 +482,8 @@ impl Watch {
                 }
                 None => (points, None, false),
             };
+            // Re-based points are other values than the ones sorted.
+            let sorted = (pre_from.is_none() || short).then_some(sorted);
             let unchanged = pre_from.is_none() || short;
             let Some(base) = Baseline::fit_with(&points, unchanged.then_some(raw)) else {
                 continue;
@@ -494,6 +502,7 @@ impl Watch {
                     sign,
                     base: base.for_harm(sign),
                     points: points.clone(),
+                    sorted: sorted.clone(),
                     pre_from,
                     short,
                 });
@@ -535,7 +544,10 @@ impl Watch {
             let noise = floor_noise(p.base.sum_noise(), level, min_effect);
             let scored = ScoredDesign::new(
                 &p.base,
-                &p.points,
+                DesignPoints {
+                    in_time: &p.points,
+                    sorted_values: p.sorted.as_deref(),
+                },
                 p.sign,
                 alpha_test,
                 steps,

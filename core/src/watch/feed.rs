@@ -6,7 +6,8 @@ use super::count::{count_design, joined, rate_summary};
 use super::reference;
 use super::seasonal::daily_pattern_explains;
 use super::test::{
-    floor_noise, run_effect, test_alpha, CountModel, Model, Phase, ScoredDesign, ValueModel,
+    floor_noise, run_effect, test_alpha, CountModel, DesignPoints, Model, Phase, ScoredDesign,
+    ValueModel,
 };
 use super::{lower_bound, History, Watch};
 use crate::baseline::Baseline;
@@ -357,7 +358,10 @@ impl Watch {
                     let steps = (window_ms / base.cadence_ms).max(1.0);
                     let scored = ScoredDesign::new(
                         &base,
-                        &pts,
+                        DesignPoints {
+                            in_time: &pts,
+                            sorted_values: None,
+                        },
                         test.sign,
                         alpha_test,
                         steps,

@@ -133,6 +133,36 @@ impl RankReference {
         Some(RankReference::from_sorted(sorted))
     }
 
+    /// From `residuals`, each `residual(x)` of one of the values `sorted` holds ascending
+    /// (in `f64::total_cmp` order), without a sort of its own when the mapped values
+    /// come out in order.
+    ///
+    /// Why it is the same reference: `residual` is one function for all values, so the
+    /// values mapped through it are the residuals in some order, bit for bit. Subtracting
+    /// a constant keeps the order of the values and a negative sign reverses it, so the
+    /// mapped values are walked forwards or backwards; whether they are sorted is checked
+    /// (the rounding of `x − e`, the two zeros and NaN could break the order), and when
+    /// they are, they are the one sorted order of the residuals (values equal in that order
+    /// are identical bits). Otherwise the residuals are sorted as [`RankReference::new`]
+    /// sorts them.
+    pub fn from_mapped(
+        residuals: &[f64],
+        sorted: &[f64],
+        residual: impl Fn(f64) -> f64,
+    ) -> Option<RankReference> {
+        if residuals.is_empty() {
+            return None;
+        }
+        let mut mapped: Vec<f64> = sorted.iter().map(|&x| residual(x)).collect();
+        if mapped.len() > 1 && mapped[0].total_cmp(&mapped[mapped.len() - 1]).is_gt() {
+            mapped.reverse();
+        }
+        if !mapped.windows(2).all(|w| w[0].total_cmp(&w[1]).is_le()) {
+            return RankReference::new(residuals);
+        }
+        Some(RankReference::from_sorted(mapped))
+    }
+
     /// From residuals already sorted ascending.
     pub fn from_sorted(sorted: Vec<f64>) -> RankReference {
         let fences = sorted.chunks(BLOCK).map(|c| c[c.len() - 1]).collect();
@@ -424,6 +454,36 @@ fn chi_square_quantile(p: f64, dof: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mapped_reference_is_the_sorted_residuals_bit_for_bit() {
+        let mut rng = crate::scenarios::Rng::new(11);
+        let zeros = [0.0, -0.0, 0.0, -0.0, 1.0, -1.0];
+        let odd = [f64::NAN, -f64::NAN, 1.0, f64::INFINITY, -0.0, 0.0];
+        for case in 0..40 {
+            let values: Vec<f64> = match case {
+                0 => zeros.to_vec(),
+                1 => odd.to_vec(),
+                _ => (0..60 + case)
+                    .map(|_| (rng.normal() * 10f64.powi(case % 7 - 3)).round() / 8.0)
+                    .collect(),
+            };
+            let mut sorted = values.clone();
+            crate::stats::sort_total(&mut sorted);
+            for e in [0.0, -0.0, 0.1, -3.0, 1e17, f64::INFINITY] {
+                for sign in [1.0, -1.0] {
+                    let f = |x: f64| sign * (x - e);
+                    let residuals: Vec<f64> = values.iter().map(|&x| f(x)).collect();
+                    let want = RankReference::new(&residuals).unwrap();
+                    let got = RankReference::from_mapped(&residuals, &sorted, f).unwrap();
+                    let bits = |r: &RankReference| -> Vec<u64> {
+                        r.sorted().iter().map(|v| v.to_bits()).collect()
+                    };
+                    assert_eq!(bits(&got), bits(&want), "case {case} e {e} sign {sign}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn scores_are_ranks_not_distances() {

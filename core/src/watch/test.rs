@@ -234,19 +234,39 @@ pub(super) struct ScoredDesign {
     pub(super) level: Option<LevelModel>,
 }
 
+/// The points a test is designed on, in time order, and their values sorted ascending
+/// when the caller has them (`None` otherwise).
+pub(super) struct DesignPoints<'a> {
+    pub(super) in_time: &'a [(i64, f64)],
+    pub(super) sorted_values: Option<&'a [f64]>,
+}
+
 impl ScoredDesign {
     pub(super) fn new(
         base: &Baseline,
-        points: &[(i64, f64)],
+        points: DesignPoints<'_>,
         sign: f64,
         alpha_test: f64,
         steps: f64,
         tolerance_ms: i64,
         cfg: &Config,
     ) -> ScoredDesign {
+        let DesignPoints {
+            in_time: points,
+            sorted_values,
+        } = points;
+        // Whether every point has the same expectation (bit for bit), and so one residual
+        // function for all values (see `RankReference::from_mapped`).
+        let mut expected = points.first().map(|&(t, _)| base.expected(t));
         let residuals: Vec<f64> = points
             .iter()
-            .map(|&(t, x)| sign * (x - base.expected(t)))
+            .map(|&(t, x)| {
+                let e = base.expected(t);
+                if expected.is_some_and(|c| c.to_bits() != e.to_bits()) {
+                    expected = None;
+                }
+                sign * (x - e)
+            })
             .collect();
         let rho = base.rho;
         let widen = ((1.0 + rho) / (1.0 - rho)).sqrt();
@@ -260,7 +280,12 @@ impl ScoredDesign {
         // Φ⁻¹((n+½)/(n+1))), so after the autocorrelation shrinkage no sample can add more
         // than `cap`. The test is tuned for the design shift, or for 80 % of that cap when
         // the cap is lower (sticky series), so that a large shift still drifts upwards.
-        let rank = RankReference::new(&residuals);
+        let rank = match (expected, sorted_values) {
+            (Some(e), Some(sorted)) if sorted.len() == residuals.len() => {
+                RankReference::from_mapped(&residuals, sorted, |x| sign * (x - e))
+            }
+            _ => RankReference::new(&residuals),
+        };
         let cap = rank.as_ref().map_or(0.0, |r| r.max_score()) / widen;
         let shift = cfg.design_shift_sigmas.min(0.8 * cap);
         let share = alpha_test / 3.0;
