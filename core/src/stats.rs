@@ -113,6 +113,23 @@ pub fn robust_location_scale_sorted(values: &[f64], sorted: &[f64]) -> (f64, f64
     };
     // Lower run: the values below the median, nearest first; upper run: the others.
     let split = sorted.partition_point(|&v| v < med);
+    if med.is_finite() {
+        // No value is NaN (the ends are not) and the median is finite, so every
+        // deviation is a number (+∞ for an infinite value or a difference that
+        // overflows) and both runs ascend in the plain order, which is `total_cmp`'s for
+        // values that are not below zero (`abs` makes every zero +0). The merge takes the smaller head at every step, so its `k`-th value is the
+        // `k`-th smallest deviation: found directly, by bisection on how many come from
+        // the lower run.
+        let lower = |k: usize| (sorted[split - 1 - k] - med).abs();
+        let upper = |k: usize| (sorted[split + k] - med).abs();
+        let kth = |k: usize| kth_of_two(k, split, n - split, lower, upper);
+        let mad_raw = if n % 2 == 1 {
+            kth(mid)
+        } else {
+            (kth(mid - 1) + kth(mid)) / 2.0
+        };
+        return winsorized(values, med, mad_raw * 1.4826);
+    }
     let (mut i, mut j) = (split, split);
     let mut prev = f64::NAN;
     let mut cur = f64::NAN;
@@ -135,6 +152,35 @@ pub fn robust_location_scale_sorted(values: &[f64], sorted: &[f64]) -> (f64, f64
     }
     let mad_raw = if n % 2 == 1 { cur } else { (prev + cur) / 2.0 };
     winsorized(values, med, mad_raw * 1.4826)
+}
+
+/// The `k`-th smallest (from 0) of two ascending runs of `la` and `lb` numbers (no NaN;
+/// `k < la + lb`), read through `a` and `b`. The `k + 1` smallest are the first `i` of
+/// `a` and the first `k + 1 − i` of `b` for the least `i` at which `a`'s next value is
+/// not below the last of `b`'s (a condition false below that `i` and true from it on).
+fn kth_of_two(
+    k: usize,
+    la: usize,
+    lb: usize,
+    a: impl Fn(usize) -> f64,
+    b: impl Fn(usize) -> f64,
+) -> f64 {
+    let (mut lo, mut hi) = ((k + 1).saturating_sub(lb), (k + 1).min(la));
+    while lo < hi {
+        let i = lo + (hi - lo) / 2;
+        // `i < hi ≤ la`, and `j = k + 1 − i > 0` because `i ≤ k`.
+        if b(k - i) > a(i) {
+            lo = i + 1;
+        } else {
+            hi = i;
+        }
+    }
+    let j = k + 1 - lo;
+    match (lo > 0, j > 0) {
+        (true, true) => a(lo - 1).max(b(j - 1)),
+        (true, false) => a(lo - 1),
+        _ => b(j - 1),
+    }
 }
 
 /// The median, and the standard deviation of `values` winsorized at `med ± 3·mad`
@@ -355,14 +401,32 @@ mod tests {
     #[test]
     fn sorted_robust_location_scale_is_the_same_bit_for_bit() {
         let mut rng = crate::scenarios::Rng::new(7);
-        for n in [1usize, 2, 3, 4, 5, 12, 59, 60, 361] {
-            for shape in 0..4 {
+        for n in [1usize, 2, 3, 4, 5, 6, 7, 12, 59, 60, 61, 360, 361] {
+            for shape in 0..6 {
                 let values: Vec<f64> = (0..n)
                     .map(|i| match shape {
                         0 => rng.normal(),
                         1 => (rng.normal() * 3.0).exp(),
                         // coarse: many ties, a MAD of zero
                         2 => (rng.normal() * 0.3).round(),
+                        // skewed towards one side, so one run ends early
+                        3 => {
+                            if i % 5 == 0 {
+                                1e300 * rng.normal()
+                            } else {
+                                rng.uniform()
+                            }
+                        }
+                        // deviations that overflow, and an infinite value
+                        4 => {
+                            if i == 0 && n >= 5 {
+                                f64::INFINITY
+                            } else if i % 3 == 1 {
+                                0.6 * f64::MAX * rng.normal().signum()
+                            } else {
+                                rng.normal()
+                            }
+                        }
                         _ => {
                             if i % 7 == 0 {
                                 -0.0
