@@ -25,8 +25,11 @@ use std::collections::VecDeque;
 
 pub(crate) use count::joined;
 use count::{count_design, rate_summary};
+use level::CriticalValues;
 pub(crate) use report::human_secs;
-use test::{floor_noise, CountModel, DesignPoints, Model, Phase, ScoredDesign, Test, ValueModel};
+use test::{
+    floor_noise, Budget, CountModel, DesignPoints, Model, Phase, ScoredDesign, Test, ValueModel,
+};
 
 use crate::baseline::Baseline;
 use crate::config::{Config, Direction};
@@ -534,6 +537,7 @@ impl Watch {
         let alpha_test = watch.alpha / tests_total as f64;
         let window_ms = (watch.end_ms - cut_ms) as f64;
 
+        let mut critical = CriticalValues::default();
         for p in planned {
             let steps = (window_ms / p.base.cadence_ms).max(1.0);
             let name = &setup.metric_names[p.metric];
@@ -549,9 +553,12 @@ impl Watch {
                     sorted_values: p.sorted.as_deref(),
                 },
                 p.sign,
-                alpha_test,
-                steps,
-                deploy_ms - cut_ms,
+                Budget {
+                    alpha_test,
+                    steps,
+                    tolerance_ms: deploy_ms - cut_ms,
+                },
+                &mut critical,
                 cfg,
             );
             watch.tests.push(Test {

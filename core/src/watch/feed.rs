@@ -3,11 +3,12 @@
 //! deploy.
 
 use super::count::{count_design, joined, rate_summary};
+use super::level::CriticalValues;
 use super::reference;
 use super::seasonal::daily_pattern_explains;
 use super::test::{
-    floor_noise, run_effect, test_alpha, CountModel, DesignPoints, Model, Phase, ScoredDesign,
-    ValueModel,
+    floor_noise, run_effect, test_alpha, Budget, CountModel, DesignPoints, Model, Phase,
+    ScoredDesign, ValueModel,
 };
 use super::{lower_bound, History, Watch};
 use crate::baseline::Baseline;
@@ -363,9 +364,12 @@ impl Watch {
                             sorted_values: None,
                         },
                         test.sign,
-                        alpha_test,
-                        steps,
-                        self.deploy_ms - self.test_from_ms,
+                        Budget {
+                            alpha_test,
+                            steps,
+                            tolerance_ms: self.deploy_ms - self.test_from_ms,
+                        },
+                        &mut CriticalValues::default(),
                         cfg,
                     );
                     test.design = scored.design;

@@ -112,17 +112,47 @@ fn median_of_three(w: &[f64]) -> f64 {
     a.min(b).max(a.max(b).min(c))
 }
 
+/// The level test's critical values searched for so far, by budget and families of looks.
+///
+/// The critical value is a pure function of those two (see [`repeated_look_critical`]),
+/// and the tests of one watch share them as a rule (one budget per test, one window and
+/// tolerance per cadence), so a value looked up here is the very one a new search would
+/// give. The search costs a bisection of some 55 steps, each with two exponentials per
+/// family, at every test of every watch start.
+#[derive(Debug, Default)]
+pub(crate) struct CriticalValues {
+    found: Vec<(u64, Vec<usize>, f64)>,
+}
+
+impl CriticalValues {
+    /// [`repeated_look_critical`] of `alpha` and `families`.
+    fn get(&mut self, alpha: f64, families: &[usize]) -> f64 {
+        let key = alpha.to_bits();
+        if let Some(&(_, _, z)) = self
+            .found
+            .iter()
+            .find(|(a, f, _)| *a == key && f.as_slice() == families)
+        {
+            return z;
+        }
+        let z = repeated_look_critical(alpha, families);
+        self.found.push((key, families.to_vec(), z));
+        z
+    }
+}
+
 impl LevelModel {
     /// `alpha`: the test's budget; `window`: samples after the recorded deploy it may
-    /// look at, `tolerance`: samples before it, inside the deploy tolerance. `None` for a
-    /// baseline without spread (any change there is beyond every baseline value, which
-    /// the other two tests see).
+    /// look at, `tolerance`: samples before it, inside the deploy tolerance; `critical`:
+    /// the critical values found for other tests. `None` for a baseline without spread
+    /// (any change there is beyond every baseline value, which the other two tests see).
     pub fn new(
         base: &Baseline,
         residuals: &[f64],
         alpha: f64,
         window: f64,
         tolerance: f64,
+        critical: &mut CriticalValues,
     ) -> Option<LevelModel> {
         let spread = base.spread;
         let looks = window + tolerance;
@@ -177,7 +207,7 @@ impl LevelModel {
             rho,
             base_var: (1.0 + rho) / ((1.0 - rho) * base.n as f64),
             max_k,
-            z_crit: repeated_look_critical(alpha, &families[..used]),
+            z_crit: critical.get(alpha, &families[..used]),
             guard,
             local,
         })
@@ -401,7 +431,15 @@ mod tests {
             })
             .map(|x| x - base.level)
             .collect();
-        let m = LevelModel::new(&base, &residuals, 0.003, 30.0, 0.0).unwrap();
+        let m = LevelModel::new(
+            &base,
+            &residuals,
+            0.003,
+            30.0,
+            0.0,
+            &mut CriticalValues::default(),
+        )
+        .unwrap();
         // the burst had three samples at 6: a new stretch at 5 is no news
         assert!(m.check(&[5.0, 5.0, 5.0, 5.0], 0.01).is_none());
         // beyond it, it is
@@ -447,7 +485,15 @@ mod tests {
             .collect();
         let base = Baseline::fit(&pts).unwrap();
         let resid: Vec<f64> = pts.iter().map(|&(t, x)| x - base.expected(t)).collect();
-        let m = LevelModel::new(&base, &resid, alpha, 30.0, 0.0).unwrap();
+        let m = LevelModel::new(
+            &base,
+            &resid,
+            alpha,
+            30.0,
+            0.0,
+            &mut CriticalValues::default(),
+        )
+        .unwrap();
         (base, resid, m)
     }
 

@@ -2,7 +2,7 @@
 //! design from the baseline, what it concluded so far, and the power it had.
 
 use super::count::joined;
-use super::level::LevelModel;
+use super::level::{CriticalValues, LevelModel};
 use super::reference::{self, RankReference, TailModel};
 use super::{lower_bound, History};
 use crate::baseline::Baseline;
@@ -241,16 +241,32 @@ pub(super) struct DesignPoints<'a> {
     pub(super) sorted_values: Option<&'a [f64]>,
 }
 
+/// A test's false-alarm budget and the samples it is spent over.
+pub(super) struct Budget {
+    /// The test's share of the watch's false-alarm budget.
+    pub(super) alpha_test: f64,
+    /// Samples the watch is expected to see after the end of the baseline.
+    pub(super) steps: f64,
+    /// From the end of the baseline to the recorded deploy (the deploy tolerance).
+    pub(super) tolerance_ms: i64,
+}
+
 impl ScoredDesign {
+    /// `critical`: the level test's critical values found for the other tests of the
+    /// watch (see [`CriticalValues`]).
     pub(super) fn new(
         base: &Baseline,
         points: DesignPoints<'_>,
         sign: f64,
-        alpha_test: f64,
-        steps: f64,
-        tolerance_ms: i64,
+        budget: Budget,
+        critical: &mut CriticalValues,
         cfg: &Config,
     ) -> ScoredDesign {
+        let Budget {
+            alpha_test,
+            steps,
+            tolerance_ms,
+        } = budget;
         let DesignPoints {
             in_time: points,
             sorted_values,
@@ -317,7 +333,7 @@ impl ScoredDesign {
             rank,
             widen,
             tail,
-            level: LevelModel::new(base, &residuals, share, window, tolerance),
+            level: LevelModel::new(base, &residuals, share, window, tolerance, critical),
         }
     }
 }
