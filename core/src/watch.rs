@@ -594,7 +594,9 @@ impl Watch {
                 last_effect_check: None,
                 last_extreme: None,
                 tail_hit: None,
-                level_resid: Vec::new(),
+                // The level test keeps at most `max_k` residuals: room for them once,
+                // not a doubling at every power of two.
+                level_resid: Vec::with_capacity(scored.level.map_or(0, |l| l.max_k)),
                 level_above: 0,
                 level_above_post: 0,
                 level_hit: None,
