@@ -153,17 +153,7 @@ impl Watch {
                             test.last_extreme = None;
                         } else {
                             test.tail_hit = Some((r / tail.scale, tail.threshold(tail_i)));
-                            test.phase = Phase::decided(
-                                t,
-                                first_ms,
-                                actual_deploy,
-                                attributable_until_ms(
-                                    actual_deploy,
-                                    test.base.cadence_ms,
-                                    &histories[test.metric],
-                                    cfg,
-                                ),
-                            );
+                            test.phase = decided(test, t, first_ms, actual_deploy, histories, cfg);
                             return;
                         }
                     }
@@ -243,17 +233,7 @@ impl Watch {
                 } else {
                     test.level_hit = Some((z, l.z_crit));
                     test.level_local = local;
-                    test.phase = Phase::decided(
-                        t,
-                        from,
-                        actual_deploy,
-                        attributable_until_ms(
-                            actual_deploy,
-                            test.base.cadence_ms,
-                            &histories[test.metric],
-                            cfg,
-                        ),
-                    );
+                    test.phase = decided(test, t, from, actual_deploy, histories, cfg);
                     return;
                 }
             }
@@ -285,17 +265,7 @@ impl Watch {
             test.seasonal_note = Some(start);
         }
         if effect >= test.min_effect && effect > 0.0 && !seasonal {
-            test.phase = Phase::decided(
-                t,
-                start,
-                actual_deploy,
-                attributable_until_ms(
-                    actual_deploy,
-                    test.base.cadence_ms,
-                    &histories[test.metric],
-                    cfg,
-                ),
-            );
+            test.phase = decided(test, t, start, actual_deploy, histories, cfg);
         } else {
             test.last_effect_check = Some((s, test.n_post));
         }
@@ -398,6 +368,26 @@ impl Watch {
             }
         }
     }
+}
+
+/// What a material harmful change in `test`, detected at `at_ms` and begun at
+/// `start_ms`, makes of it: fired when it began within the attribution window after the
+/// recorded deploy, late otherwise (see [`attributable_until_ms`]).
+fn decided(
+    test: &super::test::Test,
+    at_ms: i64,
+    start_ms: i64,
+    deploy_ms: i64,
+    histories: &[History],
+    cfg: &Config,
+) -> Phase {
+    let until = attributable_until_ms(
+        deploy_ms,
+        test.base.cadence_ms,
+        &histories[test.metric],
+        cfg,
+    );
+    Phase::decided(at_ms, start_ms, deploy_ms, until)
 }
 
 /// The latest instant a change in a test with sample interval `cadence_ms` may begin and

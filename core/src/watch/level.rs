@@ -192,15 +192,15 @@ impl LevelModel {
         // baseline's level and against the local one.
         let local = LocalLevel::new(residuals, &med3);
         let from_deploy_k = from_deploy + MIN_K - 1;
-        let mut families = [max_k, from_deploy_k, max_k, from_deploy_k];
-        let used = match (from_deploy > 0, local.is_some()) {
-            (false, false) => 1,
-            (false, true) => 2,
-            (true, false) => 2,
-            (true, true) => 4,
+        let stretches: &[usize] = if from_deploy > 0 {
+            &[max_k, from_deploy_k]
+        } else {
+            &[max_k]
         };
-        if used == 2 && from_deploy == 0 {
-            families[1] = max_k;
+        let used = stretches.len() * if local.is_some() { 2 } else { 1 };
+        let mut families = [0usize; 4];
+        for (slot, &k) in families.iter_mut().zip(stretches.iter().cycle()).take(used) {
+            *slot = k;
         }
         Some(LevelModel {
             spread,
