@@ -357,23 +357,65 @@ fn level_shift_search(
     Some(best_at)
 }
 
-/// The baseline points with the stretch before a level shift at `tau` moved to the level
-/// after it (by the difference of the two stretches' medians).
+/// Every level shift of the baseline that the last one found leaves behind: the first
+/// search ([`level_shift_with`]) finds the largest step, and the stretch after it is
+/// searched again, and so on until a stretch shows none (binary segmentation, kept to the
+/// right-hand side: only the level the service sits at when the deploy comes matters).
 ///
-/// The deploy is judged against the level after the shift, but the noise around a level
-/// (spread, autocorrelation, tail) is taken to be the same on both sides of a step, so the
-/// whole baseline still describes it: a stretch of a dozen samples after the shift says
-/// little about how wide the noise is or how heavy its tail, and judging a deploy on so
-/// thin a reference raises false alarms.
-pub fn align_to_last_level(points: &[(i64, f64)], tau: usize) -> Vec<(i64, f64)> {
-    let before: Vec<f64> = points[..tau].iter().map(|p| p.1).collect();
-    let after: Vec<f64> = points[tau..].iter().map(|p| p.1).collect();
-    let step = median(&after) - median(&before);
-    points
-        .iter()
-        .enumerate()
-        .map(|(i, &(t, v))| (t, if i < tau { v + step } else { v }))
-        .collect()
+/// One step is not always the whole story. A service that steps up and then keeps
+/// climbing, or steps down twice (a failover, then a second drain), has a stretch after
+/// its largest step that is not one level either; a baseline re-based onto it would judge
+/// the deploy against a level the service had already left, and call the level it has
+/// reached before the deploy a change at the deploy. Each further search is the same test
+/// with the same effect floor on its own stretch, so it adds no shift that the first search
+/// would not have called on a baseline of that stretch alone. The cut points come back in
+/// time order; empty when the baseline has no shift.
+pub fn level_shifts_with(
+    points: &[(i64, f64)],
+    raw: Option<(f64, f64)>,
+    min_effect: f64,
+) -> Vec<usize> {
+    let mut cuts = Vec::new();
+    let Some(mut tau) = level_shift_with(points, raw, min_effect) else {
+        return cuts;
+    };
+    cuts.push(tau);
+    // Each cut lies at least three samples into its stretch, so the stretches shrink and
+    // the search ends (a stretch under 20 samples has no shift to find).
+    while let Some(next) = level_shift_with(&points[tau..], None, min_effect) {
+        tau += next;
+        cuts.push(tau);
+    }
+    cuts
+}
+
+/// The baseline points with every stretch before the last level shift moved to the level
+/// after it: the stretch between two cuts (see [`level_shifts_with`]) by the difference of
+/// its median from the last stretch's. `cuts` ascend and lie inside `points`.
+///
+/// The deploy is judged against the level after the last shift, but the noise around a
+/// level (spread, autocorrelation, tail) is taken to be the same on every side of a step,
+/// so the whole baseline still describes it: a stretch of a dozen samples after the shift
+/// says little about how wide the noise is or how heavy its tail, and judging a deploy on
+/// so thin a reference raises false alarms.
+pub fn align_to_last_level(points: &[(i64, f64)], cuts: &[usize]) -> Vec<(i64, f64)> {
+    let Some(&last) = cuts.last() else {
+        return points.to_vec();
+    };
+    let level = |from: usize, to: usize| -> f64 {
+        let vals: Vec<f64> = points[from..to].iter().map(|p| p.1).collect();
+        median(&vals)
+    };
+    let target = level(last, points.len());
+    let mut out = Vec::with_capacity(points.len());
+    let mut from = 0;
+    for &cut in cuts {
+        let step = target - level(from, cut);
+        out.extend(points[from..cut].iter().map(|&(t, v)| (t, v + step)));
+        from = cut;
+    }
+    out.extend_from_slice(&points[last..]);
+    out
 }
 
 /// A robust trend estimate (slope of the line through the medians of the first and last
@@ -577,6 +619,47 @@ mod tests {
         }
         // both answers occur
         assert!(shifts > 100 && shifts < 1_500, "{shifts}");
+    }
+
+    #[test]
+    fn a_second_step_after_the_first_is_found_and_the_baseline_sits_at_the_last_level() {
+        let mut rng = crate::scenarios::Rng::new(5);
+        // 80 for 70 samples, then 31 for 25, then 22 for 25: the largest step is the
+        // first, and the level the service sits at before the deploy is the last
+        let v: Vec<f64> = (0..120)
+            .map(|i| {
+                let level = match i {
+                    0..70 => 80.0,
+                    70..95 => 31.0,
+                    _ => 22.0,
+                };
+                level + rng.normal()
+            })
+            .collect();
+        let p = pts(&v);
+        let first = level_shift_with(&p, None, 1.0).unwrap();
+        assert!((68..=72).contains(&first), "{first}");
+        let cuts = level_shifts_with(&p, None, 1.0);
+        assert_eq!(cuts.len(), 2, "{cuts:?}");
+        assert_eq!(cuts[0], first);
+        assert!((93..=97).contains(&cuts[1]), "{cuts:?}");
+        // every stretch moved to the last level, the last one untouched
+        let aligned = align_to_last_level(&p, &cuts);
+        assert_eq!(aligned[100..], p[100..]);
+        let vals: Vec<f64> = aligned.iter().map(|q| q.1).collect();
+        for stretch in [&vals[..70], &vals[70..95], &vals[95..]] {
+            assert!((median(stretch) - 22.0).abs() < 1.0, "{}", median(stretch));
+        }
+        // one step: one cut, the same as the single search
+        let one: Vec<f64> = v.iter().take(95).copied().collect();
+        let q = pts(&one);
+        assert_eq!(
+            level_shifts_with(&q, None, 1.0),
+            vec![level_shift_with(&q, None, 1.0).unwrap()]
+        );
+        // no step: none
+        let flat: Vec<f64> = (0..120).map(|_| 50.0 + rng.normal()).collect();
+        assert!(level_shifts_with(&pts(&flat), None, 1.0).is_empty());
     }
 
     #[test]

@@ -469,15 +469,15 @@ impl Watch {
             let floor = cfg
                 .min_absolute_effect(name)
                 .max(cfg.min_relative_effect(name) * typical.abs());
-            let shift = crate::baseline::level_shift_with(&points, Some(raw), floor);
-            let (points, pre_from, short) = match shift {
-                Some(tau) => {
+            let cuts = crate::baseline::level_shifts_with(&points, Some(raw), floor);
+            let (points, pre_from, short) = match cuts.last() {
+                Some(&tau) => {
                     let from = points[tau].0;
                     if points.len() - tau < cfg.min_baseline_samples {
                         (points, Some(from), true)
                     } else {
                         (
-                            crate::baseline::align_to_last_level(&points, tau),
+                            crate::baseline::align_to_last_level(&points, &cuts),
                             Some(from),
                             false,
                         )

@@ -223,3 +223,36 @@ fn pre_existing_shift_is_not_blamed_on_the_deploy() {
     let v = &run(Config::default(), &samples, &[dep])[0];
     assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
 }
+
+/// A baseline that stepped up twice (a failover, then a second drain onto the same
+/// nodes) is judged at the level it ended on, not at the level after its largest step:
+/// the deploy that follows and changes nothing is not a regression, and a real shift
+/// after it still is.
+#[test]
+fn a_baseline_that_stepped_twice_is_judged_at_its_last_level() {
+    let stepped = |seed: u64, at_deploy: f64| {
+        let (mut samples, dep) =
+            step_series(seed, "p95_latency_ms", 200.0, 8.0, at_deploy, 360, 180, 0);
+        for s in samples.iter_mut() {
+            let since = s.timestamp.secs_since(T0);
+            if since >= -2700.0 {
+                s.metrics[0].1 += 80.0;
+            }
+            if since >= -720.0 {
+                s.metrics[0].1 += 40.0;
+            }
+        }
+        run(Config::default(), &samples, &[dep]).remove(0)
+    };
+    for seed in 0..20 {
+        let v = stepped(seed, 0.0);
+        assert_ne!(
+            v.verdict,
+            VerdictKind::Regression,
+            "seed {seed}: {}",
+            v.reason
+        );
+    }
+    let v = stepped(3, 80.0);
+    assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+}
