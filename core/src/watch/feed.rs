@@ -165,7 +165,12 @@ impl Watch {
         // start of the tolerance and, separately, from the recorded deploy; against the
         // baseline's level and against the level just before the deploy. After a shift
         // that began before the deploy only the second applies: the baseline's level is
-        // not the service's any more, the level just before the deploy still is.
+        // not the service's any more, the level just before the deploy still is. That
+        // holds as well for a baseline re-based onto the level after a shift inside it:
+        // that level is the median of a short stretch that may still be settling (a
+        // service that stepped up and kept climbing), so the first samples after the
+        // deploy are judged against where the service was just before it.
+        let local_only = tail_only || test.pre_existing_from.is_some();
         let level = test.values().and_then(|v| v.level);
         if let Some(l) =
             level.filter(|l| test.level_resid.len() < l.max_k && (!tail_only || l.local.is_some()))
@@ -199,7 +204,7 @@ impl Watch {
             let global = stretch
                 .iter()
                 .zip([test.level_above, test.level_above_post])
-                .take(if tail_only { 0 } else { stretches })
+                .take(if local_only { 0 } else { stretches })
                 .filter(|((r, _, _), above)| 2 * above >= r.len())
                 .find_map(|((r, _, from), _)| {
                     l.check(r, test.min_effect)
