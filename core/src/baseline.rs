@@ -390,31 +390,52 @@ pub fn level_shifts_with(
 }
 
 /// The baseline points with every stretch before the last level shift moved to the level
-/// after it: the stretch between two cuts (see [`level_shifts_with`]) by the difference of
-/// its median from the last stretch's. `cuts` ascend and lie inside `points`.
+/// the service sits at after it: the stretch between two cuts (see [`level_shifts_with`])
+/// by the difference of its median from that level. `cuts` ascend and lie inside
+/// `points`.
 ///
 /// The deploy is judged against the level after the last shift, but the noise around a
 /// level (spread, autocorrelation, tail) is taken to be the same on every side of a step,
 /// so the whole baseline still describes it: a stretch of a dozen samples after the shift
 /// says little about how wide the noise is or how heavy its tail, and judging a deploy on
 /// so thin a reference raises false alarms.
+///
+/// The level after the last shift is the last stretch's median, unless that stretch is
+/// still moving: a service often steps and then settles (caches refilling after a
+/// failover, a queue draining), and the median of a climb lies below where it ended. When
+/// the stretch's own trend passes the same three-standard-error test as a baseline's
+/// (with the stretch's spread, which the trend itself widens, so a doubtful climb is left
+/// alone), its samples are brought to its end along that trend and the level is their
+/// median: where the service stood when the baseline ended.
 pub fn align_to_last_level(points: &[(i64, f64)], cuts: &[usize]) -> Vec<(i64, f64)> {
     let Some(&last) = cuts.last() else {
         return points.to_vec();
     };
-    let level = |from: usize, to: usize| -> f64 {
-        let vals: Vec<f64> = points[from..to].iter().map(|p| p.1).collect();
+    let level = |stretch: &[(i64, f64)]| -> f64 {
+        let vals: Vec<f64> = stretch.iter().map(|p| p.1).collect();
         median(&vals)
     };
-    let target = level(last, points.len());
+    let tail = &points[last..];
+    let vals: Vec<f64> = tail.iter().map(|p| p.1).collect();
+    let (_, spread) = robust_location_scale(&vals);
+    let slope = significant_trend(tail, spread);
+    let end_ms = tail.last().map_or(0, |p| p.0);
+    let settled: Vec<(i64, f64)> = if slope != 0.0 {
+        tail.iter()
+            .map(|&(t, v)| (t, v + slope * (end_ms - t) as f64 / 1000.0))
+            .collect()
+    } else {
+        tail.to_vec()
+    };
+    let target = level(&settled);
     let mut out = Vec::with_capacity(points.len());
     let mut from = 0;
     for &cut in cuts {
-        let step = target - level(from, cut);
+        let step = target - level(&points[from..cut]);
         out.extend(points[from..cut].iter().map(|&(t, v)| (t, v + step)));
         from = cut;
     }
-    out.extend_from_slice(&points[last..]);
+    out.extend_from_slice(&settled);
     out
 }
 
