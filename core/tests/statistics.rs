@@ -288,3 +288,25 @@ fn a_step_that_kept_climbing_is_judged_at_the_level_it_reached() {
     let v = climbed(2, 80.0);
     assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
 }
+
+/// A p90 stuck on one value for the whole of a short baseline (an idle pod's latency
+/// bucket), then a burst of samples a hundred times that right after the deploy and back:
+/// the burst is a regression, though the baseline has no spread and no tail to measure it
+/// by. One sample of it alone, or a burst smaller than the material effect, is not.
+#[test]
+fn a_burst_over_a_baseline_that_never_moved_is_a_regression() {
+    let burst = |values: &[f64]| {
+        let (mut samples, dep) = step_series(0, "p95_latency_ms", 4.6, 0.0, 0.0, 75, 60, 0);
+        for (s, v) in samples.iter_mut().skip(75).zip(values) {
+            s.metrics[0].1 = *v;
+        }
+        run(Config::default(), &samples, &[dep]).remove(0)
+    };
+    let v = burst(&[450.0, 400.0, 235.0, 1300.0]);
+    assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+    let v = burst(&[450.0]);
+    assert_ne!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+    // 0.1 ms over a 4.6 ms level, below the 10 % effect floor
+    let v = burst(&[4.7, 4.7, 4.7, 4.7, 4.7]);
+    assert_ne!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+}

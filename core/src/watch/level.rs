@@ -88,6 +88,10 @@ pub(crate) struct LevelModel {
     /// The test against the level just before the deploy, when the baseline's steps
     /// have a spread.
     pub(super) local: Option<LocalLevel>,
+    /// For a baseline without spread (see [`LevelModel::constant`]): how many samples
+    /// in a row must lie materially beyond it, and the normal score of the chance of
+    /// that under no change (small: the model sits in every test's variant).
+    run: Option<(std::num::NonZeroU32, f32)>,
 }
 
 /// The local-level part of the test (see the module docs).
@@ -144,8 +148,9 @@ impl CriticalValues {
 impl LevelModel {
     /// `alpha`: the test's budget; `window`: samples after the recorded deploy it may
     /// look at, `tolerance`: samples before it, inside the deploy tolerance; `critical`:
-    /// the critical values found for other tests. `None` for a baseline without spread
-    /// (any change there is beyond every baseline value, which the other two tests see).
+    /// the critical values found for other tests. A baseline that took one value only
+    /// gets the rank test of [`LevelModel::constant`]; `None` for a spread that is not a
+    /// number.
     pub fn new(
         base: &Baseline,
         residuals: &[f64],
@@ -156,6 +161,9 @@ impl LevelModel {
     ) -> Option<LevelModel> {
         let spread = base.spread;
         let looks = window + tolerance;
+        if spread == 0.0 && looks.is_finite() && base.n >= 2 {
+            return Some(LevelModel::constant(base.n, alpha, tolerance));
+        }
         if !(spread.is_finite() && spread > 0.0 && looks.is_finite() && base.n >= 2) {
             return None;
         }
@@ -210,7 +218,53 @@ impl LevelModel {
             z_crit: critical.get(alpha, &families[..used]),
             guard,
             local,
+            run: None,
         })
+    }
+
+    /// The level test of a baseline of `n` samples that all took one value (a p90 stuck
+    /// on one histogram bucket, an idle pod's latency, a gauge that never moved).
+    ///
+    /// Such a baseline has no spread to measure a shift in, and no tail for the extreme
+    /// test to extrapolate, while the rank test can only score a sample as "beyond every
+    /// baseline value" (`Φ⁻¹((n+½)/(n+1))`, 1.9 for 15 samples), which a short burst of
+    /// samples a hundred times the baseline does not push over its threshold. What the
+    /// baseline does support is a rank statement that assumes no distribution: if the
+    /// samples after the deploy are exchangeable with the `n` before it (no change), the
+    /// chance that the first `k` of them all lie above every baseline value is
+    /// `1 / C(n+k, k)`. The test asks for the least `k` that makes that chance fit its
+    /// budget (split between the stretch from the start of the tolerance and the one from
+    /// the recorded deploy), each of the `k` beyond the baseline by the material effect.
+    /// At a budget of 0.002 per stretch, a constant baseline of 15 samples needs 3 in a
+    /// row and one of 60 needs 2. It is one look per stretch, at its `k`-th sample, so
+    /// nothing else is spent.
+    fn constant(n: usize, alpha: f64, tolerance: f64) -> LevelModel {
+        let stretches = if tolerance >= 1.0 { 2.0 } else { 1.0 };
+        let budget = (alpha / stretches).clamp(1e-300, 0.5);
+        // 1 / C(n+k, k) from k − 1 to k: times k / (n + k).
+        let (mut k, mut chance) = (0usize, 1.0f64);
+        while chance > budget && k < 10_000 {
+            k += 1;
+            chance *= k as f64 / (n + k) as f64;
+        }
+        let k = std::num::NonZeroU32::new(k.clamp(1, 10_000) as u32)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let tolerance = if tolerance.is_finite() {
+            tolerance.max(0.0).ceil() as usize
+        } else {
+            0
+        };
+        LevelModel {
+            spread: 0.0,
+            rho: 0.0,
+            base_var: 0.0,
+            // room for the tolerance samples and the `k` after the deploy
+            max_k: k.get() as usize + tolerance,
+            z_crit: normal_quantile(1.0 - budget),
+            guard: 0.0,
+            local: None,
+            run: Some((k, normal_quantile(1.0 - chance) as f32)),
+        }
     }
 
     /// Variance of the mean of `k` consecutive AR(1) values, in units of σ²:
@@ -238,6 +292,12 @@ impl LevelModel {
     /// when it is a material harmful shift beyond the critical value.
     pub fn check(&self, resid: &[f64], min_effect: f64) -> Option<(f64, f64)> {
         let k = resid.len();
+        if let Some((needed, z)) = self.run {
+            // One look, at the `needed`-th sample of the stretch: all of them beyond the
+            // baseline by the material effect.
+            let beyond = resid.iter().all(|&r| r > 0.0 && r >= min_effect);
+            return (k == needed.get() as usize && beyond).then(|| (median(resid), f64::from(z)));
+        }
         if k < MIN_K {
             return None;
         }
@@ -373,7 +433,29 @@ mod tests {
             z_crit: 3.0,
             guard: f64::NEG_INFINITY,
             local: None,
+            run: None,
         }
+    }
+
+    #[test]
+    fn a_constant_baseline_needs_a_run_beyond_it_as_long_as_its_size_requires() {
+        // budget 0.002 per stretch (two stretches): 1/C(18,3) = 1/816 fits, 1/C(17,2) not
+        let short = LevelModel::constant(15, 0.004, 2.0);
+        let run = |m: &LevelModel| m.run.map(|r| r.0.get());
+        assert_eq!(run(&short), Some(3));
+        // 1/C(62,2) = 1/1891 fits
+        assert_eq!(run(&LevelModel::constant(60, 0.004, 2.0)), Some(2));
+        // without tolerance samples one stretch has the budget undivided; a budget ten
+        // times larger makes do with a shorter run (1/C(17,2) = 1/136)
+        assert_eq!(run(&LevelModel::constant(15, 0.002, 0.0)), Some(3));
+        assert_eq!(run(&LevelModel::constant(15, 0.02, 0.0)), Some(2));
+        // the look is at the run's last sample, all of it beyond the material effect
+        assert!(short.check(&[9.0, 9.0], 0.5).is_none());
+        let (median, z) = short.check(&[9.0, 400.0, 9.0], 0.5).unwrap();
+        assert_eq!(median, 9.0);
+        assert!(z >= short.z_crit, "{z} {}", short.z_crit);
+        assert!(short.check(&[9.0, 0.2, 9.0], 0.5).is_none());
+        assert!(short.check(&[9.0, 9.0, 9.0, 9.0], 0.5).is_none());
     }
 
     #[test]

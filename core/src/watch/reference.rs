@@ -247,7 +247,7 @@ pub(crate) struct TailModel {
 
 impl TailModel {
     /// Fits the tail of `residuals` (signed so that harmful is positive). `None` when the
-    /// baseline has no spread (a constant series: the rank test alone speaks) or fewer
+    /// baseline has no spread (a constant series: the rank test and the level test's run rule speak, see `LevelModel::constant`) or fewer
     /// than three values above its upper quartile.
     #[cfg(test)]
     pub fn fit(
