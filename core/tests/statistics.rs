@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use watchdog_core::scenarios::{self, ScenarioParams};
-use watchdog_core::{Config, InconclusiveCause, Sample, VerdictKind};
+use watchdog_core::{Config, DeployVerdict, InconclusiveCause, Sample, VerdictKind};
 
 fn scaled(samples: &[Sample], factor: f64) -> Vec<Sample> {
     samples
@@ -224,37 +224,40 @@ fn pre_existing_shift_is_not_blamed_on_the_deploy() {
     assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
 }
 
+/// The verdict on a p95 latency of 200 ± 8 ms (an hour of baseline at 10 s, half an hour
+/// watched) with `shape(seconds since the deploy)` added to every sample, and a shift of
+/// `at_deploy` from the deploy on.
+fn shaped_latency(seed: u64, at_deploy: f64, shape: impl Fn(f64) -> f64) -> DeployVerdict {
+    let (mut samples, dep) =
+        step_series(seed, "p95_latency_ms", 200.0, 8.0, at_deploy, 360, 180, 0);
+    for s in samples.iter_mut() {
+        s.metrics[0].1 += shape(s.timestamp.secs_since(T0));
+    }
+    run(Config::default(), &samples, &[dep]).remove(0)
+}
+
+/// Twenty seeds of `shape` with nothing at the deploy are not regressions; `seed` with
+/// a shift of 80 ms at the deploy is one.
+fn judged_at_the_shape_end(seed: u64, shape: impl Fn(f64) -> f64) {
+    for s in 0..20 {
+        let v = shaped_latency(s, 0.0, &shape);
+        assert_ne!(v.verdict, VerdictKind::Regression, "seed {s}: {}", v.reason);
+    }
+    let v = shaped_latency(seed, 80.0, &shape);
+    assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+}
+
 /// A baseline that stepped up twice (a failover, then a second drain onto the same
 /// nodes) is judged at the level it ended on, not at the level after its largest step:
 /// the deploy that follows and changes nothing is not a regression, and a real shift
 /// after it still is.
 #[test]
 fn a_baseline_that_stepped_twice_is_judged_at_its_last_level() {
-    let stepped = |seed: u64, at_deploy: f64| {
-        let (mut samples, dep) =
-            step_series(seed, "p95_latency_ms", 200.0, 8.0, at_deploy, 360, 180, 0);
-        for s in samples.iter_mut() {
-            let since = s.timestamp.secs_since(T0);
-            if since >= -2700.0 {
-                s.metrics[0].1 += 80.0;
-            }
-            if since >= -720.0 {
-                s.metrics[0].1 += 40.0;
-            }
-        }
-        run(Config::default(), &samples, &[dep]).remove(0)
-    };
-    for seed in 0..20 {
-        let v = stepped(seed, 0.0);
-        assert_ne!(
-            v.verdict,
-            VerdictKind::Regression,
-            "seed {seed}: {}",
-            v.reason
-        );
-    }
-    let v = stepped(3, 80.0);
-    assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+    judged_at_the_shape_end(3, |since| {
+        let first = if since >= -2700.0 { 80.0 } else { 0.0 };
+        let second = if since >= -720.0 { 40.0 } else { 0.0 };
+        first + second
+    });
 }
 
 /// A baseline that stepped up and then kept climbing for a while (caches refilling after
@@ -263,30 +266,15 @@ fn a_baseline_that_stepped_twice_is_judged_at_its_last_level() {
 /// the sustained one), and a real shift after it still is.
 #[test]
 fn a_step_that_kept_climbing_is_judged_at_the_level_it_reached() {
-    let climbed = |seed: u64, at_deploy: f64| {
-        let (mut samples, dep) =
-            step_series(seed, "p95_latency_ms", 200.0, 8.0, at_deploy, 360, 180, 0);
-        for s in samples.iter_mut() {
-            let since = s.timestamp.secs_since(T0);
-            if since >= -2200.0 {
-                // 12 σ at the step, then 12 σ more over the 27 minutes up to the end of
-                // the baseline (the deploy tolerance before the deploy), then level
-                s.metrics[0].1 += 96.0 + 96.0 * ((since + 2200.0) / 1600.0).min(1.0);
-            }
+    // 12 σ at the step, then 12 σ more over the 27 minutes up to the end of the baseline
+    // (the deploy tolerance before the deploy), then level
+    judged_at_the_shape_end(2, |since| {
+        if since >= -2200.0 {
+            96.0 + 96.0 * ((since + 2200.0) / 1600.0).min(1.0)
+        } else {
+            0.0
         }
-        run(Config::default(), &samples, &[dep]).remove(0)
-    };
-    for seed in 0..20 {
-        let v = climbed(seed, 0.0);
-        assert_ne!(
-            v.verdict,
-            VerdictKind::Regression,
-            "seed {seed}: {}",
-            v.reason
-        );
-    }
-    let v = climbed(2, 80.0);
-    assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+    });
 }
 
 /// A p90 stuck on one value for the whole of a short baseline (an idle pod's latency
