@@ -24,10 +24,10 @@ pub struct Baseline {
     pub slope_per_sec: f64,
     /// Instant the level refers to (the last baseline sample).
     pub anchor_ms: i64,
-    /// Time constant, in milliseconds, over which the trend is damped after `anchor_ms`
-    /// (a quarter of the baseline's span; see [`Baseline::expected`]); zero when the trend
-    /// is not extrapolated at all (see [`Baseline::for_harm`]).
-    pub damping_ms: f64,
+    /// Whether the trend is carried past `anchor_ms` (see [`Baseline::expected`]); false
+    /// when it runs the harmless way of a test (see [`Baseline::for_harm`]), which then
+    /// expects `held_level`.
+    pub extrapolated: bool,
     /// Robust standard deviation of the samples around the (trend) line.
     pub spread: f64,
     /// Lag-1 autocorrelation of the residuals, clamped to `[0, 0.95]`.
@@ -113,7 +113,7 @@ impl Baseline {
             held_level: if slope == 0.0 { level } else { held_level },
             slope_per_sec: slope,
             anchor_ms,
-            damping_ms: ((anchor_ms - points[0].0) as f64 / 4.0).max(1.0),
+            extrapolated: true,
             spread,
             rho,
             cadence_ms,
@@ -123,24 +123,28 @@ impl Baseline {
 
     /// Expected value at `t_ms` under the baseline.
     ///
-    /// Inside the baseline it is the fitted line. After it the trend is damped: the line
-    /// is followed at first and flattens with time constant `damping_ms`, so the
-    /// extrapolated drift never exceeds `slope · damping_ms`. A trend fitted on a window is
-    /// a local estimate (the morning ramp, a slow drain) whose straight-line extrapolation
-    /// overshoots more the further it reaches, with an error growing with the square of
-    /// the horizon; damped trends are the forecasting literature's answer to that
-    /// (Gardner and McKenzie, 1985). A quarter of the baseline's span bounds the
-    /// extrapolated change at a quarter of what the trend did across the baseline.
+    /// Inside the baseline it is the fitted line, and after it too while the trend is
+    /// extrapolated; otherwise it holds at `held_level`.
+    ///
+    /// # Why the line is not damped
+    /// A trend fitted on a window is a local estimate (the morning ramp, a slow drain),
+    /// and a forecaster would damp it, expecting it to flatten. A test has another
+    /// question: which expectation can it not be wrong against? It only extrapolates a
+    /// trend that runs the harmful way (see [`Baseline::for_harm`]), and there the full
+    /// line is the expectation least favourable to an alarm: if the trend flattens, the
+    /// samples fall short of the line on the harmless side and raise nothing. A damped
+    /// line expects the flattening, so a trend that simply goes on becomes a growing
+    /// harmful residual: on steady synthetic ramps (a line plus independent noise, the
+    /// line 8 σ an hour) every watch of 30 minutes ended a false alarm, and on
+    /// random-walk and trending series a damped trend made a quarter of the false
+    /// alarms. What the full line costs is power against a change that adds to a trend
+    /// already under way: the test then asks for a change beyond that worsening.
     pub fn expected(&self, t_ms: i64) -> f64 {
         let dt = (t_ms - self.anchor_ms) as f64;
-        if dt <= 0.0 || self.slope_per_sec == 0.0 {
-            return self.level + self.slope_per_sec * dt / 1000.0;
-        }
-        if self.damping_ms <= 0.0 {
+        if dt > 0.0 && self.slope_per_sec != 0.0 && !self.extrapolated {
             return self.held_level;
         }
-        let tau = self.damping_ms.max(1.0);
-        self.level + self.slope_per_sec * tau * (1.0 - (-dt / tau).exp()) / 1000.0
+        self.level + self.slope_per_sec * dt / 1000.0
     }
 
     /// This baseline as the expectation of a test for which `sign · (x − expected)` is
@@ -163,7 +167,7 @@ impl Baseline {
     pub fn for_harm(&self, sign: f64) -> Baseline {
         let mut b = self.clone();
         if b.slope_per_sec * sign < 0.0 {
-            b.damping_ms = 0.0;
+            b.extrapolated = false;
         }
         b
     }
@@ -559,7 +563,8 @@ mod tests {
             .collect();
         let b = Baseline::fit(&pts(&v)).unwrap();
         assert_eq!(b.slope_per_sec, 0.0);
-        // while the same ramp all the way is followed, and damped after the baseline
+        // while the same ramp all the way is followed, after the baseline too, unless it
+        // runs the harmless way of the test
         let v: Vec<f64> = (0..60)
             .map(|i| 100.0 - i as f64 + ((i * 37) % 5) as f64 * 0.2)
             .collect();
@@ -567,11 +572,13 @@ mod tests {
         assert!(b.slope_per_sec < 0.0);
         let end = b.expected(b.anchor_ms);
         let hour = b.expected(b.anchor_ms + 3_600_000);
-        let bound = b.slope_per_sec * b.damping_ms / 1000.0;
-        assert!(
-            hour < end && hour >= end + bound - 1e-9,
-            "{end} {hour} {bound}"
-        );
+        let line = end + b.slope_per_sec * 3_600.0;
+        assert!((hour - line).abs() < 1e-9, "{end} {hour} {line}");
+        // a falling trend is harmful to a test of falls, harmless to one of rises
+        assert_eq!(b.for_harm(-1.0).expected(b.anchor_ms + 3_600_000), hour);
+        let held = b.for_harm(1.0);
+        assert_eq!(held.expected(b.anchor_ms + 3_600_000), held.held_level);
+        assert!(held.held_level > hour, "{} {hour}", held.held_level);
     }
 
     #[test]

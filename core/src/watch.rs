@@ -629,7 +629,7 @@ impl Watch {
                     held_level: base.0 / base.1.max(1.0),
                     slope_per_sec: 0.0,
                     anchor_ms: pairs[n - 1].0,
-                    damping_ms: 1.0,
+                    extrapolated: true,
                     spread: summary.spread,
                     rho: 0.0,
                     cadence_ms: cadence,

@@ -330,3 +330,14 @@ fn a_re_based_baseline_is_not_a_level_for_the_level_test() {
         assert!(!by_level, "seed {seed}: {}", v.reason);
     }
 }
+
+/// A latency that climbs steadily through the baseline and goes on climbing at the same
+/// rate through the watch (a heap or a queue growing with the morning's traffic) has not
+/// changed at the deploy: the trend, extrapolated because it runs the harmful way, is
+/// what the watch is judged against, all the way along. A shift of 80 ms on top of it is
+/// still a regression.
+#[test]
+fn a_trend_that_goes_on_through_the_watch_is_not_a_regression() {
+    // 8 σ an hour: past the baseline's trend test, and 4 σ more over the watch
+    judged_at_the_shape_end(1, |since| 64.0 * (since + 3600.0) / 3600.0);
+}

@@ -36,8 +36,7 @@ impl Watch {
         if test.phase.done() || (tail_only && test.counts().is_some()) {
             return;
         }
-        // The residual against the baseline's expected level, once for both tests (the
-        // expectation of a damped trend costs an exponential).
+        // The residual against the baseline's expected level, once for both tests.
         let resid = match &test.model {
             Model::Values(_) => test.sign * (x - test.base.expected(t)),
             Model::Counts(_) => 0.0,
