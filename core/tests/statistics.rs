@@ -341,3 +341,42 @@ fn a_trend_that_goes_on_through_the_watch_is_not_a_regression() {
     // 8 σ an hour: past the baseline's trend test, and 4 σ more over the watch
     judged_at_the_shape_end(1, |since| 64.0 * (since + 3600.0) / 3600.0);
 }
+
+/// A latency that wanders like a random walk (a queue's wait, one step of 1 ms every
+/// 10 s) and jumps by 24 ms at the deploy, to stay there. From the end of the baseline,
+/// across the ten minutes of deploy tolerance, the walk alone could move that far; from
+/// the samples just before the deploy it could not, and those are what the jump is
+/// measured against.
+#[test]
+fn a_jump_in_a_wandering_series_is_measured_from_just_before_the_deploy() {
+    let series = |seed: u64, jump: f64| {
+        let mut rng = watchdog_core::scenarios::Rng::new(seed);
+        let mut x = 200.0;
+        let samples: Vec<Sample> = (0..540)
+            .map(|i| {
+                x += rng.normal();
+                let v = x + if i >= 360 { jump } else { 0.0 };
+                sample(
+                    T0.add_secs(10.0 * (i as f64 - 360.0)),
+                    "svc",
+                    &[("p95_latency_ms", v)],
+                )
+            })
+            .collect();
+        run(Config::default(), &samples, &[deploy(T0, "v2", "svc")]).remove(0)
+    };
+    let caught = (0..10)
+        .filter(|&s| series(s, 24.0).verdict == VerdictKind::Regression)
+        .count();
+    assert!(caught >= 9, "{caught} of 10 jumps caught");
+    // The walk going on without a jump: the reference right before the deploy adds no
+    // false alarms. One of these twenty (seed 102) is one with either reference: half an
+    // hour of walk after the deploy wanders further than the hour before it did.
+    let alarms = (0..20)
+        .filter(|&s| series(100 + s, 0.0).verdict == VerdictKind::Regression)
+        .count();
+    assert!(
+        alarms <= 1,
+        "{alarms} of 20 walks without a jump called regressions"
+    );
+}

@@ -187,38 +187,46 @@ impl Watch {
                     test.level_above_post += 1;
                 }
             }
+            // The stretch from the recorded deploy is measured against the level just
+            // before it (see `LevelModel::reference_after`), which the tolerance samples,
+            // all fed by now when this one is after the deploy, fix.
+            let after = l.reference_after(&test.level_resid[..in_tolerance]);
             if l.local_floor(test.min_effect).is_some_and(|f| resid >= f) {
                 test.local_above += 1;
-                if !before {
-                    test.local_above_post += 1;
-                }
+            }
+            if !before && after.is_some_and(|(r, _)| l.local_floor_at(r, test.min_effect) <= resid)
+            {
+                test.local_above_post += 1;
             }
             let all = &test.level_resid[..];
             let since_deploy = &test.level_resid[in_tolerance..];
             let stretches = if in_tolerance > 0 { 2 } else { 1 };
-            let stretch = [
-                (all, 0, actual_deploy.min(t)),
-                (since_deploy, in_tolerance, actual_deploy),
-            ];
+            // Each stretch with where it starts: from the start of the tolerance, and
+            // from the recorded deploy.
+            let stretch = [(all, actual_deploy.min(t)), (since_deploy, actual_deploy)];
             let global = stretch
                 .iter()
                 .zip([test.level_above, test.level_above_post])
                 .take(if local_only { 0 } else { stretches })
-                .filter(|((r, _, _), above)| 2 * above >= r.len())
-                .find_map(|((r, _, from), _)| {
+                .filter(|((r, _), above)| 2 * above >= r.len())
+                .find_map(|((r, from), _)| {
                     l.check(r, test.min_effect)
                         .map(|(e, z)| (e, z, *from, None))
                 });
             let hit = global.or_else(|| {
-                let reference = l.local.map(|c| c.reference);
+                // The first stretch is measured against the end of the baseline, right
+                // before it; the second against `after`.
+                let start = l.local.map(|c| (c.reference, 0));
                 stretch
                     .iter()
                     .zip([test.local_above, test.local_above_post])
+                    .zip([start, after])
                     .take(stretches)
-                    .filter(|((r, _, _), above)| 2 * above >= r.len())
-                    .find_map(|((r, gap, from), _)| {
-                        l.check_local(r, *gap, test.min_effect)
-                            .map(|(e, z)| (e, z, *from, reference))
+                    .filter(|(((r, _), above), _)| 2 * above >= r.len())
+                    .find_map(|(((r, from), _), reference)| {
+                        let (reference, gap) = reference?;
+                        l.check_local(r, reference, gap, test.min_effect)
+                            .map(|(e, z)| (e, z, *from, Some(reference)))
                     })
             });
             if let Some((effect, z, from, local)) = hit {

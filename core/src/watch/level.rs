@@ -48,7 +48,9 @@
 //! hour ago says little about its level now, and the error above, built for a series
 //! that returns to one level, has to allow for the whole wander. So the test also
 //! measures the stretch against the *local* level, the median of the last three baseline
-//! samples, with the error of a random walk: if the baseline's first differences have
+//! samples (for the stretch from the recorded deploy, of the last three tolerance samples
+//! when there are three: see `LevelModel::reference_after`), with the error of a random
+//! walk: if the baseline's first differences have
 //! spread `s`, the mean of samples `T+1..T+k` after the reference differs from it by a
 //! sum of steps with variance `s²·(T + (k+1)(2k+1)/(6k))` (each step counts once for
 //! every later sample of the stretch), plus about one step for the reference itself.
@@ -310,17 +312,44 @@ impl LevelModel {
         (z > self.z_crit).then_some((median, z))
     }
 
+    /// The local level the stretch from the recorded deploy is measured against, and how
+    /// many samples lie between it and the stretch, given the residuals of the tolerance
+    /// samples before the deploy: the median of the last three of them when there are
+    /// three, right before the stretch; otherwise the local level at the end of the
+    /// baseline, the tolerance samples away. `None` without a local level.
+    ///
+    /// On a wandering series the gap is what the test pays most for: ten samples of a
+    /// random walk between the reference and the stretch add ten steps' variance, more
+    /// than the stretch's own. The tolerance samples are as much the service's own
+    /// history as the baseline under no change, and the error (see
+    /// [`LevelModel::check_local`]) is the same one with no gap. A change that began
+    /// inside the tolerance already shows in those samples; the stretch from the start of
+    /// the tolerance, measured against the end of the baseline, is the one that finds it.
+    pub fn reference_after(&self, tolerance: &[f64]) -> Option<(f64, usize)> {
+        let l = self.local?;
+        Some(match tolerance.len() {
+            n if n >= MIN_K => (median_of_three(&tolerance[n - MIN_K..]), 0),
+            n => (l.reference, n),
+        })
+    }
+
     /// The local-level test of `resid`, the residuals of a stretch that begins `gap`
-    /// samples after the end of the baseline: the median's rise over the local level and
-    /// its standardized size, when it is material, beyond the baseline's own moves and
-    /// beyond the critical value.
-    pub fn check_local(&self, resid: &[f64], gap: usize, min_effect: f64) -> Option<(f64, f64)> {
+    /// samples after `reference` (a median of three residuals: the local level): the
+    /// median's rise over it and its standardized size, when it is material, beyond the
+    /// baseline's own moves and beyond the critical value.
+    pub fn check_local(
+        &self,
+        resid: &[f64],
+        reference: f64,
+        gap: usize,
+        min_effect: f64,
+    ) -> Option<(f64, f64)> {
         let l = self.local?;
         let k = resid.len();
         if k < MIN_K {
             return None;
         }
-        let rise = median(resid) - l.reference;
+        let rise = median(resid) - reference;
         if !(rise > 0.0 && rise >= min_effect && rise > l.guard) {
             return None;
         }
@@ -340,7 +369,12 @@ impl LevelModel {
     /// The least rise over the local level that can decide (see [`LevelModel::floor`]).
     pub fn local_floor(&self, min_effect: f64) -> Option<f64> {
         self.local
-            .map(|l| l.reference + l.guard.max(min_effect).max(0.0))
+            .map(|l| self.local_floor_at(l.reference, min_effect))
+    }
+
+    /// [`LevelModel::local_floor`] over another local level, `reference`.
+    pub fn local_floor_at(&self, reference: f64, min_effect: f64) -> f64 {
+        reference + self.local.map_or(0.0, |l| l.guard).max(min_effect).max(0.0)
     }
 }
 
@@ -591,7 +625,9 @@ mod tests {
 
     /// Whether any look of the local test at the first `3..=max_k` residuals fires.
     fn local_fires(m: &LevelModel, resid: &[f64]) -> bool {
-        (MIN_K..=resid.len().min(m.max_k)).any(|k| m.check_local(&resid[..k], 0, 0.0).is_some())
+        let reference = m.local.map_or(0.0, |l| l.reference);
+        (MIN_K..=resid.len().min(m.max_k))
+            .any(|k| m.check_local(&resid[..k], reference, 0, 0.0).is_some())
     }
 
     #[test]
@@ -613,16 +649,58 @@ mod tests {
         // A jump of twelve steps that stays: found by the third sample, and its rise is
         // measured from the level just before the deploy.
         let jumped: Vec<f64> = (0..5).map(|i| at(last + 12.0, i)).collect();
-        let (rise, z) = m.check_local(&jumped[..3], 0, 0.0).unwrap();
+        let (rise, z) = m
+            .check_local(&jumped[..3], local.reference, 0, 0.0)
+            .unwrap();
         assert!(z > m.z_crit);
         assert!(
             (rise - (jumped[1] - local.reference)).abs() < 1e-9,
             "{rise}"
         );
         // The same jump seen only after a gap of twenty samples is within the walk's reach.
-        assert!(m.check_local(&jumped[..3], 20, 0.0).is_none());
+        assert!(m
+            .check_local(&jumped[..3], local.reference, 20, 0.0)
+            .is_none());
         // Below the material floor it does not count.
-        assert!(m.check_local(&jumped[..3], 0, 100.0).is_none());
+        assert!(m
+            .check_local(&jumped[..3], local.reference, 0, 100.0)
+            .is_none());
+    }
+
+    #[test]
+    fn after_the_tolerance_the_level_just_before_the_deploy_is_the_reference() {
+        let mut rng = crate::scenarios::Rng::new(21);
+        let base_vals = walk(&mut rng, 100.0, 60);
+        let (base, _, m) = fitted(&base_vals, 0.01);
+        let local = m.local.unwrap();
+        let at = |x: f64, i: usize| x - base.expected((60 + i as i64) * 60_000);
+        // Ten tolerance samples on which the walk goes on, then a jump of nine steps at
+        // the recorded deploy that stays.
+        let mut rng2 = crate::scenarios::Rng::new(22);
+        let tolerance: Vec<f64> = walk(&mut rng2, *base_vals.last().unwrap(), 10);
+        let jump = tolerance[9] + 9.0;
+        let tol_resid: Vec<f64> = tolerance
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| at(x, i))
+            .collect();
+        let after: Vec<f64> = (10..16).map(|i| at(jump, i)).collect();
+        let (reference, gap) = m.reference_after(&tol_resid).unwrap();
+        assert_eq!(gap, 0);
+        assert_eq!(reference, median_of_three(&tol_resid[7..]));
+        let fires_from = |reference: f64, gap: usize| {
+            (MIN_K..=after.len()).any(|k| m.check_local(&after[..k], reference, gap, 0.0).is_some())
+        };
+        assert!(fires_from(reference, gap));
+        // Measured from the end of the baseline across the ten samples, nine steps are
+        // within the walk's reach.
+        assert!(!fires_from(local.reference, 10));
+        // With fewer than three tolerance samples the end of the baseline is the
+        // reference, that many samples away.
+        assert_eq!(
+            m.reference_after(&tol_resid[..2]),
+            Some((local.reference, 2))
+        );
     }
 
     #[test]
@@ -674,10 +752,10 @@ mod tests {
         let reference = local.reference;
         // A rise of 5 over the level just before the deploy: the baseline did as much.
         let small = [reference + 5.0; 4];
-        assert!(m.check_local(&small, 0, 0.0).is_none());
+        assert!(m.check_local(&small, reference, 0, 0.0).is_none());
         // A rise of 30 it never did.
         let big = [reference + 30.0; 4];
-        assert!(m.check_local(&big, 0, 0.0).is_some());
+        assert!(m.check_local(&big, reference, 0, 0.0).is_some());
         assert_eq!(resid.len(), 60);
     }
 }
