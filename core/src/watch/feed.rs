@@ -189,13 +189,17 @@ impl Watch {
             }
             // The stretch from the recorded deploy is measured against the level just
             // before it (see `LevelModel::reference_after`), which the tolerance samples,
-            // all fed by now when this one is after the deploy, fix.
-            let after = l.reference_after(&test.level_resid[..in_tolerance]);
+            // all fed by now when this one is after the deploy, fix. Before the deploy
+            // that stretch is empty.
+            let after = if before {
+                None
+            } else {
+                l.reference_after(&test.level_resid[..in_tolerance])
+            };
             if l.local_floor(test.min_effect).is_some_and(|f| resid >= f) {
                 test.local_above += 1;
             }
-            if !before && after.is_some_and(|(r, _)| l.local_floor_at(r, test.min_effect) <= resid)
-            {
+            if after.is_some_and(|(r, _)| l.local_floor_at(r, test.min_effect) <= resid) {
                 test.local_above_post += 1;
             }
             let all = &test.level_resid[..];
