@@ -16,12 +16,20 @@ pub struct Baseline {
     /// Expected level at `anchor_ms` (the median of the detrended samples).
     pub level: f64,
     /// Where the series stood at the end of the baseline without a trend: the median of
-    /// the last quarter's values (at least 12) when it trends, `level` otherwise. The
-    /// expectation after the baseline when its trend is not extrapolated (see
-    /// [`Baseline::for_harm`]).
+    /// the last quarter's values (at least 12) when it trends or drifts, `level`
+    /// otherwise. The expectation after the baseline when its trend is not extrapolated
+    /// (see [`Baseline::for_harm`]).
     pub held_level: f64,
     /// Trend in units per second; zero unless the baseline trends significantly.
     pub slope_per_sec: f64,
+    /// The sign of a trend found over the whole baseline that its recent half did not
+    /// confirm (a drift that may have levelled off); zero otherwise, and whenever
+    /// `slope_per_sec` is not. See [`Baseline::for_harm`].
+    pub drift: f64,
+    /// For a trend found at two to three standard errors only (a weak trend): the level,
+    /// spread and lag-1 autocorrelation of the baseline without it, which a test for
+    /// which the trend runs the harmless way takes instead. See [`Baseline::for_harm`].
+    pub untrended: Option<(f64, f64, f64)>,
     /// Instant the level refers to (the last baseline sample).
     pub anchor_ms: i64,
     /// Whether the trend is carried past `anchor_ms` (see [`Baseline::expected`]); false
@@ -68,50 +76,67 @@ impl Baseline {
             .collect();
         let cadence_ms = median(&gaps).max(1.0);
 
-        let mut slope = significant_trend(points, raw_spread);
+        // A trend at three standard errors serves every test; one at two to three only the
+        // test for which it runs the harmful way (see `for_harm`).
+        let (mut slope, z) = trend_at(points, raw_spread, 2.0);
+        let weak = slope != 0.0 && z <= 3.0;
+        let mut drift = 0.0;
+        // The residuals around the line and their robust location and spread, while the
+        // trend holds; without a trend the residuals are the values themselves.
+        let mut line = None;
         if slope != 0.0 {
-            // A trend is extrapolated over the watch only while it still holds: the
-            // recent half of the baseline must trend the same way on its own, at two
-            // standard errors (a confirmation of a trend already found at three, on half
-            // the samples). A ramp that has levelled off (the shoulder of a daily cycle)
-            // is not continued: on real series (NAB's traffic, occupancy and tweet
-            // counts) a trend carried past its turn made most of the false alarms.
-            let recent = &points[n / 2..];
-            let (_, recent_spread) =
-                robust_location_scale(&recent.iter().map(|p| p.1).collect::<Vec<_>>());
-            let recent_slope = significant_trend_at(recent, recent_spread, 2.0);
-            if recent_slope == 0.0 || recent_slope.signum() != slope.signum() {
+            let residuals: Vec<f64> = points
+                .iter()
+                .map(|&(t, v)| v - slope * (t - anchor_ms) as f64 / 1000.0)
+                .collect();
+            let (center, line_spread) = robust_location_scale(&residuals);
+            if trend_still_holds(&points[n / 2..], slope, line_spread, raw_spread) {
+                line = Some((residuals, center, line_spread));
+            } else {
+                drift = slope.signum();
                 slope = 0.0;
             }
         }
-        let residuals: Vec<f64> = points
-            .iter()
-            .map(|&(t, v)| v - slope * (t - anchor_ms) as f64 / 1000.0)
-            .collect();
-        // Without a trend the residuals are the values themselves.
         let mut held_level = f64::NAN;
-        let (mut level, spread) = if slope == 0.0 {
-            (raw_median, raw_spread)
-        } else {
-            robust_location_scale(&residuals)
+        let (residuals, mut level, spread) = match &line {
+            Some((r, c, s)) => (r.as_slice(), *c, *s),
+            None => (values.as_slice(), raw_median, raw_spread),
         };
+        let k = (n / 4).max(12).min(n);
         if slope != 0.0 {
             // A line is only a local description: on a curved stretch (the shoulder of a
             // daily cycle) the line through the whole window misses its end, and the
             // residuals of the last samples all sit on one side of it. What the deploy is
             // compared with is where the series was when the baseline ended, so the line
             // is anchored on the median residual of the last quarter (at least 12 samples).
-            let k = (n / 4).max(12).min(n);
             level = median(&residuals[n - k..]);
+        }
+        if slope != 0.0 || drift != 0.0 {
             held_level = median(&values[n - k..]);
         }
-        let rho = lag1_autocorrelation(&residuals, level, 3.0 * spread.max(f64::MIN_POSITIVE))
-            .clamp(0.0, 0.95);
+        let rho_of = |residuals: &[f64], level: f64, spread: f64| {
+            lag1_autocorrelation(residuals, level, 3.0 * spread.max(f64::MIN_POSITIVE))
+                .clamp(0.0, 0.95)
+        };
+        let rho = rho_of(residuals, level, spread);
+        let untrended = (weak && slope != 0.0).then(|| {
+            (
+                raw_median,
+                raw_spread,
+                rho_of(&values, raw_median, raw_spread),
+            )
+        });
         Some(Baseline {
             n,
             level,
-            held_level: if slope == 0.0 { level } else { held_level },
+            held_level: if slope == 0.0 && drift == 0.0 {
+                level
+            } else {
+                held_level
+            },
             slope_per_sec: slope,
+            drift,
+            untrended,
             anchor_ms,
             extrapolated: true,
             spread,
@@ -141,7 +166,7 @@ impl Baseline {
     /// already under way: the test then asks for a change beyond that worsening.
     pub fn expected(&self, t_ms: i64) -> f64 {
         let dt = (t_ms - self.anchor_ms) as f64;
-        if dt > 0.0 && self.slope_per_sec != 0.0 && !self.extrapolated {
+        if dt > 0.0 && !self.extrapolated {
             return self.held_level;
         }
         self.level + self.slope_per_sec * dt / 1000.0
@@ -164,9 +189,48 @@ impl Baseline {
     /// change beyond the worsening already under way. Either way the test only ever takes
     /// the expectation less favourable to an alarm, so no change to a series' own trend
     /// can make a false alarm more likely.
+    ///
+    /// # A drift that may have stopped
+    /// A trend that the whole baseline shows but its recent half has left (see
+    /// `trend_still_holds`) is not extrapolated (it may have levelled off), yet the series did
+    /// move. When it moved the harmful way, the whole baseline's median is a level the
+    /// series has already left behind, and every sample after the deploy would count the
+    /// distance covered before it as a shift. Such a test expects `held_level`, where the
+    /// series stood over the baseline's last quarter, when that lies on the harmful side of
+    /// the median: again the less favourable of the two expectations, so this can only
+    /// remove alarms. On series trending at a few standard deviations per baseline (line
+    /// plus independent noise), the median of the whole window made most healthy watches
+    /// false alarms.
+    ///
+    /// # A weak trend
+    /// A trend at two to three standard errors is kept for the test it runs the harmful
+    /// way, because extrapolating it there is the cautious choice this doc describes: a
+    /// steady climb of a few standard deviations per baseline is common (a queue, a heap,
+    /// a slowly growing load), the three-standard-error bar misses most of them, and the
+    /// test against the baseline's median then counts the climb's plain continuation as
+    /// a shift. (The line's spread is the smaller one, which sharpens that test a little;
+    /// the line is only kept when it fits better than the median.) For the test it runs
+    /// the harmless way, a trend that weak is not evidence enough to move the expectation
+    /// to where the line ended, so that test takes the baseline without the trend
+    /// (`untrended`): its median, spread and autocorrelation, as if no trend was found.
     pub fn for_harm(&self, sign: f64) -> Baseline {
         let mut b = self.clone();
-        if b.slope_per_sec * sign < 0.0 {
+        b.untrended = None;
+        if let (Some((level, spread, rho)), true) =
+            (self.untrended, self.slope_per_sec * sign < 0.0)
+        {
+            b.level = level;
+            b.held_level = level;
+            b.spread = spread;
+            b.rho = rho;
+            b.slope_per_sec = 0.0;
+            return b;
+        }
+        if b.slope_per_sec * sign < 0.0
+            || (b.slope_per_sec == 0.0
+                && b.drift * sign > 0.0
+                && sign * (b.held_level - b.level) > 0.0)
+        {
             b.extrapolated = false;
         }
         b
@@ -443,11 +507,6 @@ pub fn align_to_last_level(points: &[(i64, f64)], cuts: &[usize]) -> Vec<(i64, f
     out
 }
 
-/// A robust trend estimate (slope of the line through the medians of the first and last
-/// thirds, Tukey's resistant line), kept only when it is clearly larger than what noise
-/// would produce: the difference of the two thirds' medians must exceed three standard
-/// errors, with the standard error widened for autocorrelation. A noisy or flat baseline
-/// thus gets slope zero, and the detector never extrapolates a trend that is not there.
 /// The median timestamp of points in time order, as [`median`] of the timestamps gives it.
 fn sorted_median_ms(points: &[(i64, f64)]) -> f64 {
     let m = points.len();
@@ -458,28 +517,37 @@ fn sorted_median_ms(points: &[(i64, f64)]) -> f64 {
     }
 }
 
+/// A robust trend estimate (slope of the line through the medians of the first and last
+/// thirds, Tukey's resistant line), kept only when it is clearly larger than what noise
+/// would produce: the difference of the two thirds' medians must exceed three standard
+/// errors, with the standard error widened for autocorrelation. A noisy or flat baseline
+/// thus gets slope zero, and the detector never extrapolates a trend that is not there.
 fn significant_trend(points: &[(i64, f64)], spread: f64) -> f64 {
-    significant_trend_at(points, spread, 3.0)
+    let (slope, z) = trend_at(points, spread, 3.0);
+    if z > 3.0 {
+        slope
+    } else {
+        0.0
+    }
 }
 
-fn significant_trend_at(points: &[(i64, f64)], spread: f64, cutoff: f64) -> f64 {
+/// The trend test of [`significant_trend`] at `cutoff` standard errors: the slope (per
+/// second) and its size in standard errors (infinite on a baseline without spread), or
+/// `(0, 0)` when it is within the cutoff or the line does not describe the points.
+fn trend_at(points: &[(i64, f64)], spread: f64, cutoff: f64) -> (f64, f64) {
+    if spread.is_nan() {
+        return (0.0, 0.0);
+    }
+    let Some((diff, dt_secs, third)) = thirds_difference(points) else {
+        return (0.0, 0.0);
+    };
     let n = points.len();
-    if n < 12 || spread.is_nan() {
-        return 0.0;
-    }
-    let third = n / 3;
-    let first: Vec<f64> = points[..third].iter().map(|p| p.1).collect();
-    let last: Vec<f64> = points[n - third..].iter().map(|p| p.1).collect();
-    // The points are in time order, so the median time of a third is its middle point.
-    let t_first = sorted_median_ms(&points[..third]);
-    let t_last = sorted_median_ms(&points[n - third..]);
-    let dt_secs = (t_last - t_first) / 1000.0;
-    if dt_secs <= 0.0 {
-        return 0.0;
-    }
-    let diff = median(&last) - median(&first);
     if spread <= 0.0 {
-        return if diff == 0.0 { 0.0 } else { diff / dt_secs };
+        return if diff == 0.0 {
+            (0.0, 0.0)
+        } else {
+            (diff / dt_secs, f64::INFINITY)
+        };
     }
     // The standard error of a median of m normal values is about 1.2533·σ/√m; the two
     // thirds are independent, hence √2. Neighbouring samples of real metrics are
@@ -494,7 +562,7 @@ fn significant_trend_at(points: &[(i64, f64)], spread: f64, cutoff: f64) -> f64 
     // significant: most baselines have no trend and stop here, before the detrending.
     let se_independent = 1.2533 * spread * (2.0 / third as f64).sqrt();
     if diff.abs() <= cutoff * se_independent {
-        return 0.0;
+        return (0.0, 0.0);
     }
     let candidate = diff / dt_secs;
     let t_end = points[n - 1].0;
@@ -512,7 +580,7 @@ fn significant_trend_at(points: &[(i64, f64)], spread: f64, cutoff: f64) -> f64 
     let widen = ((1.0 + rho) / (1.0 - rho)).sqrt();
     let se = se_independent * widen;
     if diff.abs() <= cutoff * se {
-        return 0.0;
+        return (0.0, 0.0);
     }
     // A line is extrapolated over the watch only if it describes the baseline: on a
     // curved stretch (a daily cycle turning) the middle third sits off the line through
@@ -526,9 +594,74 @@ fn significant_trend_at(points: &[(i64, f64)], spread: f64, cutoff: f64) -> f64 
     let m_mid = (n - 2 * third).max(1) as f64;
     let se_curve = 1.2533 * resid_spread * (1.0 / m_mid + 0.5 / third as f64).sqrt() * widen;
     if (mid - ends).abs() > 3.0 * se_curve {
-        return 0.0;
+        return (0.0, 0.0);
     }
-    candidate
+    (candidate, diff.abs() / se)
+}
+
+/// Whether a trend found over the whole baseline (`slope`, per second) still holds over
+/// its recent half, so that it may be extrapolated over the watch.
+///
+/// The question is whether the recent half has *left* the line, not whether it shows
+/// the trend again on its own: half the samples estimate a slope with almost three times
+/// the standard error, so asking them to confirm the trend at two standard errors threw
+/// away every trend weaker than about six (a steady climb of a few standard deviations
+/// per baseline was then compared with the baseline's median, and its plain continuation
+/// became a shift). Here the recent half's slope (the same median-of-thirds estimate as
+/// [`significant_trend`]) is compared with the whole window's, with the standard error of
+/// that estimate under the hypothesis that the line goes on: the noise is the spread
+/// around the line (`line_spread`), widened for the residuals' autocorrelation. A ramp
+/// that has levelled off (the shoulder of a daily cycle) comes out flatter by more than
+/// two standard errors and is not continued. A recent half that shows the trend again on
+/// its own, at two standard errors, keeps it whatever the comparison says: a steep trend
+/// whose recent half happens to come out a little flatter has not stopped.
+///
+/// A line that fits the baseline worse than its median does (`line_spread` above
+/// `raw_spread`) describes no trend at all: a burst of a few samples inside one third
+/// moves that third's median, and the "trend" through it is the burst. It is not
+/// extrapolated either.
+fn trend_still_holds(recent: &[(i64, f64)], slope: f64, line_spread: f64, raw_spread: f64) -> bool {
+    if line_spread.is_nan() || line_spread > raw_spread {
+        return false;
+    }
+    let Some((diff, dt_secs, third)) = thirds_difference(recent) else {
+        // Too few samples to tell: the trend found on the whole window stands.
+        return true;
+    };
+    let recent_slope = diff / dt_secs;
+    let t_end = recent[recent.len() - 1].0;
+    let along: Vec<f64> = recent
+        .iter()
+        .map(|&(t, v)| v - slope * (t - t_end) as f64 / 1000.0)
+        .collect();
+    let (center, spread) = robust_location_scale(&along);
+    let rho =
+        lag1_autocorrelation(&along, center, 3.0 * spread.max(f64::MIN_POSITIVE)).clamp(0.0, 0.95);
+    let widen = ((1.0 + rho) / (1.0 - rho)).sqrt();
+    let se = 1.2533 * line_spread * (2.0 / third as f64).sqrt() * widen / dt_secs;
+    // Shown again by the recent half on its own, or not significantly flatter there.
+    slope.signum() * recent_slope > 2.0 * se || slope.signum() * (slope - recent_slope) <= 2.0 * se
+}
+
+/// The median of the last third of `points` minus the median of the first, the time
+/// between the thirds' middles in seconds, and the size of a third; `None` with fewer
+/// than 12 points or no time between the thirds.
+fn thirds_difference(points: &[(i64, f64)]) -> Option<(f64, f64, usize)> {
+    let n = points.len();
+    if n < 12 {
+        return None;
+    }
+    let third = n / 3;
+    let first: Vec<f64> = points[..third].iter().map(|p| p.1).collect();
+    let last: Vec<f64> = points[n - third..].iter().map(|p| p.1).collect();
+    // The points are in time order, so the median time of a third is its middle point.
+    let t_first = sorted_median_ms(&points[..third]);
+    let t_last = sorted_median_ms(&points[n - third..]);
+    let dt_secs = (t_last - t_first) / 1000.0;
+    if dt_secs <= 0.0 {
+        return None;
+    }
+    Some((median(&last) - median(&first), dt_secs, third))
 }
 
 #[cfg(test)]
@@ -563,6 +696,14 @@ mod tests {
             .collect();
         let b = Baseline::fit(&pts(&v)).unwrap();
         assert_eq!(b.slope_per_sec, 0.0);
+        // but the series did fall: a test of falls expects where it ended (a drift that
+        // stopped is not a fall), a test of rises the whole baseline's median
+        assert_eq!(b.drift, -1.0);
+        let later = b.anchor_ms + 600_000;
+        let falls = b.for_harm(-1.0);
+        assert_eq!(falls.expected(later), median(&v[45..]));
+        assert!(falls.expected(later) < b.level, "{}", b.level);
+        assert_eq!(b.for_harm(1.0).expected(later), b.level);
         // while the same ramp all the way is followed, after the baseline too, unless it
         // runs the harmless way of the test
         let v: Vec<f64> = (0..60)
@@ -616,6 +757,59 @@ mod tests {
             up.expected(b.anchor_ms - 50_000),
             b.expected(b.anchor_ms - 50_000)
         );
+    }
+
+    #[test]
+    fn a_weak_trend_serves_only_the_test_it_runs_the_harmful_way() {
+        // a climb of growing steepness under the same noise: the first ones found at two
+        // to three standard errors are weak, the steeper ones strong
+        let mut rng = crate::scenarios::Rng::new(5);
+        let noise: Vec<f64> = (0..60).map(|_| rng.normal()).collect();
+        let (mut weak, mut strong) = (0, 0);
+        for step in 1..60 {
+            let per_sample = 0.004 * step as f64;
+            let v: Vec<f64> = (0..60)
+                .map(|i| 50.0 + per_sample * i as f64 + noise[i])
+                .collect();
+            let b = Baseline::fit(&pts(&v)).unwrap();
+            if b.slope_per_sec == 0.0 {
+                continue;
+            }
+            let later = b.anchor_ms + 600_000;
+            let rises = b.for_harm(1.0);
+            assert_eq!(rises.expected(later), b.expected(later));
+            let falls = b.for_harm(-1.0);
+            assert!(falls.untrended.is_none() && rises.untrended.is_none());
+            match b.untrended {
+                Some((level, spread, _)) => {
+                    weak += 1;
+                    // the test of falls judges as if no trend was found
+                    let (median, raw_spread) = robust_location_scale(&v);
+                    assert_eq!((level, spread), (median, raw_spread));
+                    assert_eq!(falls.expected(later), median);
+                    assert_eq!(falls.expected(b.anchor_ms - 100_000), median);
+                    assert_eq!((falls.spread, falls.slope_per_sec), (raw_spread, 0.0));
+                }
+                None => {
+                    strong += 1;
+                    assert_eq!(falls.expected(later), falls.held_level);
+                }
+            }
+        }
+        assert!(weak > 0 && strong > 0, "{weak} weak, {strong} strong");
+    }
+
+    #[test]
+    fn a_line_through_a_burst_is_no_trend_to_extrapolate() {
+        // flat at 20, with four samples forty to two hundred times that in the second
+        // third: the last third's median moves, but the line through it fits worse than
+        // the median does
+        let mut v: Vec<f64> = (0..20).map(|i| 20.0 + ((i * 7) % 5) as f64 - 2.0).collect();
+        for (i, x) in [863.0, 977.0, 900.0, 4050.0].into_iter().enumerate() {
+            v[13 + i] = x;
+        }
+        let b = Baseline::fit(&pts(&v)).unwrap();
+        assert_eq!(b.slope_per_sec, 0.0);
     }
 
     #[test]

@@ -190,7 +190,11 @@ fn winsorized(values: &[f64], med: f64, mad: f64) -> (f64, f64) {
     if n < 2 {
         return (med, 0.0);
     }
-    let (lo, hi) = if mad > 0.0 {
+    // A MAD a billionth of the median is rounding, not spread: the steps of a mostly
+    // constant series minus a fitted line are one value up to the last bits, and clipping
+    // at three such MADs would leave a spread of 1e-16 that makes any move infinitely
+    // significant. It counts as the zero it stands for.
+    let (lo, hi) = if mad > 1e-9 * med.abs() {
         (med - 3.0 * mad, med + 3.0 * mad)
     } else {
         (f64::NEG_INFINITY, f64::INFINITY)
@@ -397,6 +401,22 @@ pub fn binomial_sf(k: u64, n: u64, p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mad_of_rounding_counts_as_zero() {
+        // steps of a mostly constant series minus a line: one value up to the last bits,
+        // and a few real moves; the spread is theirs, not the rounding's
+        let slope = 0.000_123_456_789;
+        let line: Vec<f64> = (0..60)
+            .map(|i| if i % 10 == 0 { 1.0 } else { 0.0 } - slope * 60.0 * i as f64)
+            .collect();
+        let steps: Vec<f64> = line.windows(2).map(|w| w[1] - w[0]).collect();
+        let (_, spread) = robust_location_scale(&steps);
+        assert!(spread > 0.1, "{spread}");
+        let mut sorted = steps.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert_eq!(robust_location_scale_sorted(&steps, &sorted).1, spread);
+    }
 
     #[test]
     fn sorted_robust_location_scale_is_the_same_bit_for_bit() {

@@ -628,6 +628,8 @@ impl Watch {
                     level: base.0 / base.1.max(1.0),
                     held_level: base.0 / base.1.max(1.0),
                     slope_per_sec: 0.0,
+                    drift: 0.0,
+                    untrended: None,
                     anchor_ms: pairs[n - 1].0,
                     extrapolated: true,
                     spread: summary.spread,
