@@ -5,6 +5,7 @@
 //! robust constant otherwise), the typical spread around it, and the lag-1 autocorrelation
 //! that the detector needs to turn the spread into the noise of a running sum.
 
+use crate::season::{find_season, Season};
 use crate::stats::{lag1_autocorrelation, median, robust_location_scale};
 use crate::verdict::Summary;
 
@@ -30,6 +31,10 @@ pub struct Baseline {
     /// spread and lag-1 autocorrelation of the baseline without it, which a test for
     /// which the trend runs the harmless way takes instead. See [`Baseline::for_harm`].
     pub untrended: Option<(f64, f64, f64)>,
+    /// A cycle of a few samples the baseline repeats (see [`crate::season`]): its offset
+    /// is part of every expectation, inside the baseline and after it, and the level,
+    /// spread and correlation are those of the samples around it.
+    pub season: Option<Season>,
     /// Instant the level refers to (the last baseline sample).
     pub anchor_ms: i64,
     /// Whether the trend is carried past `anchor_ms` (see [`Baseline::expected`]); false
@@ -102,6 +107,26 @@ impl Baseline {
             Some((r, c, s)) => (r.as_slice(), *c, *s),
             None => (values.as_slice(), raw_median, raw_spread),
         };
+        // A short cycle is looked for around the level or line; when there is one, every
+        // figure below is taken on the samples with its offsets removed.
+        let season = find_season(points, residuals, level, spread, cadence_ms);
+        let off_cycle = |xs: &[f64], s: &Season| -> Vec<f64> {
+            xs.iter()
+                .zip(points)
+                .map(|(x, &(t, _))| x - s.at(t))
+                .collect()
+        };
+        let deseasoned = season
+            .as_ref()
+            .map(|s| (off_cycle(residuals, s), off_cycle(&values, s), s.widen));
+        let (residuals, values, spread) = match &deseasoned {
+            Some((r, v, widen)) => {
+                let (center, s) = robust_location_scale(r);
+                level = center;
+                (r.as_slice(), v.as_slice(), s * widen)
+            }
+            None => (residuals, values.as_slice(), spread),
+        };
         let k = (n / 4).max(12).min(n);
         if slope != 0.0 {
             // A line is only a local description: on a curved stretch (the shoulder of a
@@ -120,11 +145,14 @@ impl Baseline {
         };
         let rho = rho_of(residuals, level, spread);
         let untrended = (weak && slope != 0.0).then(|| {
-            (
-                raw_median,
-                raw_spread,
-                rho_of(&values, raw_median, raw_spread),
-            )
+            let (median, spread) = match &deseasoned {
+                Some((_, v, widen)) => {
+                    let (m, s) = robust_location_scale(v);
+                    (m, s * widen)
+                }
+                None => (raw_median, raw_spread),
+            };
+            (median, spread, rho_of(values, median, spread))
         });
         Some(Baseline {
             n,
@@ -137,6 +165,7 @@ impl Baseline {
             slope_per_sec: slope,
             drift,
             untrended,
+            season,
             anchor_ms,
             extrapolated: true,
             spread,
@@ -165,6 +194,12 @@ impl Baseline {
     /// alarms. What the full line costs is power against a change that adds to a trend
     /// already under way: the test then asks for a change beyond that worsening.
     pub fn expected(&self, t_ms: i64) -> f64 {
+        self.level_at(t_ms) + self.season.as_ref().map_or(0.0, |s| s.at(t_ms))
+    }
+
+    /// [`Baseline::expected`] without a short cycle's offset: the level the cycle swings
+    /// around, which effect floors relative to the level are taken of.
+    pub fn level_at(&self, t_ms: i64) -> f64 {
         let dt = (t_ms - self.anchor_ms) as f64;
         if dt > 0.0 && !self.extrapolated {
             return self.held_level;
@@ -668,6 +703,16 @@ fn thirds_difference(points: &[(i64, f64)]) -> Option<(f64, f64, usize)> {
 mod tests {
     use super::*;
 
+    /// A fixed pseudo-random value in `[0, 1)` for sample `i` (a hash, so that the test
+    /// series hold no cycle for the seasonal search to find, as `i % m` patterns do).
+    fn wob(i: usize) -> f64 {
+        let mut z = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z ^= z >> 29;
+        z = z.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z ^= z >> 32;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     fn pts(values: &[f64]) -> Vec<(i64, f64)> {
         values
             .iter()
@@ -678,9 +723,7 @@ mod tests {
 
     #[test]
     fn flat_baseline_has_no_trend() {
-        let v: Vec<f64> = (0..60)
-            .map(|i| 100.0 + ((i * 37) % 11) as f64 - 5.0)
-            .collect();
+        let v: Vec<f64> = (0..60).map(|i| 100.0 + 10.0 * wob(i) - 5.0).collect();
         let b = Baseline::fit(&pts(&v)).unwrap();
         assert_eq!(b.slope_per_sec, 0.0);
         assert!((b.level - 100.0).abs() < 2.0);
@@ -692,7 +735,7 @@ mod tests {
         // falls by 1 per sample for 30 samples, then stays flat: the recent half does not
         // trend, so nothing is carried over the watch
         let v: Vec<f64> = (0..60)
-            .map(|i| 100.0 - (i.min(30) as f64) + ((i * 37) % 5) as f64 * 0.2)
+            .map(|i| 100.0 - (i.min(30) as f64) + 0.8 * wob(i))
             .collect();
         let b = Baseline::fit(&pts(&v)).unwrap();
         assert_eq!(b.slope_per_sec, 0.0);
@@ -706,9 +749,7 @@ mod tests {
         assert_eq!(b.for_harm(1.0).expected(later), b.level);
         // while the same ramp all the way is followed, after the baseline too, unless it
         // runs the harmless way of the test
-        let v: Vec<f64> = (0..60)
-            .map(|i| 100.0 - i as f64 + ((i * 37) % 5) as f64 * 0.2)
-            .collect();
+        let v: Vec<f64> = (0..60).map(|i| 100.0 - i as f64 + 0.8 * wob(i)).collect();
         let b = Baseline::fit(&pts(&v)).unwrap();
         assert!(b.slope_per_sec < 0.0);
         let end = b.expected(b.anchor_ms);
@@ -725,7 +766,7 @@ mod tests {
     #[test]
     fn clear_trend_is_followed() {
         let v: Vec<f64> = (0..60)
-            .map(|i| 100.0 + i as f64 + ((i * 37) % 5) as f64 - 2.0)
+            .map(|i| 100.0 + i as f64 + 4.0 * wob(i) - 2.0)
             .collect();
         let b = Baseline::fit(&pts(&v)).unwrap();
         // one unit per sample = 0.1 per second
@@ -736,9 +777,7 @@ mod tests {
 
     #[test]
     fn a_trend_is_extrapolated_only_the_harmful_way() {
-        let v: Vec<f64> = (0..60)
-            .map(|i| 100.0 - i as f64 + ((i * 37) % 5) as f64 * 0.2)
-            .collect();
+        let v: Vec<f64> = (0..60).map(|i| 100.0 - i as f64 + 0.8 * wob(i)).collect();
         let b = Baseline::fit(&pts(&v)).unwrap();
         assert!(b.slope_per_sec < 0.0);
         let later = b.anchor_ms + 600_000;
@@ -804,7 +843,7 @@ mod tests {
         // flat at 20, with four samples forty to two hundred times that in the second
         // third: the last third's median moves, but the line through it fits worse than
         // the median does
-        let mut v: Vec<f64> = (0..20).map(|i| 20.0 + ((i * 7) % 5) as f64 - 2.0).collect();
+        let mut v: Vec<f64> = (0..20).map(|i| 20.0 + 4.0 * wob(i) - 2.0).collect();
         for (i, x) in [863.0, 977.0, 900.0, 4050.0].into_iter().enumerate() {
             v[13 + i] = x;
         }
@@ -886,9 +925,7 @@ mod tests {
 
     #[test]
     fn one_spike_changes_little() {
-        let mut v: Vec<f64> = (0..60)
-            .map(|i| 100.0 + ((i * 37) % 11) as f64 - 5.0)
-            .collect();
+        let mut v: Vec<f64> = (0..60).map(|i| 100.0 + 10.0 * wob(i) - 5.0).collect();
         let clean = Baseline::fit(&pts(&v)).unwrap();
         v[30] = 100_000.0;
         let spiked = Baseline::fit(&pts(&v)).unwrap();

@@ -11,6 +11,7 @@ pub mod export;
 mod hash;
 pub mod samples;
 pub mod scenarios;
+pub mod season;
 pub mod signatures;
 mod signatures_link;
 pub mod stats;

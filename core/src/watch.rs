@@ -541,7 +541,7 @@ impl Watch {
         for p in planned {
             let steps = (window_ms / p.base.cadence_ms).max(1.0);
             let name = &setup.metric_names[p.metric];
-            let level = p.base.expected(cut_ms);
+            let level = p.base.level_at(cut_ms);
             let min_effect = cfg
                 .min_absolute_effect(name)
                 .max(cfg.min_relative_effect(name) * level.abs());
@@ -630,6 +630,7 @@ impl Watch {
                     slope_per_sec: 0.0,
                     drift: 0.0,
                     untrended: None,
+                    season: None,
                     anchor_ms: pairs[n - 1].0,
                     extrapolated: true,
                     spread: summary.spread,

@@ -381,14 +381,14 @@ fn a_jump_in_a_wandering_series_is_measured_from_just_before_the_deploy() {
     );
 }
 
-/// A metric sampled every minute, 20 ± 1, climbing `per_min` a minute for the hour before
+/// A metric sampled every minute, 20 ± 1 plus `shape(sample index)`, for the hour before
 /// the deploy and the half hour after it, with `at_deploy` added from the deploy on.
-fn climb(seed: u64, per_min: f64, at_deploy: f64) -> DeployVerdict {
+fn per_minute(seed: u64, at_deploy: f64, shape: impl Fn(f64) -> f64) -> DeployVerdict {
     let mut rng = watchdog_core::scenarios::Rng::new(seed);
     let samples: Vec<Sample> = (0..90)
         .map(|i| {
             let shift = if i >= 60 { at_deploy } else { 0.0 };
-            let v = 20.0 + per_min * i as f64 + rng.normal() + shift;
+            let v = 20.0 + shape(i as f64) + rng.normal() + shift;
             sample(
                 T0.add_secs(60.0 * (i as f64 - 60.0)),
                 "svc",
@@ -397,6 +397,11 @@ fn climb(seed: u64, per_min: f64, at_deploy: f64) -> DeployVerdict {
         })
         .collect();
     run(Config::default(), &samples, &[deploy(T0, "v2", "svc")]).remove(0)
+}
+
+/// [`per_minute`] climbing `per_min` a minute.
+fn climb(seed: u64, per_min: f64, at_deploy: f64) -> DeployVerdict {
+    per_minute(seed, at_deploy, |i| per_min * i)
 }
 
 /// A climb of 2.5 σ over the fifty samples of the baseline (0.05 a minute against a
@@ -424,4 +429,35 @@ fn a_weak_climb_that_goes_on_is_not_a_regression() {
             "{per_min} a minute: {caught} of 20 steps caught"
         );
     }
+}
+
+/// [`per_minute`] running through a cycle of twelve samples (amplitude 3 over noise of
+/// 1: a monthly series' year, a job every twelve minutes).
+fn cycling(seed: u64, step: f64) -> DeployVerdict {
+    per_minute(seed, step, |i| {
+        3.0 * (std::f64::consts::TAU * i / 12.0).sin()
+    })
+}
+
+/// A step as large as the cycle's amplitude is a regression once the baseline knows
+/// where in the cycle every sample falls; without the cycle in the expectation, its
+/// swing was noise and no step was found (0 of 8 on the shaped probe). The cycle going
+/// on alone is no regression, and a step the other way is one too.
+#[test]
+fn a_step_in_a_series_with_a_short_cycle_is_found() {
+    let caught = (0..20)
+        .filter(|&s| cycling(s, 3.0).verdict == VerdictKind::Regression)
+        .count();
+    assert!(caught >= 18, "{caught} of 20 steps caught");
+    let falls = (0..20)
+        .filter(|&s| cycling(100 + s, -3.0).verdict == VerdictKind::Regression)
+        .count();
+    assert!(falls >= 18, "{falls} of 20 falls caught");
+    let alarms = (0..20)
+        .filter(|&s| cycling(200 + s, 0.0).verdict == VerdictKind::Regression)
+        .count();
+    assert!(
+        alarms <= 1,
+        "{alarms} of 20 cycles alone called regressions"
+    );
 }

@@ -337,7 +337,7 @@ impl Watch {
                     .copied()
                     .collect();
                 if let Some(base) = Baseline::fit(&pts).map(|b| b.for_harm(test.sign)) {
-                    let level = base.expected(deploy_ms);
+                    let level = base.level_at(deploy_ms);
                     let min_effect = cfg
                         .min_absolute_effect(&test.name)
                         .max(cfg.min_relative_effect(&test.name) * level.abs());

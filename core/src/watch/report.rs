@@ -351,7 +351,11 @@ impl Watch {
         };
         // A local-level decision measured the change from the level just before the
         // deploy, so that is the "before" of its evidence.
-        let level = t.base.expected(self.deploy_ms) + t.level_local.map_or(0.0, |r| t.sign * r);
+        // With a short cycle in the baseline, both sides are read off the cycle: the level
+        // without its offset at the deploy, the samples with theirs removed (the note
+        // says so), so that "from" and "to" compare like with like.
+        let cycle = |ts: i64| t.base.season.as_ref().map_or(0.0, |s| s.at(ts));
+        let level = t.base.level_at(self.deploy_ms) + t.level_local.map_or(0.0, |r| t.sign * r);
         let (observed, counts) = match t.counts() {
             Some(&CountModel {
                 design: d,
@@ -385,7 +389,7 @@ impl Watch {
                 let h = &histories[t.metric];
                 let vals: Vec<f64> = h
                     .range(lower_bound(h, obs_from)..lower_bound(h, obs_until))
-                    .map(|p| p.1)
+                    .map(|p| p.1 - cycle(p.0))
                     .collect();
                 (summarize(&vals), None)
             }
@@ -463,7 +467,21 @@ impl Watch {
             ),
             autocorrelation: t.base.rho,
             counts,
-            note: match (t.level_local, t.pre_existing_from) {
+            note: join_notes(
+                t.base.season.as_ref().map(|s| {
+                    let (lo, hi) = s
+                        .profile
+                        .iter()
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                            (lo.min(v), hi.max(v))
+                        });
+                    format!(
+                        "the baseline repeats every {} samples (a swing of {}); each sample is judged against the same point of that cycle, and the figures are taken off it",
+                        s.period(),
+                        fmt_num(hi - lo)
+                    )
+                }),
+                match (t.level_local, t.pre_existing_from) {
                 (Some(_), Some(f)) => Some(format!(
                     "a shift began at {} before the deploy; judged against the level just before the deploy",
                     Timestamp(f)
@@ -473,8 +491,16 @@ impl Watch {
                         .into(),
                 ),
                 (None, f) => f.map(|f| format!("re-based after a shift that began at {}", Timestamp(f))),
-            },
+            }),
         }
+    }
+}
+
+/// Two optional sentences as one note.
+fn join_notes(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{b}; {a}")),
+        (a, b) => a.or(b),
     }
 }
 
