@@ -561,6 +561,10 @@ impl Watch {
                 &mut critical,
                 cfg,
             );
+            let mut recent_base = [0.0; 3];
+            for (slot, &(t, x)) in recent_base.iter_mut().rev().zip(p.points.iter().rev()) {
+                *slot = p.sign * (x - p.base.expected(t));
+            }
             watch.tests.push(Test {
                 metric: p.metric,
                 requests_metric: None,
@@ -594,6 +598,8 @@ impl Watch {
                 last_effect_check: None,
                 last_extreme: None,
                 tail_hit: None,
+                recent: recent_base,
+                recent_base,
                 // The level test keeps at most `max_k` residuals: room for them once,
                 // not a doubling at every power of two.
                 level_resid: Vec::with_capacity(scored.level.map_or(0, |l| l.max_k)),
@@ -655,6 +661,8 @@ impl Watch {
                 last_effect_check: None,
                 last_extreme: None,
                 tail_hit: None,
+                recent: [0.0; 3],
+                recent_base: [0.0; 3],
                 level_resid: Vec::new(),
                 level_above: 0,
                 level_above_post: 0,

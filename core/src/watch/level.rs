@@ -113,7 +113,7 @@ pub(crate) struct LocalLevel {
 const MIN_K: usize = 3;
 
 /// The median of a window of three values.
-fn median_of_three(w: &[f64]) -> f64 {
+pub(super) fn median_of_three(w: &[f64]) -> f64 {
     let (a, b, c) = (w[0], w[1], w[2]);
     a.min(b).max(a.max(b).min(c))
 }

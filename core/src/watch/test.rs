@@ -119,6 +119,11 @@ pub(crate) struct Test {
     pub(super) last_extreme: Option<(i64, usize)>,
     /// When the tail test fired: (standardized residual, threshold it exceeded).
     pub(super) tail_hit: Option<(f64, f64)>,
+    /// The residuals of the three samples before the next one, oldest first, for the
+    /// extreme test's local level (see `feed`); `recent_base` is where they start: the
+    /// baseline's last three.
+    pub(super) recent: [f64; 3],
+    pub(super) recent_base: [f64; 3],
     /// Residuals of the samples since the start of the tolerance, in time order, for the
     /// level test (its first samples only), and its statistic and threshold when it fired.
     pub(super) level_resid: Vec<f64>,
@@ -169,6 +174,7 @@ impl Test {
         self.last_effect_check = None;
         self.last_extreme = None;
         self.tail_hit = None;
+        self.recent = self.recent_base;
         self.level_resid.clear();
         self.level_above = 0;
         self.level_above_post = 0;
