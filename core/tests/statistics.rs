@@ -510,3 +510,82 @@ fn a_walk_past_its_baseline_is_not_a_burst() {
         .count();
     assert!(caught >= 13, "{caught} of 20 jumps caught");
 }
+
+/// A sticky metric (AR(1) at ρ = 0.9, one sample a minute) with a day of history
+/// before the deploy and half an hour after it, and no change, judged with a baseline
+/// of `baseline_min` minutes.
+fn sticky(seed: u64, baseline_min: u64) -> DeployVerdict {
+    let mut rng = watchdog_core::scenarios::Rng::new(seed);
+    let mut x = 0.0;
+    let pre = 1440;
+    let samples: Vec<Sample> = (0..pre + 30)
+        .map(|i| {
+            x = 0.9 * x + (1.0f64 - 0.81).sqrt() * rng.normal();
+            sample(
+                T0.add_secs(60.0 * (i as f64 - pre as f64)),
+                "svc",
+                &[("value", 50.0 + x)],
+            )
+        })
+        .collect();
+    let cfg = Config {
+        baseline_window_secs: baseline_min * 60,
+        target_baseline_samples: baseline_min as usize,
+        max_history: 4096,
+        ..Config::default()
+    };
+    run(cfg, &samples, &[deploy(T0, "v2", "svc")]).remove(0)
+}
+
+/// The baseline size it asks for, from the verdict's `needed`.
+fn baseline_asked(v: &DeployVerdict) -> Option<u64> {
+    let needed = v.needed.as_deref()?;
+    let rest = needed.strip_prefix("a baseline of at least ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// A baseline too sticky for the sustained test to see a shift through its wander says
+/// how long a baseline would let it. With a fifth more samples than that of the same
+/// series, the watch is judged (healthy here, or short of samples after the deploy,
+/// with a figure), not "wanders too much" again, on most seeds: the longer stretch
+/// measures the stickiness anew, and where it comes out higher still than the figure
+/// expected, the test asks for more again (14 of the 17 seeds that can be checked in a
+/// day of history are judged). With half as many, it still wanders on about half of
+/// them (9 of 17): the figure is about the size that decides, not merely a large one.
+#[test]
+fn a_wandering_baseline_says_how_long_a_baseline_would_decide() {
+    let (mut asked, mut judged, mut short_wanders) = (0, 0, 0);
+    for seed in 0..30 {
+        let v = sticky(seed, 60);
+        if v.inconclusive_cause != Some(InconclusiveCause::UnsteadyBaseline) {
+            continue;
+        }
+        let n = baseline_asked(&v).unwrap_or_else(|| panic!("seed {seed}: {:?}", v.needed));
+        assert!(n > 50, "seed {seed}: {n}");
+        // the day of history holds only so much
+        if n + n / 5 > 1440 {
+            continue;
+        }
+        asked += 1;
+        let longer = sticky(seed, n + n / 5);
+        assert_ne!(longer.verdict, VerdictKind::Regression, "seed {seed}");
+        if longer.inconclusive_cause != Some(InconclusiveCause::UnsteadyBaseline) {
+            judged += 1;
+        }
+        if sticky(seed, (n / 2).max(60)).inconclusive_cause
+            == Some(InconclusiveCause::UnsteadyBaseline)
+        {
+            short_wanders += 1;
+        }
+    }
+    assert!(asked >= 6, "{asked} of 30 baselines wandered");
+    assert!(
+        judged * 10 >= asked * 8,
+        "{judged} of {asked} judged with the baseline asked for"
+    );
+    assert!(
+        short_wanders * 10 >= asked * 4,
+        "{short_wanders} of {asked} still wander with half of it"
+    );
+    eprintln!("{asked} asked, {judged} judged, {short_wanders} wander with half");
+}

@@ -386,6 +386,7 @@ impl Watch {
                         tail: scored.tail,
                         level: scored.level,
                     });
+                    test.alpha = scored.alpha;
                     test.min_effect = min_effect;
                     test.base = base;
                 }

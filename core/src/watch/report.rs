@@ -327,10 +327,36 @@ impl Watch {
                     human_secs(more * t.base.cadence_ms / 1000.0)
                 )
             }
-            None => format!(
-                "a longer or steadier baseline of {} before the deploy",
-                t.name
-            ),
+            None => match t.baseline_needed() {
+                // The figure that would decide: how long a baseline, at this
+                // stickiness, lets the sustained test see the shift through the wander;
+                // beyond what a metric's history keeps, only a steadier signal will.
+                Some(n) if n > cfg.max_history => format!(
+                    "a steadier signal than {}: at this stickiness the sustained test would need a baseline of more than the {} samples a metric's history keeps (`max_history`)",
+                    t.name, cfg.max_history
+                ),
+                Some(n) => {
+                    let secs = n as f64 * t.base.cadence_ms / 1000.0;
+                    let reach = if secs > cfg.max_baseline_window_secs as f64 {
+                        format!(
+                            ", beyond the {} a baseline may reach back: `max_baseline_window_secs`",
+                            human_secs(cfg.max_baseline_window_secs as f64)
+                        )
+                    } else {
+                        ": `baseline_window_secs` and `target_baseline_samples`".to_string()
+                    };
+                    format!(
+                        "a baseline of at least {n} samples of {} before the deploy ({} now; about {} at the usual rate{reach}), or a steadier one",
+                        t.name,
+                        t.base.n,
+                        human_secs(secs)
+                    )
+                }
+                None => format!(
+                    "a longer or steadier baseline of {} before the deploy",
+                    t.name
+                ),
+            },
         };
         let cause = if gappy {
             InconclusiveCause::Gaps

@@ -8,7 +8,7 @@ use super::{lower_bound, History};
 use crate::baseline::Baseline;
 use crate::config::{Config, Direction};
 use crate::detector::{CountDesign, Cusum, CusumDesign};
-use crate::stats::median;
+use crate::stats::{median, normal_quantile};
 
 /// What a test concluded so far.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -98,6 +98,8 @@ pub(crate) struct Test {
     pub(super) min_effect: f64,
     /// The shift, in baseline deviations, the sustained test is tuned for.
     pub(super) design_shift: f64,
+    /// The sustained test's false-alarm budget (see [`Test::baseline_needed`]).
+    pub(super) alpha: f64,
     /// Relative effect floor (count test).
     pub(super) min_rel: f64,
     pub(super) cusum: Cusum,
@@ -221,6 +223,70 @@ impl Test {
         (shift, (drift > 0.0).then(|| (self.design.h / drift).ceil()))
     }
 
+    /// How many baseline samples would have let the sustained test decide on the
+    /// `n_post` samples this watch has seen, when it cannot on its baseline now (a sticky
+    /// series, see [`Test::samples_needed`]): `None` when it can already, or only beyond
+    /// a million samples.
+    ///
+    /// Why a longer baseline decides: the rank scores are capped at the score of a value
+    /// beyond every baseline value, `Φ⁻¹((n+½)/(n+1))`, which grows with `n`, while the
+    /// test's allowance for the baseline's own error, `1.2533/√n_eff`, shrinks with it;
+    /// only once the cap clears the allowance can any shift drift the test upwards.
+    ///
+    ///
+    /// The figure keeps the baseline's stickiness and spread as they are, and designs
+    /// the test as [`ScoredDesign::new`] designs it for each size, so it is the size at
+    /// which the shift would have been seen in these samples if the series is as sticky
+    /// as it looks. A longer baseline measures the stickiness anew, and on a short one
+    /// the lag-1 autocorrelation comes out low (Kendall's bias, `(1+4ρ)/n`), so a figure
+    /// can fall short; adding that bias back instead doubled the figures, as the needed
+    /// size grows about as `((1+ρ)/(1−ρ))²`, and on AR(1) noise at ρ = 0.9 the figure
+    /// as it is was enough on most seeds (`a_wandering_baseline_says_how_long_a_baseline_would_decide`).
+    pub(super) fn baseline_needed(&self) -> Option<usize> {
+        let (widen, alpha) = match &self.model {
+            Model::Values(v) if v.rank.is_some() => (v.widen, self.alpha),
+            _ => return None,
+        };
+        let spread = self.base.spread;
+        if !(spread.is_finite() && spread > 0.0 && widen.is_finite() && widen > 0.0) {
+            return None;
+        }
+        let now = self.base.n.max(1);
+        let rho = self.base.rho;
+        let sigmas = self.design_shift.max(self.min_effect / (spread * widen));
+        let post = self.n_post as f64;
+        let steps = self.design.steps;
+        let decides = |n: usize| {
+            let cap = normal_quantile((n as f64 + 0.5) / (n as f64 + 1.0)) / widen;
+            let n_eff = (n as f64 * (1.0 - rho) / (1.0 + rho)).max(2.0);
+            let shift = self.design_shift.min(0.8 * cap);
+            let design = CusumDesign::new(shift, 1.2533 / n_eff.sqrt(), alpha, steps);
+            let drift = sigmas.min(cap) - design.k;
+            drift > 0.0 && (design.h / drift).ceil() <= post
+        };
+        if decides(now) {
+            return None;
+        }
+        // Longer baselines decide sooner: double until one does, then bisect.
+        let (mut lo, mut hi) = (now, now);
+        while !decides(hi) {
+            if hi >= 1_000_000 {
+                return None;
+            }
+            lo = hi;
+            hi = (hi * 2).min(1_000_000);
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if decides(mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        Some(hi)
+    }
+
     pub(super) fn fired(&self) -> Option<(i64, i64)> {
         match self.phase {
             Phase::Fired { at_ms, start_ms } => Some((at_ms, start_ms)),
@@ -238,6 +304,7 @@ pub(super) struct ScoredDesign {
     pub(super) widen: f64,
     pub(super) tail: Option<TailModel>,
     pub(super) level: Option<LevelModel>,
+    pub(super) alpha: f64,
 }
 
 /// The points a test is designed on, in time order, and their values sorted ascending
@@ -340,6 +407,7 @@ impl ScoredDesign {
             widen,
             tail,
             level: LevelModel::new(base, &residuals, share, window, tolerance, critical),
+            alpha: share,
         }
     }
 }
