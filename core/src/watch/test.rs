@@ -225,8 +225,8 @@ impl Test {
 
     /// How many baseline samples would have let the sustained test decide on the
     /// `n_post` samples this watch has seen, when it cannot on its baseline now (a sticky
-    /// series, see [`Test::samples_needed`]): `None` when it can already, or only beyond
-    /// a million samples.
+    /// series, see [`Test::samples_needed`]): `None` when it can already (or has no rank
+    /// test), `usize::MAX` when not even a million samples would do.
     ///
     /// Why a longer baseline decides: the rank scores are capped at the score of a value
     /// beyond every baseline value, `Φ⁻¹((n+½)/(n+1))`, which grows with `n`, while the
@@ -271,7 +271,7 @@ impl Test {
         let (mut lo, mut hi) = (now, now);
         while !decides(hi) {
             if hi >= 1_000_000 {
-                return None;
+                return Some(usize::MAX);
             }
             lo = hi;
             hi = (hi * 2).min(1_000_000);
