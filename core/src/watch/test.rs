@@ -233,7 +233,6 @@ impl Test {
     /// test's allowance for the baseline's own error, `1.2533/√n_eff`, shrinks with it;
     /// only once the cap clears the allowance can any shift drift the test upwards.
     ///
-    ///
     /// The figure keeps the baseline's stickiness and spread as they are, and designs
     /// the test as [`ScoredDesign::new`] designs it for each size, so it is the size at
     /// which the shift would have been seen in these samples if the series is as sticky
@@ -304,6 +303,7 @@ pub(super) struct ScoredDesign {
     pub(super) widen: f64,
     pub(super) tail: Option<TailModel>,
     pub(super) level: Option<LevelModel>,
+    /// The sustained test's share of the budget.
     pub(super) alpha: f64,
 }
 
