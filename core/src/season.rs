@@ -194,11 +194,10 @@ pub fn find_season(
 /// Adds `r`, turn by turn, into one sum per phase (`sums.len()` phases), in the order of
 /// the samples.
 fn turn_sums(r: &[f64], sums: &mut [f64]) {
-    /// A period known when compiled keeps its sums in registers through the turns: the
-    /// short periods, where a turn is a few additions, are most of the search's work.
-    fn fixed<const P: usize>(r: &[f64], sums: &mut [f64]) {
-        let mut s = [0.0f64; P];
-        let turns = r.chunks_exact(P);
+    /// The sums over whole turns, then the part turn at the end.
+    #[inline(always)]
+    fn add_turns(r: &[f64], s: &mut [f64]) {
+        let turns = r.chunks_exact(s.len());
         let rest = turns.remainder();
         for turn in turns {
             for (a, v) in s.iter_mut().zip(turn) {
@@ -208,24 +207,19 @@ fn turn_sums(r: &[f64], sums: &mut [f64]) {
         for (a, v) in s.iter_mut().zip(rest) {
             *a += v;
         }
+    }
+    /// A period known when compiled keeps its sums in registers through the turns: the
+    /// short periods, where a turn is a few additions, are most of the search's work.
+    fn fixed<const P: usize>(r: &[f64], sums: &mut [f64]) {
+        let mut s = [0.0f64; P];
+        add_turns(r, &mut s);
         sums.copy_from_slice(&s);
     }
     macro_rules! by_period {
         ($($p:literal)*) => {
             match sums.len() {
                 $($p => fixed::<$p>(r, sums),)*
-                p => {
-                    let turns = r.chunks_exact(p);
-                    let rest = turns.remainder();
-                    for turn in turns {
-                        for (a, v) in sums.iter_mut().zip(turn) {
-                            *a += v;
-                        }
-                    }
-                    for (a, v) in sums.iter_mut().zip(rest) {
-                        *a += v;
-                    }
-                }
+                _ => add_turns(r, sums),
             }
         };
     }

@@ -352,18 +352,10 @@ fn a_jump_in_a_wandering_series_is_measured_from_just_before_the_deploy() {
     let series = |seed: u64, jump: f64| {
         let mut rng = watchdog_core::scenarios::Rng::new(seed);
         let mut x = 200.0;
-        let samples: Vec<Sample> = (0..540)
-            .map(|i| {
-                x += rng.normal();
-                let v = x + if i >= 360 { jump } else { 0.0 };
-                sample(
-                    T0.add_secs(10.0 * (i as f64 - 360.0)),
-                    "svc",
-                    &[("p95_latency_ms", v)],
-                )
-            })
-            .collect();
-        run(Config::default(), &samples, &[deploy(T0, "v2", "svc")]).remove(0)
+        judged(10.0, 360, 180, "p95_latency_ms", Config::default(), |i| {
+            x += rng.normal();
+            x + if i >= 360 { jump } else { 0.0 }
+        })
     };
     let caught = (0..10)
         .filter(|&s| series(s, 24.0).verdict == VerdictKind::Regression)
@@ -385,18 +377,34 @@ fn a_jump_in_a_wandering_series_is_measured_from_just_before_the_deploy() {
 /// the deploy and the half hour after it, with `at_deploy` added from the deploy on.
 fn per_minute(seed: u64, at_deploy: f64, shape: impl Fn(f64) -> f64) -> DeployVerdict {
     let mut rng = watchdog_core::scenarios::Rng::new(seed);
-    let samples: Vec<Sample> = (0..90)
+    judged(60.0, 60, 30, "value", Config::default(), |i| {
+        let shift = if i >= 60 { at_deploy } else { 0.0 };
+        20.0 + shape(i as f64) + rng.normal() + shift
+    })
+}
+
+/// The verdict on one deploy at `T0` of a metric sampled every `every_secs`, `pre`
+/// samples before the deploy and `post` from it on, sample `i` (from 0) taking
+/// `value(i)`, judged with `cfg`.
+fn judged(
+    every_secs: f64,
+    pre: usize,
+    post: usize,
+    metric: &str,
+    cfg: Config,
+    mut value: impl FnMut(usize) -> f64,
+) -> DeployVerdict {
+    let samples: Vec<Sample> = (0..pre + post)
         .map(|i| {
-            let shift = if i >= 60 { at_deploy } else { 0.0 };
-            let v = 20.0 + shape(i as f64) + rng.normal() + shift;
+            let v = value(i);
             sample(
-                T0.add_secs(60.0 * (i as f64 - 60.0)),
+                T0.add_secs(every_secs * (i as f64 - pre as f64)),
                 "svc",
-                &[("value", v)],
+                &[(metric, v)],
             )
         })
         .collect();
-    run(Config::default(), &samples, &[deploy(T0, "v2", "svc")]).remove(0)
+    run(cfg, &samples, &[deploy(T0, "v2", "svc")]).remove(0)
 }
 
 /// [`per_minute`] climbing `per_min` a minute.
@@ -467,18 +475,10 @@ fn a_step_in_a_series_with_a_short_cycle_is_found() {
 fn walking(seed: u64, jump: f64) -> DeployVerdict {
     let mut rng = watchdog_core::scenarios::Rng::new(seed);
     let mut x = 50.0;
-    let samples: Vec<Sample> = (0..90)
-        .map(|i| {
-            x += rng.normal();
-            let v = x + if i >= 60 { jump } else { 0.0 };
-            sample(
-                T0.add_secs(60.0 * (i as f64 - 60.0)),
-                "svc",
-                &[("value", v)],
-            )
-        })
-        .collect();
-    run(Config::default(), &samples, &[deploy(T0, "v2", "svc")]).remove(0)
+    judged(60.0, 60, 30, "value", Config::default(), |i| {
+        x += rng.normal();
+        x + if i >= 60 { jump } else { 0.0 }
+    })
 }
 
 /// A walk leaves the range of its own baseline without any change: two samples beyond
@@ -517,24 +517,16 @@ fn a_walk_past_its_baseline_is_not_a_burst() {
 fn sticky(seed: u64, baseline_min: u64) -> DeployVerdict {
     let mut rng = watchdog_core::scenarios::Rng::new(seed);
     let mut x = 0.0;
-    let pre = 1440;
-    let samples: Vec<Sample> = (0..pre + 30)
-        .map(|i| {
-            x = 0.9 * x + (1.0f64 - 0.81).sqrt() * rng.normal();
-            sample(
-                T0.add_secs(60.0 * (i as f64 - pre as f64)),
-                "svc",
-                &[("value", 50.0 + x)],
-            )
-        })
-        .collect();
     let cfg = Config {
         baseline_window_secs: baseline_min * 60,
         target_baseline_samples: baseline_min as usize,
         max_history: 4096,
         ..Config::default()
     };
-    run(cfg, &samples, &[deploy(T0, "v2", "svc")]).remove(0)
+    judged(60.0, 1440, 30, "value", cfg, |_| {
+        x = 0.9 * x + (1.0f64 - 0.81).sqrt() * rng.normal();
+        50.0 + x
+    })
 }
 
 /// The baseline size it asks for, from the verdict's `needed`.
